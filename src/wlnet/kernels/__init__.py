@@ -1,0 +1,1 @@
+"""Numerical kernels: the LSTM recurrence in its reference, fused and custom forms."""

@@ -1,0 +1,1 @@
+"""Layers: immutable specs of Wolfram options and named arrays, with a pure forward."""
