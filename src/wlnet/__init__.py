@@ -1,5 +1,17 @@
 """wlnet: the Wolfram Language's recurrent neural-net framework on PyTorch."""
 
+from .containers import NetChain, NetGraph
+from .encoders import (
+    DigitCharacter,
+    LetterCharacter,
+    LowercaseCharacter,
+    NetDecoder,
+    NetEncoder,
+    PunctuationCharacter,
+    UppercaseCharacter,
+    WhitespaceCharacter,
+    WordCharacter,
+)
 from .errors import (
     ConstructionError,
     EncodingError,
@@ -13,24 +25,48 @@ from .errors import (
 )
 from .info import Information, NetExtract, Options
 from .initialize import NetInitialize
+from .layers.basic import DropoutLayer, ElementwiseLayer, LinearLayer, SoftmaxLayer
 from .layers.recurrent import LongShortTermMemoryLayer
+from .layers.sequence import EmbeddingLayer, SequenceLastLayer, UnitVectorLayer
+from .net import NetPort
+from .state import NetStateObject
 from .symbols import All, Automatic
 
 __all__ = [
     "All",
     "Automatic",
     "ConstructionError",
+    "DigitCharacter",
+    "DropoutLayer",
+    "ElementwiseLayer",
+    "EmbeddingLayer",
     "EncodingError",
+    "Information",
     "InitializationError",
     "InputError",
-    "Information",
+    "LetterCharacter",
+    "LinearLayer",
     "LongShortTermMemoryLayer",
+    "LowercaseCharacter",
+    "NetChain",
+    "NetDecoder",
+    "NetEncoder",
     "NetError",
     "NetExtract",
+    "NetGraph",
     "NetInitialize",
+    "NetPort",
+    "NetStateObject",
     "NotSupportedError",
     "OptionError",
     "Options",
+    "PunctuationCharacter",
+    "SequenceLastLayer",
     "ShapeError",
+    "SoftmaxLayer",
     "TrainingError",
+    "UnitVectorLayer",
+    "UppercaseCharacter",
+    "WhitespaceCharacter",
+    "WordCharacter",
 ]

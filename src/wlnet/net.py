@@ -13,7 +13,7 @@ import torch
 
 from .data import Batch, PortReader, write_port
 from .errors import InitializationError, InputError, OptionError, where
-from .symbols import Automatic
+from .symbols import All, Automatic
 
 EVALUATION_OPTIONS = {
     "BatchSize": Automatic,
@@ -22,6 +22,34 @@ EVALUATION_OPTIONS = {
     "WorkingPrecision": "Real32",
     "RandomSeeding": Automatic,
 }
+
+
+STATES = "\0States"  # key of the {position: state} dict passed through compiled modules
+
+
+class NetPort:
+    """NetPort("x") names a graph port; NetPort(layer, "State") a port of a layer in a graph;
+    NetPort(All, "States") every recurrent state of a net."""
+
+    __slots__ = ("spec",)
+
+    def __init__(self, *spec):
+        if not spec:
+            raise OptionError("NetPort: give a port name, or a layer position followed by a port name.")
+        self.spec = spec
+
+    def __eq__(self, other) -> bool:
+        return isinstance(other, NetPort) and self.spec == other.spec
+
+    def __hash__(self) -> int:
+        return hash(("NetPort", self.spec))
+
+    def __repr__(self) -> str:
+        return f"NetPort({', '.join(repr(s) for s in self.spec)})"
+
+    @property
+    def all_states(self) -> bool:
+        return self.spec == (All, "States")
 
 
 class Ctx(NamedTuple):
@@ -114,6 +142,10 @@ class Net:
         """{position + (array name,): tensor or None} over every leaf."""
         return {pos + (a,): t for pos, leaf in self.leaves() for a, t in leaf._arrays.items()}
 
+    def state_positions(self) -> dict:
+        """{position + (state port,): type} of every recurrent state in the net."""
+        return {pos + (s,): t for pos, leaf in self.leaves() for s, t in leaf.state_ports().items()}
+
     def missing_arrays(self) -> list:
         return [k for k, v in self.arrays().items() if v is None]
 
@@ -192,6 +224,12 @@ class Net:
         return values, first.batched, first.kind, first.size
 
     def __call__(self, data, port=None, **options):
+        return self._evaluate(data, port, options)[0]
+
+    def _evaluate(self, data, port, options: dict, states: dict | None = None):
+        """Evaluate; returns (user result, {position: final state tensor}, batched, kind).
+
+        `states` ({position: tensor (B, n)}) sets initial recurrent states."""
         unknown = [k for k in options if k not in EVALUATION_OPTIONS]
         if unknown:
             raise OptionError(
@@ -210,15 +248,65 @@ class Net:
                                             or batch_size < 1):
             raise OptionError(f"{self.name}: BatchSize must be a positive integer or Automatic, "
                               f"but was given {batch_size!r}.")
-        outputs = self._select_outputs(port)
+        selection = self._select_outputs(port)
         module = self._module(device, dtype)
-        values, batched, kind, _ = self.read_inputs(data)
+        given_states = None
+        if isinstance(data, dict) and any(isinstance(k, NetPort) for k in data):
+            data = dict(data)
+            given_states = {}
+            for key in [k for k in data if isinstance(k, NetPort)]:
+                given_states.update(self._state_spec(key, data.pop(key)))
+        values, batched, kind, size = self.read_inputs(data)
+        if states or given_states:
+            merged = dict(states or {})
+            if given_states:
+                merged.update(self._read_states(given_states, batched, size))
+            values[STATES] = {p: v.expand(size, -1) if v.shape[0] == 1 else v for p, v in merged.items()}
         values = _to(values, device, dtype)
         ctx = Ctx(mode == "Train", make_generator(options.get("RandomSeeding", Automatic), self.name, device))
-        needs_grad = kind == "torch" and any(_requires_grad(v) for v in values.values())
+        needs_grad = kind == "torch" and any(_requires_grad(v) for p, v in values.items() if p != STATES)
         with torch.set_grad_enabled(needs_grad):
             result = module(values, ctx)
-        return self._write_outputs(result, outputs, batched, kind)
+        final = result.get(STATES)
+        if final is None:
+            final = {(s,): result[s] for s in self.state_ports()}
+        return self._write_outputs(result, final, selection, batched, kind), final, batched, kind
+
+    def _state_spec(self, key: NetPort, value) -> dict:
+        positions = self.state_positions()
+        if key.all_states:
+            if not isinstance(value, dict):
+                raise InputError(
+                    f"{self.name}: NetPort(All, \"States\") must be given a dict of state position → array; the "
+                    f"positions are {list(positions)}."
+                )
+            out = {}
+            for pos, v in value.items():
+                pos = pos if isinstance(pos, tuple) else (pos,)
+                out[pos] = v
+            bad = [p for p in out if p not in positions]
+        else:
+            out = {tuple(key.spec): value}
+            bad = [tuple(key.spec)] if tuple(key.spec) not in positions else []
+        if bad:
+            raise InputError(
+                f"{self.name}: {bad[0]!r} is not a recurrent state of the net; its states are {list(positions)}."
+            )
+        return out
+
+    def _read_states(self, given: dict, batched: bool, size: int) -> dict:
+        positions = self.state_positions()
+        out = {}
+        for pos, v in given.items():
+            port = "/".join(str(p) for p in pos)
+            b = PortReader(positions[pos], self.name, f"NetPort({port})").read(v)
+            if b.batched and (not batched or b.size != size):
+                raise InputError(
+                    f"{self.name}: the state for {pos!r} was given for a batch of {b.size}, but the input is "
+                    f"{f'a batch of {size}' if batched else 'a single example'}."
+                )
+            out[pos] = b.value
+        return out
 
     def _select_outputs(self, port):
         """[(output port, decoder property or None)] for the `port` argument, and whether a dict."""
@@ -227,6 +315,11 @@ class Net:
             return list(outs), len(outs) > 1
         if isinstance(port, str) and port in outs:
             return [port], False
+        if isinstance(port, NetPort):
+            if port.all_states:
+                return [port], False
+            if tuple(port.spec) in self.state_positions():
+                return [port], False
         if isinstance(port, str) and len(outs) == 1 and next(iter(outs)) in self._decoders:
             return [(next(iter(outs)), port)], False
         raise InputError(
@@ -234,10 +327,16 @@ class Net:
             f"{', '.join(repr(p) for p in outs)}."
         )
 
-    def _write_outputs(self, result: dict, selection, batched: bool, kind: str):
+    def _write_outputs(self, result: dict, final: dict, selection, batched: bool, kind: str):
         ports, as_dict = selection
         out = {}
         for p in ports:
+            if isinstance(p, NetPort):
+                if p.all_states:
+                    out[p] = {pos: write_port(v, batched, kind) for pos, v in final.items()}
+                else:
+                    out[p] = write_port(final[tuple(p.spec)], batched, kind)
+                continue
             prop = None
             if isinstance(p, tuple):
                 p, prop = p

@@ -8,7 +8,7 @@ import numpy as np
 import torch
 
 from ..errors import OptionError, ShapeError, where
-from ..net import Net
+from ..net import STATES, Net
 from ..symbols import Automatic
 
 
@@ -26,6 +26,11 @@ class LayerModule(torch.nn.Module):
             self.register_parameter(name, torch.nn.Parameter(t, requires_grad=trainable))
 
     def forward(self, inputs: dict, ctx) -> dict:
+        states = inputs.get(STATES)
+        if states is not None:  # {(state port,): value} → the state ports themselves
+            inputs = {p: v for p, v in inputs.items() if p != STATES}
+            for (port,), v in states.items():
+                inputs.setdefault(port, v)
         return self.layer.forward(self._parameters, inputs, ctx, self)
 
     def extra_repr(self) -> str:

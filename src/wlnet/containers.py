@@ -1,0 +1,422 @@
+"""NetChain and NetGraph: topology as plain data, shape inference at construction, and one
+compiled torch module per net.
+
+Nodes are keyed by 1-based position (layers given as a list) or by name (a dict). An edge
+endpoint is ("graph", port) for a port of the graph itself, or (key, port) for a node's port.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+
+from .errors import ConstructionError, ShapeError
+from .net import STATES, Net, NetPort
+from .shapes import ANY, SCALAR, ArrayType, Real, describe, parse_sequence_shape, unify
+from .symbols import Automatic
+
+GRAPH = "graph"
+
+
+def _as_layer(x, who: str, key) -> Net:
+    if isinstance(x, Net):
+        return x
+    if isinstance(x, int) and not isinstance(x, bool):
+        from .layers.basic import LinearLayer
+
+        return LinearLayer(x)
+    raise ConstructionError(f"{who}: the layer at {key!r} is {x!r}, which is not a net or layer.")
+
+
+def _port_option(spec, who: str, port: str):
+    """A port option (shape, encoder, decoder, "Scalar") → (type or None, encoder, decoder, scalar)."""
+    if spec is Automatic or spec is None:
+        return None, None, None, False
+    if hasattr(spec, "output_type"):  # NetEncoder
+        return spec.output_type, spec, None, False
+    if hasattr(spec, "input_type"):  # NetDecoder
+        return spec.input_type, None, spec, False
+    if spec == "Scalar":
+        return SCALAR, None, None, True
+    if isinstance(spec, int) and not isinstance(spec, bool):
+        return Real(spec), None, None, False
+    if isinstance(spec, tuple | list) and len(spec) == 2:
+        return parse_sequence_shape(spec, who, port), None, None, False
+    if isinstance(spec, tuple | list):
+        return Real(*[None if d is Automatic else d for d in spec]), None, None, False
+    raise ShapeError(f"{who}: the port option {port}={spec!r} is not a shape, encoder, decoder or \"Scalar\".")
+
+
+class NetGraph(Net):
+    """A net of layers connected by edges.
+
+    NetGraph(layers, edges, Input=..., Output=..., **ports): layers a list (1-based positions)
+    or a dict of names; edges pairs (src, dst) — a layer, or NetPort("x") for a graph port, or
+    NetPort(layer, "port") for a layer's port such as an LSTM's "State" — or longer tuples for
+    chains a → b → c. Unconnected layer inputs become graph inputs; unconsumed outputs become
+    the graph output "Output". Keyword options give a port's shape, encoder or decoder.
+    """
+
+    def __init__(self, layers, edges=(), **ports):
+        who = type(self).__name__
+        if isinstance(layers, dict):
+            nodes = {}
+            for key, layer in layers.items():
+                if not isinstance(key, str) or not key or "." in key:
+                    raise ConstructionError(
+                        f"{who}: layer names must be non-empty strings without '.', but {key!r} was given."
+                    )
+                nodes[key] = _as_layer(layer, who, key)
+        elif isinstance(layers, list | tuple):
+            nodes = {i: _as_layer(layer, who, i) for i, layer in enumerate(layers, 1)}
+        else:
+            raise ConstructionError(f"{who}: layers must be a list or a dict, but was given {type(layers).__name__}.")
+        if not nodes:
+            raise ConstructionError(f"{who}: a net needs at least one layer.")
+        self._nodes = nodes
+        self._port_options = dict(ports)
+        self._edges = self._normalize(edges)
+        self._user_edges = list(edges)
+        self._build()
+
+    # ---- topology ----------------------------------------------------------------------------
+    def _endpoint(self, x, role: str):
+        who = self.name
+        if isinstance(x, NetPort):
+            spec = x.spec
+            if len(spec) == 1:
+                return (GRAPH, spec[0])
+            if len(spec) != 2:
+                raise ConstructionError(f"{who}: {x!r} in an edge must name one layer and one of its ports.")
+            key, port = spec
+            self._check_key(key)
+            node = self._nodes[key]
+            ports = (node.output_ports() if role == "src" else node.input_ports()) | node.state_ports()
+            if port not in ports:
+                raise ConstructionError(
+                    f"{who}: layer {key!r} ({node.name}) has no {'output' if role == 'src' else 'input'} port "
+                    f"{port!r}; its ports are {', '.join(repr(p) for p in ports)}."
+                )
+            return (key, port)
+        self._check_key(x)
+        node = self._nodes[x]
+        ports = node.output_ports() if role == "src" else node.input_ports()
+        if len(ports) != 1:
+            raise ConstructionError(
+                f"{who}: layer {x!r} has {len(ports)} {'output' if role == 'src' else 'input'} ports; name one "
+                f"with NetPort({x!r}, port)."
+            )
+        return (x, next(iter(ports)))
+
+    def _check_key(self, key):
+        if key not in self._nodes:
+            raise ConstructionError(
+                f"{self.name}: an edge refers to the layer {key!r}, but the layers are "
+                f"{', '.join(repr(k) for k in self._nodes)}."
+            )
+
+    def _normalize(self, edges) -> list:
+        out = []
+        for e in edges:
+            if not isinstance(e, tuple) or len(e) < 2:
+                raise ConstructionError(f"{self.name}: an edge must be a pair (src, dst), but {e!r} was given.")
+            for a, b in zip(e[:-1], e[1:]):
+                srcs = a if isinstance(a, list) else [a]
+                dst = self._endpoint(b, "dst")
+                if len(srcs) > 1:
+                    raise ConstructionError(
+                        f"{self.name}: {len(srcs)} sources feed {b!r}, but its port {dst[1]!r} takes one input."
+                    )
+                out.append((self._endpoint(srcs[0], "src"), dst))
+        seen = {}
+        for src, dst in out:
+            if dst in seen and dst[0] != GRAPH:
+                raise ConstructionError(f"{self.name}: port {dst[1]!r} of layer {dst[0]!r} is fed by two edges.")
+            seen[dst] = src
+        return out
+
+    def _topological_order(self) -> list:
+        deps = {k: set() for k in self._nodes}
+        for src, dst in self._edges:
+            if src[0] != GRAPH and dst[0] != GRAPH:
+                deps[dst[0]].add(src[0])
+        order, done, visiting = [], set(), set()
+
+        def visit(k, path):
+            if k in done:
+                return
+            if k in visiting:
+                cycle = " → ".join(repr(p) for p in [*path, k])
+                raise ConstructionError(f"{self.name}: the edges form a cycle ({cycle}); a net must be acyclic.")
+            visiting.add(k)
+            for d in sorted(deps[k], key=list(self._nodes).index):
+                visit(d, [*path, k])
+            visiting.discard(k)
+            done.add(k)
+            order.append(k)
+
+        for k in self._nodes:
+            visit(k, [])
+        return order
+
+    # ---- inference -----------------------------------------------------------------------------
+    def _build(self):
+        who = self.name
+        self._encoders, self._decoders, self._scalar = {}, {}, set()
+        declared = {}
+        for port, spec in self._port_options.items():
+            t, enc, dec, scalar = _port_option(spec, who, port)
+            declared[port] = t
+            if enc is not None:
+                self._encoders[port] = enc
+            if dec is not None:
+                self._decoders[port] = dec
+            if scalar:
+                self._scalar.add(port)
+        order = self._topological_order()
+        feeds = {k: {} for k in self._nodes}  # node → {port: src}
+        consumed = set()
+        graph_out = {}
+        for src, dst in self._edges:
+            if dst[0] == GRAPH:
+                graph_out[dst[1]] = src
+            else:
+                feeds[dst[0]][dst[1]] = src
+            consumed.add(src)
+        # unconnected main inputs become graph inputs of the same name
+        for k, node in self._nodes.items():
+            for port in node.input_ports():
+                if port not in feeds[k]:
+                    feeds[k][port] = (GRAPH, port)
+        if not graph_out or "Output" not in graph_out:
+            sinks = [(k, p) for k in order for p in self._nodes[k].output_ports() if (k, p) not in consumed]
+            if len(sinks) > 1 and "Output" not in graph_out:
+                sinks = [s for s in sinks if s[0] == order[-1]] or sinks[-1:]
+            if sinks and "Output" not in graph_out:
+                graph_out = {"Output": sinks[-1], **graph_out}
+        graph_in_types: dict = {}
+        for k in self._nodes:
+            for src in feeds[k].values():
+                if src[0] == GRAPH:
+                    graph_in_types.setdefault(src[1], declared.get(src[1]) or ANY)
+        for port in declared:
+            if port not in graph_in_types and port not in graph_out:
+                raise ConstructionError(
+                    f"{who}: the option {port}= names no port of the net; its input ports are "
+                    f"{', '.join(repr(p) for p in graph_in_types)} and output ports {', '.join(map(repr, graph_out))}."
+                )
+        out_types = {}
+        nodes = dict(self._nodes)
+        for k in order:
+            node = nodes[k]
+            main, states = {}, {}
+            for port, src in feeds[k].items():
+                t = graph_in_types[src[1]] if src[0] == GRAPH else out_types[src]
+                (states if port in node.state_ports() else main)[port] = (t, src)
+            try:
+                node = node.infer({p: t for p, (t, _) in main.items()})
+            except ShapeError as e:
+                srcs = ", ".join(self._src_text(s) for _, s in main.values())
+                raise ShapeError(f"{who}: cannot connect {srcs} to layer {k!r}: {e}") from None
+            nodes[k] = node
+            for port, (_, src) in main.items():
+                if src[0] == GRAPH:
+                    graph_in_types[src[1]] = unify(graph_in_types[src[1]], node.input_ports()[port],
+                                                   f'{who} port "{src[1]}"', f"layer {k!r} port {port!r}")
+            for port, (t, src) in states.items():
+                want = node.state_ports()[port]
+                u = unify(t, want, self._src_text(src), f"layer {k!r} state port {port!r}")
+                if src[0] == GRAPH:
+                    graph_in_types[src[1]] = u
+            for port, t in {**node.output_ports(), **node.state_ports()}.items():
+                out_types[(k, port)] = t
+        self._nodes = nodes
+        self._feeds = feeds
+        self._order = order
+        self._graph_out = graph_out
+        self._in = graph_in_types
+        self._out = {}
+        for port, src in graph_out.items():
+            t = graph_in_types[src[1]] if src[0] == GRAPH else out_types[src]
+            want = declared.get(port)
+            if port in self._scalar:
+                if t.dims is not None and t.dims not in ((1,), (None,), ()):
+                    raise ShapeError(f'{who}: Output="Scalar" needs a size-1 vector or a number, but the net '
+                                     f"produces {describe(t)}. End the net with LinearLayer(1).")
+                t = SCALAR
+            elif want is not None:
+                t = unify(t, want, f"{self._src_text(src)}", f'the {port}= option')
+            self._out[port] = t
+
+    def _src_text(self, src) -> str:
+        if src[0] == GRAPH:
+            return f'the net\'s input port "{src[1]}"'
+        return f"layer {src[0]!r} ({self._nodes[src[0]].name}) port {src[1]!r}"
+
+    # ---- Net interface ---------------------------------------------------------------------------
+    def input_ports(self) -> dict:
+        return dict(self._in)
+
+    def output_ports(self) -> dict:
+        return dict(self._out)
+
+    def leaves(self) -> list:
+        return [((k,) + pos, leaf) for k, node in self._nodes.items() for pos, leaf in node.leaves()]
+
+    def map_leaves(self, fn) -> Net:
+        new = copy.copy(self)
+        new.__dict__.pop("_module_cache", None)
+        new.__dict__.pop("_reader_cache", None)
+        new._nodes = {k: node.map_leaves(lambda pos, leaf, k=k: fn((k,) + pos, leaf))
+                      for k, node in self._nodes.items()}
+        return new
+
+    def infer(self, inputs: dict) -> Net:
+        changed = {p: t for p, t in inputs.items() if p in self._in and t != self._in[p]}
+        if not changed:
+            return self
+        opts = dict(self._port_options)
+        for p, t in changed.items():
+            if p not in self._encoders:
+                opts[p] = _type_option(unify(t, self._in[p], "the preceding layer", f'{self.name} port "{p}"'))
+        return self._rebuilt(opts)
+
+    def _rebuilt(self, port_options: dict) -> NetGraph:
+        new = copy.copy(self)
+        new.__dict__.pop("_module_cache", None)
+        new.__dict__.pop("_reader_cache", None)
+        new._port_options = port_options
+        new._build()
+        return new
+
+    def build_module(self, trainable: bool) -> torch.nn.Module:
+        return GraphModule(self, trainable)
+
+    def _extract(self, spec):
+        if not isinstance(spec, tuple):
+            spec = (spec,)
+        head, rest = spec[0], spec[1:]
+        if head not in self._nodes:
+            raise ShapeError(
+                f"NetExtract: {head!r} is not a layer of the {self.name}; its layers are "
+                f"{', '.join(repr(k) for k in self._nodes)}."
+            )
+        node = self._nodes[head]
+        return node if not rest else node._extract(rest if len(rest) > 1 else rest[0])
+
+    def input_form(self) -> str:
+        layers = self._layers_code()
+        edges = ", ".join(_edge_code(e) for e in self._user_edges)
+        opts = "".join(f", {p}={_option_code(v)}" for p, v in self._port_options.items())
+        return f"NetGraph({layers}, [{edges}]{opts})"
+
+    def _layers_code(self) -> str:
+        if all(isinstance(k, int) for k in self._nodes):
+            return "[" + ", ".join(n.input_form() for n in self._nodes.values()) + "]"
+        return "{" + ", ".join(f"{k!r}: {n.input_form()}" for k, n in self._nodes.items()) + "}"
+
+    def __repr__(self) -> str:
+        state = "initialized" if self.initialized() else "uninitialized"
+        ins = ", ".join(f"{p}: {describe(t)}" for p, t in self._in.items())
+        outs = ", ".join(f"{p}: {describe(t)}" for p, t in self._out.items())
+        names = ", ".join(f"{k}: {n.name}" for k, n in self._nodes.items())
+        return f"{self.name}[{names}]  <{state}; {ins} → {outs}>"
+
+
+def _type_option(t: ArrayType):
+    if t.dims is None:
+        return Automatic
+    return tuple(Automatic if d is None else d for d in t.dims)
+
+
+def _option_code(v) -> str:
+    if hasattr(v, "input_form"):
+        return v.input_form()
+    if isinstance(v, tuple):
+        return "(" + ", ".join(_option_code(x) for x in v) + ("," if len(v) == 1 else "") + ")"
+    return repr(v)
+
+
+def _edge_code(e) -> str:
+    def one(x):
+        if isinstance(x, list):
+            return "[" + ", ".join(one(y) for y in x) + "]"
+        return repr(x)
+
+    return "(" + ", ".join(one(x) for x in e) + ")"
+
+
+class NetChain(NetGraph):
+    """Layers applied one after another: the output of each feeds the input of the next.
+
+    NetChain(layers, Input=..., Output=...): layers a list (1-based positions) or a dict of
+    names; an int n stands for LinearLayer(n). Input may be a shape or a NetEncoder; Output a
+    shape, a NetDecoder, or "Scalar".
+
+    >>> chain = NetInitialize(NetChain([LongShortTermMemoryLayer(3), SequenceLastLayer()], Input=("Varying", 2)))
+    >>> len(chain([[1, 2], [3, 4]]))
+    3
+    """
+
+    def __init__(self, layers, Input=Automatic, Output=Automatic):
+        keys = list(layers) if isinstance(layers, dict) else list(range(1, len(layers) + 1))
+        edges = [tuple(keys)] if len(keys) > 1 else []
+        ports = {}
+        if Input is not Automatic and Input is not None:
+            ports["Input"] = Input
+        if Output is not Automatic and Output is not None:
+            ports["Output"] = Output
+        super().__init__(layers, edges, **ports)
+
+    def input_form(self) -> str:
+        opts = "".join(f", {p}={_option_code(v)}" for p, v in self._port_options.items())
+        return f"NetChain({self._layers_code()}{opts})"
+
+
+class GraphModule(torch.nn.Module):
+    """Runs a NetGraph: each node's module in topological order, values passed by edges."""
+
+    def __init__(self, graph: NetGraph, trainable: bool):
+        super().__init__()
+        self.frozen = False
+        plan = []
+        for k in graph._order:
+            node = graph._nodes[k]
+            self.add_module(str(k), node.build_module(trainable))
+            state_names = tuple(node.state_ports())
+            plan.append((str(k), k, tuple(graph._feeds[k].items()), state_names))
+        self.plan = plan
+        self.outputs = tuple(graph._graph_out.items())
+        self.scalar = frozenset(graph._scalar)
+
+    def forward(self, inputs: dict, ctx) -> dict:
+        env = {}
+        states_in = inputs.get(STATES)
+        states_out = {}
+        modules = self._modules
+        for name, key, feeds, state_names in self.plan:
+            node_in = {port: inputs[src[1]] if src[0] == GRAPH else env[src] for port, src in feeds}
+            if states_in:
+                # states of this node (and, for a nested net, of its layers); an edge-fed state wins
+                sub = {pos[1:]: v for pos, v in states_in.items()
+                       if pos[0] == key and not (len(pos) == 2 and pos[1] in node_in)}
+                if sub:
+                    node_in[STATES] = sub
+            out = modules[name](node_in, ctx)
+            for port, v in out.items():
+                if port == STATES:
+                    for pos, s in v.items():
+                        states_out[(key,) + pos] = s
+                else:
+                    env[(key, port)] = v
+                    if port in state_names:
+                        states_out[(key, port)] = v
+        result = {}
+        for port, src in self.outputs:
+            v = inputs[src[1]] if src[0] == GRAPH else env[src]
+            if port in self.scalar:
+                v = v.reshape(v.shape[0])
+            result[port] = v
+        result[STATES] = states_out
+        return result

@@ -1,0 +1,311 @@
+"""NetEncoder and NetDecoder: pure transforms between user values and tensors.
+
+Encoders: ("Characters", alphabet, "Index" | "UnitVector") turns a string into a sequence of
+1-based indices or one-hot vectors; ("Class", labels, "Index" | "UnitVector") turns a label
+into an index or a one-hot vector. Decoder: ("Class", labels) turns a probability vector into
+a label, or, with the property "Probabilities", a dict label → probability.
+"""
+
+from __future__ import annotations
+
+import string
+
+import torch
+
+from .data import Batch, Seq
+from .errors import EncodingError, OptionError, where
+from .shapes import VARYING, Index, Real
+
+
+class CharacterClass:
+    """A named set of characters usable in a Characters alphabet (expanded in order)."""
+
+    def __init__(self, name: str, chars: str):
+        self.name = name
+        self.chars = chars
+
+    def __repr__(self) -> str:
+        return self.name
+
+
+DigitCharacter = CharacterClass("DigitCharacter", string.digits)
+LetterCharacter = CharacterClass("LetterCharacter", string.ascii_lowercase + string.ascii_uppercase)
+LowercaseCharacter = CharacterClass("LowercaseCharacter", string.ascii_lowercase)
+UppercaseCharacter = CharacterClass("UppercaseCharacter", string.ascii_uppercase)
+WhitespaceCharacter = CharacterClass("WhitespaceCharacter", " \t\n")
+PunctuationCharacter = CharacterClass("PunctuationCharacter", string.punctuation)
+WordCharacter = CharacterClass("WordCharacter", string.ascii_letters + string.digits)
+CHARACTER_CLASSES = (DigitCharacter, LetterCharacter, LowercaseCharacter, UppercaseCharacter,
+                     WhitespaceCharacter, PunctuationCharacter, WordCharacter)
+
+FORMS = ("Index", "UnitVector")
+
+
+def _alphabet(spec) -> list[str]:
+    items = list(spec) if isinstance(spec, str) else spec
+    if not isinstance(items, list | tuple) or not items:
+        raise OptionError(
+            f"NetEncoder: a Characters alphabet must be a non-empty string or list of characters and character "
+            f"classes, but was given {spec!r}."
+        )
+    chars: list[str] = []
+    for item in items:
+        if isinstance(item, CharacterClass):
+            new = list(item.chars)
+        elif isinstance(item, str) and len(item) == 1:
+            new = [item]
+        else:
+            raise OptionError(
+                f"NetEncoder: the alphabet entry {item!r} is neither a single character nor a character class "
+                f"({', '.join(c.name for c in CHARACTER_CLASSES)})."
+            )
+        chars.extend(c for c in new if c not in chars)
+    return chars
+
+
+class NetEncoder:
+    """NetEncoder(("Characters", alphabet, form), IgnoreCase=False) or NetEncoder(("Class", labels, form))."""
+
+    def __init__(self, spec, *, IgnoreCase=False):
+        if not isinstance(spec, tuple | list) or not spec or spec[0] not in ("Characters", "Class"):
+            raise OptionError(
+                'NetEncoder: expected ("Characters", alphabet[, "Index" | "UnitVector"]) or '
+                f'("Class", labels[, "Index" | "UnitVector"]), but was given {spec!r}.'
+            )
+        self.kind = spec[0]
+        if len(spec) < 2 or len(spec) > 3:
+            raise OptionError(f"NetEncoder: {self.kind} encoders take an alphabet/labels and an optional form; "
+                              f"was given {spec!r}.")
+        self.form = spec[2] if len(spec) == 3 else ("Index" if self.kind == "Characters" else "UnitVector")
+        if self.form not in FORMS:
+            raise OptionError(f'NetEncoder: the form must be "Index" or "UnitVector", but was given {self.form!r}.')
+        if not isinstance(IgnoreCase, bool):
+            raise OptionError(f"NetEncoder: IgnoreCase must be True or False, but was given {IgnoreCase!r}.")
+        self.ignore_case = IgnoreCase
+        self._spec = spec
+        if self.kind == "Characters":
+            self.alphabet = _alphabet(spec[1])
+            self.index = {}
+            for i, c in enumerate(self.alphabet, 1):
+                self.index.setdefault(c, i)
+                if IgnoreCase:
+                    self.index.setdefault(c.lower(), i)
+                    self.index.setdefault(c.upper(), i)
+            L = len(self.alphabet)
+            self.output_type = Index(VARYING, levels=L) if self.form == "Index" else Real(VARYING, L)
+        else:
+            self.labels = _labels(spec[1], "NetEncoder")
+            self.index = {lab: i for i, lab in enumerate(self.labels, 1)}
+            L = len(self.labels)
+            self.output_type = Index(levels=L) if self.form == "Index" else Real(L)
+        self.size = L
+
+    def __repr__(self) -> str:
+        return f"NetEncoder({self._spec!r}{', IgnoreCase=True' if self.ignore_case else ''})"
+
+    def input_form(self) -> str:
+        kind, items = self._spec[0], self._spec[1]
+        if not isinstance(items, str):
+            items = "[" + ", ".join(repr(i) for i in items) + "]"
+        else:
+            items = repr(items)
+        return f"NetEncoder(({kind!r}, {items}, {self.form!r}){', IgnoreCase=True' if self.ignore_case else ''})"
+
+    def __eq__(self, other) -> bool:
+        return isinstance(other, NetEncoder) and repr(self) == repr(other)
+
+    def __hash__(self) -> int:
+        return hash(repr(self))
+
+    def reader(self, layer: str, port: str) -> _EncoderReader:
+        return _EncoderReader(self, layer, port)
+
+    def encode(self, data, layer: str = "NetEncoder", port: str = "Input"):
+        """data (one value or a list of them) → the tensor the port receives (a batch)."""
+        return self.reader(layer, port).read(data).value
+
+
+class _EncoderReader:
+    __slots__ = ("enc", "layer", "port")
+
+    def __init__(self, enc: NetEncoder, layer: str, port: str):
+        self.enc = enc
+        self.layer = layer
+        self.port = port
+
+    def read(self, data) -> Batch:
+        enc = self.enc
+        if enc.kind == "Characters":
+            if isinstance(data, str):
+                return Batch(self._strings([data]), False, "list", 1)
+            if isinstance(data, list | tuple) and data and all(isinstance(s, str) for s in data):
+                return Batch(self._strings(list(data)), True, "list", len(data))
+            if isinstance(data, list | tuple) and not data:
+                raise EncodingError(f"{where(self.layer, self.port)}empty inputs are not permitted: the batch has "
+                                    "no strings.")
+            raise EncodingError(
+                f"{where(self.layer, self.port)}the port's Characters encoder expects a string or a list of "
+                f"strings, but was given {_short(data)}."
+            )
+        if _hashable(data) and data in enc.index:
+            return Batch(self._labels([data]), False, "list", 1)
+        if isinstance(data, list | tuple) and data:
+            return Batch(self._labels(list(data)), True, "list", len(data))
+        raise self._bad_label(data)
+
+    def _bad_label(self, label) -> EncodingError:
+        return EncodingError(
+            f"{where(self.layer, self.port)}{label!r} is not one of the Class encoder's labels "
+            f"{self.enc.labels!r}."
+        )
+
+    def _strings(self, strings: list[str]) -> Seq:
+        index = self.enc.index
+        flat = []
+        lengths = []
+        for j, s in enumerate(strings):
+            if not s:
+                raise EncodingError(
+                    f"{where(self.layer, self.port)}empty inputs are not permitted: string {j + 1} of the input "
+                    "is empty."
+                )
+            try:
+                flat.extend(index[c] for c in s)
+            except KeyError:
+                bad = next(c for c in s if c not in index)
+                raise EncodingError(
+                    f"{where(self.layer, self.port)}the character {bad!r} in {s!r} is not in the encoder's "
+                    f"alphabet {''.join(self.enc.alphabet)!r}. Remove it, or add it to the alphabet"
+                    f"{' (or use IgnoreCase=True)' if bad.lower() in index or bad.upper() in index else ''}."
+                ) from None
+            lengths.append(len(s))
+        B, T = len(strings), max(lengths)
+        idx = torch.tensor(flat, dtype=torch.int64)
+        if all(n == T for n in lengths):
+            out = idx.view(B, T)
+            lens = None
+        else:
+            lens = torch.tensor(lengths)
+            mask = torch.arange(T).unsqueeze(0) < lens.unsqueeze(1)  # (B, T)
+            out = torch.zeros(B, T, dtype=torch.int64)
+            out[mask] = idx
+        if self.enc.form == "UnitVector":
+            one = torch.nn.functional.one_hot(out.clamp(min=1) - 1, self.enc.size).to(torch.float32)
+            if lens is not None:
+                one = one * (out > 0).unsqueeze(-1)
+            out = one
+        return Seq(out, lens)
+
+    def _labels(self, labels: list) -> torch.Tensor:
+        index = self.enc.index
+        idx = []
+        for lab in labels:
+            if not _hashable(lab) or lab not in index:
+                raise self._bad_label(lab)
+            idx.append(index[lab])
+        t = torch.tensor(idx, dtype=torch.int64)
+        if self.enc.form == "UnitVector":
+            return torch.nn.functional.one_hot(t - 1, self.enc.size).to(torch.float32)
+        return t
+
+
+def _hashable(x) -> bool:
+    try:
+        hash(x)
+    except TypeError:
+        return False
+    return True
+
+
+def _short(x) -> str:
+    r = repr(x)
+    return r if len(r) < 60 else r[:57] + "..."
+
+
+def _labels(spec, who: str) -> list:
+    if not isinstance(spec, list | tuple) or len(spec) < 1:
+        raise OptionError(f"{who}: Class labels must be a non-empty list, but was given {spec!r}.")
+    if not all(_hashable(x) for x in spec) or len(set(spec)) != len(spec):
+        raise OptionError(f"{who}: Class labels must be distinct hashable values, but were given {spec!r}.")
+    return list(spec)
+
+
+DECODER_PROPERTIES = ("Decision", "Probabilities", "TopProbabilities", "Entropy")
+
+
+class NetDecoder:
+    """NetDecoder(("Class", labels)): a probability vector → the most probable label.
+
+    net(x, "Probabilities") gives the dict label → probability; "TopProbabilities" the
+    labels with probability above 0.1, most probable first; "Entropy" the entropy in nats."""
+
+    def __init__(self, spec):
+        if not isinstance(spec, tuple | list) or len(spec) != 2 or spec[0] != "Class":
+            raise OptionError(f'NetDecoder: expected ("Class", labels), but was given {spec!r}.')
+        self.labels = _labels(spec[1], "NetDecoder")
+        self.index = {lab: i for i, lab in enumerate(self.labels)}
+        self.input_type = Real(len(self.labels))
+        self._spec = spec
+
+    def __repr__(self) -> str:
+        return f"NetDecoder({self._spec!r})"
+
+    def input_form(self) -> str:
+        return f"NetDecoder(('Class', [{', '.join(repr(lab) for lab in self.labels)}]))"
+
+    def __eq__(self, other) -> bool:
+        return isinstance(other, NetDecoder) and self.labels == other.labels
+
+    def __hash__(self) -> int:
+        return hash(tuple(self.labels))
+
+    def decode(self, probs: torch.Tensor, batched: bool, prop, layer: str, port: str):
+        if prop is None:
+            prop = "Decision"
+        if prop not in DECODER_PROPERTIES:
+            raise OptionError(
+                f"{where(layer, port)}{prop!r} is neither an output port nor a property of the Class decoder; the "
+                f"properties are {', '.join(DECODER_PROPERTIES)}."
+            )
+        p = probs.detach().to("cpu", torch.float64)
+        if prop == "Decision":
+            out = [self.labels[i] for i in p.argmax(1).tolist()]
+        elif prop == "Probabilities":
+            out = [dict(zip(self.labels, row)) for row in p.tolist()]
+        elif prop == "TopProbabilities":
+            out = [sorted(((lab, q) for lab, q in zip(self.labels, row) if q > 0.1), key=lambda lq: -lq[1])
+                   for row in p.tolist()]
+        else:
+            out = (-(p * p.clamp_min(1e-300).log()).sum(1)).tolist()
+        return out if batched else out[0]
+
+    def target_reader(self, layer: str, port: str) -> _TargetReader:
+        return _TargetReader(self, layer, port)
+
+
+class _TargetReader:
+    """Labels (one or a list) → a LongTensor (B,) of 0-based class indices."""
+
+    def __init__(self, dec: NetDecoder, layer: str, port: str):
+        self.dec = dec
+        self.layer = layer
+        self.port = port
+
+    def read(self, data) -> Batch:
+        index = self.dec.index
+        if _hashable(data) and data in index:
+            return Batch(torch.tensor([index[data]]), False, "list", 1)
+        if isinstance(data, list | tuple) and data:
+            idx = []
+            for j, lab in enumerate(data):
+                if not _hashable(lab) or lab not in index:
+                    raise EncodingError(
+                        f"{where(self.layer, self.port)}target {j + 1}, {lab!r}, is not one of the Class decoder's "
+                        f"labels {self.dec.labels!r}."
+                    )
+                idx.append(index[lab])
+            return Batch(torch.tensor(idx), True, "list", len(idx))
+        raise EncodingError(
+            f"{where(self.layer, self.port)}the target {_short(data)} is not one of the Class decoder's labels "
+            f"{self.dec.labels!r}."
+        )

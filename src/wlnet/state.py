@@ -1,0 +1,110 @@
+"""NetStateObject: a net that remembers its recurrent states between evaluations."""
+
+from __future__ import annotations
+
+import torch
+
+from .data import PortReader
+from .errors import InputError, OptionError
+from .net import Net
+
+
+class NetStateObject:
+    """NetStateObject(net, seed=None): evaluating it starts every recurrent layer from the
+    final states of the previous evaluation (zeros, or `seed`, the first time), so applying it
+    to x1 then x2 equals applying the net to x1 followed by x2 as one sequence.
+
+    seed: a dict {state position: vector}, positions as Information(net,
+    "RecurrentStatesPositionList") lists them, e.g. {(1, "State"): [...], (1, "CellState"): [...]}.
+
+    Batches: the stored states are one vector per position after a single example, and B
+    vectors after a batch of B. A stored single state starts every sequence of a batch; stored
+    batch states continue a batch of the same size B, sequence by sequence; any other batch
+    size is an error (call reset() first).
+    """
+
+    def __init__(self, net: Net, seed=None):
+        if not isinstance(net, Net):
+            raise OptionError(f"NetStateObject: expected a net, but was given {type(net).__name__}.")
+        self._positions = net.state_positions()
+        if not self._positions:
+            raise OptionError(
+                f"NetStateObject: the {net.name} has no recurrent state (no LongShortTermMemoryLayer or other "
+                "recurrent layer), so there is nothing to remember."
+            )
+        net._require_initialized()
+        self._net = net
+        self._seed = self._read_seed(seed) if seed is not None else {}
+        self._states = dict(self._seed)
+
+    def _read_seed(self, seed) -> dict:
+        if not isinstance(seed, dict):
+            raise OptionError(
+                f"NetStateObject: the seed must be a dict of state position → vector; the positions are "
+                f"{list(self._positions)}."
+            )
+        out = {}
+        for pos, v in seed.items():
+            pos = pos if isinstance(pos, tuple) else (pos,)
+            if pos not in self._positions:
+                raise OptionError(
+                    f"NetStateObject: {pos!r} is not a recurrent state of the net; its states are "
+                    f"{list(self._positions)}."
+                )
+            b = PortReader(self._positions[pos], self._net.name, f"state {pos}").read(v)
+            out[pos] = b.value.detach().clone()
+        return out
+
+    @property
+    def net(self) -> Net:
+        return self._net
+
+    def states(self) -> dict:
+        """{position: numpy array} of the stored states (zeros where none is stored yet)."""
+        out = {}
+        for pos, t in self._positions.items():
+            v = self._states.get(pos)
+            if v is None:
+                v = torch.zeros(1, t.dims[0])
+            v = v.detach().cpu()
+            out[pos] = (v[0] if v.shape[0] == 1 else v).numpy().copy()
+        return out
+
+    def reset(self, seed=None) -> None:
+        """Forget the stored states: back to the seed (or the new `seed`)."""
+        if seed is not None:
+            self._seed = self._read_seed(seed)
+        self._states = dict(self._seed)
+
+    def _extract(self, spec):
+        if spec == "States":
+            return self.states()
+        pos = spec if isinstance(spec, tuple) else (spec,)
+        if pos in self._positions:
+            return self.states()[pos]
+        return self._net._extract(spec)
+
+    def __call__(self, data, port=None, **options):
+        result, final, _, _ = self._net._evaluate(data, port, options, states=self._checked(data))
+        self._states = {p: v.detach().clone() for p, v in final.items()}
+        return result
+
+    def _checked(self, data) -> dict:
+        """The stored states, after checking they fit the batch size of `data`."""
+        if not self._states:
+            return {}
+        sizes = {v.shape[0] for v in self._states.values()}
+        stored = sizes.pop()
+        if stored == 1:
+            return self._states
+        _, batched, _, size = self._net.read_inputs(data)
+        if not batched or size != stored:
+            raise InputError(
+                f"NetStateObject: the stored states belong to a batch of {stored} sequences, but the input is "
+                f"{f'a batch of {size}' if batched else 'a single sequence'}. Give a batch of {stored}, or call "
+                "reset() first."
+            )
+        return self._states
+
+    def __repr__(self) -> str:
+        return f"NetStateObject({self._net!r})"
