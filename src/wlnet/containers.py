@@ -184,11 +184,11 @@ class NetGraph(Net):
             else:
                 feeds[dst[0]][dst[1]] = src
             consumed.add(src)
-        # unconnected main inputs become graph inputs of the same name
+        # unconnected main inputs become graph inputs of the same name; main inputs come first
         for k, node in self._nodes.items():
-            for port in node.input_ports():
-                if port not in feeds[k]:
-                    feeds[k][port] = (GRAPH, port)
+            fed = feeds[k]
+            feeds[k] = {p: fed.get(p, (GRAPH, p)) for p in node.input_ports()}
+            feeds[k].update(fed)
         if not graph_out or "Output" not in graph_out:
             sinks = [(k, p) for k in order for p in self._nodes[k].output_ports() if (k, p) not in consumed]
             if len(sinks) > 1 and "Output" not in graph_out:
