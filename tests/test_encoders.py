@@ -1,0 +1,105 @@
+"""NetEncoder / NetDecoder: round trips, forms, character classes, and their errors."""
+
+import numpy as np
+import pytest
+
+import wlnet as w
+from wlnet.encoders import NetDecoder, NetEncoder
+
+
+def test_characters_index_form_is_one_based_and_ragged():
+    enc = NetEncoder(("Characters", "xy"))
+    seq = enc.encode(["xyx", "y"])
+    assert seq.data.tolist() == [[1, 2, 1], [2, 0, 0]]
+    assert seq.lengths.tolist() == [3, 1]
+    assert enc.output_type.integer and enc.output_type.levels == 2
+
+
+def test_characters_unit_vector_form():
+    enc = NetEncoder(("Characters", "abc", "UnitVector"))
+    seq = enc.encode("cab")
+    assert seq.data[0].tolist() == [[0, 0, 1], [1, 0, 0], [0, 1, 0]]
+    assert seq.lengths is None
+    padded = enc.encode(["ab", "c"]).data
+    assert padded[1].tolist() == [[0, 0, 1], [0, 0, 0]]
+
+
+def test_character_classes_expand_in_order():
+    enc = NetEncoder(("Characters", [w.DigitCharacter, "+"]))
+    assert enc.alphabet == list("0123456789+")
+    assert enc.encode("9+0").data.tolist() == [[10, 11, 1]]
+    letters = NetEncoder(("Characters", [w.LetterCharacter]))
+    assert len(letters.alphabet) == 52
+
+
+def test_ignore_case():
+    enc = NetEncoder(("Characters", "ab"), IgnoreCase=True)
+    assert enc.encode("AbB").data.tolist() == [[1, 2, 2]]
+    strict = NetEncoder(("Characters", "ab"))
+    with pytest.raises(w.EncodingError, match="IgnoreCase"):
+        strict.encode("A")
+
+
+def test_character_outside_alphabet_names_character_and_port():
+    net = w.NetInitialize(w.LongShortTermMemoryLayer(2, Input=NetEncoder(("Characters", "xy", "UnitVector"))))
+    before = net("xy")
+    with pytest.raises(w.EncodingError) as err:
+        net(["xy", "xzy"])
+    msg = str(err.value)
+    assert "'z'" in msg and "'xzy'" in msg and 'port "Input"' in msg and "LongShortTermMemoryLayer" in msg
+    assert net("xy") == before
+
+
+def test_empty_string_is_an_error():
+    net = w.NetInitialize(w.LongShortTermMemoryLayer(2, Input=NetEncoder(("Characters", "xy", "UnitVector"))))
+    with pytest.raises(w.InputError, match="empty inputs are not permitted"):
+        net(["x", ""])
+
+
+def test_class_encoder_forms():
+    onehot = NetEncoder(("Class", ["a", "b", "c"]))
+    assert onehot.encode("b").tolist() == [[0, 1, 0]]
+    index = NetEncoder(("Class", ["a", "b", "c"], "Index"))
+    assert index.encode(["c", "a"]).tolist() == [3, 1]
+    with pytest.raises(w.EncodingError, match="'d' is not one of"):
+        index.encode("d")
+
+
+def test_class_decoder_decision_and_probabilities():
+    dec = NetDecoder(("Class", ["Less", "Greater", "Equal"]))
+    net = w.NetChain([w.SoftmaxLayer()], Input=3, Output=dec)
+    assert net([0.0, 5.0, 1.0]) == "Greater"
+    assert net([[9.0, 0, 0], [0, 0, 9.0]]) == ["Less", "Equal"]
+    probs = net([0.0, 5.0, 1.0], "Probabilities")
+    expected = np.exp([0.0, 5.0, 1.0]) / np.exp([0.0, 5.0, 1.0]).sum()
+    assert list(probs) == ["Less", "Greater", "Equal"]
+    np.testing.assert_allclose(list(probs.values()), expected, rtol=1e-5)
+    top = net([0.0, 5.0, 1.0], "TopProbabilities")
+    assert top[0][0] == "Greater"
+
+
+def test_decoder_size_must_match_output():
+    with pytest.raises(w.ShapeError) as err:
+        w.NetChain([w.LinearLayer(4), w.SoftmaxLayer()], Input=2, Output=NetDecoder(("Class", ["a", "b"])))
+    assert "size 4" in str(err.value) and "size 2" in str(err.value)
+
+
+def test_decoder_target_reader_round_trip():
+    dec = NetDecoder(("Class", ["x", "y"]))
+    b = dec.target_reader("net", "Output").read(["y", "x", "y"])
+    assert b.value.tolist() == [1, 0, 1] and b.batched
+    with pytest.raises(w.EncodingError, match="target 2, 'z'"):
+        dec.target_reader("net", "Output").read(["y", "z"])
+
+
+@pytest.mark.parametrize("spec", [("Characters",), ("Words", "ab"), ("Characters", "ab", "Bad"), ("Characters", "")])
+def test_bad_encoder_specs(spec):
+    with pytest.raises(w.OptionError):
+        NetEncoder(spec)
+
+
+def test_bad_decoder_specs():
+    with pytest.raises(w.OptionError):
+        NetDecoder(("Class", ["a", "a"]))
+    with pytest.raises(w.OptionError):
+        NetDecoder(("Characters", "ab"))
