@@ -266,7 +266,10 @@ class Net:
         ctx = Ctx(mode == "Train", make_generator(options.get("RandomSeeding", Automatic), self.name, device))
         needs_grad = kind == "torch" and any(_requires_grad(v) for p, v in values.items() if p != STATES)
         with torch.set_grad_enabled(needs_grad):
-            result = module(values, ctx)
+            if batched and batch_size is not Automatic and size > batch_size:
+                result = _merge([module(_rows(values, a, a + batch_size), ctx) for a in range(0, size, batch_size)])
+            else:
+                result = module(values, ctx)
         final = result.get(STATES)
         if final is None:
             final = {(s,): result[s] for s in self.state_ports()}
@@ -346,6 +349,40 @@ class Net:
             else:
                 out[p] = write_port(result[p], batched, kind)
         return out if as_dict else out[ports[0] if not isinstance(ports[0], tuple) else ports[0][0]]
+
+
+def _rows(values: dict, a: int, b: int) -> dict:
+    """Rows a..b of every value (the batch axis), for evaluation in chunks of BatchSize."""
+    from .data import Seq
+
+    def cut(v):
+        if isinstance(v, dict):
+            return {p: cut(x) for p, x in v.items()}
+        if isinstance(v, Seq):
+            return Seq(v.data[a:b], None if v.lengths is None else v.lengths[a:b])
+        return v[a:b]
+
+    return {p: cut(v) for p, v in values.items()}
+
+
+def _merge(chunks: list) -> dict:
+    """Concatenate chunk results along the batch axis (sequences padded to a common length)."""
+    from .data import Seq
+
+    def join(vs):
+        if isinstance(vs[0], dict):
+            return {p: join([v[p] for v in vs]) for p in vs[0]}
+        if isinstance(vs[0], Seq):
+            T = max(v.data.shape[1] for v in vs)
+            data = torch.cat([torch.nn.functional.pad(v.data, (0, 0) * (v.data.ndim - 2) + (0, T - v.data.shape[1]))
+                              for v in vs])
+            if all(v.lengths is None and v.data.shape[1] == T for v in vs):
+                return Seq(data, None)
+            lengths = torch.cat([torch.tensor(v.length_list()) for v in vs])
+            return Seq(data, lengths)
+        return torch.cat(vs)
+
+    return join(chunks)
 
 
 def _requires_grad(v) -> bool:
