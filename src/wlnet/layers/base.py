@@ -193,6 +193,11 @@ class Layer(Net):
         return f"{self.name}({self._option_code()})  <{state}; {ins} → {outs}>"
 
 
+def _unset(value) -> bool:
+    """An option left at its default (None or Automatic); arrays are never compared with ==."""
+    return value is None or value is Automatic
+
+
 def _short(t) -> str:
     from ..shapes import describe
 

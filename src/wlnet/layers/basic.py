@@ -8,7 +8,7 @@ from ..data import Seq
 from ..errors import OptionError, ShapeError, where
 from ..shapes import ANY, ArrayType, Real, describe, parse_size, unify
 from ..symbols import Automatic
-from .base import Layer
+from .base import Layer, _unset
 
 
 def _map(x, fn):
@@ -46,11 +46,11 @@ class LinearLayer(Layer):
             in_type = Real(None)
         k = in_type.dims[0] if in_type.rank == 1 else None
         self._arrays = {"Weights": None, "Biases": None}
-        if options.get("Weights") not in (None, Automatic):
+        if not _unset(options.get("Weights")):
             w = self._array_option("Weights", options["Weights"], (self.n, k))
             k = w.shape[1]
             self._arrays["Weights"] = w
-        if options.get("Biases") not in (None, Automatic):
+        if not _unset(options.get("Biases")):
             self._arrays["Biases"] = self._array_option("Biases", options["Biases"], (self.n,))
         self._in = {"Input": Real(k)}
         self._out = {"Output": Real(self.n)}

@@ -8,7 +8,7 @@ from ..data import Seq
 from ..errors import OptionError, ShapeError, where
 from ..shapes import VARYING, ArrayType, Index, Real, describe, parse_size, unify
 from ..symbols import Automatic
-from .base import Layer
+from .base import Layer, _unset
 
 
 class SequenceLastLayer(Layer):
@@ -104,7 +104,7 @@ class EmbeddingLayer(Layer):
         self.n = parse_size(n, self.name, "n (the number of classes)")
         self._given = options
         self._arrays = {"Weights": None}
-        if options.get("Weights") not in (None, Automatic):
+        if not _unset(options.get("Weights")):
             w = self._array_option("Weights", options["Weights"], (self.n, self.d))
             self.n = w.shape[0]
             self._arrays["Weights"] = w
