@@ -28,9 +28,11 @@ from .initialize import NetInitialize
 from .layers.basic import DropoutLayer, ElementwiseLayer, LinearLayer, SoftmaxLayer
 from .layers.recurrent import LongShortTermMemoryLayer
 from .layers.sequence import EmbeddingLayer, SequenceLastLayer, UnitVectorLayer
+from .measure import NetMeasurements
 from .net import NetPort
 from .state import NetStateObject
 from .symbols import All, Automatic
+from .train import NetTrain, NetTrainResultsObject, Scaled
 
 __all__ = [
     "All",
@@ -55,12 +57,16 @@ __all__ = [
     "NetExtract",
     "NetGraph",
     "NetInitialize",
+    "NetMeasurements",
     "NetPort",
     "NetStateObject",
+    "NetTrain",
+    "NetTrainResultsObject",
     "NotSupportedError",
     "OptionError",
     "Options",
     "PunctuationCharacter",
+    "Scaled",
     "SequenceLastLayer",
     "ShapeError",
     "SoftmaxLayer",

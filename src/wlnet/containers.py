@@ -264,6 +264,10 @@ class NetGraph(Net):
     def leaves(self) -> list:
         return [((k,) + pos, leaf) for k, node in self._nodes.items() for pos, leaf in node.leaves()]
 
+    def output_leaf(self, port: str):
+        src = self._graph_out[port]
+        return None if src[0] == GRAPH else self._nodes[src[0]].output_leaf(src[1])
+
     def map_leaves(self, fn) -> Net:
         new = copy.copy(self)
         new.__dict__.pop("_module_cache", None)

@@ -149,15 +149,9 @@ def scenario_11():
     return {"net": net, "first": first, "second": second, "states": [states_1, states_2]}
 
 
-def _load_training_scenarios() -> None:
-    try:
-        from . import examples_training  # noqa: F401  (registers scenarios 9 and 10)
-    except ImportError:
-        pass
-
-
 def main(argv: list[str]) -> int:
-    _load_training_scenarios()
+    from . import examples_training  # noqa: F401  (registers scenarios 9 and 10)
+
     wanted = [int(a) for a in argv] or sorted(SCENARIOS)
     start = time.perf_counter()
     for n in wanted:
@@ -174,4 +168,7 @@ def main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    # run the imported module's main, so there is one registry of scenarios (not a __main__ copy)
+    from wlnet.examples import main as _main
+
+    sys.exit(_main(sys.argv[1:]))

@@ -116,6 +116,10 @@ class Net:
         """[(position, layer)] of every layer that is not a container; position () for a layer."""
         raise NotImplementedError
 
+    def output_leaf(self, port: str):
+        """The layer that produces the output port (None if a graph input passes straight through)."""
+        raise NotImplementedError
+
     def map_leaves(self, fn) -> Net:
         """A new net with each leaf replaced by fn(position, leaf)."""
         raise NotImplementedError

@@ -117,12 +117,8 @@ def _read_all(reader, port: str, items, who: str):
     try:
         batch = reader.read(items)
     except (NetError, TypeError, ValueError) as err:
-        for i in range(_count(items)):
-            try:
-                reader.read([items[i]])
-            except (NetError, TypeError, ValueError) as e:
-                raise TrainingError(f'{who}: example {i + 1}, port "{port}": {e}') from None
-        raise TrainingError(f'{who}: the data for port "{port}" could not be read: {err}') from None
+        raise _first_bad(reader, port, items, who) or TrainingError(
+            f'{who}: the data for port "{port}" could not be read: {err}') from None
     if not batch.batched or batch.size != _count(items):
         raise TrainingError(
             f'{who}: the data for port "{port}" must be a list of examples, one per example; '
@@ -131,15 +127,28 @@ def _read_all(reader, port: str, items, who: str):
     return batch.value
 
 
+def _first_bad(reader, port: str, items, who: str) -> TrainingError | None:
+    """The error of the first example that cannot be read on its own, naming it and its port."""
+    for i in range(_count(items)):
+        try:
+            b = reader.read(items[i])
+            problem = None if not b.batched else "the example has one dimension too many: it reads as a batch"
+        except (NetError, TypeError, ValueError) as e:
+            problem = str(e)
+        if problem is not None:
+            place = f"example {i + 1}" if f'port "{port}"' in problem else f'example {i + 1}, port "{port}"'
+            return TrainingError(f"{who}: {place}: {problem}")
+    return None
+
+
 def class_decoder(net: Net, port: str):
     """The port's Class decoder, or None."""
     dec = net._decoders.get(port)
     return dec if dec is not None and getattr(dec, "labels", None) is not None else None
 
 
-def _last_is_softmax(net: Net) -> bool:
-    leaves = net.leaves()
-    return bool(leaves) and type(leaves[-1][1]).__name__ == "SoftmaxLayer"
+def _last_is_softmax(net: Net, port: str) -> bool:
+    return type(net.output_leaf(port)).__name__ == "SoftmaxLayer"
 
 
 def _target_reader(net: Net, port: str, t: ArrayType, probabilities: bool, items):
@@ -224,7 +233,7 @@ def read_dataset(net: Net, data, who: str, loss_spec=None) -> Problem:
     out_types = net.output_ports()
     targets, losses, index = {}, {}, {}
     for port, items in target_cols.items():
-        probabilities = class_decoder(net, port) is not None or _last_is_softmax(net)
+        probabilities = class_decoder(net, port) is not None or _last_is_softmax(net, port)
         reader, is_index = _target_reader(net, port, out_types[port], probabilities, items)
         targets[port] = _read_all(reader, port, items, who)
         losses[port] = choose_loss(loss_spec, probabilities, who)
@@ -325,6 +334,15 @@ def batch_loss(problem: Problem, outputs: dict, targets: dict) -> torch.Tensor:
     """The mean over the batch of the summed per-port losses (a 0-dim tensor)."""
     total = None
     for port, kind in problem.losses.items():
-        loss = example_losses(kind, outputs[port], targets[port], problem.index_targets[port]).mean()
+        out, target = outputs[port], targets[port]
+        if kind in _FLAT and not problem.index_targets[port] and not (isinstance(out, Seq) and out.lengths is not None):
+            # every example the same size: the mean of the per-example means is the overall mean
+            o = out.data if isinstance(out, Seq) else out
+            loss = _FLAT[kind](o, target.data if isinstance(target, Seq) else target)
+        else:
+            loss = example_losses(kind, out, target, problem.index_targets[port]).mean()
         total = loss if total is None else total + loss
     return total
+
+
+_FLAT = {"MeanSquaredLoss": torch.nn.functional.mse_loss, "MeanAbsoluteLoss": torch.nn.functional.l1_loss}

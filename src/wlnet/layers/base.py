@@ -63,6 +63,9 @@ class Layer(Net):
     def map_leaves(self, fn) -> Net:
         return fn((), self)
 
+    def output_leaf(self, port: str):
+        return self
+
     def build_module(self, trainable: bool) -> torch.nn.Module:
         return LayerModule(self, trainable)
 

@@ -1,0 +1,115 @@
+"""NetMeasurements: how well a net does on labelled examples.
+
+NetMeasurements(net, data, "Accuracy") with data in any NetTrain form; a list of measurements
+gives a list of values. Measurements:
+
+  "Accuracy"         fraction of examples whose most probable class is the target class
+  "ErrorRate"        1 − Accuracy
+  "ConfusionMatrix"  counts C[i, j] of examples of class i (target) predicted as class j, a
+                     numpy int64 array in the order of the decoder's labels
+  "MeanSquare"       mean over examples of the mean squared difference output − target
+                     (for class outputs: probabilities against one-hot targets)
+  "MeanDeviation"    the same with absolute differences
+  "Loss"             the mean of NetTrain's automatic loss
+"""
+
+from __future__ import annotations
+
+import torch
+
+from .data import Seq
+from .errors import OptionError, TrainingError
+from .net import TEST, Net
+from .train_data import class_decoder, example_losses, read_dataset
+
+MEASUREMENTS = ("Accuracy", "ErrorRate", "ConfusionMatrix", "MeanSquare", "MeanDeviation", "Loss")
+WHO = "NetMeasurements"
+_CHUNK = 1024
+
+
+def NetMeasurements(net: Net, data, measurement):
+    """NetMeasurements(net, data, "Accuracy" | "ErrorRate" | "ConfusionMatrix" | "MeanSquare" |
+    "MeanDeviation" | "Loss"), or a list of them (→ a list of values)."""
+    if not isinstance(net, Net):
+        raise OptionError(f"{WHO}: expected a net, but was given {type(net).__name__}.")
+    wanted = list(measurement) if isinstance(measurement, list | tuple) else [measurement]
+    for m in wanted:
+        if m not in MEASUREMENTS:
+            raise OptionError(f"{WHO}: {m!r} is not a known measurement; the measurements are "
+                              f"{', '.join(MEASUREMENTS)}.")
+    net._require_initialized()
+    problem = read_dataset(net, data, WHO)
+    if len(problem.losses) != 1:
+        raise TrainingError(f"{WHO}: give targets for one output port; the data gives targets for "
+                            f"{', '.join(repr(p) for p in problem.losses)}.")
+    port = next(iter(problem.losses))
+    outputs, targets = _evaluate(net, problem.data, port)
+    classes = problem.index_targets[port]
+    values = [_measure(m, net, port, problem, outputs, targets, classes) for m in wanted]
+    return values if isinstance(measurement, list | tuple) else values[0]
+
+
+def _evaluate(net: Net, data, port: str) -> tuple[list, list]:
+    """The net's outputs for every example, in chunks: ([output chunk], [target chunk])."""
+    module = net._module(torch.device("cpu"), torch.float32)
+    outs, tgts = [], []
+    with torch.no_grad():
+        for start in range(0, data.size, _CHUNK):
+            idx = torch.arange(start, min(start + _CHUNK, data.size))
+            xs, ts = data.rows(idx)
+            outs.append(module(xs, TEST)[port])
+            tgts.append(ts[port])
+    return outs, tgts
+
+
+def _measure(m: str, net, port, problem, outputs, targets, classes: bool):
+    if m in ("MeanSquare", "MeanDeviation", "Loss"):
+        kind = {"MeanSquare": "MeanSquaredLoss", "MeanDeviation": "MeanAbsoluteLoss"}.get(m, problem.losses[port])
+        total = sum(float(example_losses(kind, o, t, classes).sum()) for o, t in zip(outputs, targets))
+        return total / problem.data.size
+    predicted, actual = _decisions(net, port, outputs, targets, classes, m)
+    if m == "ConfusionMatrix":
+        size = _class_count(net, port, outputs)
+        cm = torch.zeros(size * size, dtype=torch.int64)
+        cm.index_add_(0, actual * size + predicted, torch.ones_like(actual))
+        return cm.reshape(size, size).numpy()
+    accuracy = float((predicted == actual).double().mean())
+    return accuracy if m == "Accuracy" else 1.0 - accuracy
+
+
+def _decisions(net, port, outputs, targets, classes: bool, m: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """Predicted and target classes (0-based) of every example (or every real step of a sequence)."""
+    if not classes and not _vector_output(outputs):
+        raise TrainingError(
+            f'{WHO}: "{m}" needs a classifier: an output port with a Class decoder (NetDecoder(("Class", '
+            f'labels))) or probability-vector outputs; port "{port}" of {net.name} gives other values. '
+            'Use "MeanSquare" or "MeanDeviation" for other outputs.'
+        )
+    pred, act = [], []
+    for o, t in zip(outputs, targets):
+        p = o.data if isinstance(o, Seq) else o
+        y = t.data if isinstance(t, Seq) else t
+        guess = p.argmax(-1)
+        truth = y if classes else y.argmax(-1)
+        if isinstance(o, Seq) and o.lengths is not None:
+            mask = torch.arange(p.shape[1]) < o.lengths.unsqueeze(1)  # (B, T): real steps only
+            guess, truth = guess[mask], truth[mask]
+        pred.append(guess.reshape(-1))
+        act.append(truth.reshape(-1))
+    return torch.cat(pred), torch.cat(act)
+
+
+def _vector_output(outputs) -> bool:
+    o = outputs[0]
+    return (o.data if isinstance(o, Seq) else o).dim() >= 2
+
+
+def _class_count(net, port, outputs) -> int:
+    dec = class_decoder(net, port)
+    if dec is not None:
+        return len(dec.labels)
+    o = outputs[0]
+    return int((o.data if isinstance(o, Seq) else o).shape[-1])
+
+
+__all__ = ["NetMeasurements", "MEASUREMENTS"]

@@ -1,0 +1,126 @@
+"""What NetTrain shows and returns: the live progress bar (or per-round lines), the results
+object of NetTrain(net, data, All), and the loss plot."""
+
+from __future__ import annotations
+
+import sys
+
+from .errors import OptionError
+
+WHO = "NetTrain"
+PROPERTIES = (
+    "TrainedNet", "FinalNet", "RoundLossList", "ValidationLossList", "TotalTrainingTime",
+    "MeanExamplesPerSecond", "BatchSize", "TotalRounds", "TotalBatches", "LossPlot", "Properties",
+)
+
+
+# ---- progress ------------------------------------------------------------------------------------
+class Progress:
+    """A live tqdm bar (rounds, loss, validation loss, examples/s), per-round lines, or nothing."""
+
+    def __init__(self, mode, rounds: int | None, seconds: float | None):
+        self.mode = mode
+        self.bar = None
+        self.last = 0.0
+        self.by_time = rounds is None
+        if mode == "bar":
+            from tqdm.auto import tqdm
+
+            common = {"desc": WHO, "file": sys.stderr, "dynamic_ncols": True, "mininterval": 0.25}
+            if self.by_time:
+                self.bar = tqdm(total=seconds, unit="s", **common,
+                                bar_format="{desc}: {percentage:3.0f}%|{bar}| {n:.1f}/{total:.1f} s "
+                                           "[{elapsed}{postfix}]")
+            else:
+                self.bar = tqdm(total=rounds, unit="round", **common,
+                                bar_format="{desc}: {percentage:3.0f}%|{bar}| {n}/{total} rounds "
+                                           "[{elapsed}<{remaining}{postfix}]")
+
+    def due(self, now: float) -> bool:
+        return self.bar is not None and now - self.last >= 0.25
+
+    def show(self, now, elapsed, r, loss, val, rate, advance=0) -> None:
+        """Update the bar's text (and, for rounds, its count); tqdm redraws at most 4 times a second."""
+        self.last = now
+        text = f"round {r}, loss {loss:.4g}" + (f", validation {val:.4g}" if val is not None else "") + \
+            f", {rate:,.0f} examples/s"
+        self.bar.set_postfix_str(text, refresh=False)
+        if self.by_time:
+            self.bar.update(min(elapsed, self.bar.total) - self.bar.n)
+        else:
+            self.bar.update(advance)
+
+    def round_end(self, now, elapsed, r, loss, val, rate) -> None:
+        if self.mode == "Print":
+            print(f"{WHO}: round {r}: loss {loss:.6g}" + (f", validation loss {val:.6g}" if val is not None else "")
+                  + f", {rate:,.0f} examples/s", flush=True)
+        elif self.bar is not None:
+            self.show(now, elapsed, r, loss, val, rate, advance=1)
+
+    def close(self, elapsed) -> None:
+        if self.bar is not None:
+            if self.by_time:
+                self.bar.total = elapsed
+                self.bar.n = elapsed
+            self.bar.close()
+
+
+# ---- the results object ----------------------------------------------------------------------------
+class NetTrainResultsObject:
+    """What NetTrain(net, data, All) returns, indexed by property name:
+
+    "TrainedNet"  the net with the lowest validation loss (with a ValidationSet), else the final one
+    "FinalNet"  the net after the last step          "RoundLossList"  mean training loss of each round
+    "ValidationLossList"  validation loss after each round ([] without a ValidationSet)
+    "TotalTrainingTime"  seconds in the training loop  "MeanExamplesPerSecond"  examples per second
+    of training (validation passes excluded)          "BatchSize", "TotalRounds", "TotalBatches"
+    "LossPlot"  a matplotlib figure of the losses (fig.savefig("loss.png"))
+    """
+
+    def __init__(self, values: dict):
+        self._values = values
+
+    @property
+    def properties(self) -> list:
+        return list(PROPERTIES)
+
+    def __getitem__(self, prop):
+        if prop == "Properties":
+            return self.properties
+        if prop == "LossPlot":
+            return loss_plot(self._values["RoundLossList"], self._values["ValidationLossList"])
+        if prop not in self._values:
+            raise OptionError(f"NetTrainResultsObject: {prop!r} is not a property; the properties are "
+                              f"{', '.join(PROPERTIES)}.")
+        return self._values[prop]
+
+    def __repr__(self) -> str:
+        v = self._values
+        loss = v["RoundLossList"][-1] if v["RoundLossList"] else float("nan")
+        return (f"NetTrainResultsObject(rounds={v['TotalRounds']}, batch size={v['BatchSize']}, final round loss="
+                f"{loss:.4g}, time={v['TotalTrainingTime']:.3g} s, {v['MeanExamplesPerSecond']:,.0f} examples/s)")
+
+
+def loss_plot(losses: list, validation: list):
+    """A matplotlib figure of the round losses (and validation losses); `fig.savefig("x.png")`."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(6, 3.6), dpi=100)
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    rounds = range(1, len(losses) + 1)
+    ax.plot(rounds, losses, label="training", color="tab:orange")
+    if validation:
+        ax.plot(range(1, len(validation) + 1), validation, label="validation", color="tab:blue")
+    if all(x > 0 for x in list(losses) + list(validation)):
+        ax.set_yscale("log")
+    ax.set_xlabel("training rounds")
+    ax.set_ylabel("loss")
+    ax.legend()
+    ax.grid(True, alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
+__all__ = ["PROPERTIES", "NetTrainResultsObject", "Progress", "loss_plot"]
