@@ -7,6 +7,9 @@ tensor with a lengths vector (`Seq`). Inside a net every value has a leading bat
 
 from __future__ import annotations
 
+import itertools
+import math
+import numbers
 from typing import NamedTuple
 
 import numpy as np
@@ -65,11 +68,48 @@ def _depth(x) -> int:
             return d
 
 
+def _is_empty(x) -> bool:
+    """Whether list data, following first elements, reaches an empty list or array."""
+    while True:
+        if isinstance(x, list | tuple):
+            if not x:
+                return True
+            x = x[0]
+        elif isinstance(x, np.ndarray | torch.Tensor):
+            return 0 in x.shape
+        else:
+            return False
+
+
+_SMALL = 512  # up to this many entries, a scan in Python is cheaper than a torch reduction
+
+
+def _all_finite(x: torch.Tensor) -> bool:
+    if x.requires_grad:
+        x = x.detach()
+    if x.numel() <= _SMALL and x.dim() <= 2:
+        values = x.tolist()
+        if x.dim() == 2:
+            values = itertools.chain.from_iterable(values)
+        elif x.dim() == 0:
+            values = (values,)
+        return all(map(math.isfinite, values))
+    # One reduction first: a finite sum means every entry is finite (NaN and ±inf propagate);
+    # only a non-finite sum (or an overflow of large finite entries) needs the elementwise test.
+    if math.isfinite(x.sum()):
+        return True
+    return bool(torch.isfinite(x).all())
+
+
 def _received(x) -> str:
     if isinstance(x, str):
         return f"the string {x!r}"
     if isinstance(x, np.ndarray | torch.Tensor):
         return describe_dims(tuple(x.shape))
+    if isinstance(x, dict):
+        return f"a dict with keys {', '.join(repr(k) for k in x)}"
+    if not isinstance(x, list | tuple | numbers.Number | np.generic):
+        return f"{x!r} (of type {type(x).__name__})"
     try:
         return describe_dims(np.shape(x))
     except ValueError:
@@ -102,6 +142,8 @@ class PortReader:
         depth = data.ndim if kind != "list" else _depth(data)
         if self.rank is None:
             raise self.fail(_received(data))
+        if depth not in (self.rank, self.rank + 1) and _is_empty(data):
+            raise self._empty("the data is empty")
         if depth == self.rank:
             value = self._tensor(data, kind)
             self._check(value, data)
@@ -130,23 +172,32 @@ class PortReader:
             raise self.fail(_received_kind(data), " Every entry must be a number.") from None
         return x
 
+    def _empty(self, what: str) -> InputError:
+        return InputError(
+            f"{where(self.layer, self.port)}empty inputs are not permitted: {what}. "
+            f"Give at least one element; the port expects {describe(self.t)}."
+        )
+
     def _check(self, x: torch.Tensor, data) -> None:
+        self._check_shape(x)
+        self._check_values(x)
+
+    def _check_shape(self, x: torch.Tensor) -> None:
         dims = self.t.dims
         shape = x.shape
+        if 0 in shape:
+            raise self._empty(f"the data had length 0 along dimension {tuple(shape).index(0) + 1}")
         if len(shape) != len(dims):
             raise self.fail(describe_dims(tuple(shape)))
-        for i, (d, s) in enumerate(zip(dims, shape)):
-            if s == 0:
-                raise InputError(
-                    f"{where(self.layer, self.port)}empty inputs are not permitted: the data had "
-                    f"length 0 along dimension {i + 1}. Give at least one element."
-                )
+        for d, s in zip(dims, shape):
             if isinstance(d, int) and d != s:
                 raise self.fail(describe_dims(tuple(shape)))
+
+    def _check_values(self, x: torch.Tensor) -> None:
         if self.t.integer:
             if self.t.levels is not None and (x.min() < 1 or x.max() > self.t.levels):
                 raise self.fail("an index out of range", f" Indices must lie between 1 and {self.t.levels}.")
-        elif not bool(torch.isfinite(x).all()):
+        elif not _all_finite(x):
             raise InputError(
                 f"{where(self.layer, self.port)}the data contains NaN or infinite values, which are not "
                 "permitted. Replace them with finite numbers."
@@ -155,14 +206,11 @@ class PortReader:
     def _read_batch(self, data, kind) -> Batch:
         n = len(data)
         if n == 0:
-            raise InputError(
-                f"{where(self.layer, self.port)}empty inputs are not permitted: the batch has no "
-                "elements. Give at least one example."
-            )
+            raise self._empty("the batch has no elements")
         if kind != "list":
             x = self._tensor(data, kind)
-            for el in x[:1]:
-                self._check(el, data)
+            if len(x):
+                self._check_shape(x[0])  # the message describes one element, as for a single input
             self._check_batch(x)
             value = Seq(x, None) if self.varying else x
             return Batch(value, True, kind, n)
@@ -187,10 +235,13 @@ class PortReader:
         if not self.varying and len(set(lengths)) > 1:
             raise self.fail("a ragged batch")
         x = torch.nn.utils.rnn.pad_sequence(elems, batch_first=True)
+        # a list of numpy arrays (torch tensors) gives back a list of numpy arrays (torch tensors)
+        inner = _kind(data[0])
+        kind = "list" if inner == "list" else f"list:{inner}"
         if not self.varying:
-            return Batch(x, True, kind if kind != "list" else "list", n)
+            return Batch(x, True, kind, n)
         ragged = len(set(lengths)) > 1
-        return Batch(Seq(x, torch.tensor(lengths) if ragged else None), True, "list", n)
+        return Batch(Seq(x, torch.tensor(lengths) if ragged else None), True, kind, n)
 
     def _check_batch(self, x: torch.Tensor) -> None:
         dims = (None, *self.t.dims)
@@ -198,21 +249,11 @@ class PortReader:
         if len(shape) != len(dims):
             raise self.fail(describe_dims(tuple(shape)))
         if 0 in shape:
-            raise InputError(
-                f"{where(self.layer, self.port)}empty inputs are not permitted: the data had "
-                f"shape {tuple(shape)}. Give at least one element in each sequence."
-            )
+            raise self._empty(f"the data had shape {tuple(shape)}")
         for d, s in zip(dims[1:], shape[1:]):
             if isinstance(d, int) and d != s:
                 raise self.fail(f"a batch of {describe_dims(tuple(shape[1:]))}")
-        if self.t.integer:
-            if self.t.levels is not None and (x.min() < 1 or x.max() > self.t.levels):
-                raise self.fail("an index out of range", f" Indices must lie between 1 and {self.t.levels}.")
-        elif not bool(torch.isfinite(x).all()):
-            raise InputError(
-                f"{where(self.layer, self.port)}the data contains NaN or infinite values, which are not "
-                "permitted. Replace them with finite numbers."
-            )
+        self._check_values(x)
 
 
 def _received_kind(data) -> str:
@@ -222,7 +263,8 @@ def _received_kind(data) -> str:
 
 
 def write_port(value, batched: bool, kind: str):
-    """The user's form of a port value (tensor (B, ...) or Seq)."""
+    """The user's form of a port value (tensor (B, ...) or Seq). `kind` is "list", "numpy",
+    "torch", or "list:numpy" / "list:torch" for a batch given as a list of arrays."""
     if isinstance(value, Seq):
         data, lengths = value
         if lengths is not None:
@@ -232,16 +274,18 @@ def write_port(value, batched: bool, kind: str):
         value = data
     if not batched:
         value = value[0]
+    elif kind.startswith("list:"):
+        return [_convert(e, kind) for e in value.unbind(0)]
     return _convert(value, kind)
 
 
 def _convert(x: torch.Tensor, kind: str):
-    if kind == "torch":
+    if kind.endswith("torch"):
         return x
     x = x.detach()
     if x.device.type != "cpu":
         x = x.cpu()
-    if kind == "numpy":
+    if kind.endswith("numpy"):
         return x.numpy()
     return x.tolist()
 

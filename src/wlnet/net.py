@@ -193,8 +193,7 @@ class Net:
     def read_inputs(self, data) -> tuple[dict, bool, str, int]:
         """User data → ({port: value}, batched, kind, batch size)."""
         readers = self._readers()
-        if isinstance(data, dict) and data and all(isinstance(k, str) for k in data) and (
-                set(data) <= set(readers) or len(readers) > 1):
+        if isinstance(data, dict) and data and all(isinstance(k, str) for k in data):
             unknown = [k for k in data if k not in readers]
             if unknown:
                 raise InputError(
@@ -268,7 +267,7 @@ class Net:
             values[STATES] = {p: v.expand(size, -1) if v.shape[0] == 1 else v for p, v in merged.items()}
         values = _to(values, device, dtype)
         ctx = Ctx(mode == "Train", make_generator(options.get("RandomSeeding", Automatic), self.name, device))
-        needs_grad = kind == "torch" and any(_requires_grad(v) for p, v in values.items() if p != STATES)
+        needs_grad = kind.endswith("torch") and any(_requires_grad(v) for p, v in values.items() if p != STATES)
         with torch.set_grad_enabled(needs_grad):
             if batched and batch_size is not Automatic and size > batch_size:
                 result = _merge([module(_rows(values, a, a + batch_size), ctx) for a in range(0, size, batch_size)])

@@ -7,6 +7,7 @@ and whether the entries are reals or integer indices in 1..levels. `dims=None` m
 
 from __future__ import annotations
 
+import numbers
 from dataclasses import dataclass
 
 from .errors import ShapeError, where
@@ -135,13 +136,13 @@ def parse_size(value, layer: str, option: str, allow_automatic=True) -> int | No
     """A positive size or Automatic/None."""
     if allow_automatic and is_automatic(value):
         return None
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
         raise ShapeError(
             f"{where(layer)}option {option} must be a positive integer"
             + (" or Automatic" if allow_automatic else "")
             + f", but was given {value!r}."
         )
-    return value
+    return int(value)  # numpy integers too
 
 
 def parse_sequence_shape(spec, layer: str, option: str) -> ArrayType:
@@ -153,13 +154,13 @@ def parse_sequence_shape(spec, layer: str, option: str) -> ArrayType:
         raise ShapeError(f"{where(layer)}option {option} must be one of {allowed}; it was given {spec!r}.")
     length, k = spec
     if length != VARYING:
-        if isinstance(length, bool) or not isinstance(length, int) or length < 1:
+        if isinstance(length, bool) or not isinstance(length, numbers.Integral) or length < 1:
             raise ShapeError(
                 f"{where(layer)}option {option}: the sequence length must be a positive integer or "
                 f'"Varying", but was given {length!r}. Allowed forms: {allowed}.'
             )
     k = parse_size(k, layer, f"{option} (vector size)")
-    return Real(length, k)
+    return Real(length if length == VARYING else int(length), k)
 
 
 def shape_code(t: ArrayType) -> str:

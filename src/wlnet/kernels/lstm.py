@@ -91,14 +91,9 @@ def fused(x, lengths, weights: list, s0=None, c0=None):
     and outputs past a sequence's end are zero."""
     B, T, _ = x.shape
     n = weights[1].shape[1]
-    if s0 is None:
-        s0 = x.new_zeros(1, B, n)
-    else:
-        s0 = s0.unsqueeze(0)
-    if c0 is None:
-        c0 = x.new_zeros(1, B, n)
-    else:
-        c0 = c0.unsqueeze(0)
+    zeros = x.new_zeros(1, B, n) if s0 is None or c0 is None else None  # read only: shared by s0 and c0
+    s0 = zeros if s0 is None else s0.unsqueeze(0)
+    c0 = zeros if c0 is None else c0.unsqueeze(0)
     if lengths is None:
         out, s, c = torch._VF.lstm(x, (s0, c0), weights, True, 1, 0.0, False, False, True)
         return out, s[0], c[0]
