@@ -54,3 +54,31 @@ def test_gpu_equals_cpu():
     net = _net()
     x = np.random.default_rng(2).normal(size=(3, 5, 2)).astype(np.float32)
     np.testing.assert_allclose(net(x, TargetDevice="GPU"), net(x), atol=1e-5)
+
+
+def test_padded_ragged_kernel_equals_packed():
+    from wlnet.kernels import lstm as K
+
+    torch.manual_seed(0)
+    n, k = 4, 3
+    w = [torch.randn(4 * n, k), torch.randn(4 * n, n), torch.randn(4 * n), torch.zeros(4 * n)]
+    x = torch.randn(5, 6, k)
+    lengths = torch.tensor([6, 1, 3, 6, 2])
+    x = x * (torch.arange(6)[None, :, None] < lengths[:, None, None])
+    out_p, s_p, c_p = K.fused(x, lengths, w)
+    out_q, s_q, c_q = K.fused(x, lengths, w, exact_cell=False)
+    torch.testing.assert_close(out_q, out_p)
+    torch.testing.assert_close(s_q, s_p)
+    assert c_q is None and c_p is not None
+
+
+def test_all_states_of_ragged_batch_are_exact():
+    layer = w.NetInitialize(w.LongShortTermMemoryLayer(3, Input=("Varying", 2)), RandomSeeding=4)
+    arrays = {k[-1]: v.astype(np.float64) for k, v in w.Information(layer, "Arrays").items()}
+    rng = np.random.default_rng(5)
+    seqs = [rng.normal(size=(t, 2)) for t in (4, 1, 3)]
+    states = layer([s.tolist() for s in seqs], w.NetPort(w.All, "States"))
+    for i, seq in enumerate(seqs):
+        _, s, c = forward(seq, arrays)
+        np.testing.assert_allclose(states[("State",)][i], s, atol=1e-5)
+        np.testing.assert_allclose(states[("CellState",)][i], c, atol=1e-5)

@@ -391,6 +391,10 @@ class GraphModule(torch.nn.Module):
             state_names = tuple(node.state_ports())
             plan.append((str(k), k, tuple(graph._feeds[k].items()), state_names))
         self.plan = plan
+        consumed = {src for feeds in graph._feeds.values() for src in feeds.values()} | set(graph._graph_out.values())
+        for k in graph._order:
+            if (k, "CellState") in consumed and hasattr(self._modules[str(k)], "need_cell"):
+                self._modules[str(k)].need_cell = True
         self.outputs = tuple(graph._graph_out.items())
         self.scalar = frozenset(graph._scalar)
 
@@ -414,7 +418,7 @@ class GraphModule(torch.nn.Module):
                         states_out[(key,) + pos] = s
                 else:
                     env[(key, port)] = v
-                    if port in state_names:
+                    if port in state_names and v is not None:
                         states_out[(key, port)] = v
         result = {}
         for port, src in self.outputs:

@@ -53,10 +53,14 @@ class NetPort:
 
 
 class Ctx(NamedTuple):
-    """What a forward pass needs besides inputs: training mode and the random generator."""
+    """What a forward pass needs besides inputs: training mode, the random generator, and
+    whether every final recurrent state must be exact. With states False a layer may leave out
+    a final state that no edge consumes (an LSTM's CellState of a ragged batch), which lets it
+    run the faster padded kernel."""
 
     train: bool
     generator: torch.Generator | None
+    states: bool = True
 
 
 TEST = Ctx(False, None)
@@ -229,10 +233,11 @@ class Net:
     def __call__(self, data, port=None, **options):
         return self._evaluate(data, port, options)[0]
 
-    def _evaluate(self, data, port, options: dict, states: dict | None = None):
+    def _evaluate(self, data, port, options: dict, states: dict | None = None, keep_states: bool = False):
         """Evaluate; returns (user result, {position: final state tensor}, batched, kind).
 
-        `states` ({position: tensor (B, n)}) sets initial recurrent states."""
+        `states` ({position: tensor (B, n)}) sets initial recurrent states; keep_states asks
+        for every final state (otherwise only those the result shows are exact)."""
         unknown = [k for k in options if k not in EVALUATION_OPTIONS]
         if unknown:
             raise OptionError(
@@ -266,7 +271,9 @@ class Net:
                 merged.update(self._read_states(given_states, batched, size))
             values[STATES] = {p: v.expand(size, -1) if v.shape[0] == 1 else v for p, v in merged.items()}
         values = _to(values, device, dtype)
-        ctx = Ctx(mode == "Train", make_generator(options.get("RandomSeeding", Automatic), self.name, device))
+        keep_states = keep_states or any(isinstance(p, NetPort) for p in selection[0])
+        ctx = Ctx(mode == "Train", make_generator(options.get("RandomSeeding", Automatic), self.name, device),
+                  keep_states)
         needs_grad = kind.endswith("torch") and any(_requires_grad(v) for p, v in values.items() if p != STATES)
         with torch.set_grad_enabled(needs_grad):
             if batched and batch_size is not Automatic and size > batch_size:
@@ -373,6 +380,8 @@ def _merge(chunks: list) -> dict:
     from .data import Seq
 
     def join(vs):
+        if vs[0] is None:  # a final state left out (see Ctx)
+            return None
         if isinstance(vs[0], dict):
             return {p: join([v[p] for v in vs]) for p in vs[0]}
         if isinstance(vs[0], Seq):

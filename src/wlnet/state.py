@@ -85,7 +85,8 @@ class NetStateObject:
         return self._net._extract(spec)
 
     def __call__(self, data, port=None, **options):
-        result, final, _, _ = self._net._evaluate(data, port, options, states=self._checked(data))
+        result, final, _, _ = self._net._evaluate(data, port, options, states=self._checked(data),
+                                                 keep_states=True)
         self._states = {p: v.detach().clone() for p, v in final.items()}
         return result
 

@@ -353,7 +353,7 @@ class _Run:
         self.val_data = validation.data.to(group.device) if validation is not None else None
         self.model, self.module, self.optimizer, self.group = model, module, optimizer, group
         self.batch, self.g = batch, g
-        self.ctx = Ctx(True, dropout_g)
+        self.ctx = Ctx(True, dropout_g, states=False)
         self.max_rounds = o["MaxTrainingRounds"]
         self.goal = o["TimeGoal"]
         self.automatic = self.max_rounds is None and self.goal is None
@@ -448,7 +448,7 @@ class _Run:
         idx_all = torch.arange(rank, data.size, world)
         total = torch.zeros((), device=dev)
         chunk = max(self.batch, 256)
-        ctx = Ctx(False, None)
+        ctx = Ctx(False, None, states=False)
         for start in range(0, len(idx_all), chunk):
             idx = idx_all[start:start + chunk]
             xs, ts = data.rows(idx, idx.to(dev) if dev.type != "cpu" else idx)

@@ -20,6 +20,7 @@ class LayerModule(torch.nn.Module):
         super().__init__()
         self.layer = layer
         self.frozen = False
+        self.need_cell = False  # a container consumes this layer's final CellState
         self.cache: dict = {}
         for name, t in layer._arrays.items():
             t = t.clone() if trainable else t

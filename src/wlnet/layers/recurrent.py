@@ -171,7 +171,7 @@ class LongShortTermMemoryLayer(Layer):
                     w = module.cache["fused"] = [t.contiguous() for t in K.pack(arrays)]
             else:
                 w = K.pack(arrays)
-            out, s, c = K.fused(data, lengths, w, s0, c0)
+            out, s, c = K.fused(data, lengths, w, s0, c0, exact_cell=ctx.states or module.need_cell)
         return {"Output": Seq(out, lengths) if seq else out, "State": s, "CellState": c}
 
     # ---- display ----
