@@ -298,3 +298,11 @@ def test_torch_in_torch_out_through_chain():
     assert isinstance(y, torch.Tensor) and y.shape == (4, 2)
     y.sum().backward()
     assert x.grad is not None and x.grad.abs().sum() > 0
+
+
+def test_state_object_bad_seed():
+    lstm = random_lstm(2, 2, seed=3)
+    with pytest.raises(w.InputError, match="not a recurrent state"):
+        w.NetStateObject(lstm, {("Foo",): [1, 2]})
+    with pytest.raises(w.InputError, match="size 3.*size 2"):
+        w.NetStateObject(lstm, {("State",): [1, 2, 3]})

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import torch
 
-from .data import PortReader
 from .errors import InputError, OptionError
-from .net import Net
+from .net import Net, NetPort
+from .symbols import All
 
 
 class NetStateObject:
@@ -38,22 +38,9 @@ class NetStateObject:
         self._states = dict(self._seed)
 
     def _read_seed(self, seed) -> dict:
-        if not isinstance(seed, dict):
-            raise OptionError(
-                f"NetStateObject: the seed must be a dict of state position → vector; the positions are "
-                f"{list(self._positions)}."
-            )
-        out = {}
-        for pos, v in seed.items():
-            pos = pos if isinstance(pos, tuple) else (pos,)
-            if pos not in self._positions:
-                raise OptionError(
-                    f"NetStateObject: {pos!r} is not a recurrent state of the net; its states are "
-                    f"{list(self._positions)}."
-                )
-            b = PortReader(self._positions[pos], self._net.name, f"state {pos}").read(v)
-            out[pos] = b.value.detach().clone()
-        return out
+        """{position: (1, n) tensor}; positions and vectors checked as NetPort(All, "States") is."""
+        given = self._net._state_spec(NetPort(All, "States"), seed)
+        return {p: v.detach().clone() for p, v in self._net._read_states(given, False, 1).items()}
 
     @property
     def net(self) -> Net:
