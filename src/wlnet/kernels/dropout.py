@@ -11,12 +11,20 @@ Dropout table); every mask is Bernoulli(1 − p) scaled by 1/(1 − p), so its m
 | StateUpdate        | m_t before it enters c_t, (B, T, n)   | nothing            | every step       |
 
 The 4-axis of the x and s masks is in Wolfram order (Input, Output, Forget, Memory), the order
-of `lstm.GATES`. VariationalWeights alone runs torch's fused kernel on the masked arrays; any
-of the other three runs `lstm_custom`.
+of `lstm.GATES`.
+
+Which kernel runs (`lstm_masked`):
+- VariationalWeights only: torch's fused kernel on the masked arrays;
+- VariationalInput (± VariationalWeights): torch's fused kernel too, on a widened input
+  x' = [x ∘ z_i | x ∘ z_f | x ∘ z_m | x ∘ z_o] (B, T, 4k) with block-diagonal input weights
+  (4n, 4k), which gives exactly W_gx (x ∘ z_g). It costs a 4× larger input product, yet on CPU
+  it is faster than a Python time loop (~1.5× the plain fused time against ~2.2×);
+- VariationalState or StateUpdate (with anything else): the custom recurrence `lstm_custom`.
 """
 
 from __future__ import annotations
 
+import math
 from typing import NamedTuple
 
 import torch
@@ -54,10 +62,19 @@ def active(spec: dict | None) -> dict:
 
 
 def _bernoulli(shape, p: float, generator, device, dtype) -> torch.Tensor:
-    """Bernoulli(1 − p) / (1 − p), drawn with `generator` (on the generator's device)."""
-    where = generator.device if generator is not None else device
-    z = torch.empty(shape, dtype=dtype, device=where).bernoulli_(1.0 - p, generator=generator)
-    return z.div_(1.0 - p).to(device)
+    """Bernoulli(1 − p) / (1 − p), drawn with `generator` (on the generator's device).
+
+    Each draw compares a uniform 16-bit integer with round(p · 2^16), so the drop probability
+    is p to within 2^-17; four draws come from one 64-bit random word. On CPU this is ~14×
+    faster than `bernoulli_` and ~3× faster than `rand` (torch's CPU generator is the cost)."""
+    where = generator.device if generator is not None else torch.device(device)
+    numel = math.prod(shape)
+    words = torch.empty((numel + 3) // 4, dtype=torch.int64, device=where)
+    words.random_(-(2**63), None, generator=generator)
+    u = words.view(torch.int16)[:numel]  # uniform on −2^15 … 2^15 − 1
+    threshold = min(round(p * 65536), 65535) - 32768  # within int16, so that it compares as is
+    z = torch.ge(u, threshold, out=torch.empty(numel, dtype=dtype, device=where))
+    return z.mul_(1.0 / (1.0 - p)).view(shape).to(device)
 
 
 def draw_masks(spec: dict[str, float], B: int, T: int, n: int, k: int,
@@ -87,9 +104,15 @@ def lstm_masked(x, lengths, arrays: dict, s0, c0, masks: Masks):
     if masks.weights:
         arrays = {name: a * masks.weights[name] if name in masks.weights else a
                   for name, a in arrays.items()}
-    if masks.x is None and masks.s is None and masks.m is None:
-        return lstm.fused(x, lengths, lstm.pack(arrays), s0, c0)
-    return lstm_custom.run(x, lengths, arrays, s0, c0, masks.x, masks.s, masks.m)
+    if masks.s is not None or masks.m is not None:
+        return lstm_custom.run(x, lengths, arrays, s0, c0, masks.x, masks.s, masks.m)
+    weights = lstm.pack(arrays)
+    if masks.x is not None:
+        B, T, k = x.shape
+        order = [lstm.GATES.index(g) for g in lstm.FUSED_GATE_ORDER]
+        x = (x.unsqueeze(2) * masks.x[:, order].unsqueeze(1)).reshape(B, T, 4 * k)  # (B, T, 4k)
+        weights[0] = torch.block_diag(*(arrays[f"{g}GateInputWeights"] for g in lstm.FUSED_GATE_ORDER))
+    return lstm.fused(x, lengths, weights, s0, c0)
 
 
 def lstm_dropout(x, lengths, arrays: dict, s0, c0, spec: dict[str, float], generator):

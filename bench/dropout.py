@@ -1,0 +1,108 @@
+"""The LSTM dropout kernels against the fused no-dropout path and torch.nn.LSTM, side by side.
+
+Run: .venv/bin/python bench/dropout.py
+
+For LongShortTermMemoryLayer(128) on a batch of 64 sequences of length 50 with k = 32 (then
+n = 32, k = 16, T = 32): a training step (forward + backward, loss = sum of outputs) and a
+forward under no_grad, for
+  - no dropout: the fused path (`lstm.pack` + `lstm.fused`),
+  - torch.nn.LSTM holding the same arrays,
+  - each dropout method alone at p = 0.3 (`dropout.lstm_dropout` with a generator; masks are
+    drawn afresh in every call, as in training), and all four together.
+Each time is the median over rounds after a warm-up; in every round all contenders run once,
+in a rotating order, so that drifts of the machine hit all alike. The load average printed with
+each table tells whether other work shared the cores (on a shared 2-core machine it distorts
+multi-threaded timings badly). Ratios are to the fused
+no-dropout path and to nn.LSTM measured in the same run. Target (n = 128): ≤ 1.5 (goal 1.25)
+for every method but VariationalWeights, and for all four together. VariationalWeights and
+VariationalInput run torch's fused kernel (see `kernels.dropout`); VariationalState,
+StateUpdate and all four run the custom recurrence `kernels.lstm_custom`.
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import time
+
+import torch
+
+from wlnet.kernels import dropout, lstm
+
+P = 0.3
+CASES = {
+    "VariationalWeights": {"VariationalWeights": P},
+    "VariationalInput": {"VariationalInput": P},
+    "VariationalState": {"VariationalState": P},
+    "StateUpdate": {"StateUpdate": P},
+    "all four": dict.fromkeys(dropout.METHODS, P),
+}
+
+
+def contenders(n: int, B: int, T: int, k: int):
+    """name → (train_step, forward) closures on one set of arrays and inputs."""
+    torch.manual_seed(0)
+    arrays = {name: (torch.randn(*shape) / n**0.5).requires_grad_()
+              for name, shape in lstm.array_shapes(n, k).items()}
+    x = torch.randn(B, T, k, requires_grad=True)
+    params = [x, *arrays.values()]
+
+    net = torch.nn.LSTM(k, n, batch_first=True)
+    with torch.no_grad():
+        for p, v in zip(net.parameters(), lstm.pack(arrays)):
+            p.copy_(v)
+
+    def train(f):
+        def step():
+            for p in params + list(net.parameters()):
+                p.grad = None
+            f()[0].sum().backward()
+        return step
+
+    def forward(f):
+        def run():
+            with torch.no_grad():
+                f()
+        return run
+
+    gen = torch.Generator().manual_seed(1)
+    fns = {
+        "no dropout (fused)": lambda: lstm.fused(x, None, lstm.pack(arrays)),
+        "torch nn.LSTM": lambda: net(x),
+    }
+    for name, spec in CASES.items():
+        fns[name] = lambda spec=spec: dropout.lstm_dropout(x, None, arrays, None, None, spec, gen)
+    return {name: (train(f), forward(f)) for name, f in fns.items()}
+
+
+def measure(fns: dict, rounds: int, warmup: int = 3) -> dict:
+    """name → median seconds; contenders interleaved in a rotating order each round."""
+    names = list(fns)
+    times = {name: [] for name in names}
+    for r in range(warmup + rounds):
+        for j in range(len(names)):
+            name = names[(r + j) % len(names)]
+            t0 = time.perf_counter()
+            fns[name]()
+            if r >= warmup:
+                times[name].append(time.perf_counter() - t0)
+    return {name: statistics.median(ts) for name, ts in times.items()}
+
+
+def table(n: int, B: int, T: int, k: int, rounds: int) -> None:
+    cs = contenders(n, B, T, k)
+    train = measure({name: c[0] for name, c in cs.items()}, rounds)
+    fwd = measure({name: c[1] for name, c in cs.items()}, rounds)
+    base, peer = "no dropout (fused)", "torch nn.LSTM"
+    print(f"\nn={n} B={B} T={T} k={k}, p={P}, torch {torch.__version__}, {torch.get_num_threads()} threads, "
+          f"load average {os.getloadavg()[0]:.2f}; times in ms (median of {rounds})")
+    print(f"{'':20s} {'train':>8s} {'/fused':>7s} {'/nn.LSTM':>8s}   {'forward':>8s} {'/fused':>7s} {'/nn.LSTM':>8s}")
+    for name in cs:
+        print(f"{name:20s} {train[name] * 1e3:8.2f} {train[name] / train[base]:7.2f} "
+              f"{train[name] / train[peer]:8.2f}   {fwd[name] * 1e3:8.2f} {fwd[name] / fwd[base]:7.2f} "
+              f"{fwd[name] / fwd[peer]:8.2f}")
+
+
+if __name__ == "__main__":
+    table(128, 64, 50, 32, rounds=25)
+    table(32, 64, 32, 16, rounds=60)
