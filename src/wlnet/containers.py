@@ -58,6 +58,8 @@ class NetGraph(Net):
     the graph output "Output". Keyword options give a port's shape, encoder or decoder.
     """
 
+    OPTIONS = {"Input": Automatic, "Output": Automatic}  # and any other port name → shape or coder
+
     def __init__(self, layers, edges=(), **ports):
         who = type(self).__name__
         if isinstance(layers, dict):

@@ -63,7 +63,7 @@ class Ctx(NamedTuple):
     states: bool = True
 
 
-TEST = Ctx(False, None)
+TEST = Ctx(False, None, False)  # evaluation whose final states nobody reads (measurements, validation)
 
 
 def resolve_device(spec, who: str) -> torch.device:
