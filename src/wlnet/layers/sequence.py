@@ -49,6 +49,18 @@ class SequenceLastLayer(Layer):
         return ""
 
 
+def _index_classes(layer, t: ArrayType) -> int | None:
+    """The number of classes of an index input t for a layer with `layer.n` classes (None:
+    infer); a ShapeError if t is not integer or its indices exceed layer.n."""
+    if not t.integer:
+        raise ShapeError(f'{where(layer.name, "Input")}the layer expects integer indices, but its input is '
+                         f'{describe(t)}. Use an encoder in "Index" form.')
+    if layer.n is not None and t.levels is not None and t.levels > layer.n:
+        raise ShapeError(f'{where(layer.name, "Input")}indices go up to {t.levels}, but the layer has only '
+                         f"{layer.n} classes.")
+    return layer.n or t.levels
+
+
 class UnitVectorLayer(Layer):
     """Integer indices 1..n → one-hot vectors of size n."""
 
@@ -66,13 +78,7 @@ class UnitVectorLayer(Layer):
         t = inputs.get("Input")
         if t is None or t.dims is None:
             return self
-        if not t.integer:
-            raise ShapeError(f'{where(self.name, "Input")}the layer expects integer indices, but its input is '
-                             f"{describe(t)}.")
-        n = self.n or t.levels
-        if self.n and t.levels and t.levels > self.n:
-            raise ShapeError(f'{where(self.name, "Input")}indices go up to {t.levels}, but the layer has only '
-                             f"{self.n} classes.")
+        n = _index_classes(self, t)
         new = self._copy()
         new.n = n
         new._in["Input"] = ArrayType(t.dims, True, n)
@@ -124,15 +130,10 @@ class EmbeddingLayer(Layer):
         t = inputs.get("Input")
         if t is None or t.dims is None:
             return self
-        if not t.integer:
-            raise ShapeError(f'{where(self.name, "Input")}the layer expects integer indices, but its input is '
-                             f"{describe(t)}. Use an encoder in \"Index\" form.")
+        n = _index_classes(self, t)
         new_t = unify(t, self._in["Input"], "the preceding layer", f'{self.name} port "Input"')
-        if self.n is not None and t.levels is not None and t.levels > self.n:
-            raise ShapeError(f'{where(self.name, "Input")}indices go up to {t.levels}, but the layer embeds only '
-                             f"{self.n} classes.")
         new = self._copy()
-        new.n = self.n or t.levels
+        new.n = n
         new._in["Input"] = ArrayType(new_t.dims, True, new.n)
         new._out["Output"] = Real(*new_t.dims, self.d)
         return new
