@@ -254,8 +254,13 @@ class _Group:
 
 
 def _destroy(dist) -> None:
+    """At exit: wait for every rank, then close the group, so that no rank tears its connections
+    down while a peer still uses them (which can abort the peer)."""
     if dist.is_initialized():
-        dist.destroy_process_group()
+        try:
+            dist.barrier()
+        finally:
+            dist.destroy_process_group()
 
 
 # ---- NetTrain --------------------------------------------------------------------------------------
