@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 import torch
 
-from wlnet.kernels import dropout, lstm, lstm_custom
+from wlnet.kernels import dropout, lstm, lstm_custom, native
 
 GATES = lstm.GATES  # the order of the mask 4-axis: Input, Output, Forget, Memory
 F64 = torch.float64
@@ -572,3 +572,72 @@ def test_cuda_matches_cpu(spec):
     # A CPU generator drives CUDA masks too (drawn on the CPU, then moved).
     got = dropout.draw_masks(spec, 4, 6, 5, 3, seeded(), "cuda", F64)
     assert torch.equal(got.x.cpu(), masks.x)
+
+
+# ---------------------------------------------------------------- the native (C++) time loops
+
+def _run_custom(lengths, which, dtype, B=9, T=7, n=37, k=5):
+    """`lstm_custom.run` on a problem with vector tails (n = 37) → (out, s_T, c_T), gradients."""
+    x, arrays, s0, c0 = make_problem(B=B, T=T, n=n, k=k, lengths=lengths, seed=31, dtype=dtype)
+    masks = random_masks(B, T, n, k, which, seed=32, dtype=dtype)
+    got, grads, _ = run_and_grad(
+        lambda: lstm_custom.run(x, lengths, arrays, s0, c0, masks.x, masks.s, masks.m), x, arrays, s0, c0)
+    return got, grads
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, F64], ids=["f32", "f64"])
+@pytest.mark.parametrize("lengths", [None, torch.tensor([7, 2, 5, 1, 7, 3, 6, 4, 2])], ids=["uniform", "ragged"])
+@pytest.mark.parametrize("which", MASK_SETS)
+def test_native_loops_equal_pure_torch_loops(which, lengths, dtype, monkeypatch):
+    monkeypatch.delenv("WLNET_NO_NATIVE", raising=False)
+    if native.get() is None:
+        pytest.skip("the native loops could not be built here")
+    got, g_got = _run_custom(lengths, which, dtype)
+    monkeypatch.setenv("WLNET_NO_NATIVE", "1")
+    want, g_want = _run_custom(lengths, which, dtype)
+    tol = 1e-4 if dtype == torch.float32 else 1e-12  # float32: sums in another order
+    for g, w in zip([*got, *g_got], [*want, *g_want]):
+        torch.testing.assert_close(g, w, rtol=tol, atol=tol)
+
+
+def test_native_loops_are_used_and_fallback_when_disabled(monkeypatch):
+    monkeypatch.delenv("WLNET_NO_NATIVE", raising=False)
+    lib = native.get()
+    if lib is None:
+        pytest.skip("the native loops could not be built here")
+    calls = []
+
+    class Spy:
+        def __getattr__(self, name):
+            calls.append(name)
+            return getattr(lib, name)
+
+    monkeypatch.setattr(native, "_module", Spy())
+    _run_custom(None, "sm", F64, B=3, T=3, n=4, k=2)
+    assert calls == ["forward_loop", "backward_loop"]
+    calls.clear()
+    monkeypatch.setenv("WLNET_NO_NATIVE", "1")
+    _run_custom(None, "sm", F64, B=3, T=3, n=4, k=2)
+    assert calls == []
+
+
+def test_native_build_is_tried_once_and_failure_falls_back_quietly(monkeypatch, recwarn):
+    tries = []
+
+    def failing_build():
+        tries.append(1)
+        raise RuntimeError("no compiler")
+
+    monkeypatch.setattr(native, "_build", failing_build)
+    monkeypatch.setattr(native, "_module", None)
+    monkeypatch.setattr(native, "_tried", False)
+    monkeypatch.setenv("WLNET_NO_NATIVE", "1")
+    assert native.get() is None and tries == []  # disabled: not even tried
+    monkeypatch.setattr(native, "_tried", False)
+    monkeypatch.delenv("WLNET_NO_NATIVE")
+    assert native.get() is None and native.get() is None and tries == [1]
+    x = torch.zeros(2, 2)
+    assert native.usable(x) is None
+    got, grads = _run_custom(torch.tensor([3, 1, 2]), "xsm", F64, B=3, T=3, n=4, k=2)
+    assert all(torch.isfinite(g).all() for g in [*got, *grads])
+    assert len(recwarn) == 0

@@ -28,9 +28,16 @@ loop is written in few ops on preallocated buffers (`out=`, in-place):
 Internally the gates are stacked in the order (Output, Input, Forget, Memory), so that the
 three gates driven by dc in the backward (Input, Forget, Memory) are contiguous.
 
-Speed (bench/dropout.py, 2 CPU cores, n = 128, B = 64, T = 50, k = 32): forward ~2× and
-training step ~1.6× torch's fused no-dropout kernel; the time loop's ~8 small ops per step
-cost about as much as its matrix product, which is the floor of this approach in eager torch.
+On CPU (float32, float64) both time loops run in C++ when `kernels.native` can build its
+extension (at first use; WLNET_NO_NATIVE=1 turns it off): the same buffers and products, but
+each step's element-wise work (and, in the backward, the step-independent factors, computed
+on the fly) is one vectorized pass instead of ~8 torch ops, and the bias is added there rather
+than by baddbmm. Otherwise (CUDA, no compiler) the loops below run in eager torch.
+
+Speed (bench/dropout.py, 2 CPU cores, n = 128, B = 64, T = 50, k = 32), against torch's fused
+no-dropout kernel: eager loops, forward ~2× and training step ~1.5-1.7×, their ~8 small ops per
+step costing about as much as the matrix product; native loops, forward ~1.5× and training
+step ~1.15-1.3×, the per-step products now dominating.
 
 Ragged batches are run like packed sequences: sorted by decreasing length, step t works on
 the first `batch_sizes[t]` rows only, so a finished sequence's state stays frozen and its
@@ -43,6 +50,8 @@ import math
 
 import torch
 from torch.autograd.function import once_differentiable
+
+from . import native
 
 # Internal gate order and where each gate sits in Wolfram's order `lstm.GATES`.
 ORDER = ("Output", "Input", "Forget", "Memory")
@@ -120,36 +129,46 @@ class _LSTMCustom(torch.autograd.Function):
         torch.mul(c0, 2, out=C[0])
         half = torch.tensor(0.5, **opts)  # a 0-dim operand: cheaper per op than a Python float
 
-        def steps(views, axis=0):
-            return _per_step(views, batch_sizes, axis)
-
-        g_ = steps(G.unbind(0), 1)  # (4, bt, n)
-        o_, i_, f_, sm_ = (steps(G[:, j].unbind(0)) for j in range(4))  # (bt, n)
-        if per_gate:
-            xi_ = steps(XI.unbind(1), 1)  # (4, bt, k+n)
-            xis_ = steps(XI[..., k:].unbind(1), 1)  # (4, bt, n): the state part
-            zs_ = steps([zs] * T, 1) if zs is not None else None
+        lib = native.usable(x)
+        if lib is not None:  # the same loop in C++, a step's element-wise work in one pass
+            zm4 = None if zm4 is None else zm4.contiguous()  # (saved for the backward)
+            if per_gate:  # the first step's state part; the loop writes the others
+                if zs is not None:
+                    torch.mul(S[0], zs, out=XI[:, 0, :, k:])
+                else:
+                    XI[:, 0, :, k:] = S[0]
+            lib.forward_loop(G, C, TC, S, XI, wfT, bf, zs, ME, zm4, list(batch_sizes or ()), per_gate, k)
         else:
-            xi_ = [v.expand(4, -1, -1) for v in steps(XI[:T].unbind(0))]
-        s_prev, s_next = steps(S[:-1].unbind(0)), steps(S[1:].unbind(0))
-        c_prev, c_next = steps(C[:-1].unbind(0)), steps(C[1:].unbind(0))
-        TC_ = steps(TC.unbind(0))
-        if zm4 is not None:  # ME = 2 m ∘ zm = −2 zm + 4 zm σ(2 pre_m)
-            ME_, me_a, me_z = steps(ME.unbind(0)), steps((zm4 * -0.5).unbind(0)), steps(zm4.unbind(0))
+            def steps(views, axis=0):
+                return _per_step(views, batch_sizes, axis)
 
-        for t in range(T):
-            if zs is not None:
-                torch.mul(s_prev[t], zs_[t], out=xis_[t])
-            elif per_gate:
-                xis_[t].copy_(s_prev[t])
-            torch.baddbmm(bf, xi_[t], wfT, out=g_[t]).sigmoid_()
-            ct = torch.mul(f_[t], c_prev[t], out=c_next[t])  # 2c_t = f 2c_{t-1} + i 2m (∘ zm)
-            if zm4 is None:
-                ct.addcmul_(i_[t], sm_[t], value=4).sub_(i_[t], alpha=2)  # 2m = 4σ(2 pre_m) − 2
+            g_ = steps(G.unbind(0), 1)  # (4, bt, n)
+            o_, i_, f_, sm_ = (steps(G[:, j].unbind(0)) for j in range(4))  # (bt, n)
+            if per_gate:
+                xi_ = steps(XI.unbind(1), 1)  # (4, bt, k+n)
+                xis_ = steps(XI[..., k:].unbind(1), 1)  # (4, bt, n): the state part
+                zs_ = steps([zs] * T, 1) if zs is not None else None
             else:
-                ct.addcmul_(i_[t], torch.addcmul(me_a[t], sm_[t], me_z[t], out=ME_[t]))
-            tc = torch.sigmoid(ct, out=TC_[t]).sub_(half)
-            torch.mul(o_[t], tc, out=s_next[t])
+                xi_ = [v.expand(4, -1, -1) for v in steps(XI[:T].unbind(0))]
+            s_prev, s_next = steps(S[:-1].unbind(0)), steps(S[1:].unbind(0))
+            c_prev, c_next = steps(C[:-1].unbind(0)), steps(C[1:].unbind(0))
+            TC_ = steps(TC.unbind(0))
+            if zm4 is not None:  # ME = 2 m ∘ zm = −2 zm + 4 zm σ(2 pre_m)
+                ME_, me_a, me_z = steps(ME.unbind(0)), steps((zm4 * -0.5).unbind(0)), steps(zm4.unbind(0))
+
+            for t in range(T):
+                if zs is not None:
+                    torch.mul(s_prev[t], zs_[t], out=xis_[t])
+                elif per_gate:
+                    xis_[t].copy_(s_prev[t])
+                torch.baddbmm(bf, xi_[t], wfT, out=g_[t]).sigmoid_()
+                ct = torch.mul(f_[t], c_prev[t], out=c_next[t])  # 2c_t = f 2c_{t-1} + i 2m (∘ zm)
+                if zm4 is None:
+                    ct.addcmul_(i_[t], sm_[t], value=4).sub_(i_[t], alpha=2)  # 2m = 4σ(2 pre_m) − 2
+                else:
+                    ct.addcmul_(i_[t], torch.addcmul(me_a[t], sm_[t], me_z[t], out=ME_[t]))
+                tc = torch.sigmoid(ct, out=TC_[t]).sub_(half)
+                torch.mul(o_[t], tc, out=s_next[t])
 
         if ragged:
             rows = torch.arange(B, device=x.device)
@@ -158,6 +177,7 @@ class _LSTMCustom(torch.autograd.Function):
             s_T, c_T = S[T] * 2, C[T] * 0.5
         ctx.save_for_backward(w, G, C, TC, ME, XI, zx, zs, zm4, lengths)
         ctx.batch_sizes = batch_sizes
+        ctx.native = lib is not None  # the backward takes the same path (zm4 contiguous there)
         return S[1:] * 2, s_T, c_T
 
     @staticmethod
@@ -171,30 +191,34 @@ class _LSTMCustom(torch.autograd.Function):
         per_gate = zx is not None or zs is not None
         opts = {"dtype": TC.dtype, "device": TC.device}
 
-        # The step-independent factors of the chain rule, for all steps at once, are written
-        # where the loop multiplies them (in place) into dG = ∂L/∂pre (T, B, 4, n): ∂s/∂pre_o and
-        # ∂c/∂pre of the Input, Forget and Memory gates; beside them P = ∂s/∂c (T, B, n).
-        o, i, f, sm = G.unbind(1)  # (T, B, n)
-        buf = _arena({"dG": (T, B, 4, n), "P": (T, B, n), "m": (T, B, n)}, torch.empty, opts)
-        dG, P, m = buf["dG"], buf["P"], buf["m"]
-        d_o, d_i, d_f, d_m = dG.unbind(2)
-        sig3 = G[:, :3]
-        torch.addcmul(sig3, sig3, sig3, value=-1, out=dG[:, :, :3].transpose(1, 2))  # σ(1 − σ)
-        d_o.mul_(TC).mul_(2)  # tanh(c) σ'_o
-        torch.mul(sm, 2, out=m).sub_(1)
-        if zm4 is None:
-            d_i.mul_(m)  # m σ'_i
+        lib = native.usable(TC) if ctx.native else None
+        if lib is not None:  # the loop computes the factors below on the fly, step by step
+            dG = _arena({"dG": (T, B, 4, n)}, torch.zeros if ragged else torch.empty, opts)["dG"]
         else:
-            d_i.mul_(ME).mul_(0.5)  # (m ∘ zm) σ'_i
-        d_f.mul_(C[:-1]).mul_(0.5)  # c_{t-1} σ'_f
-        torch.addcmul(i, i, m.mul_(m), value=-1, out=d_m)  # i (1 − m²)
-        if zm4 is not None:
-            d_m.mul_(zm4).mul_(0.25)  # ∘ zm
-        torch.mul(TC, TC, out=P)
-        torch.addcmul(o, o, P, value=-4, out=P)  # o (1 − tanh² c)
-        if ragged:  # rows past a sequence's end get no gradient (and their factors may be garbage)
-            dead = torch.arange(B).unsqueeze(0) >= torch.tensor(batch_sizes).unsqueeze(1)  # (T, B)
-            dG.masked_fill_(dead.to(dG.device)[:, :, None, None], 0)
+            # The step-independent factors of the chain rule, for all steps at once, are written
+            # where the loop multiplies them (in place) into dG = ∂L/∂pre (T, B, 4, n): ∂s/∂pre_o and
+            # ∂c/∂pre of the Input, Forget and Memory gates; beside them P = ∂s/∂c (T, B, n).
+            o, i, f, sm = G.unbind(1)  # (T, B, n)
+            buf = _arena({"dG": (T, B, 4, n), "P": (T, B, n), "m": (T, B, n)}, torch.empty, opts)
+            dG, P, m = buf["dG"], buf["P"], buf["m"]
+            d_o, d_i, d_f, d_m = dG.unbind(2)
+            sig3 = G[:, :3]
+            torch.addcmul(sig3, sig3, sig3, value=-1, out=dG[:, :, :3].transpose(1, 2))  # σ(1 − σ)
+            d_o.mul_(TC).mul_(2)  # tanh(c) σ'_o
+            torch.mul(sm, 2, out=m).sub_(1)
+            if zm4 is None:
+                d_i.mul_(m)  # m σ'_i
+            else:
+                d_i.mul_(ME).mul_(0.5)  # (m ∘ zm) σ'_i
+            d_f.mul_(C[:-1]).mul_(0.5)  # c_{t-1} σ'_f
+            torch.addcmul(i, i, m.mul_(m), value=-1, out=d_m)  # i (1 − m²)
+            if zm4 is not None:
+                d_m.mul_(zm4).mul_(0.25)  # ∘ zm
+            torch.mul(TC, TC, out=P)
+            torch.addcmul(o, o, P, value=-4, out=P)  # o (1 − tanh² c)
+            if ragged:  # rows past a sequence's end get no gradient (and their factors may be garbage)
+                dead = torch.arange(B).unsqueeze(0) >= torch.tensor(batch_sizes).unsqueeze(1)  # (T, B)
+                dG.masked_fill_(dead.to(dG.device)[:, :, None, None], 0)
 
         # dS[t]: ∂L/∂s_t from outside the recurrence (the output; s_T at each row's last step).
         if ragged:
@@ -202,38 +226,42 @@ class _LSTMCustom(torch.autograd.Function):
             dS.index_put_((lengths - 1, torch.arange(B, device=TC.device)), g_sT, accumulate=True)
         else:
             dS = g_out
-        dc = g_cT.clone()
-        ds = torch.empty(B, n, **opts)
+        dc = g_cT.clone(memory_format=torch.contiguous_format)
         ws = w[:, :, k:]  # (4, n, n)
         ws_cat = ws.reshape(4 * n, n)
 
-        def steps(views, axis=0):
-            return _per_step(views, batch_sizes, axis)
+        if lib is not None:  # the same loop in C++, a step's element-wise work in one pass
+            lib.backward_loop(dG, G, C, TC, ME, zm4, dS, None if ragged else g_sT.contiguous(), dc, ws, ws_cat,
+                              zs, list(batch_sizes or ()))
+        else:
+            def steps(views, axis=0):
+                return _per_step(views, batch_sizes, axis)
 
-        dgo_, dgifm_ = steps(dG[:, :, 0].unbind(0)), steps(dG[:, :, 1:].unbind(0))
-        dgn_ = dG.unbind(0)
-        dgn_ = steps(dgn_[1:] + dgn_[:1])  # dG[t + 1] cut to the rows alive at t (dummy at T − 1)
-        P_, f_, dS_ = (steps(v.unbind(0)) for v in (P, f, dS))
-        ds_, dc_ = steps([ds] * T), steps([dc] * T)
-        if zs is not None:
-            tmp_, zs_ = steps([torch.empty(4, B, n, **opts)] * T, 1), steps([zs] * T, 1)
+            dgo_, dgifm_ = steps(dG[:, :, 0].unbind(0)), steps(dG[:, :, 1:].unbind(0))
+            dgn_ = dG.unbind(0)
+            dgn_ = steps(dgn_[1:] + dgn_[:1])  # dG[t + 1] cut to the rows alive at t (dummy at T − 1)
+            P_, f_, dS_ = (steps(v.unbind(0)) for v in (P, f, dS))
+            ds = torch.empty(B, n, **opts)
+            ds_, dc_ = steps([ds] * T), steps([dc] * T)
+            if zs is not None:
+                tmp_, zs_ = steps([torch.empty(4, B, n, **opts)] * T, 1), steps([zs] * T, 1)
 
-        for t in range(T - 1, -1, -1):
-            dsv, dcv = ds_[t], dc_[t]
-            if t == T - 1:
-                if ragged:
-                    dsv.copy_(dS_[t])
+            for t in range(T - 1, -1, -1):
+                dsv, dcv = ds_[t], dc_[t]
+                if t == T - 1:
+                    if ragged:
+                        dsv.copy_(dS_[t])
+                    else:
+                        torch.add(dS_[t], g_sT, out=dsv)
+                elif zs is not None:
+                    tv = torch.bmm(dgn_[t].transpose(0, 1), ws, out=tmp_[t]).mul_(zs_[t])
+                    torch.sum(tv, 0, out=dsv).add_(dS_[t])
                 else:
-                    torch.add(dS_[t], g_sT, out=dsv)
-            elif zs is not None:
-                tv = torch.bmm(dgn_[t].transpose(0, 1), ws, out=tmp_[t]).mul_(zs_[t])
-                torch.sum(tv, 0, out=dsv).add_(dS_[t])
-            else:
-                torch.addmm(dS_[t], dgn_[t].view(-1, 4 * n), ws_cat, out=dsv)
-            dcv.addcmul_(dsv, P_[t])
-            dgo_[t].mul_(dsv)
-            dgifm_[t].mul_(dcv.unsqueeze(1))
-            dcv.mul_(f_[t])
+                    torch.addmm(dS_[t], dgn_[t].view(-1, 4 * n), ws_cat, out=dsv)
+                dcv.addcmul_(dsv, P_[t])
+                dgo_[t].mul_(dsv)
+                dgifm_[t].mul_(dcv.unsqueeze(1))
+                dcv.mul_(f_[t])
 
         need = ctx.needs_input_grad
         dGf = dG.view(T * B, 4 * n)
@@ -285,7 +313,7 @@ def run(x, lengths, arrays: dict, s0=None, c0=None, zx=None, zs=None, zm=None):
             x.transpose(0, 1), s0, c0, w, b,
             None if zx is None else zx.transpose(0, 1).contiguous(),
             None if zs is None else zs.transpose(0, 1).contiguous(),
-            None if zm is None else torch.mul(zm.transpose(0, 1), 4),
+            None if zm is None else torch.mul(zm.transpose(0, 1), 4, out=zm.new_empty(T, B, zm.shape[2])),
             None, None,
         )
         return out.transpose(0, 1), s_T, c_T
