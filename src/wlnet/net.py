@@ -265,6 +265,14 @@ class Net:
             for key in [k for k in data if isinstance(k, NetPort)]:
                 given_states.update(self._state_spec(key, data.pop(key)))
         values, batched, kind, size = self.read_inputs(data)
+        if states:
+            stored = next(iter(states.values())).shape[0]
+            if stored != 1 and (not batched or size != stored):
+                raise InputError(
+                    f"{self.name}: the given recurrent states belong to a batch of {stored} sequences, but the "
+                    f"input is {f'a batch of {size}' if batched else 'a single sequence'}. Give a batch of "
+                    f"{stored}, or reset the states (NetStateObject.reset())."
+                )
         if states or given_states:
             merged = dict(states or {})
             if given_states:

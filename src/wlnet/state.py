@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from .errors import InputError, OptionError
+from .errors import OptionError
 from .net import Net, NetPort
 from .symbols import All
 
@@ -72,27 +72,9 @@ class NetStateObject:
         return self._net._extract(spec)
 
     def __call__(self, data, port=None, **options):
-        result, final, _, _ = self._net._evaluate(data, port, options, states=self._checked(data),
-                                                 keep_states=True)
+        result, final, _, _ = self._net._evaluate(data, port, options, states=self._states, keep_states=True)
         self._states = {p: v.detach().clone() for p, v in final.items()}
         return result
-
-    def _checked(self, data) -> dict:
-        """The stored states, after checking they fit the batch size of `data`."""
-        if not self._states:
-            return {}
-        sizes = {v.shape[0] for v in self._states.values()}
-        stored = sizes.pop()
-        if stored == 1:
-            return self._states
-        _, batched, _, size = self._net.read_inputs(data)
-        if not batched or size != stored:
-            raise InputError(
-                f"NetStateObject: the stored states belong to a batch of {stored} sequences, but the input is "
-                f"{f'a batch of {size}' if batched else 'a single sequence'}. Give a batch of {stored}, or call "
-                "reset() first."
-            )
-        return self._states
 
     def __repr__(self) -> str:
         return f"NetStateObject({self._net!r})"
