@@ -70,3 +70,10 @@ def test_unit_vector_and_embedding():
     np.testing.assert_allclose(emb("cab"), E[[2, 0, 1]], rtol=1e-6)
     with pytest.raises(w.ShapeError, match="integer indices"):
         w.NetChain([w.EmbeddingLayer(2)], Input=("Varying", 3))
+
+
+def test_sequence_last_layer_input_option():
+    layer = w.SequenceLastLayer(Input=("Varying", 3))
+    assert layer([[1, 2, 3], [4, 5, 6]]) == [4, 5, 6]
+    with pytest.raises(w.InputError, match="size-3"):
+        layer([[1, 2]])

@@ -6,7 +6,7 @@ import torch
 
 from ..data import Seq
 from ..errors import OptionError, ShapeError, where
-from ..shapes import VARYING, ArrayType, Index, Real, describe, parse_size, unify
+from ..shapes import VARYING, ArrayType, Index, Real, describe, parse_sequence_shape, parse_size, unify
 from ..symbols import Automatic
 from .base import Layer, _unset
 
@@ -20,8 +20,10 @@ class SequenceLastLayer(Layer):
         super().__init__()
         self._check_options(options)
         self._given = options
-        self._in = {"Input": ArrayType((VARYING, None))}
-        self._out = {"Output": ArrayType(None)}
+        spec = options.get("Input", Automatic)
+        t = ArrayType((VARYING, None)) if _unset(spec) else parse_sequence_shape(spec, self.name, "Input")
+        self._in = {"Input": t}
+        self._out = {"Output": ArrayType(t.dims[1:]) if t.dims[1] is not None else ArrayType(None)}
 
     def infer(self, inputs: dict) -> Layer:
         t = inputs.get("Input")
