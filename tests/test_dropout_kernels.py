@@ -496,8 +496,15 @@ def test_p_zero_is_no_dropout():
     assert_close(dropout.lstm_dropout(x, RAGGED, arrays, s0, c0, {}, None), want, tol=0)
 
 
-def test_which_kernel_runs(monkeypatch):
-    """Weights and input masks run torch's fused kernel; state and state-update masks the custom one."""
+@pytest.mark.parametrize("built", [True, False], ids=["native", "no-native"])
+def test_which_kernel_runs(monkeypatch, built):
+    """Weights masks alone run torch's fused kernel; input masks the custom one where the native
+    kernel is built, else the fused kernel on widened inputs; state and state-update masks the
+    custom one."""
+    if built and native.get() is None:
+        pytest.skip("the native kernel could not be built here")
+    if not built:
+        monkeypatch.setenv("WLNET_NO_NATIVE", "1")
     x, arrays, s0, c0 = make_problem(seed=22)
 
     def refuse(*args, **kwargs):
@@ -508,7 +515,12 @@ def test_which_kernel_runs(monkeypatch):
     z = dropout.draw_masks({"VariationalWeights": 0.5}, 4, 6, 5, 3, seeded(), "cpu", F64).weights
     masked = {name: v * z[name] if name in z else v for name, v in arrays.items()}
     assert_close([out], [lstm.fused(x, None, lstm.pack(masked), s0, c0)[0]], tol=0)
-    dropout.lstm_dropout(x, None, arrays, s0, c0, {"VariationalInput": 0.5, "VariationalWeights": 0.5}, None)
+    spec = {"VariationalInput": 0.5, "VariationalWeights": 0.5}
+    if built:
+        with pytest.raises(AssertionError, match="custom path"):
+            dropout.lstm_dropout(x, None, arrays, s0, c0, spec, None)
+    else:
+        dropout.lstm_dropout(x, None, arrays, s0, c0, spec, None)
     for method in ("VariationalState", "StateUpdate"):
         with pytest.raises(AssertionError, match="custom path"):
             dropout.lstm_dropout(x, None, arrays, s0, c0, {method: 0.5, "VariationalInput": 0.5}, None)
@@ -614,7 +626,7 @@ def test_native_loops_are_used_and_fallback_when_disabled(monkeypatch):
 
     monkeypatch.setattr(native, "_module", Spy())
     _run_custom(None, "sm", F64, B=3, T=3, n=4, k=2)
-    assert calls == ["forward_loop", "backward_loop"]
+    assert calls == ["forward", "backward"]
     calls.clear()
     monkeypatch.setenv("WLNET_NO_NATIVE", "1")
     _run_custom(None, "sm", F64, B=3, T=3, n=4, k=2)

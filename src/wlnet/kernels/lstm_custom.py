@@ -129,46 +129,36 @@ class _LSTMCustom(torch.autograd.Function):
         torch.mul(c0, 2, out=C[0])
         half = torch.tensor(0.5, **opts)  # a 0-dim operand: cheaper per op than a Python float
 
-        lib = native.usable(x)
-        if lib is not None:  # the same loop in C++, a step's element-wise work in one pass
-            zm4 = None if zm4 is None else zm4.contiguous()  # (saved for the backward)
-            if per_gate:  # the first step's state part; the loop writes the others
-                if zs is not None:
-                    torch.mul(S[0], zs, out=XI[:, 0, :, k:])
-                else:
-                    XI[:, 0, :, k:] = S[0]
-            lib.forward_loop(G, C, TC, S, XI, wfT, bf, zs, ME, zm4, list(batch_sizes or ()), per_gate, k)
+        def steps(views, axis=0):
+            return _per_step(views, batch_sizes, axis)
+
+        g_ = steps(G.unbind(0), 1)  # (4, bt, n)
+        o_, i_, f_, sm_ = (steps(G[:, j].unbind(0)) for j in range(4))  # (bt, n)
+        if per_gate:
+            xi_ = steps(XI.unbind(1), 1)  # (4, bt, k+n)
+            xis_ = steps(XI[..., k:].unbind(1), 1)  # (4, bt, n): the state part
+            zs_ = steps([zs] * T, 1) if zs is not None else None
         else:
-            def steps(views, axis=0):
-                return _per_step(views, batch_sizes, axis)
+            xi_ = [v.expand(4, -1, -1) for v in steps(XI[:T].unbind(0))]
+        s_prev, s_next = steps(S[:-1].unbind(0)), steps(S[1:].unbind(0))
+        c_prev, c_next = steps(C[:-1].unbind(0)), steps(C[1:].unbind(0))
+        TC_ = steps(TC.unbind(0))
+        if zm4 is not None:  # ME = 2 m ∘ zm = −2 zm + 4 zm σ(2 pre_m)
+            ME_, me_a, me_z = steps(ME.unbind(0)), steps((zm4 * -0.5).unbind(0)), steps(zm4.unbind(0))
 
-            g_ = steps(G.unbind(0), 1)  # (4, bt, n)
-            o_, i_, f_, sm_ = (steps(G[:, j].unbind(0)) for j in range(4))  # (bt, n)
-            if per_gate:
-                xi_ = steps(XI.unbind(1), 1)  # (4, bt, k+n)
-                xis_ = steps(XI[..., k:].unbind(1), 1)  # (4, bt, n): the state part
-                zs_ = steps([zs] * T, 1) if zs is not None else None
+        for t in range(T):
+            if zs is not None:
+                torch.mul(s_prev[t], zs_[t], out=xis_[t])
+            elif per_gate:
+                xis_[t].copy_(s_prev[t])
+            torch.baddbmm(bf, xi_[t], wfT, out=g_[t]).sigmoid_()
+            ct = torch.mul(f_[t], c_prev[t], out=c_next[t])  # 2c_t = f 2c_{t-1} + i 2m (∘ zm)
+            if zm4 is None:
+                ct.addcmul_(i_[t], sm_[t], value=4).sub_(i_[t], alpha=2)  # 2m = 4σ(2 pre_m) − 2
             else:
-                xi_ = [v.expand(4, -1, -1) for v in steps(XI[:T].unbind(0))]
-            s_prev, s_next = steps(S[:-1].unbind(0)), steps(S[1:].unbind(0))
-            c_prev, c_next = steps(C[:-1].unbind(0)), steps(C[1:].unbind(0))
-            TC_ = steps(TC.unbind(0))
-            if zm4 is not None:  # ME = 2 m ∘ zm = −2 zm + 4 zm σ(2 pre_m)
-                ME_, me_a, me_z = steps(ME.unbind(0)), steps((zm4 * -0.5).unbind(0)), steps(zm4.unbind(0))
-
-            for t in range(T):
-                if zs is not None:
-                    torch.mul(s_prev[t], zs_[t], out=xis_[t])
-                elif per_gate:
-                    xis_[t].copy_(s_prev[t])
-                torch.baddbmm(bf, xi_[t], wfT, out=g_[t]).sigmoid_()
-                ct = torch.mul(f_[t], c_prev[t], out=c_next[t])  # 2c_t = f 2c_{t-1} + i 2m (∘ zm)
-                if zm4 is None:
-                    ct.addcmul_(i_[t], sm_[t], value=4).sub_(i_[t], alpha=2)  # 2m = 4σ(2 pre_m) − 2
-                else:
-                    ct.addcmul_(i_[t], torch.addcmul(me_a[t], sm_[t], me_z[t], out=ME_[t]))
-                tc = torch.sigmoid(ct, out=TC_[t]).sub_(half)
-                torch.mul(o_[t], tc, out=s_next[t])
+                ct.addcmul_(i_[t], torch.addcmul(me_a[t], sm_[t], me_z[t], out=ME_[t]))
+            tc = torch.sigmoid(ct, out=TC_[t]).sub_(half)
+            torch.mul(o_[t], tc, out=s_next[t])
 
         if ragged:
             rows = torch.arange(B, device=x.device)
@@ -177,7 +167,6 @@ class _LSTMCustom(torch.autograd.Function):
             s_T, c_T = S[T] * 2, C[T] * 0.5
         ctx.save_for_backward(w, G, C, TC, ME, XI, zx, zs, zm4, lengths)
         ctx.batch_sizes = batch_sizes
-        ctx.native = lib is not None  # the backward takes the same path (zm4 contiguous there)
         return S[1:] * 2, s_T, c_T
 
     @staticmethod
@@ -191,34 +180,30 @@ class _LSTMCustom(torch.autograd.Function):
         per_gate = zx is not None or zs is not None
         opts = {"dtype": TC.dtype, "device": TC.device}
 
-        lib = native.usable(TC) if ctx.native else None
-        if lib is not None:  # the loop computes the factors below on the fly, step by step
-            dG = _arena({"dG": (T, B, 4, n)}, torch.zeros if ragged else torch.empty, opts)["dG"]
+        # The step-independent factors of the chain rule, for all steps at once, are written
+        # where the loop multiplies them (in place) into dG = ∂L/∂pre (T, B, 4, n): ∂s/∂pre_o and
+        # ∂c/∂pre of the Input, Forget and Memory gates; beside them P = ∂s/∂c (T, B, n).
+        o, i, f, sm = G.unbind(1)  # (T, B, n)
+        buf = _arena({"dG": (T, B, 4, n), "P": (T, B, n), "m": (T, B, n)}, torch.empty, opts)
+        dG, P, m = buf["dG"], buf["P"], buf["m"]
+        d_o, d_i, d_f, d_m = dG.unbind(2)
+        sig3 = G[:, :3]
+        torch.addcmul(sig3, sig3, sig3, value=-1, out=dG[:, :, :3].transpose(1, 2))  # σ(1 − σ)
+        d_o.mul_(TC).mul_(2)  # tanh(c) σ'_o
+        torch.mul(sm, 2, out=m).sub_(1)
+        if zm4 is None:
+            d_i.mul_(m)  # m σ'_i
         else:
-            # The step-independent factors of the chain rule, for all steps at once, are written
-            # where the loop multiplies them (in place) into dG = ∂L/∂pre (T, B, 4, n): ∂s/∂pre_o and
-            # ∂c/∂pre of the Input, Forget and Memory gates; beside them P = ∂s/∂c (T, B, n).
-            o, i, f, sm = G.unbind(1)  # (T, B, n)
-            buf = _arena({"dG": (T, B, 4, n), "P": (T, B, n), "m": (T, B, n)}, torch.empty, opts)
-            dG, P, m = buf["dG"], buf["P"], buf["m"]
-            d_o, d_i, d_f, d_m = dG.unbind(2)
-            sig3 = G[:, :3]
-            torch.addcmul(sig3, sig3, sig3, value=-1, out=dG[:, :, :3].transpose(1, 2))  # σ(1 − σ)
-            d_o.mul_(TC).mul_(2)  # tanh(c) σ'_o
-            torch.mul(sm, 2, out=m).sub_(1)
-            if zm4 is None:
-                d_i.mul_(m)  # m σ'_i
-            else:
-                d_i.mul_(ME).mul_(0.5)  # (m ∘ zm) σ'_i
-            d_f.mul_(C[:-1]).mul_(0.5)  # c_{t-1} σ'_f
-            torch.addcmul(i, i, m.mul_(m), value=-1, out=d_m)  # i (1 − m²)
-            if zm4 is not None:
-                d_m.mul_(zm4).mul_(0.25)  # ∘ zm
-            torch.mul(TC, TC, out=P)
-            torch.addcmul(o, o, P, value=-4, out=P)  # o (1 − tanh² c)
-            if ragged:  # rows past a sequence's end get no gradient (and their factors may be garbage)
-                dead = torch.arange(B).unsqueeze(0) >= torch.tensor(batch_sizes).unsqueeze(1)  # (T, B)
-                dG.masked_fill_(dead.to(dG.device)[:, :, None, None], 0)
+            d_i.mul_(ME).mul_(0.5)  # (m ∘ zm) σ'_i
+        d_f.mul_(C[:-1]).mul_(0.5)  # c_{t-1} σ'_f
+        torch.addcmul(i, i, m.mul_(m), value=-1, out=d_m)  # i (1 − m²)
+        if zm4 is not None:
+            d_m.mul_(zm4).mul_(0.25)  # ∘ zm
+        torch.mul(TC, TC, out=P)
+        torch.addcmul(o, o, P, value=-4, out=P)  # o (1 − tanh² c)
+        if ragged:  # rows past a sequence's end get no gradient (and their factors may be garbage)
+            dead = torch.arange(B).unsqueeze(0) >= torch.tensor(batch_sizes).unsqueeze(1)  # (T, B)
+            dG.masked_fill_(dead.to(dG.device)[:, :, None, None], 0)
 
         # dS[t]: ∂L/∂s_t from outside the recurrence (the output; s_T at each row's last step).
         if ragged:
@@ -230,38 +215,34 @@ class _LSTMCustom(torch.autograd.Function):
         ws = w[:, :, k:]  # (4, n, n)
         ws_cat = ws.reshape(4 * n, n)
 
-        if lib is not None:  # the same loop in C++, a step's element-wise work in one pass
-            lib.backward_loop(dG, G, C, TC, ME, zm4, dS, None if ragged else g_sT.contiguous(), dc, ws, ws_cat,
-                              zs, list(batch_sizes or ()))
-        else:
-            def steps(views, axis=0):
-                return _per_step(views, batch_sizes, axis)
+        def steps(views, axis=0):
+            return _per_step(views, batch_sizes, axis)
 
-            dgo_, dgifm_ = steps(dG[:, :, 0].unbind(0)), steps(dG[:, :, 1:].unbind(0))
-            dgn_ = dG.unbind(0)
-            dgn_ = steps(dgn_[1:] + dgn_[:1])  # dG[t + 1] cut to the rows alive at t (dummy at T − 1)
-            P_, f_, dS_ = (steps(v.unbind(0)) for v in (P, f, dS))
-            ds = torch.empty(B, n, **opts)
-            ds_, dc_ = steps([ds] * T), steps([dc] * T)
-            if zs is not None:
-                tmp_, zs_ = steps([torch.empty(4, B, n, **opts)] * T, 1), steps([zs] * T, 1)
+        dgo_, dgifm_ = steps(dG[:, :, 0].unbind(0)), steps(dG[:, :, 1:].unbind(0))
+        dgn_ = dG.unbind(0)
+        dgn_ = steps(dgn_[1:] + dgn_[:1])  # dG[t + 1] cut to the rows alive at t (dummy at T − 1)
+        P_, f_, dS_ = (steps(v.unbind(0)) for v in (P, f, dS))
+        ds = torch.empty(B, n, **opts)
+        ds_, dc_ = steps([ds] * T), steps([dc] * T)
+        if zs is not None:
+            tmp_, zs_ = steps([torch.empty(4, B, n, **opts)] * T, 1), steps([zs] * T, 1)
 
-            for t in range(T - 1, -1, -1):
-                dsv, dcv = ds_[t], dc_[t]
-                if t == T - 1:
-                    if ragged:
-                        dsv.copy_(dS_[t])
-                    else:
-                        torch.add(dS_[t], g_sT, out=dsv)
-                elif zs is not None:
-                    tv = torch.bmm(dgn_[t].transpose(0, 1), ws, out=tmp_[t]).mul_(zs_[t])
-                    torch.sum(tv, 0, out=dsv).add_(dS_[t])
+        for t in range(T - 1, -1, -1):
+            dsv, dcv = ds_[t], dc_[t]
+            if t == T - 1:
+                if ragged:
+                    dsv.copy_(dS_[t])
                 else:
-                    torch.addmm(dS_[t], dgn_[t].view(-1, 4 * n), ws_cat, out=dsv)
-                dcv.addcmul_(dsv, P_[t])
-                dgo_[t].mul_(dsv)
-                dgifm_[t].mul_(dcv.unsqueeze(1))
-                dcv.mul_(f_[t])
+                    torch.add(dS_[t], g_sT, out=dsv)
+            elif zs is not None:
+                tv = torch.bmm(dgn_[t].transpose(0, 1), ws, out=tmp_[t]).mul_(zs_[t])
+                torch.sum(tv, 0, out=dsv).add_(dS_[t])
+            else:
+                torch.addmm(dS_[t], dgn_[t].view(-1, 4 * n), ws_cat, out=dsv)
+            dcv.addcmul_(dsv, P_[t])
+            dgo_[t].mul_(dsv)
+            dgifm_[t].mul_(dcv.unsqueeze(1))
+            dcv.mul_(f_[t])
 
         need = ctx.needs_input_grad
         dGf = dG.view(T * B, 4 * n)
@@ -288,56 +269,95 @@ class _LSTMCustom(torch.autograd.Function):
         return dx, ds0, dc if need[2] else None, dw, db, None, None, None, None, None
 
 
-def run(x, lengths, arrays: dict, s0=None, c0=None, zx=None, zs=None, zm=None):
+# The 12 arrays in the order the native kernel takes them: input weights, state weights,
+# biases, each for the gates in `ORDER`; the 8 weight masks in the same order.
+NATIVE_NAMES = tuple(f"{g}Gate{part}" for part in ("InputWeights", "StateWeights", "Biases") for g in ORDER)
+
+
+class _LSTMNative(torch.autograd.Function):
+    """The recurrence in C++ (`lstm_native.cpp`): forward and backward one call each.
+
+    x (T, B, k) time-major, rows sorted by decreasing length; s0, c0 (B, n); zx (B, 4, k),
+    zs (B, 4, n), zm (B, T, n) | None (Wolfram gate order, rows sorted like x); zw: the 8
+    weight masks in `NATIVE_NAMES` order or []; batch_sizes: rows alive at each step or []
+    (all B); arrays: the 12 arrays in `NATIVE_NAMES` order → out (T, B, n), s_T, c_T (B, n)."""
+
+    @staticmethod
+    def forward(ctx, x, s0, c0, zx, zs, zm, zw, batch_sizes, *arrays):
+        lib = native.get()
+        S, s_T, c_T, G, C, TC, wx, ws, XI, SZ = lib.forward(x, s0, c0, list(arrays), zw, zx, zs, zm, batch_sizes)
+        ctx.save_for_backward(x, wx, ws, zx, zs, zm, G, C, TC, S, XI, SZ)
+        ctx.zw, ctx.batch_sizes = zw, batch_sizes
+        return S[1:], s_T, c_T
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, g_out, g_sT, g_cT):
+        x, wx, ws, zx, zs, zm, G, C, TC, S, XI, SZ = ctx.saved_tensors
+        need = ctx.needs_input_grad
+        grads = native.get().backward(g_out, g_sT, g_cT, x, wx, ws, ctx.zw, zx, zs, zm, G, C, TC, S, XI, SZ,
+                                      ctx.batch_sizes, [need[0], need[1], need[2], any(need[8:])])
+        return (*grads[:3], None, None, None, None, None, *grads[3:])
+
+
+def run(x, lengths, arrays: dict, s0=None, c0=None, zx=None, zs=None, zm=None, zw=None):
     """The masked recurrence. x (B, T, k); lengths (B,) int64 CPU or None (all T);
     s0, c0 (B, n) or None (zeros); masks zx (B, 4, k), zs (B, 4, n), zm (B, T, n) or None
-    (4-axis in `lstm.GATES` order) → out (B, T, n), s_T (B, n), c_T (B, n).
+    (4-axis in `lstm.GATES` order); zw: array name → mask for the weight matrices, or None
+    → out (B, T, n), s_T (B, n), c_T (B, n).
 
     Same contract as `lstm.fused`: outputs past a sequence's end are zero and each final state
-    is taken at the sequence's own last step. Differentiable in x, s0, c0 and the 12 arrays."""
+    is taken at the sequence's own last step. Differentiable in x, s0, c0 and the 12 arrays.
+    Runs `_LSTMNative` where `kernels.native` is usable, else the pure-torch `_LSTMCustom`."""
     B, T, k = x.shape
-    w, b = stack_arrays(arrays)
-    n = w.shape[1]
+    n = arrays["InputGateBiases"].shape[0]
     s0 = x.new_zeros(B, n) if s0 is None else s0
     c0 = x.new_zeros(B, n) if c0 is None else c0
-    perm = torch.tensor(_FROM_WOLFRAM, device=x.device)
-    if zx is not None:
-        zx = zx.index_select(1, perm)
-    if zs is not None:
-        zs = zs.index_select(1, perm)
+    if lengths is not None:
+        lengths = torch.as_tensor(lengths, dtype=torch.int64, device="cpu")
+        if lengths.shape != (B,) or int(lengths.min()) < 1 or int(lengths.max()) > T:
+            raise ValueError(f"lengths must be {B} integers in 1..{T}; got {lengths.tolist()}")
+        if bool((lengths == T).all()):
+            lengths = None
+    use_native = native.usable(x) is not None
 
-    if lengths is not None and bool((torch.as_tensor(lengths) == T).all()):
-        lengths = None
+    if use_native:
+        def call(x_tm, s0, c0, zx, zs, zm, batch_sizes):
+            return _LSTMNative.apply(x_tm, s0, c0, zx, zs, zm,
+                                     [zw[name] for name in NATIVE_NAMES[:8]] if zw else [], batch_sizes,
+                                     *(arrays[name] for name in NATIVE_NAMES))
+    else:
+        if zw:
+            arrays = {name: a * zw[name] if name in zw else a for name, a in arrays.items()}
+        w, b = stack_arrays(arrays)
+        perm = torch.tensor(_FROM_WOLFRAM, device=x.device)
+
+        def call(x_tm, s0, c0, zx, zs, zm, batch_sizes):  # masks → time/gate-major, gates in ORDER
+            zx, zs = (None if z is None else z.index_select(1, perm).transpose(0, 1).contiguous() for z in (zx, zs))
+            zm4 = None
+            if zm is not None:
+                zm4 = torch.mul(zm.transpose(0, 1), 4, out=zm.new_empty(zm.shape[1], *zm.shape[::2]))
+            lengths_d = None
+            if batch_sizes:
+                lengths_d = (torch.tensor(batch_sizes).unsqueeze(1) > torch.arange(x_tm.shape[1])).sum(0)
+            return _LSTMCustom.apply(x_tm, s0, c0, w, b, zx, zs, zm4, batch_sizes or None,
+                                     None if lengths_d is None else lengths_d.to(x.device))
+
     if lengths is None:
-        out, s_T, c_T = _LSTMCustom.apply(
-            x.transpose(0, 1), s0, c0, w, b,
-            None if zx is None else zx.transpose(0, 1).contiguous(),
-            None if zs is None else zs.transpose(0, 1).contiguous(),
-            None if zm is None else torch.mul(zm.transpose(0, 1), 4, out=zm.new_empty(T, B, zm.shape[2])),
-            None, None,
-        )
+        out, s_T, c_T = call(x.transpose(0, 1).contiguous(), s0, c0, zx, zs, zm, [])
         return out.transpose(0, 1), s_T, c_T
 
-    lengths = torch.as_tensor(lengths, dtype=torch.int64, device="cpu")
-    if lengths.shape != (B,) or int(lengths.min()) < 1 or int(lengths.max()) > T:
-        raise ValueError(f"lengths must be {B} integers in 1..{T}; got {lengths.tolist()}")
     sorted_lengths, order = torch.sort(lengths, descending=True, stable=True)
     Tm = int(sorted_lengths[0])
     batch_sizes = (sorted_lengths.unsqueeze(0) > torch.arange(Tm).unsqueeze(1)).sum(1).tolist()
     order_d = order.to(x.device)
     back = torch.argsort(order).to(x.device)
 
-    def sort(z, time_axis=False):  # (B, a, ...) → sorted along B, then (a, B, ...)
-        if z is None:
-            return None
-        if time_axis:
-            z = z[:, :Tm]
-        return z.index_select(0, order_d).transpose(0, 1).contiguous()
+    def sort(z):  # (B, ...) → rows sorted
+        return None if z is None else z.index_select(0, order_d)
 
-    out, s_T, c_T = _LSTMCustom.apply(
-        sort(x, True), s0.index_select(0, order_d), c0.index_select(0, order_d), w, b,
-        sort(zx), sort(zs), None if zm is None else sort(zm, True).mul_(4), batch_sizes, sorted_lengths.to(x.device),
-    )
+    out, s_T, c_T = call(sort(x[:, :Tm]).transpose(0, 1).contiguous(), sort(s0), sort(c0), sort(zx), sort(zs),
+                         None if zm is None else sort(zm[:, :Tm]), batch_sizes)
     out = out.index_select(1, back).transpose(0, 1)  # (B, Tm, n)
     if Tm < T:
         out = torch.nn.functional.pad(out, (0, 0, 0, T - Tm))

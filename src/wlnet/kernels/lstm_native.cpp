@@ -1,44 +1,104 @@
-// The time loops of `lstm_custom._LSTMCustom` in C++: per step the same matrix product as the
-// Python loop, then ONE pass over the rows for all of the step's element-wise work, written
-// with ATen's vectorized math. Same buffers, same conventions (see lstm_custom.py), so the
-// bulk work before and after the loops is shared with the pure-torch path.
-// Built at first use by `kernels.native` (torch.utils.cpp_extension).
+// The masked LSTM recurrence of `lstm_custom` on CPU, whole: one call for the forward, one for
+// the backward, one to draw dropout masks. Built at first use by `kernels.native`
+// (torch.utils.cpp_extension); `lstm_custom` holds the pure-torch version of the same
+// recurrence, which runs where this cannot (CUDA, no compiler).
+//
+// Symbols: T steps, B rows (sorted by decreasing length when ragged), k input size, n output
+// size. Gates are stacked in the order (Output, Input, Forget, Memory) = `lstm_custom.ORDER`;
+// the masks zx (B, 4, k) and zs (B, 4, n) come in Wolfram's order (Input, Output, Forget,
+// Memory), read through PERM. Per step:
+//   pre_g = W_gx (x_t ∘ zx_g) + W_gs (s_{t-1} ∘ zs_g) + b_g
+//   o, i, f = σ(pre);  m = tanh(pre_m);  c_t = f c_{t-1} + i (m ∘ zm_t);  s_t = o tanh(c_t)
+// How it is fast:
+// - the input contributions of all steps are one product before the loop (one per gate with
+//   zx), written into the gate buffer G; each step adds its state product there (BLAS gemm
+//   called directly, beta = 1: no dispatcher, no copy) and then does all of its element-wise
+//   work in one vectorized pass over the rows (tanh u = 2σ(2u) − 1, one exp per gate);
+// - the backward loop is one product and one pass per step; dW, db, dx, ds0 are products
+//   after it; the gradients of the 12 arrays come out split (and masked, with zw) in C++;
+// - the buffers of a call are views of one allocation (a fresh large block per buffer would
+//   be page-faulted in at every call).
 
 #include <torch/extension.h>
 
 #include <ATen/Parallel.h>
 #include <ATen/cpu/vec/vec.h>
 
+#include <cmath>
+#include <cstdint>
 #include <vector>
 
 using at::Tensor;
 using at::vec::Vectorized;
+using c10::optional;
+
+extern "C" {  // the BLAS that torch links (Fortran interface)
+void sgemm_(const char*, const char*, const int*, const int*, const int*, const float*, const float*, const int*,
+            const float*, const int*, const float*, float*, const int*);
+void dgemm_(const char*, const char*, const int*, const int*, const int*, const double*, const double*, const int*,
+            const double*, const int*, const double*, double*, const int*);
+void sgemm_batch_(const char*, const char*, const int*, const int*, const int*, const float*, const float**, const int*,
+                  const float**, const int*, const float*, float**, const int*, const int*, const int*);
+void dgemm_batch_(const char*, const char*, const int*, const int*, const int*, const double*, const double**,
+                  const int*, const double**, const int*, const double*, double**, const int*, const int*, const int*);
+}
 
 namespace {
 
-// exp_u20: ATen's inlined polynomial exp for float (error ≤ 20 ulp, as in its softmax kernels);
-// for double it is SLEEF's exp.
+constexpr int64_t PERM[4] = {1, 0, 2, 3};  // internal gate j ↔ Wolfram mask index PERM[j]
+
+// Row-major C (M×N, ldc) = op(A) op(B) + beta C, op(A) M×K. ta: A is stored K×M (lda);
+// tb: B is stored N×K (ldb). Column-major BLAS computes Cᵀ = op(B)ᵀ op(A)ᵀ.
+template <typename T>
+void gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, const T* A, int64_t lda, const T* B, int64_t ldb,
+          T beta, T* C, int64_t ldc) {
+  if (M == 0 || N == 0) return;
+  const char opa = ta ? 'T' : 'N', opb = tb ? 'T' : 'N';
+  const int m = N, n = M, k = K, la = ldb, lb = lda, lc = ldc;
+  const T one = 1;
+  if (K == 0) {  // nothing to add
+    for (int64_t r = 0; r < M; ++r)
+      for (int64_t c = 0; c < N; ++c) C[r * ldc + c] = beta == T(0) ? T(0) : beta * C[r * ldc + c];
+    return;
+  }
+  if constexpr (std::is_same_v<T, float>) {
+    sgemm_(&opb, &opa, &m, &n, &k, &one, B, &la, A, &lb, &beta, C, &lc);
+  } else {
+    dgemm_(&opb, &opa, &m, &n, &k, &one, B, &la, A, &lb, &beta, C, &lc);
+  }
+}
+
+// Four products of the same shapes in one BLAS call (MKL's grouped batch): C_q = op(A_q) op(B_q)
+// + beta C_q, with A_q = A + q sa, B_q = B + q sb, C_q = C + q sc. Conventions as `gemm`.
+template <typename T>
+void gemm4(bool ta, bool tb, int64_t M, int64_t N, int64_t K, const T* A, int64_t lda, int64_t sa, const T* B,
+           int64_t ldb, int64_t sb, T beta, T* C, int64_t ldc, int64_t sc) {
+  if (M == 0 || N == 0 || K == 0) {
+    for (int64_t q = 0; q < 4; ++q) gemm<T>(ta, tb, M, N, K, A + q * sa, lda, B + q * sb, ldb, beta, C + q * sc, ldc);
+    return;
+  }
+  const char opa = ta ? 'T' : 'N', opb = tb ? 'T' : 'N';
+  const int m = N, n = M, k = K, la = ldb, lb = lda, lc = ldc, groups = 1, size = 4;
+  const T one = 1;
+  const T* a[4] = {B, B + sb, B + 2 * sb, B + 3 * sb};
+  const T* b[4] = {A, A + sa, A + 2 * sa, A + 3 * sa};
+  T* c[4] = {C, C + sc, C + 2 * sc, C + 3 * sc};
+  if constexpr (std::is_same_v<T, float>) {
+    sgemm_batch_(&opb, &opa, &m, &n, &k, &one, a, &la, b, &lb, &beta, c, &lc, &groups, &size);
+  } else {
+    dgemm_batch_(&opb, &opa, &m, &n, &k, &one, a, &la, b, &lb, &beta, c, &lc, &groups, &size);
+  }
+}
+
 template <typename T>
 inline Vectorized<T> sigmoid(const Vectorized<T>& x) {
   const Vectorized<T> one(T(1));
-  return one / (one + x.neg().exp_u20());
+  return one / (one + x.neg().exp_u20());  // exp_u20: ATen's inlined exp (≤ 20 ulp; SLEEF for double)
 }
 
 template <typename T>
-inline T sigmoid(T x) {
-  return T(1) / (T(1) + std::exp(-x));
-}
-
-// Load `count` elements (count < Vec::size() for a tail) from p with element stride `inc`.
-template <typename T>
-inline Vectorized<T> load(const T* p, int64_t inc, int64_t count) {
-  using Vec = Vectorized<T>;
-  if (inc == 1) {
-    return count == Vec::size() ? Vec::loadu(p) : Vec::loadu(p, count);
-  }
-  alignas(64) T tmp[Vec::size()] = {};
-  for (int64_t i = 0; i < count; ++i) tmp[i] = p[i * inc];
-  return Vec::loadu(tmp);
+inline Vectorized<T> load(const T* p, int64_t count) {
+  return count == Vectorized<T>::size() ? Vectorized<T>::loadu(p) : Vectorized<T>::loadu(p, count);
 }
 
 template <typename T>
@@ -52,47 +112,65 @@ inline void store(const Vectorized<T>& v, T* p, int64_t count) {
 
 int64_t grain_rows(int64_t n) { return std::max<int64_t>(1, 4096 / std::max<int64_t>(n, 1)); }
 
-// One forward step after the product, rows [0, bt):
-//   G[t, j] ← σ(G[t, j] + bias[j]) for the 4 gates (o, i, f, σm);
-//   ME = zm4 (σm − 1/2) (with zm);  C[t+1] = f C[t] + i (ME | 4σm − 2);
-//   TC = σ(C[t+1]) − 1/2;  S[t+1] = o TC;  and, per gate, the next step input XI[j, t+1, :, k:]
-//   = S[t+1] (∘ zs[j]) for the rows alive at the next step.
+int64_t alive(const std::vector<int64_t>& batch_sizes, int64_t t, int64_t B, int64_t T) {
+  if (t >= T) return 0;
+  return batch_sizes.empty() ? B : batch_sizes[t];
+}
+
+Tensor contiguous(const optional<Tensor>& z) { return z ? z->contiguous() : Tensor(); }
+
 template <typename T>
-void fwd_elem(T* g, int64_t gstride, const T* bias, const T* cp, T* cn, T* tc, T* sn, int64_t s_row, T* me, const T* z,
-              T* xin, int64_t xi_gate, int64_t xi_row, const T* zs, int64_t zs_gate, int64_t bt, int64_t bt_next,
-              int64_t n) {
+const T* ptr(const Tensor& z) {
+  return z.defined() ? z.data_ptr<T>() : nullptr;
+}
+
+// Buffers as views of one allocation; zero: the names to zero-fill.
+std::vector<Tensor> arena(const std::vector<std::vector<int64_t>>& shapes, const at::TensorOptions& opts) {
+  int64_t total = 0;
+  for (const auto& s : shapes) total += c10::multiply_integers(s);
+  Tensor flat = at::empty({total}, opts);
+  std::vector<Tensor> out;
+  int64_t off = 0;
+  for (const auto& s : shapes) {
+    const int64_t size = c10::multiply_integers(s);
+    out.push_back(flat.narrow(0, off, size).view(s));
+    off += size;
+  }
+  return out;
+}
+
+// ------------------------------------------------------------------------------------ forward
+
+// One step's element-wise work, rows [0, bt). G[t] holds the products on entry and
+// (σo, σi, σf, m) on exit.
+template <typename T>
+void forward_step(T* g, const T* bias, const T* cp, T* cn, T* tc, T* sn, const T* zm, int64_t zm_row, T* sz_next,
+                  int64_t sz_gate, const T* zs, int64_t bt, int64_t bt_next, int64_t n) {
   using Vec = Vectorized<T>;
-  const Vec half(T(0.5)), two(T(2)), four(T(4));
+  const Vec one(T(1)), two(T(2));
   at::parallel_for(0, bt, grain_rows(n), [&](int64_t b0, int64_t b1) {
     for (int64_t b = b0; b < b1; ++b) {
+      T* gb = g + b * 4 * n;
       for (int64_t j = 0; j < n; j += Vec::size()) {
         const int64_t cnt = std::min<int64_t>(Vec::size(), n - j);
-        const int64_t e = b * n + j;
-        const Vec o = sigmoid(load(g + e, 1, cnt) + load(bias + j, 1, cnt));
-        const Vec i = sigmoid(load(g + gstride + e, 1, cnt) + load(bias + n + j, 1, cnt));
-        const Vec f = sigmoid(load(g + 2 * gstride + e, 1, cnt) + load(bias + 2 * n + j, 1, cnt));
-        const Vec sm = sigmoid(load(g + 3 * gstride + e, 1, cnt) + load(bias + 3 * n + j, 1, cnt));
-        store(o, g + e, cnt);
-        store(i, g + gstride + e, cnt);
-        store(f, g + 2 * gstride + e, cnt);
-        store(sm, g + 3 * gstride + e, cnt);
-        Vec m;
-        if (me != nullptr) {
-          m = load(z + e, 1, cnt) * (sm - half);
-          store(m, me + e, cnt);
-        } else {
-          m = four * sm - two;
-        }
-        const Vec c = f * load(cp + e, 1, cnt) + i * m;
-        store(c, cn + e, cnt);
-        const Vec h = sigmoid(c) - half;
-        store(h, tc + e, cnt);
+        const Vec o = sigmoid(load(gb + j, cnt) + load(bias + j, cnt));
+        const Vec i = sigmoid(load(gb + n + j, cnt) + load(bias + n + j, cnt));
+        const Vec f = sigmoid(load(gb + 2 * n + j, cnt) + load(bias + 2 * n + j, cnt));
+        const Vec m = two * sigmoid(two * (load(gb + 3 * n + j, cnt) + load(bias + 3 * n + j, cnt))) - one;
+        store(o, gb + j, cnt);
+        store(i, gb + n + j, cnt);
+        store(f, gb + 2 * n + j, cnt);
+        store(m, gb + 3 * n + j, cnt);
+        const Vec mz = zm != nullptr ? m * load(zm + b * zm_row + j, cnt) : m;
+        const Vec c = f * load(cp + b * n + j, cnt) + i * mz;
+        store(c, cn + b * n + j, cnt);
+        const Vec h = two * sigmoid(two * c) - one;
+        store(h, tc + b * n + j, cnt);
         const Vec s = o * h;
-        store(s, sn + b * s_row + j, cnt);
-        if (xin != nullptr && b < bt_next) {
+        store(s, sn + b * n + j, cnt);
+        if (sz_next != nullptr && b < bt_next) {
           for (int64_t q = 0; q < 4; ++q) {
-            T* dst = xin + q * xi_gate + b * xi_row + j;
-            store(zs != nullptr ? s * load(zs + q * zs_gate + e, 1, cnt) : s, dst, cnt);
+            store(s * load(zs + (b * 4 + PERM[q]) * n + j, cnt), sz_next + q * sz_gate + b * n + j, cnt);
           }
         }
       }
@@ -100,152 +178,343 @@ void fwd_elem(T* g, int64_t gstride, const T* bias, const T* cp, T* cn, T* tc, T
   });
 }
 
-// One backward step after the product, rows [0, bt). ds = ∂L/∂s_t is
-//   mode 0: dS[t] (+ extra);  mode 1: acc + dS[t];  mode 2: Σ_j acc[j] ∘ zs[j] + dS[t];
-// then, with the step-independent factors of lstm_custom's backward computed on the fly
-// from G[t] = (o, i, f, σm), C[t] = 2c_{t-1}, TC[t] = tanh(c_t)/2 and ME[t], zm4[t]:
-//   dc += ds P;  dG[t, :, 0] = ds ∂s/∂pre_o;  dG[t, :, 1:4] = dc ∂c/∂pre_{i,f,m};  dc *= f.
+// Forward of the recurrence. x (T, B, k) time-major; s0, c0 (B, n); arrays: the 12 arrays
+// [W_gx for g in ORDER, W_gs for g in ORDER, b_g for g in ORDER]; zw: 8 weight masks (same
+// order as the weights) or none; zx (B, 4, k), zs (B, 4, n), zm (B, T, n) or none;
+// batch_sizes: rows alive at each step (sorted rows), or empty for all B.
+// Returns [S (T+1, B, n) with S[0] = s0, s_T, c_T, G (T, B, 4, n), C (T+1, B, n),
+// TC (T, B, n) = tanh c_t, wx (4n, k), ws (4n, n), XI (4, T, B, k) x ∘ zx, SZ (4, T, B, n) s ∘ zs].
+std::vector<Tensor> forward(Tensor x, Tensor s0, Tensor c0, std::vector<Tensor> arrays, std::vector<Tensor> zw,
+                            optional<Tensor> zx_, optional<Tensor> zs_, optional<Tensor> zm_,
+                            std::vector<int64_t> batch_sizes) {
+  TORCH_CHECK(arrays.size() == 12 && (zw.empty() || zw.size() == 8), "wlnet native: 12 arrays, 8 or 0 masks");
+  x = x.contiguous();
+  const int64_t T = x.size(0), B = x.size(1), k = x.size(2), n = arrays[0].size(0);
+  const auto opts = x.options();
+  const bool ragged = !batch_sizes.empty();
+  Tensor zx = contiguous(zx_), zs = contiguous(zs_), zm = contiguous(zm_);
+
+  Tensor wx = at::empty({4 * n, k}, opts), ws = at::empty({4 * n, n}, opts), bias = at::empty({4 * n}, opts);
+  for (int64_t g = 0; g < 4; ++g) {
+    if (zw.empty()) {
+      wx.narrow(0, g * n, n).copy_(arrays[g]);
+      ws.narrow(0, g * n, n).copy_(arrays[4 + g]);
+    } else {
+      Tensor wxg = wx.narrow(0, g * n, n), wsg = ws.narrow(0, g * n, n);
+      at::mul_out(wxg, arrays[g], zw[g]);
+      at::mul_out(wsg, arrays[4 + g], zw[4 + g]);
+    }
+    bias.narrow(0, g * n, n).copy_(arrays[8 + g]);
+  }
+
+  std::vector<std::vector<int64_t>> shapes = {{T, B, 4, n}, {T + 1, B, n}, {T, B, n}, {T + 1, B, n}};
+  if (zx.defined()) shapes.push_back({4, T, B, k});
+  if (zs.defined()) shapes.push_back({4, T, B, n});
+  auto buf = arena(shapes, opts);
+  Tensor G = buf[0], C = buf[1], TC = buf[2], S = buf[3];
+  Tensor XI = zx.defined() ? buf[4] : Tensor();
+  Tensor SZ = zs.defined() ? buf[zx.defined() ? 5 : 4] : Tensor();
+  if (ragged) {  // rows past a sequence's end: outputs zero, and finite where products read them
+    S.zero_();
+    if (SZ.defined()) SZ.zero_();
+  }
+  S[0].copy_(s0);
+  C[0].copy_(c0);
+
+  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "wlnet_lstm_forward", [&] {
+    using T_ = scalar_t;
+    T_* g = G.data_ptr<T_>();
+    T_* c = C.data_ptr<T_>();
+    T_* tc = TC.data_ptr<T_>();
+    T_* s = S.data_ptr<T_>();
+    const T_* xp = x.data_ptr<T_>();
+    const T_* wxp = wx.data_ptr<T_>();
+    const T_* wsp = ws.data_ptr<T_>();
+    const T_* zsp = ptr<T_>(zs);
+    const T_* zmp = ptr<T_>(zm);
+    T_* sz = SZ.defined() ? SZ.data_ptr<T_>() : nullptr;
+    const int64_t TB = T * B, sB = B * n;
+
+    // Input contributions of all steps: G[t, b, g] = W_gx (x_t,b ∘ zx_b,g).
+    if (zx.defined()) {
+      T_* xi = XI.data_ptr<T_>();
+      const T_* zxp = zx.data_ptr<T_>();
+      at::parallel_for(0, TB, std::max<int64_t>(1, 2048 / std::max<int64_t>(k, 1)), [&](int64_t r0, int64_t r1) {
+        for (int64_t r = r0; r < r1; ++r) {
+          const int64_t b = r % B;
+          for (int64_t q = 0; q < 4; ++q) {
+            const T_* z = zxp + (b * 4 + PERM[q]) * k;
+            T_* dst = xi + q * TB * k + r * k;
+            for (int64_t j = 0; j < k; ++j) dst[j] = xp[r * k + j] * z[j];
+          }
+        }
+      });
+      gemm4<T_>(false, true, TB, n, k, xi, k, TB * k, wxp, k, n * k, T_(0), g, 4 * n, n);
+    } else {
+      gemm<T_>(false, true, TB, 4 * n, k, xp, k, wxp, k, T_(0), g, 4 * n);
+    }
+    if (sz != nullptr) {  // the first step's state input s0 ∘ zs_g
+      for (int64_t q = 0; q < 4; ++q)
+        for (int64_t b = 0; b < B; ++b)
+          for (int64_t j = 0; j < n; ++j) sz[q * TB * n + b * n + j] = s[b * n + j] * zsp[(b * 4 + PERM[q]) * n + j];
+    }
+
+    for (int64_t t = 0; t < T; ++t) {
+      const int64_t bt = alive(batch_sizes, t, B, T);
+      T_* gt = g + t * 4 * sB;
+      if (sz != nullptr) {
+        gemm4<T_>(false, true, bt, n, n, sz + t * sB, n, TB * n, wsp, n, n * n, T_(1), gt, 4 * n, n);
+      } else {
+        gemm<T_>(false, true, bt, 4 * n, n, s + t * sB, n, wsp, n, T_(1), gt, 4 * n);
+      }
+      forward_step<T_>(gt, bias.data_ptr<T_>(), c + t * sB, c + (t + 1) * sB, tc + t * sB, s + (t + 1) * sB,
+                       zmp != nullptr ? zmp + t * n : nullptr, T * n,
+                       sz != nullptr && t + 1 < T ? sz + (t + 1) * sB : nullptr, TB * n, zsp, bt,
+                       alive(batch_sizes, t + 1, B, T), n);
+    }
+  });
+
+  Tensor s_T, c_T;
+  if (ragged) {  // each row's state at its own last step
+    std::vector<int64_t> len(B, 0);
+    for (int64_t bt : batch_sizes)
+      for (int64_t b = 0; b < bt; ++b) ++len[b];
+    Tensor idx = at::tensor(len, at::kLong) * B + at::arange(B, at::kLong);
+    s_T = S.view({(T + 1) * B, n}).index_select(0, idx);
+    c_T = C.view({(T + 1) * B, n}).index_select(0, idx);
+  } else {
+    s_T = S[T].clone();
+    c_T = C[T].clone();
+  }
+  return {S, s_T, c_T, G, C, TC, wx, ws, XI, SZ};
+}
+
+// ------------------------------------------------------------------------------------ backward
+
+// One backward step, rows [0, bt): ds = ∂L/∂s_t = dS[t] (+ g_sT for rows ending here)
+// (+ the product from step t+1: acc, or Σ_g acc_g ∘ zs_g); then
+//   dc += ds o (1 − tanh² c);  dG_o = ds tanh c σo';  dG_i = dc (m ∘ zm) σi';
+//   dG_f = dc c_{t-1} σf';  dG_m = dc i zm (1 − m²);  dc ← dc f.
 template <typename T>
-void bwd_elem(int mode, const T* acc, int64_t acc_gate, const T* zs, int64_t zs_gate, const T* extra, const T* dS,
-              int64_t dS_row, int64_t dS_col, T* dc, const T* g, int64_t gstride, const T* cp, const T* tc,
-              const T* me, const T* z, T* dg, int64_t bt, int64_t n) {
+void backward_step(const T* dS, int64_t dS_row, const T* g_sT, int64_t end0, const T* acc, int64_t acc_gate,
+                   const T* zs, T* dc, const T* g, const T* cp, const T* tc, const T* zm, int64_t zm_row, T* dg,
+                   int64_t bt, int64_t n) {
   using Vec = Vectorized<T>;
-  const Vec one(T(1)), two(T(2)), four(T(4)), half(T(0.5)), quarter(T(0.25));
+  const Vec one(T(1));
   at::parallel_for(0, bt, grain_rows(n), [&](int64_t b0, int64_t b1) {
     for (int64_t b = b0; b < b1; ++b) {
+      const T* gb = g + b * 4 * n;
       T* dgb = dg + b * 4 * n;
       for (int64_t j = 0; j < n; j += Vec::size()) {
         const int64_t cnt = std::min<int64_t>(Vec::size(), n - j);
         const int64_t e = b * n + j;
-        Vec ds = load(dS + b * dS_row + j * dS_col, dS_col, cnt);
-        if (mode == 0) {
-          if (extra != nullptr) ds = ds + load(extra + e, 1, cnt);
-        } else if (mode == 1) {
-          ds = ds + load(acc + e, 1, cnt);
-        } else {
-          for (int64_t q = 0; q < 4; ++q) {
-            ds = ds + load(acc + q * acc_gate + e, 1, cnt) * load(zs + q * zs_gate + e, 1, cnt);
+        Vec ds = load(dS + b * dS_row + j, cnt);
+        if (b >= end0) ds = ds + load(g_sT + e, cnt);
+        if (acc != nullptr) {
+          if (zs != nullptr) {
+            for (int64_t q = 0; q < 4; ++q) {
+              ds = ds + load(acc + q * acc_gate + e, cnt) * load(zs + (b * 4 + PERM[q]) * n + j, cnt);
+            }
+          } else {
+            ds = ds + load(acc + e, cnt);
           }
         }
-        const Vec o = load(g + e, 1, cnt), i = load(g + gstride + e, 1, cnt);
-        const Vec f = load(g + 2 * gstride + e, 1, cnt), sm = load(g + 3 * gstride + e, 1, cnt);
-        const Vec h = load(tc + e, 1, cnt);
-        const Vec c = load(dc + e, 1, cnt) + ds * (o - four * o * h * h);  // ∂s/∂c = o (1 − tanh² c)
-        const Vec m = two * sm - one;
-        Vec d_i = i * (one - i), d_m = i * (one - m * m);
-        if (me != nullptr) {
-          d_i = d_i * load(me + e, 1, cnt) * half;
-          d_m = d_m * load(z + e, 1, cnt) * quarter;
-        } else {
-          d_i = d_i * m;
-        }
-        const Vec d_f = f * (one - f) * load(cp + e, 1, cnt) * half;
-        store(o * (one - o) * h * two * ds, dgb + j, cnt);
-        store(d_i * c, dgb + n + j, cnt);
-        store(d_f * c, dgb + 2 * n + j, cnt);
-        store(d_m * c, dgb + 3 * n + j, cnt);
+        const Vec o = load(gb + j, cnt), i = load(gb + n + j, cnt);
+        const Vec f = load(gb + 2 * n + j, cnt), m = load(gb + 3 * n + j, cnt);
+        const Vec h = load(tc + e, cnt);
+        const Vec c = load(dc + e, cnt) + ds * o * (one - h * h);
+        const Vec z = zm != nullptr ? load(zm + b * zm_row + j, cnt) : one;
+        store(ds * h * o * (one - o), dgb + j, cnt);
+        store(c * m * z * i * (one - i), dgb + n + j, cnt);
+        store(c * load(cp + e, cnt) * f * (one - f), dgb + 2 * n + j, cnt);
+        store(c * i * z * (one - m * m), dgb + 3 * n + j, cnt);
         store(c * f, dc + e, cnt);
       }
     }
   });
 }
 
-int64_t alive(const std::vector<int64_t>& batch_sizes, int64_t t, int64_t B) {
-  return batch_sizes.empty() ? B : batch_sizes[t];
+// acc (4, B, n) or (B, n) = dG[t] rows [0, bt) times the state weights, per gate with zs.
+template <typename T>
+void state_product(const T* dgt, const T* ws, T* acc, bool per_gate, int64_t bt, int64_t B, int64_t n) {
+  if (per_gate) {
+    gemm4<T>(false, false, bt, n, n, dgt, 4 * n, n, ws, n, n * n, T(0), acc, n, B * n);
+  } else {
+    gemm<T>(false, false, bt, n, 4 * n, dgt, 4 * n, ws, n, T(0), acc, n);
+  }
 }
 
-void check(const Tensor& x, const char* name) {
-  TORCH_CHECK(x.is_contiguous(), "wlnet native: ", name, " must be contiguous");
+// Backward of `forward`. g_out (T, B, n) (any strides with unit last stride), g_sT, g_cT
+// (B, n); the rest as `forward` took and returned. need: [x, s0, c0, arrays].
+// Returns [dx, ds0, dc0, the 12 array gradients in `forward`'s order] (undefined where not needed).
+std::vector<Tensor> backward(Tensor g_out, Tensor g_sT, Tensor g_cT, Tensor x, Tensor wx, Tensor ws,
+                             std::vector<Tensor> zw, optional<Tensor> zx_, optional<Tensor> zs_,
+                             optional<Tensor> zm_, Tensor G, Tensor C, Tensor TC, Tensor S, optional<Tensor> XI_,
+                             optional<Tensor> SZ_, std::vector<int64_t> batch_sizes, std::vector<bool> need) {
+  const int64_t T = G.size(0), B = G.size(1), n = G.size(3), k = wx.size(1);
+  const auto opts = G.options();
+  const bool ragged = !batch_sizes.empty();
+  Tensor zx = contiguous(zx_), zs = contiguous(zs_), zm = contiguous(zm_), XI = contiguous(XI_),
+         SZ = contiguous(SZ_);
+  if (g_out.stride(2) != 1) g_out = g_out.contiguous();
+  g_sT = g_sT.contiguous();
+  Tensor dc = g_cT.contiguous().clone();
+  auto buf = arena({{T, B, 4, n}, {zs.defined() ? 4 : 1, B, n}}, opts);
+  Tensor dG = buf[0], acc = buf[1];
+  if (ragged) dG.zero_();  // rows past a sequence's end get no gradient
+  Tensor dx, ds0, dwx, dws, db;
+
+  AT_DISPATCH_FLOATING_TYPES(G.scalar_type(), "wlnet_lstm_backward", [&] {
+    using T_ = scalar_t;
+    T_* dg = dG.data_ptr<T_>();
+    T_* accp = acc.data_ptr<T_>();
+    const T_* wsp = ws.data_ptr<T_>();
+    const T_* zsp = ptr<T_>(zs);
+    const T_* zmp = ptr<T_>(zm);
+    const int64_t sB = B * n, TB = T * B;
+    for (int64_t t = T - 1; t >= 0; --t) {
+      const int64_t bt = alive(batch_sizes, t, B, T);
+      if (t < T - 1) state_product<T_>(dg + (t + 1) * 4 * sB, wsp, accp, zs.defined(), bt, B, n);
+      backward_step<T_>(g_out.data_ptr<T_>() + t * g_out.stride(0), g_out.stride(1), g_sT.data_ptr<T_>(),
+                        alive(batch_sizes, t + 1, B, T), t < T - 1 ? accp : nullptr, sB, zsp, dc.data_ptr<T_>(),
+                        G.data_ptr<T_>() + t * 4 * sB, C.data_ptr<T_>() + t * sB, TC.data_ptr<T_>() + t * sB,
+                        zmp != nullptr ? zmp + t * n : nullptr, T * n, dg + t * 4 * sB, bt, n);
+    }
+    if (need[1]) {  // ds0: the state product at step 0, through zs
+      state_product<T_>(dg, wsp, accp, zs.defined(), B, B, n);
+      if (zs.defined()) {
+        ds0 = at::empty({B, n}, opts);
+        T_* d = ds0.data_ptr<T_>();
+        for (int64_t b = 0; b < B; ++b)
+          for (int64_t j = 0; j < n; ++j) {
+            T_ v = 0;
+            for (int64_t q = 0; q < 4; ++q) v += accp[q * sB + b * n + j] * zsp[(b * 4 + PERM[q]) * n + j];
+            d[b * n + j] = v;
+          }
+      } else {
+        ds0 = acc[0].clone();
+      }
+    }
+    if (need[0]) {
+      const T_* wxp = wx.data_ptr<T_>();
+      dx = at::empty({T, B, k}, opts);
+      T_* d = dx.data_ptr<T_>();
+      if (zx.defined()) {  // dx = Σ_g (dG_g W_gx) ∘ zx_g
+        Tensor tmp = at::empty({4, TB, k}, opts);
+        T_* tp = tmp.data_ptr<T_>();
+        gemm4<T_>(false, false, TB, k, n, dg, 4 * n, n, wxp, k, n * k, T_(0), tp, k, TB * k);
+        const T_* zxp = zx.data_ptr<T_>();
+        at::parallel_for(0, TB, std::max<int64_t>(1, 2048 / std::max<int64_t>(k, 1)), [&](int64_t r0, int64_t r1) {
+          for (int64_t r = r0; r < r1; ++r) {
+            const int64_t b = r % B;
+            for (int64_t j = 0; j < k; ++j) {
+              T_ v = 0;
+              for (int64_t q = 0; q < 4; ++q) v += tp[q * TB * k + r * k + j] * zxp[(b * 4 + PERM[q]) * k + j];
+              d[r * k + j] = v;
+            }
+          }
+        });
+      } else {
+        gemm<T_>(false, false, TB, k, 4 * n, dg, 4 * n, wxp, k, T_(0), d, k);
+      }
+    }
+    if (need[3]) {
+      dwx = at::empty({4 * n, k}, opts);
+      dws = at::empty({4 * n, n}, opts);
+      T_* dwxp = dwx.data_ptr<T_>();
+      T_* dwsp = dws.data_ptr<T_>();
+      if (zx.defined()) {
+        const T_* xi = XI.data_ptr<T_>();
+        gemm4<T_>(true, false, n, k, TB, dg, 4 * n, n, xi, k, TB * k, T_(0), dwxp, k, n * k);
+      } else {
+        gemm<T_>(true, false, 4 * n, k, TB, dg, 4 * n, x.contiguous().data_ptr<T_>(), k, T_(0), dwxp, k);
+      }
+      if (zs.defined()) {
+        const T_* sz = SZ.data_ptr<T_>();
+        gemm4<T_>(true, false, n, n, TB, dg, 4 * n, n, sz, n, TB * n, T_(0), dwsp, n, n * n);
+      } else {  // S[0:T] holds s_{t-1} for every step
+        gemm<T_>(true, false, 4 * n, n, TB, dg, 4 * n, S.data_ptr<T_>(), n, T_(0), dwsp, n);
+      }
+      db = dG.view({TB, 4 * n}).sum(0);
+    }
+  });
+
+  std::vector<Tensor> out = {dx, ds0, need[2] ? dc : Tensor()};
+  for (int64_t part = 0; part < 3; ++part) {
+    for (int64_t g = 0; g < 4; ++g) {
+      if (!need[3]) {
+        out.push_back(Tensor());
+        continue;
+      }
+      Tensor grad = (part == 0 ? dwx : part == 1 ? dws : db).narrow(0, g * n, n);
+      if (part < 2 && !zw.empty()) grad = grad * zw[part * 4 + g];
+      out.push_back(grad);
+    }
+  }
+  return out;
+}
+
+// ------------------------------------------------------------------------------------ masks
+
+inline uint64_t mix(uint64_t z) {  // SplitMix64's finalizer
+  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
+  z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
+  return z ^ (z >> 31);
+}
+
+// Fills the consecutive segments of `out` (flat, contiguous) with dropout masks: segment s
+// holds sizes[s] draws of Bernoulli(1 − ps[s]) / (1 − ps[s]). Draw e of segment s compares
+// 16 bits of the hash of (seed, s, e / 4) with round(p 2^16): the drop probability is p to
+// within 2^-17, and the result depends on the seed alone (not on threads).
+void bernoulli(Tensor out, std::vector<int64_t> sizes, std::vector<double> ps, int64_t seed) {
+  TORCH_CHECK(out.is_contiguous() && sizes.size() == ps.size(), "wlnet native: bernoulli arguments");
+  struct Chunk {  // words [w0, w1) of segment s, which starts at element off
+    size_t s;
+    int64_t off, w0, w1;
+  };
+  std::vector<Chunk> chunks;
+  int64_t off = 0;
+  for (size_t s = 0; s < sizes.size(); ++s) {
+    const int64_t words = (sizes[s] + 3) / 4;
+    for (int64_t w = 0; w < words; w += 4096) chunks.push_back({s, off, w, std::min<int64_t>(words, w + 4096)});
+    off += sizes[s];
+  }
+  AT_DISPATCH_FLOATING_TYPES(out.scalar_type(), "wlnet_bernoulli", [&] {
+    using T_ = scalar_t;
+    T_* base = out.data_ptr<T_>();
+    at::parallel_for(0, static_cast<int64_t>(chunks.size()), 1, [&](int64_t c0, int64_t c1) {
+      for (int64_t ci = c0; ci < c1; ++ci) {
+        const Chunk& ch = chunks[ci];
+        const int64_t size = sizes[ch.s];
+        const int64_t threshold = std::min<int64_t>(std::llround(ps[ch.s] * 65536.0), 65535);
+        const T_ keep = T_(1.0 / (1.0 - ps[ch.s]));
+        const uint64_t key = mix(static_cast<uint64_t>(seed) + 0x9E3779B97F4A7C15ULL * (ch.s + 1));
+        T_* __restrict__ dst = base + ch.off;
+        // kept = 1 + the sign bit of (u − threshold): branch-free, so that the loop vectorizes
+        auto draw = [&](uint64_t word, int64_t l) {
+          return keep * T_(1 + ((static_cast<int64_t>((word >> (16 * l)) & 0xFFFF) - threshold) >> 63));
+        };
+        const int64_t full = std::min<int64_t>(ch.w1, size / 4);  // words with all 4 draws inside
+        for (int64_t w = ch.w0; w < full; ++w) {
+          const uint64_t word = mix(key + 0x9E3779B97F4A7C15ULL * static_cast<uint64_t>(w));
+          dst[4 * w] = draw(word, 0);
+          dst[4 * w + 1] = draw(word, 1);
+          dst[4 * w + 2] = draw(word, 2);
+          dst[4 * w + 3] = draw(word, 3);
+        }
+        for (int64_t w = std::max(full, ch.w0); w < ch.w1; ++w) {
+          const uint64_t word = mix(key + 0x9E3779B97F4A7C15ULL * static_cast<uint64_t>(w));
+          for (int64_t l = 0; l < size - 4 * w && l < 4; ++l) dst[4 * w + l] = draw(word, l);
+        }
+      }
+    });
+  });
 }
 
 }  // namespace
 
-// The forward time loop; the buffers as in lstm_custom._LSTMCustom.forward, with S[0] and C[0]
-// set (and, per gate, XI[:, 0] complete: x part and the first step's state part).
-void forward_loop(Tensor G, Tensor C, Tensor TC, Tensor S, Tensor XI, Tensor wfT, Tensor bf,
-                  c10::optional<Tensor> zs, c10::optional<Tensor> ME, c10::optional<Tensor> zm4,
-                  std::vector<int64_t> batch_sizes, bool per_gate, int64_t k) {
-  const int64_t T = G.size(0), B = G.size(2), n = G.size(3);
-  check(G, "G"), check(C, "C"), check(TC, "TC"), check(XI, "XI"), check(bf, "bf");
-  TORCH_CHECK(S.stride(2) == 1, "wlnet native: S rows must be contiguous");
-  if (zs) check(*zs, "zs");
-  if (ME) check(*ME, "ME"), check(*zm4, "zm4");
-  const int64_t sB = B * n;  // a step's stride in G / 4, C, TC, ME, zm4
-  AT_DISPATCH_FLOATING_TYPES(G.scalar_type(), "wlnet_forward_loop", [&] {
-    using T_ = scalar_t;
-    T_* g = G.data_ptr<T_>();
-    T_* c = C.data_ptr<T_>();
-    T_* tc = TC.data_ptr<T_>();
-    T_* s = S.data_ptr<T_>();
-    T_* xi = XI.data_ptr<T_>();
-    T_* me = ME ? ME->data_ptr<T_>() : nullptr;
-    const T_* z = ME ? zm4->data_ptr<T_>() : nullptr;
-    const T_* zsp = zs ? zs->data_ptr<T_>() : nullptr;
-    const T_* bias = bf.data_ptr<T_>();
-    for (int64_t t = 0; t < T; ++t) {
-      const int64_t bt = alive(batch_sizes, t, B);
-      Tensor gt = G[t].narrow(1, 0, bt);
-      Tensor xit = per_gate ? XI.select(1, t).narrow(1, 0, bt) : XI[t].narrow(0, 0, bt).expand({4, bt, k + n});
-      at::bmm_out(gt, xit, wfT);  // the bias is added in fwd_elem (baddbmm would copy it first)
-      const bool next_xi = per_gate && t + 1 < T;
-      fwd_elem<T_>(g + t * 4 * sB, sB, bias, c + t * sB, c + (t + 1) * sB, tc + t * sB, s + (t + 1) * S.stride(0),
-                   S.stride(1), me ? me + t * sB : nullptr, z ? z + t * sB : nullptr,
-                   next_xi ? xi + (t + 1) * XI.stride(1) + k : nullptr, XI.stride(0), XI.stride(2), zsp, sB, bt,
-                   next_xi ? alive(batch_sizes, t + 1, B) : 0, n);
-    }
-  });
-}
-
-// The backward time loop. dG (T, B, 4, n) is written (rows alive at each step only: zero the
-// others beforehand); dc (B, n) holds ∂L/∂c_T and ends as ∂L/∂c_0. G, C, TC, ME, zm4 as saved
-// by the forward; ws (4, n, n), ws_cat (4n, n).
-void backward_loop(Tensor dG, Tensor G, Tensor C, Tensor TC, c10::optional<Tensor> ME, c10::optional<Tensor> zm4,
-                   Tensor dS, c10::optional<Tensor> g_sT, Tensor dc, Tensor ws, Tensor ws_cat,
-                   c10::optional<Tensor> zs, std::vector<int64_t> batch_sizes) {
-  const int64_t T = dG.size(0), B = dG.size(1), n = dG.size(3);
-  check(dG, "dG"), check(G, "G"), check(C, "C"), check(TC, "TC"), check(dc, "dc");
-  if (g_sT) check(*g_sT, "g_sT");
-  if (zs) check(*zs, "zs");
-  if (ME) check(*ME, "ME"), check(*zm4, "zm4");
-  TORCH_CHECK(dS.size(0) == T && dS.size(1) == B && dS.size(2) == n, "wlnet native: dS shape");
-  Tensor acc_flat = at::empty({(zs ? 4 : 1) * B * n}, dG.options());
-  const int64_t sB = B * n;
-  AT_DISPATCH_FLOATING_TYPES(dG.scalar_type(), "wlnet_backward_loop", [&] {
-    using T_ = scalar_t;
-    T_* dg = dG.data_ptr<T_>();
-    T_* acc = acc_flat.data_ptr<T_>();
-    T_* dcp = dc.data_ptr<T_>();
-    const T_* g = G.data_ptr<T_>();
-    const T_* c = C.data_ptr<T_>();
-    const T_* tc = TC.data_ptr<T_>();
-    const T_* ds = dS.data_ptr<T_>();
-    const T_* me = ME ? ME->data_ptr<T_>() : nullptr;
-    const T_* z = ME ? zm4->data_ptr<T_>() : nullptr;
-    const T_* zsp = zs ? zs->data_ptr<T_>() : nullptr;
-    const T_* extra = g_sT ? g_sT->data_ptr<T_>() : nullptr;
-    for (int64_t t = T - 1; t >= 0; --t) {
-      const int64_t bt = alive(batch_sizes, t, B);
-      int mode = 0;
-      if (t < T - 1) {
-        Tensor dgn = dG[t + 1].narrow(0, 0, bt);  // (bt, 4, n)
-        if (zs) {
-          Tensor a = acc_flat.narrow(0, 0, 4 * bt * n).view({4, bt, n});
-          at::bmm_out(a, dgn.transpose(0, 1), ws);
-          mode = 2;
-        } else {
-          Tensor a = acc_flat.narrow(0, 0, bt * n).view({bt, n});
-          at::mm_out(a, dgn.view({bt, 4 * n}), ws_cat);
-          mode = 1;
-        }
-      }
-      bwd_elem<T_>(mode, acc, bt * n, zsp, sB, extra, ds + t * dS.stride(0), dS.stride(1), dS.stride(2), dcp,
-                   g + t * 4 * sB, sB, c + t * sB, tc + t * sB, me ? me + t * sB : nullptr, z ? z + t * sB : nullptr,
-                   dg + t * 4 * sB, bt, n);
-    }
-  });
-}
-
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
-  m.def("forward_loop", &forward_loop, "wlnet LSTM forward time loop");
-  m.def("backward_loop", &backward_loop, "wlnet LSTM backward time loop");
+  m.def("forward", &forward, "wlnet masked LSTM forward");
+  m.def("backward", &backward, "wlnet masked LSTM backward");
+  m.def("bernoulli", &bernoulli, "wlnet dropout masks");
 }

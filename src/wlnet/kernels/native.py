@@ -80,6 +80,11 @@ def get():
 
 def usable(x: torch.Tensor):
     """The module if it can run on x's device and dtype, else None."""
-    if x.device.type != "cpu" or x.dtype not in (torch.float32, torch.float64) or disabled():
+    return usable_for(x.device, x.dtype)
+
+
+def usable_for(device: torch.device, dtype: torch.dtype):
+    """The module if it can run on `device` with `dtype`, else None."""
+    if device.type != "cpu" or dtype not in (torch.float32, torch.float64) or disabled():
         return None
     return get()
