@@ -24,6 +24,7 @@ Which kernel runs (`lstm_masked`):
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import NamedTuple
 
@@ -77,6 +78,23 @@ def _bernoulli(shape, p: float, generator, device, dtype) -> torch.Tensor:
     return z.mul_(1.0 / (1.0 - p)).view(shape).to(device)
 
 
+@functools.lru_cache(maxsize=256)
+def _plan(spec: tuple, B: int, T: int, n: int, k: int) -> tuple:
+    """The masks `draw_masks` draws for the (method, p) pairs `spec`: ((field, name, shape, p), ...)."""
+    spec = active(dict(spec))
+    shapes = lstm.array_shapes(n, k)
+    parts = []
+    if "VariationalWeights" in spec:
+        parts += [("weights", name, shapes[name], spec["VariationalWeights"]) for name in WEIGHT_NAMES]
+    if "VariationalInput" in spec:
+        parts.append(("x", None, (B, 4, k), spec["VariationalInput"]))
+    if "VariationalState" in spec:
+        parts.append(("s", None, (B, 4, n), spec["VariationalState"]))
+    if "StateUpdate" in spec:
+        parts.append(("m", None, (B, T, n), spec["StateUpdate"]))
+    return tuple(parts)
+
+
 def draw_masks(spec: dict[str, float], B: int, T: int, n: int, k: int,
                generator: torch.Generator | None, device, dtype) -> Masks:
     """Draw the masks of every active method of `spec` for a batch of B sequences of length T.
@@ -87,17 +105,7 @@ def draw_masks(spec: dict[str, float], B: int, T: int, n: int, k: int,
     generator and the native kernel fills all masks from it (a counter-based hash, ~10× faster
     than the generator itself); otherwise each mask is drawn from the generator directly. The
     two give different (equally distributed) masks for the same seed."""
-    spec = active(spec)
-    shapes = lstm.array_shapes(n, k)
-    parts = []  # (field, name, shape, p)
-    if "VariationalWeights" in spec:
-        parts += [("weights", name, shapes[name], spec["VariationalWeights"]) for name in WEIGHT_NAMES]
-    if "VariationalInput" in spec:
-        parts.append(("x", None, (B, 4, k), spec["VariationalInput"]))
-    if "VariationalState" in spec:
-        parts.append(("s", None, (B, 4, n), spec["VariationalState"]))
-    if "StateUpdate" in spec:
-        parts.append(("m", None, (B, T, n), spec["StateUpdate"]))
+    parts = _plan(tuple(spec.items()) if spec else (), B, T, n, k)
     if not parts:
         return Masks()
     device = torch.device(device)
@@ -105,21 +113,14 @@ def draw_masks(spec: dict[str, float], B: int, T: int, n: int, k: int,
     lib = native.usable_for(where, dtype)
     if lib is not None:
         seed = int(torch.empty((), dtype=torch.int64).random_(-(2**63), None, generator=generator))
-        sizes = [math.prod(shape) for _, _, shape, _ in parts]
-        flat = torch.empty(sum(sizes), dtype=dtype)
-        lib.bernoulli(flat, sizes, [p for *_, p in parts], seed)
+        drawn = lib.bernoulli([shape for _, _, shape, _ in parts], [p for *_, p in parts], seed, dtype)
         if device.type != "cpu":
-            flat = flat.to(device)
-        drawn = [v.view(shape) for v, (_, _, shape, _) in zip(flat.split(sizes), parts)]
+            drawn = [mask.to(device) for mask in drawn]
     else:
         drawn = [_bernoulli(shape, p, generator, device, dtype) for _, _, shape, p in parts]
-    fields = {"weights": None, "x": None, "s": None, "m": None}
-    for (field, name, _, _), mask in zip(parts, drawn):
-        if field == "weights":
-            fields["weights"] = {**(fields["weights"] or {}), name: mask}
-        else:
-            fields[field] = mask
-    return Masks(**fields)
+    weights = {name: mask for (field, name, _, _), mask in zip(parts, drawn) if field == "weights"} or None
+    rest = {field: mask for (field, _, _, _), mask in zip(parts, drawn) if field != "weights"}
+    return Masks(weights, **rest)
 
 
 def lstm_masked(x, lengths, arrays: dict, s0, c0, masks: Masks):

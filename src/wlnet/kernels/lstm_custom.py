@@ -277,7 +277,7 @@ NATIVE_NAMES = tuple(f"{g}Gate{part}" for part in ("InputWeights", "StateWeights
 class _LSTMNative(torch.autograd.Function):
     """The recurrence in C++ (`lstm_native.cpp`): forward and backward one call each.
 
-    x (T, B, k) time-major, rows sorted by decreasing length; s0, c0 (B, n); zx (B, 4, k),
+    x (T, B, k) time-major, rows sorted by decreasing length; s0, c0 (B, n) | None (zeros); zx (B, 4, k),
     zs (B, 4, n), zm (B, T, n) | None (Wolfram gate order, rows sorted like x); zw: the 8
     weight masks in `NATIVE_NAMES` order or []; batch_sizes: rows alive at each step or []
     (all B); arrays: the 12 arrays in `NATIVE_NAMES` order → out (T, B, n), s_T, c_T (B, n)."""
@@ -310,9 +310,6 @@ def run(x, lengths, arrays: dict, s0=None, c0=None, zx=None, zs=None, zm=None, z
     is taken at the sequence's own last step. Differentiable in x, s0, c0 and the 12 arrays.
     Runs `_LSTMNative` where `kernels.native` is usable, else the pure-torch `_LSTMCustom`."""
     B, T, k = x.shape
-    n = arrays["InputGateBiases"].shape[0]
-    s0 = x.new_zeros(B, n) if s0 is None else s0
-    c0 = x.new_zeros(B, n) if c0 is None else c0
     if lengths is not None:
         lengths = torch.as_tensor(lengths, dtype=torch.int64, device="cpu")
         if lengths.shape != (B,) or int(lengths.min()) < 1 or int(lengths.max()) > T:
@@ -320,6 +317,10 @@ def run(x, lengths, arrays: dict, s0=None, c0=None, zx=None, zs=None, zm=None, z
         if bool((lengths == T).all()):
             lengths = None
     use_native = native.usable(x) is not None
+    if not use_native or lengths is not None:  # (the native kernel takes None for zeros)
+        n = arrays["InputGateBiases"].shape[0]
+        s0 = x.new_zeros(B, n) if s0 is None else s0
+        c0 = x.new_zeros(B, n) if c0 is None else c0
 
     if use_native:
         def call(x_tm, s0, c0, zx, zs, zm, batch_sizes):

@@ -178,13 +178,13 @@ void forward_step(T* g, const T* bias, const T* cp, T* cn, T* tc, T* sn, const T
   });
 }
 
-// Forward of the recurrence. x (T, B, k) time-major; s0, c0 (B, n); arrays: the 12 arrays
+// Forward of the recurrence. x (T, B, k) time-major; s0, c0 (B, n) or none (zeros); arrays: the 12 arrays
 // [W_gx for g in ORDER, W_gs for g in ORDER, b_g for g in ORDER]; zw: 8 weight masks (same
 // order as the weights) or none; zx (B, 4, k), zs (B, 4, n), zm (B, T, n) or none;
 // batch_sizes: rows alive at each step (sorted rows), or empty for all B.
 // Returns [S (T+1, B, n) with S[0] = s0, s_T, c_T, G (T, B, 4, n), C (T+1, B, n),
 // TC (T, B, n) = tanh c_t, wx (4n, k), ws (4n, n), XI (4, T, B, k) x ∘ zx, SZ (4, T, B, n) s ∘ zs].
-std::vector<Tensor> forward(Tensor x, Tensor s0, Tensor c0, std::vector<Tensor> arrays, std::vector<Tensor> zw,
+std::vector<Tensor> forward(Tensor x, optional<Tensor> s0, optional<Tensor> c0, std::vector<Tensor> arrays, std::vector<Tensor> zw,
                             optional<Tensor> zx_, optional<Tensor> zs_, optional<Tensor> zm_,
                             std::vector<int64_t> batch_sizes) {
   TORCH_CHECK(arrays.size() == 12 && (zw.empty() || zw.size() == 8), "wlnet native: 12 arrays, 8 or 0 masks");
@@ -218,8 +218,16 @@ std::vector<Tensor> forward(Tensor x, Tensor s0, Tensor c0, std::vector<Tensor> 
     S.zero_();
     if (SZ.defined()) SZ.zero_();
   }
-  S[0].copy_(s0);
-  C[0].copy_(c0);
+  if (s0) {
+    S[0].copy_(*s0);
+  } else {
+    S[0].zero_();
+  }
+  if (c0) {
+    C[0].copy_(*c0);
+  } else {
+    C[0].zero_();
+  }
 
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "wlnet_lstm_forward", [&] {
     using T_ = scalar_t;
@@ -462,12 +470,17 @@ inline uint64_t mix(uint64_t z) {  // SplitMix64's finalizer
   return z ^ (z >> 31);
 }
 
-// Fills the consecutive segments of `out` (flat, contiguous) with dropout masks: segment s
-// holds sizes[s] draws of Bernoulli(1 − ps[s]) / (1 − ps[s]). Draw e of segment s compares
-// 16 bits of the hash of (seed, s, e / 4) with round(p 2^16): the drop probability is p to
-// within 2^-17, and the result depends on the seed alone (not on threads).
-void bernoulli(Tensor out, std::vector<int64_t> sizes, std::vector<double> ps, int64_t seed) {
-  TORCH_CHECK(out.is_contiguous() && sizes.size() == ps.size(), "wlnet native: bernoulli arguments");
+// Dropout masks, one per shape: mask s holds Bernoulli(1 − ps[s]) / (1 − ps[s]) draws, as views
+// of one new allocation of `dtype`. Draw e of mask s compares 16 bits of the hash of
+// (seed, s, e / 4) with round(p 2^16): the drop probability is p to within 2^-17, and the
+// result depends on the seed alone (not on threads).
+std::vector<Tensor> bernoulli(std::vector<std::vector<int64_t>> shapes, std::vector<double> ps, int64_t seed,
+                              at::ScalarType dtype) {
+  TORCH_CHECK(shapes.size() == ps.size(), "wlnet native: bernoulli arguments");
+  std::vector<int64_t> sizes;
+  for (const auto& shape : shapes) sizes.push_back(c10::multiply_integers(shape));
+  std::vector<Tensor> masks = arena(shapes, at::TensorOptions().dtype(dtype));
+  Tensor out = masks.empty() ? at::empty({0}, dtype) : masks[0];
   struct Chunk {  // words [w0, w1) of segment s, which starts at element off
     size_t s;
     int64_t off, w0, w1;
@@ -481,8 +494,10 @@ void bernoulli(Tensor out, std::vector<int64_t> sizes, std::vector<double> ps, i
   }
   AT_DISPATCH_FLOATING_TYPES(out.scalar_type(), "wlnet_bernoulli", [&] {
     using T_ = scalar_t;
-    T_* base = out.data_ptr<T_>();
-    at::parallel_for(0, static_cast<int64_t>(chunks.size()), 1, [&](int64_t c0, int64_t c1) {
+    T_* base = out.data_ptr<T_>();  // the start of the allocation
+    // below ~256K draws one thread does it faster than waking another
+    const int64_t n_chunks = static_cast<int64_t>(chunks.size());
+    at::parallel_for(0, n_chunks, off >= (1 << 18) ? 1 : n_chunks, [&](int64_t c0, int64_t c1) {
       for (int64_t ci = c0; ci < c1; ++ci) {
         const Chunk& ch = chunks[ci];
         const int64_t size = sizes[ch.s];
@@ -509,6 +524,7 @@ void bernoulli(Tensor out, std::vector<int64_t> sizes, std::vector<double> ps, i
       }
     });
   });
+  return masks;
 }
 
 }  // namespace
