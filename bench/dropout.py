@@ -9,8 +9,10 @@ forward under no_grad, for
   - torch.nn.LSTM holding the same arrays,
   - each dropout method alone at p = 0.3 (`dropout.lstm_dropout` with a generator; masks are
     drawn afresh in every call, as in training), and all four together.
-Each time is the median over rounds after a warm-up; in every round all contenders run once,
-in a rotating order, so that drifts of the machine hit all alike. The load average printed with
+In every round each contender runs a block of calls, the contenders in a rotating order, so
+that drifts of the machine hit all alike; a time is the median over rounds of the time per
+call, a ratio the median over rounds of the ratio of two contenders' times in the same round
+(a paired comparison, which a burst of load on the shared machine disturbs far less). The load average printed with
 each table tells whether other work shared the cores (on a shared 2-core machine it distorts
 multi-threaded timings badly). Ratios are to the fused
 no-dropout path and to nn.LSTM measured in the same run. Target (n = 128): ≤ 1.5 (goal 1.25)
@@ -75,34 +77,44 @@ def contenders(n: int, B: int, T: int, k: int):
     return {name: (train(f), forward(f)) for name, f in fns.items()}
 
 
-def measure(fns: dict, rounds: int, warmup: int = 3) -> dict:
-    """name → median seconds; contenders interleaved in a rotating order each round."""
+def measure(fns: dict, rounds: int, reps: int, warmup: int = 3) -> list[dict]:
+    """Per round: name → seconds per call, over a block of `reps` calls; contenders interleaved
+    in a rotating order each round."""
     names = list(fns)
-    times = {name: [] for name in names}
+    out = []
     for r in range(warmup + rounds):
+        times = {}
         for j in range(len(names)):
             name = names[(r + j) % len(names)]
             t0 = time.perf_counter()
-            fns[name]()
-            if r >= warmup:
-                times[name].append(time.perf_counter() - t0)
-    return {name: statistics.median(ts) for name, ts in times.items()}
+            for _ in range(reps):
+                fns[name]()
+            times[name] = (time.perf_counter() - t0) / reps
+        if r >= warmup:
+            out.append(times)
+    return out
 
 
-def table(n: int, B: int, T: int, k: int, rounds: int) -> None:
+def summary(rounds: list[dict], name: str, ref: str) -> tuple[float, float]:
+    """(median time of `name`, median over rounds of its time / ref's time in the same round)."""
+    return (statistics.median(t[name] for t in rounds), statistics.median(t[name] / t[ref] for t in rounds))
+
+
+def table(n: int, B: int, T: int, k: int, rounds: int, reps: int) -> None:
     cs = contenders(n, B, T, k)
-    train = measure({name: c[0] for name, c in cs.items()}, rounds)
-    fwd = measure({name: c[1] for name, c in cs.items()}, rounds)
+    train = measure({name: c[0] for name, c in cs.items()}, rounds, reps)
+    fwd = measure({name: c[1] for name, c in cs.items()}, rounds, reps)
     base, peer = "no dropout (fused)", "torch nn.LSTM"
     print(f"\nn={n} B={B} T={T} k={k}, p={P}, torch {torch.__version__}, {torch.get_num_threads()} threads, "
-          f"load average {os.getloadavg()[0]:.2f}; times in ms (median of {rounds})")
+          f"load average {os.getloadavg()[0]:.2f}; ms per call (median of {rounds} rounds of {reps} calls), "
+          "ratios: median of the per-round ratios")
     print(f"{'':20s} {'train':>8s} {'/fused':>7s} {'/nn.LSTM':>8s}   {'forward':>8s} {'/fused':>7s} {'/nn.LSTM':>8s}")
     for name in cs:
-        print(f"{name:20s} {train[name] * 1e3:8.2f} {train[name] / train[base]:7.2f} "
-              f"{train[name] / train[peer]:8.2f}   {fwd[name] * 1e3:8.2f} {fwd[name] / fwd[base]:7.2f} "
-              f"{fwd[name] / fwd[peer]:8.2f}")
+        (t, rb), (_, rp) = summary(train, name, base), summary(train, name, peer)
+        (f, fb), (_, fp) = summary(fwd, name, base), summary(fwd, name, peer)
+        print(f"{name:20s} {t * 1e3:8.2f} {rb:7.2f} {rp:8.2f}   {f * 1e3:8.2f} {fb:7.2f} {fp:8.2f}")
 
 
 if __name__ == "__main__":
-    table(128, 64, 50, 32, rounds=25)
-    table(32, 64, 32, 16, rounds=60)
+    table(128, 64, 50, 32, rounds=25, reps=2)
+    table(32, 64, 32, 16, rounds=40, reps=8)

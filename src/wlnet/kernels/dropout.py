@@ -14,18 +14,24 @@ The 4-axis of the x and s masks is in Wolfram order (Input, Output, Forget, Memo
 of `lstm.GATES`.
 
 Which kernel runs (`lstm_masked`):
-- VariationalWeights only: torch's fused kernel on the masked arrays;
-- VariationalInput (± VariationalWeights): torch's fused kernel too, on a widened input
-  x' = [x ∘ z_i | x ∘ z_f | x ∘ z_m | x ∘ z_o] (B, T, 4k) with block-diagonal input weights
-  (4n, 4k), which gives exactly W_gx (x ∘ z_g). It costs a 4× larger input product, yet on CPU
-  it is faster than a Python time loop (~1.5× the plain fused time against ~2.2×);
-- VariationalState or StateUpdate (with anything else): the custom recurrence `lstm_custom`.
+- VariationalWeights only: torch's fused kernel on the masked weights (the masks are drawn in
+  its packed layout, `PackedWeightMasks`, so masking is two products);
+- anything else, on CPU where `kernels.native` is built: the custom recurrence `lstm_custom`
+  in C++ (the weight masks applied there);
+- otherwise (CUDA, no compiler): VariationalInput (± VariationalWeights) runs the fused kernel
+  on a widened input x' = [x ∘ z_i | x ∘ z_f | x ∘ z_m | x ∘ z_o] (B, T, 4k) with block-diagonal
+  input weights (4n, 4k), which gives exactly W_gx (x ∘ z_g); VariationalState or StateUpdate
+  the custom recurrence in pure torch.
+
+Masks are drawn from the evaluation's generator: natively from one 64-bit seed where the draws
+happen on the CPU and the native kernel is built, else with the generator itself (`_bernoulli`).
 """
 
 from __future__ import annotations
 
 import functools
 import math
+from collections.abc import Mapping
 from typing import NamedTuple
 
 import torch
@@ -46,6 +52,29 @@ class Masks(NamedTuple):
     x: torch.Tensor | None = None
     s: torch.Tensor | None = None
     m: torch.Tensor | None = None
+
+
+class PackedWeightMasks(Mapping):
+    """The VariationalWeights masks as drawn: one (4n, k) and one (4n, n) block in torch's fused
+    layout (`lstm.pack`: gates in `lstm.FUSED_GATE_ORDER`), read as array name → mask of that
+    matrix (a view), so that the fused path masks the packed weights in two products."""
+
+    def __init__(self, ih: torch.Tensor, hh: torch.Tensor):
+        self.ih, self.hh = ih, hh
+
+    def __getitem__(self, name: str) -> torch.Tensor:
+        gate, _, part = name.partition("Gate")
+        if part not in ("InputWeights", "StateWeights") or gate not in lstm.FUSED_GATE_ORDER:
+            raise KeyError(name)
+        n = self.hh.shape[1]
+        j = lstm.FUSED_GATE_ORDER.index(gate)
+        return (self.ih if part == "InputWeights" else self.hh)[j * n:(j + 1) * n]
+
+    def __iter__(self):
+        return iter(WEIGHT_NAMES)
+
+    def __len__(self) -> int:
+        return len(WEIGHT_NAMES)
 
 
 def active(spec: dict | None) -> dict:
@@ -80,19 +109,20 @@ def _bernoulli(shape, p: float, generator, device, dtype) -> torch.Tensor:
 
 @functools.lru_cache(maxsize=256)
 def _plan(spec: tuple, B: int, T: int, n: int, k: int) -> tuple:
-    """The masks `draw_masks` draws for the (method, p) pairs `spec`: ((field, name, shape, p), ...)."""
+    """The masks `draw_masks` draws for the (method, p) pairs `spec`: ((field, name, shape, p), ...),
+    their shapes and their probabilities."""
     spec = active(dict(spec))
-    shapes = lstm.array_shapes(n, k)
     parts = []
-    if "VariationalWeights" in spec:
-        parts += [("weights", name, shapes[name], spec["VariationalWeights"]) for name in WEIGHT_NAMES]
+    if "VariationalWeights" in spec:  # in torch's fused layout: W_ih (4n, k), W_hh (4n, n)
+        parts += [("weights", "ih", (4 * n, k), spec["VariationalWeights"]),
+                  ("weights", "hh", (4 * n, n), spec["VariationalWeights"])]
     if "VariationalInput" in spec:
         parts.append(("x", None, (B, 4, k), spec["VariationalInput"]))
     if "VariationalState" in spec:
         parts.append(("s", None, (B, 4, n), spec["VariationalState"]))
     if "StateUpdate" in spec:
         parts.append(("m", None, (B, T, n), spec["StateUpdate"]))
-    return tuple(parts)
+    return tuple(parts), [shape for _, _, shape, _ in parts], [p for *_, p in parts]
 
 
 def draw_masks(spec: dict[str, float], B: int, T: int, n: int, k: int,
@@ -105,35 +135,35 @@ def draw_masks(spec: dict[str, float], B: int, T: int, n: int, k: int,
     generator and the native kernel fills all masks from it (a counter-based hash, ~10× faster
     than the generator itself); otherwise each mask is drawn from the generator directly. The
     two give different (equally distributed) masks for the same seed."""
-    parts = _plan(tuple(spec.items()) if spec else (), B, T, n, k)
+    parts, shapes, ps = _plan(tuple(spec.items()) if spec else (), B, T, n, k)
     if not parts:
         return Masks()
     device = torch.device(device)
     where = generator.device if generator is not None else device
     lib = native.usable_for(where, dtype)
     if lib is not None:
-        seed = int(torch.empty((), dtype=torch.int64).random_(-(2**63), None, generator=generator))
-        drawn = lib.bernoulli([shape for _, _, shape, _ in parts], [p for *_, p in parts], seed, dtype)
+        drawn = lib.bernoulli(shapes, ps, generator, dtype)
         if device.type != "cpu":
             drawn = [mask.to(device) for mask in drawn]
     else:
         drawn = [_bernoulli(shape, p, generator, device, dtype) for _, _, shape, p in parts]
-    weights = {name: mask for (field, name, _, _), mask in zip(parts, drawn) if field == "weights"} or None
-    rest = {field: mask for (field, _, _, _), mask in zip(parts, drawn) if field != "weights"}
-    return Masks(weights, **rest)
+    nw = 2 if parts[0][0] == "weights" else 0
+    weights = PackedWeightMasks(drawn[0], drawn[1]) if nw else None
+    return Masks(weights, **{field: mask for (field, *_), mask in zip(parts[nw:], drawn[nw:])})
 
 
 def lstm_masked(x, lengths, arrays: dict, s0, c0, masks: Masks):
     """The recurrence with fixed masks. x (B, T, k); lengths (B,) int64 CPU or None;
     s0, c0 (B, n) or None → out (B, T, n), s_T (B, n), c_T (B, n); contract of `lstm.fused`."""
-    if native.usable(x) is not None and any(m is not None for m in (masks.x, masks.s, masks.m)):
+    if masks.s is not None or masks.m is not None or (masks.x is not None and native.usable(x) is not None):
         return lstm_custom.run(x, lengths, arrays, s0, c0, masks.x, masks.s, masks.m, masks.weights)
-    if masks.weights:
-        arrays = {name: a * masks.weights[name] if name in masks.weights else a
-                  for name, a in arrays.items()}
-    if masks.s is not None or masks.m is not None:
-        return lstm_custom.run(x, lengths, arrays, s0, c0, masks.x, masks.s, masks.m)
-    weights = lstm.pack(arrays)
+    if isinstance(masks.weights, PackedWeightMasks) and masks.x is None:
+        weights = lstm.pack(arrays)  # the masks are in this layout: two products
+        weights[0], weights[1] = weights[0] * masks.weights.ih, weights[1] * masks.weights.hh
+    else:
+        if masks.weights:
+            arrays = {name: a * masks.weights[name] if name in masks.weights else a for name, a in arrays.items()}
+        weights = lstm.pack(arrays)
     if masks.x is not None:
         B, T, k = x.shape
         order = [lstm.GATES.index(g) for g in lstm.FUSED_GATE_ORDER]

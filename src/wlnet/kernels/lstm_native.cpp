@@ -21,11 +21,13 @@
 
 #include <torch/extension.h>
 
+#include <ATen/CPUGeneratorImpl.h>
 #include <ATen/Parallel.h>
 #include <ATen/cpu/vec/vec.h>
 
 #include <cmath>
 #include <cstdint>
+#include <mutex>
 #include <vector>
 
 using at::Tensor;
@@ -471,12 +473,19 @@ inline uint64_t mix(uint64_t z) {  // SplitMix64's finalizer
 }
 
 // Dropout masks, one per shape: mask s holds Bernoulli(1 − ps[s]) / (1 − ps[s]) draws, as views
-// of one new allocation of `dtype`. Draw e of mask s compares 16 bits of the hash of
+// of one new allocation of `dtype`. One 64-bit seed is taken from `generator` (a CPU
+// generator; none: torch's default one); draw e of mask s compares 16 bits of the hash of
 // (seed, s, e / 4) with round(p 2^16): the drop probability is p to within 2^-17, and the
 // result depends on the seed alone (not on threads).
-std::vector<Tensor> bernoulli(std::vector<std::vector<int64_t>> shapes, std::vector<double> ps, int64_t seed,
-                              at::ScalarType dtype) {
+std::vector<Tensor> bernoulli(std::vector<std::vector<int64_t>> shapes, std::vector<double> ps,
+                              optional<at::Generator> generator, at::ScalarType dtype) {
   TORCH_CHECK(shapes.size() == ps.size(), "wlnet native: bernoulli arguments");
+  at::Generator gen = generator && generator->defined() ? *generator : at::detail::getDefaultCPUGenerator();
+  uint64_t seed;
+  {
+    std::lock_guard<std::mutex> lock(gen.mutex());
+    seed = at::check_generator<at::CPUGeneratorImpl>(gen)->random64();
+  }
   std::vector<int64_t> sizes;
   for (const auto& shape : shapes) sizes.push_back(c10::multiply_integers(shape));
   std::vector<Tensor> masks = arena(shapes, at::TensorOptions().dtype(dtype));
@@ -503,7 +512,7 @@ std::vector<Tensor> bernoulli(std::vector<std::vector<int64_t>> shapes, std::vec
         const int64_t size = sizes[ch.s];
         const int64_t threshold = std::min<int64_t>(std::llround(ps[ch.s] * 65536.0), 65535);
         const T_ keep = T_(1.0 / (1.0 - ps[ch.s]));
-        const uint64_t key = mix(static_cast<uint64_t>(seed) + 0x9E3779B97F4A7C15ULL * (ch.s + 1));
+        const uint64_t key = mix(seed + 0x9E3779B97F4A7C15ULL * (ch.s + 1));
         T_* __restrict__ dst = base + ch.off;
         // kept = 1 + the sign bit of (u − threshold): branch-free, so that the loop vectorizes
         auto draw = [&](uint64_t word, int64_t l) {
