@@ -317,9 +317,21 @@ def test_draw_masks_shapes_values_and_inactive_methods():
     assert dropout.draw_masks({}, 3, 4, 5, 2, g, "cpu", F64) == dropout.Masks()
 
 
+@pytest.fixture(params=["native", "generator"])
+def drawer(request, monkeypatch):
+    """Masks drawn by the native kernel (from one seed), or with the generator itself."""
+    if request.param == "native":
+        monkeypatch.delenv("WLNET_NO_NATIVE", raising=False)
+        if native.get() is None:
+            pytest.skip("the native kernel could not be built here")
+    else:
+        monkeypatch.setenv("WLNET_NO_NATIVE", "1")
+    return request.param
+
+
 @pytest.mark.parametrize("method", dropout.METHODS)
 @pytest.mark.parametrize("p", [0.1, 0.5, 0.8])
-def test_mask_drop_rate_and_unit_mean(method, p):
+def test_mask_drop_rate_and_unit_mean(method, p, drawer):
     g = torch.Generator().manual_seed(1)
     draws = []
     for _ in range(20):
@@ -334,7 +346,7 @@ def test_mask_drop_rate_and_unit_mean(method, p):
     assert abs(z.mean().item() - 1) < 5 * (p / (1 - p) / N) ** 0.5
 
 
-def test_extreme_probabilities():
+def test_extreme_probabilities(drawer):
     g = torch.Generator().manual_seed(3)
     high = dropout.draw_masks({"StateUpdate": 0.999999}, 4, 100, 100, 2, g, "cpu", F64).m
     assert (high == 0).double().mean() > 0.999
@@ -343,7 +355,7 @@ def test_extreme_probabilities():
     assert 0 < (low == 0).double().mean() < 0.002
 
 
-def test_masks_are_independent_across_what_they_are_not_shared_by():
+def test_masks_are_independent_across_what_they_are_not_shared_by(drawer):
     g = torch.Generator().manual_seed(2)
     m = dropout.draw_masks(dict.fromkeys(dropout.METHODS, 0.5), 16, 12, 32, 32, g, "cpu", F64)
     w = list(m.weights.values())
@@ -355,6 +367,34 @@ def test_masks_are_independent_across_what_they_are_not_shared_by():
     assert not torch.equal(m.m[0], m.m[1])  # and per sequence
     again = dropout.draw_masks(dict.fromkeys(dropout.METHODS, 0.5), 16, 12, 32, 32, g, "cpu", F64)
     assert not torch.equal(again.x, m.x) and not torch.equal(again.m, m.m)  # redrawn per call
+
+
+@pytest.mark.parametrize("p", [0.3, 0.5])
+def test_neighbouring_draws_are_independent(p, drawer):
+    """P(both dropped) = p² for draws 1 … 8 apart (the native kernel takes 4 draws from each
+    64-bit hash: lags 1-3 share a word, lag 4 and more do not)."""
+    z = dropout.draw_masks({"StateUpdate": p}, 64, 50, 128, 2, torch.Generator().manual_seed(9), "cpu", F64).m
+    d = (z.flatten() == 0).double()
+    for lag in range(1, 9):
+        both = (d[:-lag] * d[lag:]).mean().item()
+        N = d.numel() - lag
+        assert abs(both - p * p) < 5 * (p * p * (1 - p * p) / N) ** 0.5, lag
+
+
+def test_native_masks_do_not_depend_on_threads():
+    if native.get() is None:
+        pytest.skip("the native kernel could not be built here")
+    spec = dict.fromkeys(dropout.METHODS, 0.4)
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        one = dropout.draw_masks(spec, 64, 50, 128, 32, torch.Generator().manual_seed(4), "cpu", F64)
+        torch.set_num_threads(2)
+        two = dropout.draw_masks(spec, 64, 50, 128, 32, torch.Generator().manual_seed(4), "cpu", F64)
+    finally:
+        torch.set_num_threads(threads)
+    assert all(torch.equal(a, b) for a, b in zip(one[1:], two[1:]))
+    assert all(torch.equal(one.weights[name], two.weights[name]) for name in dropout.WEIGHT_NAMES)
 
 
 def test_bad_specs_are_errors():

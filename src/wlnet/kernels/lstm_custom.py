@@ -10,34 +10,34 @@ optional masks (see `kernels.dropout` for how they are drawn):
 
 The 4-axis of zx and zs is in Wolfram order (Input, Output, Forget, Memory) = `lstm.GATES`.
 
-How it is fast. On CPU a small op costs a few µs and a step's matrix product ~60 µs, so the
-loop is written in few ops on preallocated buffers (`out=`, in-place):
-- one batched product per step, (4, B, k+n) × (4, k+n, n), on the step input [x_t | s_{t-1}]
-  as each gate sees it (the same for all gates without zx and zs): no input product over all
-  steps beforehand, and in the backward one product gives dWx and dWs together;
-- one `sigmoid_` for all four gates: tanh(u) = 2σ(2u) − 1, and tanh is ~3× slower than
-  sigmoid in ATen. The factors 2 are folded into a scaled copy of the weights and into the
-  buffers: the loop carries C = 2c, TC = σ(2c) − 1/2 = tanh(c)/2 and s/2 (for which the state
-  weights are doubled), so a step is: product, sigmoid_, three ops for c, three for s;
-- the backward is written by hand (`_LSTMCustom`): the step-independent factors of the chain
-  rule are computed for all steps at once, into the gradient buffer itself; the reverse loop
-  is one product and four in-place element-wise ops per step (three more with zs); dW, db, dx
-  and ds0 are products after it;
-- the big buffers of a call are views of one allocation (`_arena`), which keeps them from
-  being page-faulted in afresh at every call.
-Internally the gates are stacked in the order (Output, Input, Forget, Memory), so that the
-three gates driven by dc in the backward (Input, Forget, Memory) are contiguous.
-
-On CPU (float32, float64) both time loops run in C++ when `kernels.native` can build its
-extension (at first use; WLNET_NO_NATIVE=1 turns it off): the same buffers and products, but
-each step's element-wise work (and, in the backward, the step-independent factors, computed
-on the fly) is one vectorized pass instead of ~8 torch ops, and the bias is added there rather
-than by baddbmm. Otherwise (CUDA, no compiler) the loops below run in eager torch.
+Two implementations of the same recurrence, with the same contract (`run` picks):
+- `_LSTMNative` (CPU, float32/float64, where `kernels.native` builds `lstm_native.cpp`): the
+  whole forward in one C++ call and the whole backward in another. The input contributions of
+  all steps are one product before the loop (per gate with zx); each step adds its state
+  product (per gate with zs: four products in one batched BLAS call) and then does all of its
+  element-wise work in one vectorized pass; the backward loop is one product and one pass per
+  step, and dW, db, dx, ds0 are products after it. The weight masks of VariationalWeights are
+  applied in C++ too, and the gradients of the 12 arrays come back split.
+- `_LSTMCustom` (CUDA, no compiler, WLNET_NO_NATIVE=1): eager torch, written in few ops on
+  preallocated buffers (`out=`, in-place), since a small op costs a few µs on CPU:
+  - one batched product per step, (4, B, k+n) × (4, k+n, n), on the step input [x_t | s_{t-1}]
+    as each gate sees it (the same for all gates without zx and zs), and in the backward one
+    product gives dWx and dWs together;
+  - one `sigmoid_` for all four gates: tanh(u) = 2σ(2u) − 1, and tanh is ~3× slower than
+    sigmoid in ATen. The factors 2 are folded into a scaled copy of the weights and into the
+    buffers: the loop carries C = 2c, TC = σ(2c) − 1/2 = tanh(c)/2 and s/2 (for which the state
+    weights are doubled), so a step is: product, sigmoid_, three ops for c, three for s;
+  - a hand-written backward: the step-independent factors of the chain rule are computed for
+    all steps at once, into the gradient buffer itself; the reverse loop is one product and
+    four in-place element-wise ops per step (three more with zs);
+  - the big buffers of a call are views of one allocation (`_arena`), which keeps them from
+    being page-faulted in afresh at every call.
+Internally the gates are stacked in the order (Output, Input, Forget, Memory) = `ORDER`.
 
 Speed (bench/dropout.py, 2 CPU cores, n = 128, B = 64, T = 50, k = 32), against torch's fused
-no-dropout kernel: eager loops, forward ~2× and training step ~1.5-1.7×, their ~8 small ops per
-step costing about as much as the matrix product; native loops, forward ~1.5× and training
-step ~1.15-1.3×, the per-step products now dominating.
+no-dropout kernel: eager torch, forward ~2× and training step ~1.5-1.7× (its ~8 small ops per
+step cost about as much as the matrix product); native, forward and training step ~1.1-1.4×
+(see the README for the table).
 
 Ragged batches are run like packed sequences: sorted by decreasing length, step t works on
 the first `batch_sizes[t]` rows only, so a finished sequence's state stays frozen and its

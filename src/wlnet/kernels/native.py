@@ -1,15 +1,16 @@
-"""The native (C++) time loops of `lstm_custom`, built at first use; None when unavailable.
+"""The native (C++) kernel of `lstm_custom` and `dropout`, built at first use; None when unavailable.
 
-`lstm_native.cpp` runs the forward and backward time loops of `lstm_custom._LSTMCustom` with
-each step's element-wise work fused into one vectorized pass (ATen `Vectorized`, SLEEF exp)
-after the step's matrix product: on 2 CPU cores the ~8 small torch ops a step cost about as
-much as the product. It is compiled once per machine with `torch.utils.cpp_extension.load`
-(needs ninja and a C++ compiler; ~1 min on 2 cores) into torch's extensions directory
-(TORCH_EXTENSIONS_DIR) and reused from there.
+`lstm_native.cpp` holds the masked LSTM recurrence's forward and backward, each one call
+(BLAS products called directly, each step's element-wise work one vectorized pass with ATen
+`Vectorized`), and the dropout mask draws (a counter-based hash from one seed). It is compiled
+once per machine with `torch.utils.cpp_extension.load` (needs ninja and a C++ compiler; ~1 min
+on 2 cores) into torch's extensions directory (TORCH_EXTENSIONS_DIR) and reused from there.
+It calls the BLAS that torch links (`sgemm_`, `sgemm_batch_`, MKL in torch's x86 wheels); where
+those are missing, loading fails and the fallback runs.
 
-`get()` tries at most once per process; any failure (no compiler, no ninja, a build error),
-WLNET_NO_NATIVE=1 in the environment, or a non-CPU tensor gives the pure-torch loops instead,
-silently. CPU only, float32 and float64.
+`get()` tries at most once per process; any failure (no compiler, no ninja, a build or load
+error), WLNET_NO_NATIVE=1 in the environment, or a non-CPU tensor gives the pure-torch code
+instead, silently. CPU only, float32 and float64.
 """
 
 from __future__ import annotations
@@ -66,7 +67,7 @@ def _build():
 
 
 def get():
-    """The compiled module (forward_loop, backward_loop), or None if disabled or unbuildable."""
+    """The compiled module (forward, backward, bernoulli), or None if disabled or unbuildable."""
     global _module, _tried
     if not _tried:
         _tried = True
