@@ -51,7 +51,7 @@ import math
 import torch
 from torch.autograd.function import once_differentiable
 
-from . import native
+from . import lstm, native
 
 # Internal gate order and where each gate sits in Wolfram's order `lstm.GATES`.
 ORDER = ("Output", "Input", "Forget", "Memory")
@@ -270,7 +270,7 @@ class _LSTMCustom(torch.autograd.Function):
 
 
 # The 12 arrays in the order the native kernel takes them: input weights, state weights,
-# biases, each for the gates in `ORDER`; the 8 weight masks in the same order.
+# biases, each for the gates in `ORDER`.
 NATIVE_NAMES = tuple(f"{g}Gate{part}" for part in ("InputWeights", "StateWeights", "Biases") for g in ORDER)
 
 
@@ -278,8 +278,8 @@ class _LSTMNative(torch.autograd.Function):
     """The recurrence in C++ (`lstm_native.cpp`): forward and backward one call each.
 
     x (T, B, k) time-major, rows sorted by decreasing length; s0, c0 (B, n) | None (zeros); zx (B, 4, k),
-    zs (B, 4, n), zm (B, T, n) | None (Wolfram gate order, rows sorted like x); zw: the 8
-    weight masks in `NATIVE_NAMES` order or []; batch_sizes: rows alive at each step or []
+    zs (B, 4, n), zm (B, T, n) | None (Wolfram gate order, rows sorted like x); zw: the weight
+    masks in torch's fused layout [(4n, k), (4n, n)] or []; batch_sizes: rows alive at each step or []
     (all B); arrays: the 12 arrays in `NATIVE_NAMES` order → out (T, B, n), s_T, c_T (B, n)."""
 
     @staticmethod
@@ -323,9 +323,15 @@ def run(x, lengths, arrays: dict, s0=None, c0=None, zx=None, zs=None, zm=None, z
         c0 = x.new_zeros(B, n) if c0 is None else c0
 
     if use_native:
+        zw_packed = []  # the weight masks in torch's fused layout (`lstm.pack`)
+        if zw and hasattr(zw, "ih"):  # drawn in that layout (`dropout.PackedWeightMasks`)
+            zw_packed = [zw.ih, zw.hh]
+        elif zw:
+            zw_packed = [torch.cat([zw[f"{g}Gate{part}"] for g in lstm.FUSED_GATE_ORDER])
+                         for part in ("InputWeights", "StateWeights")]
+
         def call(x_tm, s0, c0, zx, zs, zm, batch_sizes):
-            return _LSTMNative.apply(x_tm, s0, c0, zx, zs, zm,
-                                     [zw[name] for name in NATIVE_NAMES[:8]] if zw else [], batch_sizes,
+            return _LSTMNative.apply(x_tm, s0, c0, zx, zs, zm, zw_packed, batch_sizes,
                                      *(arrays[name] for name in NATIVE_NAMES))
     else:
         if zw:

@@ -47,7 +47,8 @@ void dgemm_batch_(const char*, const char*, const int*, const int*, const int*, 
 
 namespace {
 
-constexpr int64_t PERM[4] = {1, 0, 2, 3};  // internal gate j ↔ Wolfram mask index PERM[j]
+constexpr int64_t PERM[4] = {1, 0, 2, 3};   // internal gate j ↔ Wolfram mask index PERM[j]
+constexpr int64_t FUSED[4] = {3, 0, 1, 2};  // internal gate j ↔ its block in torch's fused layout
 
 // Row-major C (M×N, ldc) = op(A) op(B) + beta C, op(A) M×K. ta: A is stored K×M (lda);
 // tb: B is stored N×K (ldb). Column-major BLAS computes Cᵀ = op(B)ᵀ op(A)ᵀ.
@@ -181,15 +182,15 @@ void forward_step(T* g, const T* bias, const T* cp, T* cn, T* tc, T* sn, const T
 }
 
 // Forward of the recurrence. x (T, B, k) time-major; s0, c0 (B, n) or none (zeros); arrays: the 12 arrays
-// [W_gx for g in ORDER, W_gs for g in ORDER, b_g for g in ORDER]; zw: 8 weight masks (same
-// order as the weights) or none; zx (B, 4, k), zs (B, 4, n), zm (B, T, n) or none;
+// [W_gx for g in ORDER, W_gs for g in ORDER, b_g for g in ORDER]; zw: the weight masks in
+// torch's fused layout, (4n, k) and (4n, n), gates (Input, Forget, Memory, Output), or none; zx (B, 4, k), zs (B, 4, n), zm (B, T, n) or none;
 // batch_sizes: rows alive at each step (sorted rows), or empty for all B.
 // Returns [S (T+1, B, n) with S[0] = s0, s_T, c_T, G (T, B, 4, n), C (T+1, B, n),
 // TC (T, B, n) = tanh c_t, wx (4n, k), ws (4n, n), XI (4, T, B, k) x ∘ zx, SZ (4, T, B, n) s ∘ zs].
 std::vector<Tensor> forward(Tensor x, optional<Tensor> s0, optional<Tensor> c0, std::vector<Tensor> arrays, std::vector<Tensor> zw,
                             optional<Tensor> zx_, optional<Tensor> zs_, optional<Tensor> zm_,
                             std::vector<int64_t> batch_sizes) {
-  TORCH_CHECK(arrays.size() == 12 && (zw.empty() || zw.size() == 8), "wlnet native: 12 arrays, 8 or 0 masks");
+  TORCH_CHECK(arrays.size() == 12 && (zw.empty() || zw.size() == 2), "wlnet native: 12 arrays, 2 or 0 masks");
   x = x.contiguous();
   const int64_t T = x.size(0), B = x.size(1), k = x.size(2), n = arrays[0].size(0);
   const auto opts = x.options();
@@ -203,8 +204,8 @@ std::vector<Tensor> forward(Tensor x, optional<Tensor> s0, optional<Tensor> c0, 
       ws.narrow(0, g * n, n).copy_(arrays[4 + g]);
     } else {
       Tensor wxg = wx.narrow(0, g * n, n), wsg = ws.narrow(0, g * n, n);
-      at::mul_out(wxg, arrays[g], zw[g]);
-      at::mul_out(wsg, arrays[4 + g], zw[4 + g]);
+      at::mul_out(wxg, arrays[g], zw[0].narrow(0, FUSED[g] * n, n));
+      at::mul_out(wsg, arrays[4 + g], zw[1].narrow(0, FUSED[g] * n, n));
     }
     bias.narrow(0, g * n, n).copy_(arrays[8 + g]);
   }
@@ -457,7 +458,7 @@ std::vector<Tensor> backward(Tensor g_out, Tensor g_sT, Tensor g_cT, Tensor x, T
         continue;
       }
       Tensor grad = (part == 0 ? dwx : part == 1 ? dws : db).narrow(0, g * n, n);
-      if (part < 2 && !zw.empty()) grad = grad * zw[part * 4 + g];
+      if (part < 2 && !zw.empty()) grad = grad * zw[part].narrow(0, FUSED[g] * n, n);
       out.push_back(grad);
     }
   }
