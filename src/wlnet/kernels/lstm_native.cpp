@@ -27,6 +27,7 @@
 
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 #include <mutex>
 #include <vector>
 
@@ -515,21 +516,21 @@ std::vector<Tensor> bernoulli(std::vector<std::vector<int64_t>> shapes, std::vec
         const T_ keep = T_(1.0 / (1.0 - ps[ch.s]));
         const uint64_t key = mix(seed + 0x9E3779B97F4A7C15ULL * (ch.s + 1));
         T_* __restrict__ dst = base + ch.off;
-        // kept = 1 + the sign bit of (u − threshold): branch-free, so that the loop vectorizes
-        auto draw = [&](uint64_t word, int64_t l) {
-          return keep * T_(1 + ((static_cast<int64_t>((word >> (16 * l)) & 0xFFFF) - threshold) >> 63));
-        };
-        const int64_t full = std::min<int64_t>(ch.w1, size / 4);  // words with all 4 draws inside
-        for (int64_t w = ch.w0; w < full; ++w) {
-          const uint64_t word = mix(key + 0x9E3779B97F4A7C15ULL * static_cast<uint64_t>(w));
-          dst[4 * w] = draw(word, 0);
-          dst[4 * w + 1] = draw(word, 1);
-          dst[4 * w + 2] = draw(word, 2);
-          dst[4 * w + 3] = draw(word, 3);
-        }
-        for (int64_t w = std::max(full, ch.w0); w < ch.w1; ++w) {
-          const uint64_t word = mix(key + 0x9E3779B97F4A7C15ULL * static_cast<uint64_t>(w));
-          for (int64_t l = 0; l < size - 4 * w && l < 4; ++l) dst[4 * w + l] = draw(word, l);
+        // In blocks: the hashes first, then the draws, read as the 16-bit lanes of the words in
+        // memory order (little-endian: lane l of word w is draw 4w + l), each kept as
+        // 1 + the sign bit of (u − threshold). Both loops are branch-free and vectorize.
+        constexpr int64_t kBlock = 256;
+        alignas(64) uint64_t words[kBlock];
+        alignas(64) uint16_t lanes[4 * kBlock];
+        for (int64_t w0 = ch.w0; w0 < ch.w1; w0 += kBlock) {
+          const int64_t nw = std::min<int64_t>(kBlock, ch.w1 - w0);
+          for (int64_t i = 0; i < nw; ++i) words[i] = mix(key + 0x9E3779B97F4A7C15ULL * static_cast<uint64_t>(w0 + i));
+          std::memcpy(lanes, words, sizeof(words));
+          const int64_t ne = std::min<int64_t>(4 * nw, size - 4 * w0);
+          T_* __restrict__ d = dst + 4 * w0;
+          for (int64_t e = 0; e < ne; ++e) {
+            d[e] = keep * T_(1 + ((static_cast<int64_t>(lanes[e]) - threshold) >> 63));
+          }
         }
       }
     });
