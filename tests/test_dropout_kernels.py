@@ -289,6 +289,26 @@ def test_gradcheck_with_fixed_masks(lengths, which):
     assert torch.autograd.gradcheck(f, (x, s0, c0, *(arrays[nm] for nm in names)))
 
 
+@pytest.mark.parametrize("lengths", [None, torch.tensor([3, 1, 2])], ids=["uniform", "ragged"])
+@pytest.mark.parametrize("which", ["", "xsm"])
+@pytest.mark.parametrize("drawn", [True, False], ids=["packed", "per-array"])
+def test_gradcheck_with_weight_masks(lengths, which, drawn):
+    """VariationalWeights with the other masks: weight masks as `draw_masks` gives them (in the
+    fused layout) or as a plain dict; alone they take the fused kernel, with others the custom one."""
+    x, arrays, s0, c0 = make_problem(B=3, T=3, n=3, k=2, lengths=lengths, seed=23)
+    m = random_masks(3, 3, 3, 2, which, seed=24, p=0.3)
+    wm = dropout.draw_masks({"VariationalWeights": 0.4}, 3, 3, 3, 2, seeded(25), "cpu", F64).weights
+    if not drawn:
+        wm = {name: wm[name].clone() for name in dropout.WEIGHT_NAMES}
+    masks = dropout.Masks(wm, m.x, m.s, m.m)
+    names = list(lstm.ARRAY_NAMES)
+
+    def f(x, s0, c0, *arrs):
+        return dropout.lstm_masked(x, lengths, dict(zip(names, arrs)), s0, c0, masks)
+
+    assert torch.autograd.gradcheck(f, (x, s0, c0, *(arrays[nm] for nm in names)))
+
+
 def test_gradients_do_not_need_every_input():
     x, arrays, s0, c0 = make_problem(seed=19)
     B, T, k = x.shape
@@ -650,6 +670,20 @@ def test_native_loops_equal_pure_torch_loops(which, lengths, dtype, monkeypatch)
     tol = 1e-4 if dtype == torch.float32 else 1e-12  # float32: sums in another order
     for g, w in zip([*got, *g_got], [*want, *g_want]):
         torch.testing.assert_close(g, w, rtol=tol, atol=tol)
+
+
+@pytest.mark.parametrize("lengths", [None, torch.tensor([7, 2, 5, 1, 7, 3, 6, 4, 2])], ids=["uniform", "ragged"])
+def test_custom_path_without_grad_equals_with_grad(lengths):
+    """Under no_grad the kernel runs without recording a graph: the same numbers."""
+    x, arrays, s0, c0 = make_problem(B=9, T=7, n=37, k=5, lengths=lengths, seed=33)
+    masks = random_masks(9, 7, 37, 5, "xsm", seed=34)
+    zw = {name: (torch.rand(v.shape, generator=torch.Generator().manual_seed(35), dtype=F64) > 0.3).to(F64)
+          for name, v in arrays.items() if not name.endswith("Biases")}
+    want = lstm_custom.run(x, lengths, arrays, s0, c0, masks.x, masks.s, masks.m, zw)
+    with torch.no_grad():
+        got = lstm_custom.run(x, lengths, arrays, s0, c0, masks.x, masks.s, masks.m, zw)
+    assert all(not g.requires_grad for g in got)
+    assert_close(got, want, tol=0)
 
 
 def test_native_loops_are_used_and_fallback_when_disabled(monkeypatch):

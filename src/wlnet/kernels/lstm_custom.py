@@ -331,8 +331,11 @@ def run(x, lengths, arrays: dict, s0=None, c0=None, zx=None, zs=None, zm=None, z
                          for part in ("InputWeights", "StateWeights")]
 
         def call(x_tm, s0, c0, zx, zs, zm, batch_sizes):
-            return _LSTMNative.apply(x_tm, s0, c0, zx, zs, zm, zw_packed, batch_sizes,
-                                     *(arrays[name] for name in NATIVE_NAMES))
+            arrs = [arrays[name] for name in NATIVE_NAMES]
+            if not torch.is_grad_enabled():  # no graph to record: the kernel itself
+                S, s_T, c_T = native.get().forward(x_tm, s0, c0, arrs, zw_packed, zx, zs, zm, batch_sizes)[:3]
+                return S[1:], s_T, c_T
+            return _LSTMNative.apply(x_tm, s0, c0, zx, zs, zm, zw_packed, batch_sizes, *arrs)
     else:
         if zw:
             arrays = {name: a * zw[name] if name in zw else a for name, a in arrays.items()}
