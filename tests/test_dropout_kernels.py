@@ -672,6 +672,27 @@ def test_native_loops_equal_pure_torch_loops(which, lengths, dtype, monkeypatch)
         torch.testing.assert_close(g, w, rtol=tol, atol=tol)
 
 
+@pytest.mark.parametrize("which", ["", "xsm"])
+@pytest.mark.parametrize("ragged", [False, True], ids=["uniform", "ragged"])
+def test_native_row_blocks_equal_pure_torch(which, ragged, monkeypatch):
+    """A batch big enough that the native kernel runs its time loops in row blocks, one per
+    thread (B ≥ 32 with 2 threads): the same numbers as the pure-torch loops."""
+    monkeypatch.delenv("WLNET_NO_NATIVE", raising=False)
+    if native.get() is None:
+        pytest.skip("the native loops could not be built here")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        lengths = torch.randint(1, 7, (41,), generator=torch.Generator().manual_seed(36)) if ragged else None
+        got, g_got = _run_custom(lengths, which, F64, B=41, T=6, n=19, k=3)
+        monkeypatch.setenv("WLNET_NO_NATIVE", "1")
+        want, g_want = _run_custom(lengths, which, F64, B=41, T=6, n=19, k=3)
+    finally:
+        torch.set_num_threads(threads)
+    for g, w in zip([*got, *g_got], [*want, *g_want]):
+        torch.testing.assert_close(g, w, rtol=1e-12, atol=1e-12)
+
+
 @pytest.mark.parametrize("lengths", [None, torch.tensor([7, 2, 5, 1, 7, 3, 6, 4, 2])], ids=["uniform", "ragged"])
 def test_custom_path_without_grad_equals_with_grad(lengths):
     """Under no_grad the kernel runs without recording a graph: the same numbers."""

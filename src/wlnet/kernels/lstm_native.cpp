@@ -21,6 +21,8 @@
 
 #include <torch/extension.h>
 
+#include <dlfcn.h>
+
 #include <ATen/CPUGeneratorImpl.h>
 #include <ATen/Parallel.h>
 #include <ATen/cpu/vec/vec.h>
@@ -72,6 +74,27 @@ void gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, const T* A, int64_t
   }
 }
 
+// While alive, this thread's MKL calls run on this thread alone (MKL's thread-local setting,
+// looked up in the process: without MKL, nothing to do).
+class SerialBlas {
+ public:
+  SerialBlas() {
+    using set_fn = int (*)(int);
+    static const set_fn set_local = reinterpret_cast<set_fn>(dlsym(RTLD_DEFAULT, "MKL_Set_Num_Threads_Local"));
+    set_ = set_local;
+    if (set_ != nullptr) previous_ = set_(1);
+  }
+  ~SerialBlas() {
+    if (set_ != nullptr) set_(previous_);
+  }
+  SerialBlas(const SerialBlas&) = delete;
+  SerialBlas& operator=(const SerialBlas&) = delete;
+
+ private:
+  int (*set_)(int) = nullptr;
+  int previous_ = 0;
+};
+
 // Four products of the same shapes in one BLAS call (MKL's grouped batch): C_q = op(A_q) op(B_q)
 // + beta C_q, with A_q = A + q sa, B_q = B + q sb, C_q = C + q sc. Conventions as `gemm`.
 template <typename T>
@@ -114,7 +137,24 @@ inline void store(const Vectorized<T>& v, T* p, int64_t count) {
   }
 }
 
-int64_t grain_rows(int64_t n) { return std::max<int64_t>(1, 4096 / std::max<int64_t>(n, 1)); }
+// Runs f(r0, r1) for blocks of the rows [0, B), in parallel: rows are independent in the
+// recurrence, so each thread runs a whole time loop for its block, and no step waits for
+// another thread (per-step parallel regions cost about as much as the work at small sizes, and
+// stall whenever the machine lends the process fewer cores than threads). Blocks keep at
+// least kMinRows rows (a smaller product is inefficient); their BLAS calls run on their thread.
+template <typename F>
+void for_row_blocks(int64_t B, const F& f) {
+  constexpr int64_t kMinRows = 16;
+  const int64_t blocks = std::max<int64_t>(1, std::min<int64_t>(at::get_num_threads(), B / kMinRows));
+  if (blocks == 1) {
+    f(0, B);
+    return;
+  }
+  at::parallel_for(0, blocks, 1, [&](int64_t c0, int64_t c1) {
+    const SerialBlas serial;
+    for (int64_t c = c0; c < c1; ++c) f(c * B / blocks, (c + 1) * B / blocks);
+  });
+}
 
 int64_t alive(const std::vector<int64_t>& batch_sizes, int64_t t, int64_t B, int64_t T) {
   if (t >= T) return 0;
@@ -145,14 +185,14 @@ std::vector<Tensor> arena(const std::vector<std::vector<int64_t>>& shapes, const
 
 // ------------------------------------------------------------------------------------ forward
 
-// One step's element-wise work, rows [0, bt). G[t] holds the products on entry and
+// One step's element-wise work, rows [b0, b1). G[t] holds the products on entry and
 // (σo, σi, σf, m) on exit.
 template <typename T>
 void forward_step(T* g, const T* bias, const T* cp, T* cn, T* tc, T* sn, const T* zm, int64_t zm_row, T* sz_next,
-                  int64_t sz_gate, const T* zs, int64_t bt, int64_t bt_next, int64_t n) {
+                  int64_t sz_gate, const T* zs, int64_t b0, int64_t b1, int64_t bt_next, int64_t n) {
   using Vec = Vectorized<T>;
   const Vec one(T(1)), two(T(2));
-  at::parallel_for(0, bt, grain_rows(n), [&](int64_t b0, int64_t b1) {
+  {
     for (int64_t b = b0; b < b1; ++b) {
       T* gb = g + b * 4 * n;
       for (int64_t j = 0; j < n; j += Vec::size()) {
@@ -179,7 +219,7 @@ void forward_step(T* g, const T* bias, const T* cp, T* cn, T* tc, T* sn, const T
         }
       }
     }
-  });
+  }
 }
 
 // Forward of the recurrence. x (T, B, k) time-major; s0, c0 (B, n) or none (zeros); arrays: the 12 arrays
@@ -271,19 +311,23 @@ std::vector<Tensor> forward(Tensor x, optional<Tensor> s0, optional<Tensor> c0, 
           for (int64_t j = 0; j < n; ++j) sz[q * TB * n + b * n + j] = s[b * n + j] * zsp[(b * 4 + PERM[q]) * n + j];
     }
 
-    for (int64_t t = 0; t < T; ++t) {
-      const int64_t bt = alive(batch_sizes, t, B, T);
-      T_* gt = g + t * 4 * sB;
-      if (sz != nullptr) {
-        gemm4<T_>(false, true, bt, n, n, sz + t * sB, n, TB * n, wsp, n, n * n, T_(1), gt, 4 * n, n);
-      } else {
-        gemm<T_>(false, true, bt, 4 * n, n, s + t * sB, n, wsp, n, T_(1), gt, 4 * n);
+    const T_* bp = bias.data_ptr<T_>();
+    for_row_blocks(B, [&](int64_t r0, int64_t r1) {  // the time loop for rows [r0, r1)
+      for (int64_t t = 0; t < T; ++t) {
+        const int64_t re = std::min(r1, alive(batch_sizes, t, B, T));
+        if (re <= r0) break;  // (rows are sorted by decreasing length)
+        T_* gt = g + t * 4 * sB + r0 * 4 * n;
+        if (sz != nullptr) {
+          gemm4<T_>(false, true, re - r0, n, n, sz + t * sB + r0 * n, n, TB * n, wsp, n, n * n, T_(1), gt, 4 * n, n);
+        } else {
+          gemm<T_>(false, true, re - r0, 4 * n, n, s + t * sB + r0 * n, n, wsp, n, T_(1), gt, 4 * n);
+        }
+        forward_step<T_>(g + t * 4 * sB, bp, c + t * sB, c + (t + 1) * sB, tc + t * sB, s + (t + 1) * sB,
+                         zmp != nullptr ? zmp + t * n : nullptr, T * n,
+                         sz != nullptr && t + 1 < T ? sz + (t + 1) * sB : nullptr, TB * n, zsp, r0, re,
+                         alive(batch_sizes, t + 1, B, T), n);
       }
-      forward_step<T_>(gt, bias.data_ptr<T_>(), c + t * sB, c + (t + 1) * sB, tc + t * sB, s + (t + 1) * sB,
-                       zmp != nullptr ? zmp + t * n : nullptr, T * n,
-                       sz != nullptr && t + 1 < T ? sz + (t + 1) * sB : nullptr, TB * n, zsp, bt,
-                       alive(batch_sizes, t + 1, B, T), n);
-    }
+    });
   });
 
   Tensor s_T, c_T;
@@ -303,17 +347,17 @@ std::vector<Tensor> forward(Tensor x, optional<Tensor> s0, optional<Tensor> c0, 
 
 // ------------------------------------------------------------------------------------ backward
 
-// One backward step, rows [0, bt): ds = ∂L/∂s_t = dS[t] (+ g_sT for rows ending here)
+// One backward step, rows [b0, b1): ds = ∂L/∂s_t = dS[t] (+ g_sT for rows ending here)
 // (+ the product from step t+1: acc, or Σ_g acc_g ∘ zs_g); then
 //   dc += ds o (1 − tanh² c);  dG_o = ds tanh c σo';  dG_i = dc (m ∘ zm) σi';
 //   dG_f = dc c_{t-1} σf';  dG_m = dc i zm (1 − m²);  dc ← dc f.
 template <typename T>
 void backward_step(const T* dS, int64_t dS_row, const T* g_sT, int64_t end0, const T* acc, int64_t acc_gate,
                    const T* zs, T* dc, const T* g, const T* cp, const T* tc, const T* zm, int64_t zm_row, T* dg,
-                   int64_t bt, int64_t n) {
+                   int64_t b0, int64_t b1, int64_t n) {
   using Vec = Vectorized<T>;
   const Vec one(T(1));
-  at::parallel_for(0, bt, grain_rows(n), [&](int64_t b0, int64_t b1) {
+  {
     for (int64_t b = b0; b < b1; ++b) {
       const T* gb = g + b * 4 * n;
       T* dgb = dg + b * 4 * n;
@@ -343,16 +387,16 @@ void backward_step(const T* dS, int64_t dS_row, const T* g_sT, int64_t end0, con
         store(c * f, dc + e, cnt);
       }
     }
-  });
+  }
 }
 
-// acc (4, B, n) or (B, n) = dG[t] rows [0, bt) times the state weights, per gate with zs.
+// acc (4, B, n) or (B, n) rows [r0, r1) = dG[t] times the state weights, per gate with zs.
 template <typename T>
-void state_product(const T* dgt, const T* ws, T* acc, bool per_gate, int64_t bt, int64_t B, int64_t n) {
+void state_product(const T* dgt, const T* ws, T* acc, bool per_gate, int64_t r0, int64_t r1, int64_t B, int64_t n) {
   if (per_gate) {
-    gemm4<T>(false, false, bt, n, n, dgt, 4 * n, n, ws, n, n * n, T(0), acc, n, B * n);
+    gemm4<T>(false, false, r1 - r0, n, n, dgt + r0 * 4 * n, 4 * n, n, ws, n, n * n, T(0), acc + r0 * n, n, B * n);
   } else {
-    gemm<T>(false, false, bt, n, 4 * n, dgt, 4 * n, ws, n, T(0), acc, n);
+    gemm<T>(false, false, r1 - r0, n, 4 * n, dgt + r0 * 4 * n, 4 * n, ws, n, T(0), acc + r0 * n, n);
   }
 }
 
@@ -384,16 +428,19 @@ std::vector<Tensor> backward(Tensor g_out, Tensor g_sT, Tensor g_cT, Tensor x, T
     const T_* zsp = ptr<T_>(zs);
     const T_* zmp = ptr<T_>(zm);
     const int64_t sB = B * n, TB = T * B;
-    for (int64_t t = T - 1; t >= 0; --t) {
-      const int64_t bt = alive(batch_sizes, t, B, T);
-      if (t < T - 1) state_product<T_>(dg + (t + 1) * 4 * sB, wsp, accp, zs.defined(), bt, B, n);
-      backward_step<T_>(g_out.data_ptr<T_>() + t * g_out.stride(0), g_out.stride(1), g_sT.data_ptr<T_>(),
-                        alive(batch_sizes, t + 1, B, T), t < T - 1 ? accp : nullptr, sB, zsp, dc.data_ptr<T_>(),
-                        G.data_ptr<T_>() + t * 4 * sB, C.data_ptr<T_>() + t * sB, TC.data_ptr<T_>() + t * sB,
-                        zmp != nullptr ? zmp + t * n : nullptr, T * n, dg + t * 4 * sB, bt, n);
-    }
+    for_row_blocks(B, [&](int64_t r0, int64_t r1) {  // the time loop for rows [r0, r1)
+      for (int64_t t = T - 1; t >= 0; --t) {
+        const int64_t re = std::min(r1, alive(batch_sizes, t, B, T));
+        if (re <= r0) continue;  // no row of the block alive yet
+        if (t < T - 1) state_product<T_>(dg + (t + 1) * 4 * sB, wsp, accp, zs.defined(), r0, re, B, n);
+        backward_step<T_>(g_out.data_ptr<T_>() + t * g_out.stride(0), g_out.stride(1), g_sT.data_ptr<T_>(),
+                          alive(batch_sizes, t + 1, B, T), t < T - 1 ? accp : nullptr, sB, zsp, dc.data_ptr<T_>(),
+                          G.data_ptr<T_>() + t * 4 * sB, C.data_ptr<T_>() + t * sB, TC.data_ptr<T_>() + t * sB,
+                          zmp != nullptr ? zmp + t * n : nullptr, T * n, dg + t * 4 * sB, r0, re, n);
+      }
+    });
     if (need[1]) {  // ds0: the state product at step 0, through zs
-      state_product<T_>(dg, wsp, accp, zs.defined(), B, B, n);
+      state_product<T_>(dg, wsp, accp, zs.defined(), 0, B, B, n);
       if (zs.defined()) {
         ds0 = at::empty({B, n}, opts);
         T_* d = ds0.data_ptr<T_>();
