@@ -14,10 +14,12 @@
 //   zx), written into the gate buffer G; each step adds its state product there (BLAS gemm
 //   called directly, beta = 1: no dispatcher, no copy) and then does all of its element-wise
 //   work in one vectorized pass over the rows (tanh u = 2σ(2u) − 1, one exp per gate);
+// - with zs, a step's four per-gate products are one batched BLAS call;
+// - rows are independent, so the time loop runs in row blocks, one per thread, each a whole
+//   time loop: threads never wait for each other inside the loop (`for_row_blocks`);
 // - the backward loop is one product and one pass per step; dW, db, dx, ds0 are products
 //   after it; the gradients of the 12 arrays come out split (and masked, with zw) in C++;
-// - the buffers of a call are views of one allocation (a fresh large block per buffer would
-//   be page-faulted in at every call).
+// - the buffers of a call are views of one allocation.
 
 #include <torch/extension.h>
 
