@@ -11,5 +11,5 @@ if ! .venv/bin/python -c "import torch, sys; sys.exit(torch.__version__.split('+
   .venv/bin/python -m pip install -q "torch==2.13.0"
 fi
 .venv/bin/python -m pip install -q -e ".[test]"
-# the optional native loops of the dropout kernel: built here once (falls back without a compiler)
-.venv/bin/python -c "from wlnet.kernels import native; print('wlnet: native dropout loops', 'built' if native.get() else 'unavailable: using the pure-torch loops')"
+# the optional native kernel of the dropout recurrence: built here once (falls back without a compiler)
+.venv/bin/python -c "from wlnet.kernels import native; print('wlnet: native dropout kernel', 'built' if native.get() else 'unavailable: using the pure-torch recurrence')"
