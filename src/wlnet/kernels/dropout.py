@@ -45,7 +45,8 @@ WEIGHT_NAMES = tuple(name for name in lstm.ARRAY_NAMES if not name.endswith("Bia
 class Masks(NamedTuple):
     """Fixed dropout masks for one evaluation (None where the method is off).
 
-    weights: array name → mask of that matrix's shape (the 8 weight matrices), or None;
+    weights: array name → mask of that matrix's shape (the 8 weight matrices; `draw_masks` gives
+    a `PackedWeightMasks`), or None;
     x (B, 4, k), s (B, 4, n): per-gate masks, gates in `lstm.GATES` order; m (B, T, n)."""
 
     weights: dict | None = None
@@ -129,12 +130,13 @@ def draw_masks(spec: dict[str, float], B: int, T: int, n: int, k: int,
                generator: torch.Generator | None, device, dtype) -> Masks:
     """Draw the masks of every active method of `spec` for a batch of B sequences of length T.
 
-    Masks come in a fixed order (weights in `lstm.ARRAY_NAMES` order, then x, s, m), all from
-    `generator` (None: torch's global RNG), so a seeded generator reproduces them. Where the
-    draws happen on the CPU and `kernels.native` is built, one 64-bit seed is taken from the
-    generator and the native kernel fills all masks from it (a counter-based hash, ~10× faster
-    than the generator itself); otherwise each mask is drawn from the generator directly. The
-    two give different (equally distributed) masks for the same seed."""
+    Masks come in a fixed order (the weight masks as two blocks in torch's fused layout, then
+    x, s, m), all from `generator` (None: torch's global RNG), so a seeded generator reproduces
+    them. Where the draws happen on the CPU and `kernels.native` is built, one 64-bit seed is
+    taken from the generator and the native kernel fills all masks from it with a counter-based
+    hash (the 409,600 StateUpdate draws of n = 128, B = 64, T = 50 in ~0.06 ms on 2 cores,
+    ~5× faster than the generator); otherwise each mask is drawn from the generator directly.
+    The two give different (equally distributed) masks for the same seed."""
     parts, shapes, ps = _plan(tuple(spec.items()) if spec else (), B, T, n, k)
     if not parts:
         return Masks()
