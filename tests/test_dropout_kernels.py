@@ -695,6 +695,28 @@ def test_native_row_blocks_equal_pure_torch(which, ragged, monkeypatch):
         torch.testing.assert_close(g, w, rtol=1e-12, atol=1e-12)
 
 
+def test_native_buffers_are_not_reused_while_referenced():
+    """The native kernel reuses its buffers across calls: outputs still held, and tensors saved
+    for a backward not yet run, keep theirs."""
+    x, arrays, s0, c0 = make_problem(B=9, T=7, n=37, k=5, seed=37)
+    masks = random_masks(9, 7, 37, 5, "xsm", seed=38)
+
+    def call(scale):
+        return lstm_custom.run(x * scale, None, arrays, s0, c0, masks.x, masks.s, masks.m)
+
+    alone, g_alone, w = run_and_grad(lambda: call(1.0), x, arrays, s0, c0)
+    first = call(1.0)  # held, its backward pending
+    kept = [v.detach().clone() for v in first]
+    for scale in (0.5, 2.0, -1.0):  # later calls of the same shapes
+        call(scale)
+        with torch.no_grad():
+            call(scale)
+    assert all(torch.equal(a, b) for a, b in zip(first, kept))
+    loss = sum((v * wv).sum() for v, wv in zip(first, w))
+    grads = torch.autograd.grad(loss, [x, s0, c0, *(arrays[name] for name in lstm.ARRAY_NAMES)])
+    assert_close(grads, g_alone, tol=0)
+
+
 @pytest.mark.parametrize("lengths", [None, torch.tensor([7, 2, 5, 1, 7, 3, 6, 4, 2])], ids=["uniform", "ragged"])
 def test_custom_path_without_grad_equals_with_grad(lengths):
     """Under no_grad the kernel runs without recording a graph: the same numbers."""
