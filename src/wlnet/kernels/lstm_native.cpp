@@ -585,9 +585,9 @@ std::vector<Tensor> bernoulli(std::vector<std::vector<int64_t>> shapes, std::vec
   AT_DISPATCH_FLOATING_TYPES(out.scalar_type(), "wlnet_bernoulli", [&] {
     using T_ = scalar_t;
     T_* base = out.data_ptr<T_>();  // the start of the allocation
-    // below ~256K draws one thread does it faster than waking another
+    // below ~16K draws one thread does it faster than waking another
     const int64_t n_chunks = static_cast<int64_t>(chunks.size());
-    at::parallel_for(0, n_chunks, off >= (1 << 18) ? 1 : n_chunks, [&](int64_t c0, int64_t c1) {
+    at::parallel_for(0, n_chunks, off >= (1 << 14) ? 1 : n_chunks, [&](int64_t c0, int64_t c1) {
       for (int64_t ci = c0; ci < c1; ++ci) {
         const Chunk& ch = chunks[ci];
         const int64_t size = sizes[ch.s];
