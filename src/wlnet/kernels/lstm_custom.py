@@ -34,10 +34,11 @@ Two implementations of the same recurrence, with the same contract (`run` picks)
     being page-faulted in afresh at every call.
 Internally the gates are stacked in the order (Output, Input, Forget, Memory) = `ORDER`.
 
-Speed (bench/dropout.py, 2 CPU cores, n = 128, B = 64, T = 50, k = 32), against torch's fused
-no-dropout kernel: eager torch, forward ~2× and training step ~1.5-1.7× (its ~8 small ops per
-step cost about as much as the matrix product); native, forward and training step ~1.1-1.4×
-(see the README for the table).
+Speed (bench/dropout.py, 2 CPU cores, p = 0.3), against torch's fused no-dropout kernel: eager
+torch, forward ~2× and training step ~1.5-1.7× at n = 128 (its ~8 small ops per step cost about
+as much as the matrix product); native, at n = 128 (B = 64, T = 50, k = 32) training step
+1.0-1.2× and forward 1.0-1.3× for every method and all four together, at n = 32 (B = 64,
+T = 32, k = 16) 0.8-1.1× and 0.9-1.15×.
 
 Ragged batches are run like packed sequences: sorted by decreasing length, step t works on
 the first `batch_sizes[t]` rows only, so a finished sequence's state stays frozen and its
