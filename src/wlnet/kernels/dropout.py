@@ -164,7 +164,7 @@ def lstm_masked(x, lengths, arrays: dict, s0, c0, masks: Masks):
         weights[0], weights[1] = weights[0] * masks.weights.ih, weights[1] * masks.weights.hh
     else:
         if masks.weights:
-            arrays = {name: a * masks.weights[name] if name in masks.weights else a for name, a in arrays.items()}
+            arrays = lstm_custom.mask_arrays(arrays, masks.weights)
         weights = lstm.pack(arrays)
     if masks.x is not None:
         B, T, k = x.shape

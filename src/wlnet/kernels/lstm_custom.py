@@ -67,6 +67,11 @@ def stack_arrays(a: dict):
     return w, b
 
 
+def mask_arrays(a: dict, zw) -> dict:
+    """The 12 arrays with the weight masks `zw` (array name → mask) applied."""
+    return {name: v * zw[name] if name in zw else v for name, v in a.items()}
+
+
 def _per_step(views, batch_sizes, axis=0):
     """Per-step views (made in bulk by `unbind`), each cut to the rows alive at its step."""
     if batch_sizes is None:
@@ -331,31 +336,26 @@ def run(x, lengths, arrays: dict, s0=None, c0=None, zx=None, zs=None, zm=None, z
             zw_packed = [torch.cat([zw[f"{g}Gate{part}"] for g in lstm.FUSED_GATE_ORDER])
                          for part in ("InputWeights", "StateWeights")]
 
-        def call(x_tm, s0, c0, zx, zs, zm, batch_sizes):
+        def call(x_tm, s0, c0, zx, zs, zm, batch_sizes, lengths):  # (lengths: C++ derives them)
             arrs = [arrays[name] for name in NATIVE_NAMES]
             if not torch.is_grad_enabled():  # no graph to record: the kernel itself
                 S, s_T, c_T = native.get().forward(x_tm, s0, c0, arrs, zw_packed, zx, zs, zm, batch_sizes)[:3]
                 return S[1:], s_T, c_T
             return _LSTMNative.apply(x_tm, s0, c0, zx, zs, zm, zw_packed, batch_sizes, *arrs)
     else:
-        if zw:
-            arrays = {name: a * zw[name] if name in zw else a for name, a in arrays.items()}
-        w, b = stack_arrays(arrays)
+        w, b = stack_arrays(mask_arrays(arrays, zw) if zw else arrays)
         perm = torch.tensor(_FROM_WOLFRAM, device=x.device)
 
-        def call(x_tm, s0, c0, zx, zs, zm, batch_sizes):  # masks → time/gate-major, gates in ORDER
+        def call(x_tm, s0, c0, zx, zs, zm, batch_sizes, lengths):  # masks → time/gate-major, gates in ORDER
             zx, zs = (None if z is None else z.index_select(1, perm).transpose(0, 1).contiguous() for z in (zx, zs))
             zm4 = None
             if zm is not None:
                 zm4 = torch.mul(zm.transpose(0, 1), 4, out=zm.new_empty(zm.shape[1], *zm.shape[::2]))
-            lengths_d = None
-            if batch_sizes:
-                lengths_d = (torch.tensor(batch_sizes).unsqueeze(1) > torch.arange(x_tm.shape[1])).sum(0)
             return _LSTMCustom.apply(x_tm, s0, c0, w, b, zx, zs, zm4, batch_sizes or None,
-                                     None if lengths_d is None else lengths_d.to(x.device))
+                                     None if lengths is None else lengths.to(x.device))
 
     if lengths is None:
-        out, s_T, c_T = call(x.transpose(0, 1).contiguous(), s0, c0, zx, zs, zm, [])
+        out, s_T, c_T = call(x.transpose(0, 1).contiguous(), s0, c0, zx, zs, zm, [], None)
         return out.transpose(0, 1), s_T, c_T
 
     sorted_lengths, order = torch.sort(lengths, descending=True, stable=True)
@@ -368,7 +368,7 @@ def run(x, lengths, arrays: dict, s0=None, c0=None, zx=None, zs=None, zm=None, z
         return None if z is None else z.index_select(0, order_d)
 
     out, s_T, c_T = call(sort(x[:, :Tm]).transpose(0, 1).contiguous(), sort(s0), sort(c0), sort(zx), sort(zs),
-                         None if zm is None else sort(zm[:, :Tm]), batch_sizes)
+                         None if zm is None else sort(zm[:, :Tm]), batch_sizes, sorted_lengths)
     out = out.index_select(1, back).transpose(0, 1)  # (B, Tm, n)
     if Tm < T:
         out = torch.nn.functional.pad(out, (0, 0, 0, T - Tm))

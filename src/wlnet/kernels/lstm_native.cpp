@@ -61,15 +61,10 @@ constexpr int64_t FUSED[4] = {3, 0, 1, 2};  // internal gate j ↔ its block in 
 template <typename T>
 void gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, const T* A, int64_t lda, const T* B, int64_t ldb,
           T beta, T* C, int64_t ldc) {
-  if (M == 0 || N == 0) return;
+  if (M == 0 || N == 0) return;  // (K ≥ 1 always: sizes and step counts are positive)
   const char opa = ta ? 'T' : 'N', opb = tb ? 'T' : 'N';
   const int m = N, n = M, k = K, la = ldb, lb = lda, lc = ldc;
   const T one = 1;
-  if (K == 0) {  // nothing to add
-    for (int64_t r = 0; r < M; ++r)
-      for (int64_t c = 0; c < N; ++c) C[r * ldc + c] = beta == T(0) ? T(0) : beta * C[r * ldc + c];
-    return;
-  }
   if constexpr (std::is_same_v<T, float>) {
     sgemm_(&opb, &opa, &m, &n, &k, &one, B, &la, A, &lb, &beta, C, &lc);
   } else {
@@ -103,10 +98,7 @@ class SerialBlas {
 template <typename T>
 void gemm4(bool ta, bool tb, int64_t M, int64_t N, int64_t K, const T* A, int64_t lda, int64_t sa, const T* B,
            int64_t ldb, int64_t sb, T beta, T* C, int64_t ldc, int64_t sc) {
-  if (M == 0 || N == 0 || K == 0) {
-    for (int64_t q = 0; q < 4; ++q) gemm<T>(ta, tb, M, N, K, A + q * sa, lda, B + q * sb, ldb, beta, C + q * sc, ldc);
-    return;
-  }
+  if (M == 0 || N == 0) return;
   const char opa = ta ? 'T' : 'N', opb = tb ? 'T' : 'N';
   const int m = N, n = M, k = K, la = ldb, lb = lda, lc = ldc, groups = 1, size = 4;
   const T one = 1;
@@ -171,6 +163,37 @@ const T* ptr(const Tensor& z) {
   return z.defined() ? z.data_ptr<T>() : nullptr;
 }
 
+// Per-gate masked copies: dst[q, r, :] = src[r, :] ∘ z[r mod B, PERM[q], :] for rows r < rows,
+// width w; dst's gates are gate_stride apart (row r of a time-major buffer is sequence r mod B).
+template <typename T>
+void mask_per_gate(const T* src, const T* z, T* dst, int64_t gate_stride, int64_t rows, int64_t w, int64_t B) {
+  at::parallel_for(0, rows, std::max<int64_t>(1, 2048 / std::max<int64_t>(w, 1)), [&](int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1; ++r) {
+      const int64_t b = r % B;
+      for (int64_t q = 0; q < 4; ++q) {
+        const T* zq = z + (b * 4 + PERM[q]) * w;
+        T* d = dst + q * gate_stride + r * w;
+        for (int64_t j = 0; j < w; ++j) d[j] = src[r * w + j] * zq[j];
+      }
+    }
+  });
+}
+
+// The reverse: dst[r, :] = Σ_q src[q, r, :] ∘ z[r mod B, PERM[q], :].
+template <typename T>
+void sum_masked_gates(const T* src, int64_t gate_stride, const T* z, T* dst, int64_t rows, int64_t w, int64_t B) {
+  at::parallel_for(0, rows, std::max<int64_t>(1, 2048 / std::max<int64_t>(w, 1)), [&](int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1; ++r) {
+      const int64_t b = r % B;
+      for (int64_t j = 0; j < w; ++j) {
+        T v = 0;
+        for (int64_t q = 0; q < 4; ++q) v += src[q * gate_stride + r * w + j] * z[(b * 4 + PERM[q]) * w + j];
+        dst[r * w + j] = v;
+      }
+    }
+  });
+}
+
 // A flat buffer of `numel` elements (a view) from a small pool of allocations that this module
 // keeps and reuses once nothing else refers to them (a pooled block is only ever handed out as
 // a view, so the reference count of its storage tells). A fresh multi-megabyte block is mapped
@@ -224,39 +247,38 @@ void forward_step(T* g, const T* bias, const T* cp, T* cn, T* tc, T* sn, const T
                   int64_t sz_gate, const T* zs, int64_t b0, int64_t b1, int64_t bt_next, int64_t n) {
   using Vec = Vectorized<T>;
   const Vec one(T(1)), two(T(2));
-  {
-    for (int64_t b = b0; b < b1; ++b) {
-      T* gb = g + b * 4 * n;
-      for (int64_t j = 0; j < n; j += Vec::size()) {
-        const int64_t cnt = std::min<int64_t>(Vec::size(), n - j);
-        const Vec o = sigmoid(load(gb + j, cnt) + load(bias + j, cnt));
-        const Vec i = sigmoid(load(gb + n + j, cnt) + load(bias + n + j, cnt));
-        const Vec f = sigmoid(load(gb + 2 * n + j, cnt) + load(bias + 2 * n + j, cnt));
-        const Vec m = two * sigmoid(two * (load(gb + 3 * n + j, cnt) + load(bias + 3 * n + j, cnt))) - one;
-        store(o, gb + j, cnt);
-        store(i, gb + n + j, cnt);
-        store(f, gb + 2 * n + j, cnt);
-        store(m, gb + 3 * n + j, cnt);
-        const Vec mz = zm != nullptr ? m * load(zm + b * zm_row + j, cnt) : m;
-        const Vec c = f * load(cp + b * n + j, cnt) + i * mz;
-        store(c, cn + b * n + j, cnt);
-        const Vec h = two * sigmoid(two * c) - one;
-        store(h, tc + b * n + j, cnt);
-        const Vec s = o * h;
-        store(s, sn + b * n + j, cnt);
-        if (sz_next != nullptr && b < bt_next) {
-          for (int64_t q = 0; q < 4; ++q) {
-            store(s * load(zs + (b * 4 + PERM[q]) * n + j, cnt), sz_next + q * sz_gate + b * n + j, cnt);
-          }
+  for (int64_t b = b0; b < b1; ++b) {
+    T* gb = g + b * 4 * n;
+    for (int64_t j = 0; j < n; j += Vec::size()) {
+      const int64_t cnt = std::min<int64_t>(Vec::size(), n - j);
+      const Vec o = sigmoid(load(gb + j, cnt) + load(bias + j, cnt));
+      const Vec i = sigmoid(load(gb + n + j, cnt) + load(bias + n + j, cnt));
+      const Vec f = sigmoid(load(gb + 2 * n + j, cnt) + load(bias + 2 * n + j, cnt));
+      const Vec m = two * sigmoid(two * (load(gb + 3 * n + j, cnt) + load(bias + 3 * n + j, cnt))) - one;
+      store(o, gb + j, cnt);
+      store(i, gb + n + j, cnt);
+      store(f, gb + 2 * n + j, cnt);
+      store(m, gb + 3 * n + j, cnt);
+      const Vec mz = zm != nullptr ? m * load(zm + b * zm_row + j, cnt) : m;
+      const Vec c = f * load(cp + b * n + j, cnt) + i * mz;
+      store(c, cn + b * n + j, cnt);
+      const Vec h = two * sigmoid(two * c) - one;
+      store(h, tc + b * n + j, cnt);
+      const Vec s = o * h;
+      store(s, sn + b * n + j, cnt);
+      if (sz_next != nullptr && b < bt_next) {
+        for (int64_t q = 0; q < 4; ++q) {
+          store(s * load(zs + (b * 4 + PERM[q]) * n + j, cnt), sz_next + q * sz_gate + b * n + j, cnt);
         }
       }
     }
   }
 }
 
-// Forward of the recurrence. x (T, B, k) time-major; s0, c0 (B, n) or none (zeros); arrays: the 12 arrays
-// [W_gx for g in ORDER, W_gs for g in ORDER, b_g for g in ORDER]; zw: the weight masks in
-// torch's fused layout, (4n, k) and (4n, n), gates (Input, Forget, Memory, Output), or none; zx (B, 4, k), zs (B, 4, n), zm (B, T, n) or none;
+// Forward of the recurrence. x (T, B, k) time-major; s0, c0 (B, n) or none (zeros); arrays:
+// the 12 arrays [W_gx for g in ORDER, W_gs for g in ORDER, b_g for g in ORDER]; zw: the weight
+// masks in torch's fused layout, (4n, k) and (4n, n), gates (Input, Forget, Memory, Output),
+// or none; zx (B, 4, k), zs (B, 4, n), zm (B, T, n) or none;
 // batch_sizes: rows alive at each step (sorted rows), or empty for all B.
 // Returns [S (T+1, B, n) with S[0] = s0, s_T, c_T, G (T, B, 4, n), C (T+1, B, n),
 // TC (T, B, n) = tanh c_t, wx (4n, k), ws (4n, n), XI (4, T, B, k) x ∘ zx, SZ (4, T, B, n) s ∘ zs].
@@ -322,26 +344,12 @@ std::vector<Tensor> forward(Tensor x, optional<Tensor> s0, optional<Tensor> c0, 
     // Input contributions of all steps: G[t, b, g] = W_gx (x_t,b ∘ zx_b,g).
     if (zx.defined()) {
       T_* xi = XI.data_ptr<T_>();
-      const T_* zxp = zx.data_ptr<T_>();
-      at::parallel_for(0, TB, std::max<int64_t>(1, 2048 / std::max<int64_t>(k, 1)), [&](int64_t r0, int64_t r1) {
-        for (int64_t r = r0; r < r1; ++r) {
-          const int64_t b = r % B;
-          for (int64_t q = 0; q < 4; ++q) {
-            const T_* z = zxp + (b * 4 + PERM[q]) * k;
-            T_* dst = xi + q * TB * k + r * k;
-            for (int64_t j = 0; j < k; ++j) dst[j] = xp[r * k + j] * z[j];
-          }
-        }
-      });
+      mask_per_gate<T_>(xp, zx.data_ptr<T_>(), xi, TB * k, TB, k, B);
       gemm4<T_>(false, true, TB, n, k, xi, k, TB * k, wxp, k, n * k, T_(0), g, 4 * n, n);
     } else {
       gemm<T_>(false, true, TB, 4 * n, k, xp, k, wxp, k, T_(0), g, 4 * n);
     }
-    if (sz != nullptr) {  // the first step's state input s0 ∘ zs_g
-      for (int64_t q = 0; q < 4; ++q)
-        for (int64_t b = 0; b < B; ++b)
-          for (int64_t j = 0; j < n; ++j) sz[q * TB * n + b * n + j] = s[b * n + j] * zsp[(b * 4 + PERM[q]) * n + j];
-    }
+    if (sz != nullptr) mask_per_gate<T_>(s, zsp, sz, TB * n, B, n, B);  // the first step's input s0 ∘ zs_g
 
     const T_* bp = bias.data_ptr<T_>();
     for_row_blocks(B, [&](int64_t r0, int64_t r1) {  // the time loop for rows [r0, r1)
@@ -389,35 +397,33 @@ void backward_step(const T* dS, int64_t dS_row, const T* g_sT, int64_t end0, con
                    int64_t b0, int64_t b1, int64_t n) {
   using Vec = Vectorized<T>;
   const Vec one(T(1));
-  {
-    for (int64_t b = b0; b < b1; ++b) {
-      const T* gb = g + b * 4 * n;
-      T* dgb = dg + b * 4 * n;
-      for (int64_t j = 0; j < n; j += Vec::size()) {
-        const int64_t cnt = std::min<int64_t>(Vec::size(), n - j);
-        const int64_t e = b * n + j;
-        Vec ds = load(dS + b * dS_row + j, cnt);
-        if (b >= end0) ds = ds + load(g_sT + e, cnt);
-        if (acc != nullptr) {
-          if (zs != nullptr) {
-            for (int64_t q = 0; q < 4; ++q) {
-              ds = ds + load(acc + q * acc_gate + e, cnt) * load(zs + (b * 4 + PERM[q]) * n + j, cnt);
-            }
-          } else {
-            ds = ds + load(acc + e, cnt);
+  for (int64_t b = b0; b < b1; ++b) {
+    const T* gb = g + b * 4 * n;
+    T* dgb = dg + b * 4 * n;
+    for (int64_t j = 0; j < n; j += Vec::size()) {
+      const int64_t cnt = std::min<int64_t>(Vec::size(), n - j);
+      const int64_t e = b * n + j;
+      Vec ds = load(dS + b * dS_row + j, cnt);
+      if (b >= end0) ds = ds + load(g_sT + e, cnt);
+      if (acc != nullptr) {
+        if (zs != nullptr) {
+          for (int64_t q = 0; q < 4; ++q) {
+            ds = ds + load(acc + q * acc_gate + e, cnt) * load(zs + (b * 4 + PERM[q]) * n + j, cnt);
           }
+        } else {
+          ds = ds + load(acc + e, cnt);
         }
-        const Vec o = load(gb + j, cnt), i = load(gb + n + j, cnt);
-        const Vec f = load(gb + 2 * n + j, cnt), m = load(gb + 3 * n + j, cnt);
-        const Vec h = load(tc + e, cnt);
-        const Vec c = load(dc + e, cnt) + ds * o * (one - h * h);
-        const Vec z = zm != nullptr ? load(zm + b * zm_row + j, cnt) : one;
-        store(ds * h * o * (one - o), dgb + j, cnt);
-        store(c * m * z * i * (one - i), dgb + n + j, cnt);
-        store(c * load(cp + e, cnt) * f * (one - f), dgb + 2 * n + j, cnt);
-        store(c * i * z * (one - m * m), dgb + 3 * n + j, cnt);
-        store(c * f, dc + e, cnt);
       }
+      const Vec o = load(gb + j, cnt), i = load(gb + n + j, cnt);
+      const Vec f = load(gb + 2 * n + j, cnt), m = load(gb + 3 * n + j, cnt);
+      const Vec h = load(tc + e, cnt);
+      const Vec c = load(dc + e, cnt) + ds * o * (one - h * h);
+      const Vec z = zm != nullptr ? load(zm + b * zm_row + j, cnt) : one;
+      store(ds * h * o * (one - o), dgb + j, cnt);
+      store(c * m * z * i * (one - i), dgb + n + j, cnt);
+      store(c * load(cp + e, cnt) * f * (one - f), dgb + 2 * n + j, cnt);
+      store(c * i * z * (one - m * m), dgb + 3 * n + j, cnt);
+      store(c * f, dc + e, cnt);
     }
   }
 }
@@ -475,13 +481,7 @@ std::vector<Tensor> backward(Tensor g_out, Tensor g_sT, Tensor g_cT, Tensor x, T
       state_product<T_>(dg, wsp, accp, zs.defined(), 0, B, B, n);
       if (zs.defined()) {
         ds0 = at::empty({B, n}, opts);
-        T_* d = ds0.data_ptr<T_>();
-        for (int64_t b = 0; b < B; ++b)
-          for (int64_t j = 0; j < n; ++j) {
-            T_ v = 0;
-            for (int64_t q = 0; q < 4; ++q) v += accp[q * sB + b * n + j] * zsp[(b * 4 + PERM[q]) * n + j];
-            d[b * n + j] = v;
-          }
+        sum_masked_gates<T_>(accp, sB, zsp, ds0.data_ptr<T_>(), B, n, B);
       } else {
         ds0 = acc[0].clone();
       }
@@ -494,17 +494,7 @@ std::vector<Tensor> backward(Tensor g_out, Tensor g_sT, Tensor g_cT, Tensor x, T
         Tensor tmp = pooled(4 * TB * k, opts);
         T_* tp = tmp.data_ptr<T_>();
         gemm4<T_>(false, false, TB, k, n, dg, 4 * n, n, wxp, k, n * k, T_(0), tp, k, TB * k);
-        const T_* zxp = zx.data_ptr<T_>();
-        at::parallel_for(0, TB, std::max<int64_t>(1, 2048 / std::max<int64_t>(k, 1)), [&](int64_t r0, int64_t r1) {
-          for (int64_t r = r0; r < r1; ++r) {
-            const int64_t b = r % B;
-            for (int64_t j = 0; j < k; ++j) {
-              T_ v = 0;
-              for (int64_t q = 0; q < 4; ++q) v += tp[q * TB * k + r * k + j] * zxp[(b * 4 + PERM[q]) * k + j];
-              d[r * k + j] = v;
-            }
-          }
-        });
+        sum_masked_gates<T_>(tp, TB * k, zx.data_ptr<T_>(), d, TB, k, B);
       } else {
         gemm<T_>(false, false, TB, k, 4 * n, dg, 4 * n, wxp, k, T_(0), d, k);
       }
@@ -567,9 +557,9 @@ std::vector<Tensor> bernoulli(std::vector<std::vector<int64_t>> shapes, std::vec
     std::lock_guard<std::mutex> lock(gen.mutex());
     seed = at::check_generator<at::CPUGeneratorImpl>(gen)->random64();
   }
-  std::vector<int64_t> sizes;
-  for (const auto& shape : shapes) sizes.push_back(c10::multiply_integers(shape));
   std::vector<Tensor> masks = arena(shapes, at::TensorOptions().dtype(dtype));
+  std::vector<int64_t> sizes;
+  for (const Tensor& mask : masks) sizes.push_back(mask.numel());
   Tensor out = masks.empty() ? at::empty({0}, dtype) : masks[0];
   struct Chunk {  // words [w0, w1) of segment s, which starts at element off
     size_t s;
