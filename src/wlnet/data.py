@@ -26,10 +26,6 @@ class Seq(NamedTuple):
     data: torch.Tensor
     lengths: torch.Tensor | None
 
-    @property
-    def max_length(self) -> int:
-        return self.data.shape[1]
-
     def length_list(self) -> list[int]:
         if self.lengths is None:
             return [self.data.shape[1]] * self.data.shape[0]

@@ -7,11 +7,12 @@ import torch
 from ..data import Seq
 from ..errors import OptionError, ShapeError, where
 from ..kernels import lstm as K
+from ..kernels.dropout import METHODS as DROPOUT_METHODS
+from ..kernels.dropout import lstm_dropout
 from ..shapes import VARYING, ArrayType, Real, describe, parse_sequence_shape, parse_size, shape_code, unify
 from ..symbols import Automatic
 from .base import Layer
 
-DROPOUT_METHODS = ("VariationalWeights", "VariationalInput", "VariationalState", "StateUpdate")
 _DROPOUT_FORMS = (
     "None; a probability p with 0 ≤ p < 1 (meaning {\"VariationalWeights\": p}); or a dict of "
     f"method → p with methods among {', '.join(DROPOUT_METHODS)}"
@@ -161,8 +162,6 @@ class LongShortTermMemoryLayer(Layer):
         s0 = inputs.get("State")
         c0 = inputs.get("CellState")
         if ctx.train and self._dropout:
-            from ..kernels.dropout import lstm_dropout
-
             out, s, c = lstm_dropout(data, lengths, arrays, s0, c0, self._dropout, ctx.generator)
         else:
             if module.frozen and not torch.is_grad_enabled():
