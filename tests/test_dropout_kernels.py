@@ -1,9 +1,9 @@
 """The LSTM dropout kernels (SPEC §2, Dropout table).
 
-- The custom recurrence (`lstm_custom`) and whichever kernel `dropout.lstm_masked` picks,
+- The custom recurrence (`lstm_custom`) and whichever kernel `recurrence.masked` picks,
   against an independent numpy implementation of the formulas with masks, written below
   (forward and hand-derived backward, one sequence at a time), and against torch's fused
-  kernel (`lstm.fused`) when no mask drops anything: outputs, final states and the gradients
+  kernel (`recurrence.fused`) when no mask drops anything: outputs, final states and the gradients
   to x, s0, c0 and all 12 arrays; uniform and ragged batches.
 - `torch.autograd.gradcheck` in float64 with fixed masks.
 - Every mask: which entries it drops, what it is shared by (batch, time, gate), when it is
@@ -17,9 +17,38 @@ import numpy as np
 import pytest
 import torch
 
-from wlnet.kernels import dropout, lstm, lstm_custom, native
+from wlnet.errors import OptionError
+from wlnet.kernels import cells, dropout, lstm_custom, native, recurrence
 
-GATES = lstm.GATES  # the order of the mask 4-axis: Input, Output, Forget, Memory
+LSTM = cells.LSTM
+GATES = LSTM.gates  # the order of the mask 4-axis: Input, Output, Forget, Memory
+
+
+class lstm:
+    """The LSTM's cell and fused kernel under the names these tests use."""
+
+    GATES = LSTM.gates
+    ARRAY_NAMES = LSTM.array_names
+    array_shapes = LSTM.array_shapes
+    pack = LSTM.pack
+
+    @staticmethod
+    def fused(x, lengths, weights, s0=None, c0=None, exact_cell=True):
+        out, (s, c) = recurrence.fused(LSTM, x, lengths, weights, (s0, c0), exact_cell)
+        return out, s, c
+
+
+def lstm_masked(x, lengths, arrays, s0, c0, masks):
+    """Whichever kernel `recurrence.choose` picks for the masks."""
+    out, (s, c) = recurrence.masked(LSTM, x, lengths, arrays, (s0, c0), masks)
+    return out, s, c
+
+
+def lstm_dropout(x, lengths, arrays, s0, c0, spec, generator):
+    """Masks drawn afresh from `generator`, then `lstm_masked`."""
+    out, (s, c) = recurrence.run(LSTM, arrays, x, lengths, (s0, c0), dropout_spec=spec or None,
+                                 generator=generator)
+    return out, s, c
 F64 = torch.float64
 
 
@@ -192,7 +221,7 @@ def test_random_masks_equal_numpy(which, lengths, path):
     def fn():
         if path == "custom":
             return lstm_custom.run(x, lengths, arrays, s0, c0, masks.x, masks.s, masks.m)
-        return dropout.lstm_masked(x, lengths, arrays, s0, c0, masks)
+        return lstm_masked(x, lengths, arrays, s0, c0, masks)
 
     got, g_got, w = run_and_grad(fn, x, arrays, s0, c0)
     want, g_want = reference(x, lengths, arrays, s0, c0, masks, w)
@@ -208,9 +237,9 @@ def test_weight_masks_with_others_equal_numpy_on_masked_arrays(which):
     m = random_masks(B, T, n, k, which, seed=7)
     g = torch.Generator().manual_seed(8)
     wm = {name: (torch.rand(arrays[name].shape, generator=g, dtype=F64) >= 0.5).to(F64) * 2
-          for name in dropout.WEIGHT_NAMES}
+          for name in LSTM.weight_names}
     masks = dropout.Masks(wm, m.x, m.s, m.m)
-    got = dropout.lstm_masked(x, None, arrays, s0, c0, masks)
+    got = lstm_masked(x, None, arrays, s0, c0, masks)
     a = {name: v.detach().numpy() * (wm[name].numpy() if name in wm else 1) for name, v in arrays.items()}
     want, _ = np_batch(x.detach().numpy(), None, a, s0.detach().numpy(), c0.detach().numpy(), m,
                        np.zeros((B, T, n)), np.zeros((B, n)), np.zeros((B, n)))
@@ -284,7 +313,7 @@ def test_gradcheck_with_fixed_masks(lengths, which):
     names = list(lstm.ARRAY_NAMES)
 
     def f(x, s0, c0, *arrs):
-        return dropout.lstm_masked(x, lengths, dict(zip(names, arrs)), s0, c0, masks)
+        return lstm_masked(x, lengths, dict(zip(names, arrs)), s0, c0, masks)
 
     assert torch.autograd.gradcheck(f, (x, s0, c0, *(arrays[nm] for nm in names)))
 
@@ -297,14 +326,14 @@ def test_gradcheck_with_weight_masks(lengths, which, drawn):
     fused layout) or as a plain dict; alone they take the fused kernel, with others the custom one."""
     x, arrays, s0, c0 = make_problem(B=3, T=3, n=3, k=2, lengths=lengths, seed=23)
     m = random_masks(3, 3, 3, 2, which, seed=24, p=0.3)
-    wm = dropout.draw_masks({"VariationalWeights": 0.4}, 3, 3, 3, 2, seeded(25), "cpu", F64).weights
+    wm = dropout.draw_masks(LSTM, {"VariationalWeights": 0.4}, 3, 3, 3, 2, seeded(25), "cpu", F64).weights
     if not drawn:
-        wm = {name: wm[name].clone() for name in dropout.WEIGHT_NAMES}
+        wm = {name: wm[name].clone() for name in LSTM.weight_names}
     masks = dropout.Masks(wm, m.x, m.s, m.m)
     names = list(lstm.ARRAY_NAMES)
 
     def f(x, s0, c0, *arrs):
-        return dropout.lstm_masked(x, lengths, dict(zip(names, arrs)), s0, c0, masks)
+        return lstm_masked(x, lengths, dict(zip(names, arrs)), s0, c0, masks)
 
     assert torch.autograd.gradcheck(f, (x, s0, c0, *(arrays[nm] for nm in names)))
 
@@ -324,17 +353,17 @@ def test_gradients_do_not_need_every_input():
 def test_draw_masks_shapes_values_and_inactive_methods():
     spec = dict.fromkeys(dropout.METHODS, 0.25)
     g = torch.Generator().manual_seed(0)
-    m = dropout.draw_masks(spec, 3, 4, 5, 2, g, "cpu", F64)
-    assert set(m.weights) == set(dropout.WEIGHT_NAMES) and len(m.weights) == 8  # no biases
+    m = dropout.draw_masks(LSTM, spec, 3, 4, 5, 2, g, "cpu", F64)
+    assert set(m.weights) == set(LSTM.weight_names) and len(m.weights) == 8  # no biases
     for name, z in m.weights.items():
         assert z.shape == lstm.array_shapes(5, 2)[name]
     assert m.x.shape == (3, 4, 2) and m.s.shape == (3, 4, 5) and m.m.shape == (3, 4, 5)
     for z in [*m.weights.values(), m.x, m.s, m.m]:
         assert z.dtype == F64
         assert set(z.unique().tolist()) <= {0.0, 1 / 0.75}
-    none = dropout.draw_masks({"VariationalInput": 0.0, "StateUpdate": 0}, 3, 4, 5, 2, g, "cpu", F64)
+    none = dropout.draw_masks(LSTM, {"VariationalInput": 0.0, "StateUpdate": 0}, 3, 4, 5, 2, g, "cpu", F64)
     assert none == dropout.Masks(None, None, None, None)
-    assert dropout.draw_masks({}, 3, 4, 5, 2, g, "cpu", F64) == dropout.Masks()
+    assert dropout.draw_masks(LSTM, {}, 3, 4, 5, 2, g, "cpu", F64) == dropout.Masks()
 
 
 @pytest.fixture(params=["native", "generator"])
@@ -355,7 +384,7 @@ def test_mask_drop_rate_and_unit_mean(method, p, drawer):
     g = torch.Generator().manual_seed(1)
     draws = []
     for _ in range(20):
-        m = dropout.draw_masks({method: p}, 8, 10, 16, 12, g, "cpu", torch.float32)
+        m = dropout.draw_masks(LSTM, {method: p}, 8, 10, 16, 12, g, "cpu", torch.float32)
         draws.append(torch.cat([z.flatten() for z in m.weights.values()]) if m.weights
                      else next(z for z in (m.x, m.s, m.m) if z is not None).flatten())
     z = torch.cat(draws).double()
@@ -368,16 +397,16 @@ def test_mask_drop_rate_and_unit_mean(method, p, drawer):
 
 def test_extreme_probabilities(drawer):
     g = torch.Generator().manual_seed(3)
-    high = dropout.draw_masks({"StateUpdate": 0.999999}, 4, 100, 100, 2, g, "cpu", F64).m
+    high = dropout.draw_masks(LSTM, {"StateUpdate": 0.999999}, 4, 100, 100, 2, g, "cpu", F64).m
     assert (high == 0).double().mean() > 0.999
     assert torch.all(high[high != 0] == 1 / (1 - 0.999999))
-    low = dropout.draw_masks({"StateUpdate": 0.001}, 4, 100, 100, 2, g, "cpu", F64).m
+    low = dropout.draw_masks(LSTM, {"StateUpdate": 0.001}, 4, 100, 100, 2, g, "cpu", F64).m
     assert 0 < (low == 0).double().mean() < 0.002
 
 
 def test_masks_are_independent_across_what_they_are_not_shared_by(drawer):
     g = torch.Generator().manual_seed(2)
-    m = dropout.draw_masks(dict.fromkeys(dropout.METHODS, 0.5), 16, 12, 32, 32, g, "cpu", F64)
+    m = dropout.draw_masks(LSTM, dict.fromkeys(dropout.METHODS, 0.5), 16, 12, 32, 32, g, "cpu", F64)
     w = list(m.weights.values())
     assert all(not torch.equal(w[0][:, :32], v[:, :32]) for v in w[1:])  # one mask per matrix
     for z in (m.x, m.s):
@@ -385,7 +414,7 @@ def test_masks_are_independent_across_what_they_are_not_shared_by(drawer):
         assert not torch.equal(z[:, 0], z[:, 1])  # per gate
     assert not torch.equal(m.m[:, 0], m.m[:, 1])  # StateUpdate: per step
     assert not torch.equal(m.m[0], m.m[1])  # and per sequence
-    again = dropout.draw_masks(dict.fromkeys(dropout.METHODS, 0.5), 16, 12, 32, 32, g, "cpu", F64)
+    again = dropout.draw_masks(LSTM, dict.fromkeys(dropout.METHODS, 0.5), 16, 12, 32, 32, g, "cpu", F64)
     assert not torch.equal(again.x, m.x) and not torch.equal(again.m, m.m)  # redrawn per call
 
 
@@ -393,7 +422,7 @@ def test_masks_are_independent_across_what_they_are_not_shared_by(drawer):
 def test_neighbouring_draws_are_independent(p, drawer):
     """P(both dropped) = p² for draws 1 … 8 apart (the native kernel takes 4 draws from each
     64-bit hash: lags 1-3 share a word, lag 4 and more do not)."""
-    z = dropout.draw_masks({"StateUpdate": p}, 64, 50, 128, 2, torch.Generator().manual_seed(9), "cpu", F64).m
+    z = dropout.draw_masks(LSTM, {"StateUpdate": p}, 64, 50, 128, 2, torch.Generator().manual_seed(9), "cpu", F64).m
     d = (z.flatten() == 0).double()
     for lag in range(1, 9):
         both = (d[:-lag] * d[lag:]).mean().item()
@@ -408,20 +437,20 @@ def test_native_masks_do_not_depend_on_threads():
     threads = torch.get_num_threads()
     try:
         torch.set_num_threads(1)
-        one = dropout.draw_masks(spec, 64, 50, 128, 32, torch.Generator().manual_seed(4), "cpu", F64)
+        one = dropout.draw_masks(LSTM, spec, 64, 50, 128, 32, torch.Generator().manual_seed(4), "cpu", F64)
         torch.set_num_threads(2)
-        two = dropout.draw_masks(spec, 64, 50, 128, 32, torch.Generator().manual_seed(4), "cpu", F64)
+        two = dropout.draw_masks(LSTM, spec, 64, 50, 128, 32, torch.Generator().manual_seed(4), "cpu", F64)
     finally:
         torch.set_num_threads(threads)
     assert all(torch.equal(a, b) for a, b in zip(one[1:], two[1:]))
-    assert all(torch.equal(one.weights[name], two.weights[name]) for name in dropout.WEIGHT_NAMES)
+    assert all(torch.equal(one.weights[name], two.weights[name]) for name in LSTM.weight_names)
 
 
 def test_bad_specs_are_errors():
-    with pytest.raises(ValueError, match="unknown dropout method 'Variational'"):
+    with pytest.raises(OptionError, match="unknown dropout method 'Variational'"):
         dropout.active({"Variational": 0.1})
     for p in (1.0, -0.1, 1.5):
-        with pytest.raises(ValueError, match=r"must be in \[0, 1\)"):
+        with pytest.raises(OptionError, match=r"must be a number with 0 ≤ p < 1, but was given"):
             dropout.active({"StateUpdate": p})
 
 
@@ -479,9 +508,9 @@ def test_variational_input_mask_seen_in_preactivations(gate):
     x = torch.ones(B_, T_, K_, dtype=F64)
     c0 = torch.ones(B_, N_, dtype=F64)
     a = probe_arrays(gate, wx=0.5 * spread_eye(N_, K_))
-    out, _, _ = dropout.lstm_dropout(x, None, a, None, c0, {"VariationalInput": p}, seeded())
+    out, _, _ = lstm_dropout(x, None, a, None, c0, {"VariationalInput": p}, seeded())
     seen = read_pre(gate, out, c0) / 0.5  # (B, T, n): zx[b, gate, r mod k]
-    want = dropout.draw_masks({"VariationalInput": p}, B_, T_, N_, K_, seeded(), "cpu", F64).x
+    want = dropout.draw_masks(LSTM, {"VariationalInput": p}, B_, T_, N_, K_, seeded(), "cpu", F64).x
     j = GATES.index(gate)
     for t in range(T_):  # the same at every step
         torch.testing.assert_close(seen[:, t, :K_], want[:, j], atol=1e-9, rtol=1e-9)
@@ -496,11 +525,11 @@ def test_variational_state_mask_seen_and_carried_state_unmasked(gate):
     s0 = torch.full((B_, N_), 0.5, dtype=F64)
     c0 = torch.ones(B_, N_, dtype=F64)
     a = probe_arrays(gate, ws=0.5 * torch.eye(N_, dtype=F64), b=0.3)
-    out, _, _ = dropout.lstm_dropout(x, None, a, s0, c0, {"VariationalState": p}, seeded())
+    out, _, _ = lstm_dropout(x, None, a, s0, c0, {"VariationalState": p}, seeded())
     assert torch.all(out > 0)  # the carried state (= the output) is never masked
     s_prev = torch.cat([s0.unsqueeze(1), out[:, :-1]], 1)  # the unmasked s_{t-1}
     seen = (read_pre(gate, out, c0) - 0.3) / (0.5 * s_prev)  # zs[b, gate] at every step
-    want = dropout.draw_masks({"VariationalState": p}, B_, T_, N_, K_, seeded(), "cpu", F64).s
+    want = dropout.draw_masks(LSTM, {"VariationalState": p}, B_, T_, N_, K_, seeded(), "cpu", F64).s
     j = GATES.index(gate)
     for t in range(T_):
         torch.testing.assert_close(seen[:, t], want[:, j], atol=1e-7, rtol=1e-7)
@@ -512,9 +541,9 @@ def test_state_update_mask_seen_redrawn_every_step():
     p = 0.5
     x = torch.zeros(B_, T_, K_, dtype=F64)
     a = probe_arrays("Memory", b=0.5)  # m_t = tanh(0.5), c_t = m_t zm_t
-    out, _, _ = dropout.lstm_dropout(x, None, a, None, None, {"StateUpdate": p}, seeded())
+    out, _, _ = lstm_dropout(x, None, a, None, None, {"StateUpdate": p}, seeded())
     seen = torch.atanh(out) / np.tanh(0.5)
-    want = dropout.draw_masks({"StateUpdate": p}, B_, T_, N_, K_, seeded(), "cpu", F64).m
+    want = dropout.draw_masks(LSTM, {"StateUpdate": p}, B_, T_, N_, K_, seeded(), "cpu", F64).m
     torch.testing.assert_close(seen, want, atol=1e-9, rtol=1e-9)
     assert set(want.unique().tolist()) == {0.0, 2.0}
     assert not torch.equal(want[:, 0], want[:, 1]) and not torch.equal(want[0], want[1])
@@ -526,14 +555,14 @@ def test_variational_weights_mask_shared_by_batch_and_time():
     idx = (torch.arange(B_)[:, None] * 3 + torch.arange(T_)[None, :]) % K_
     x = torch.nn.functional.one_hot(idx, K_).to(F64)
     a = probe_arrays("Memory", wx=torch.full((N_, K_), 0.5, dtype=F64))
-    out, _, _ = dropout.lstm_dropout(x, None, a, None, None, {"VariationalWeights": p}, seeded())
+    out, _, _ = lstm_dropout(x, None, a, None, None, {"VariationalWeights": p}, seeded())
     seen = read_pre("Memory", out, None) / 0.5  # (B, T, n): column idx[b, t] of the mask
-    z = dropout.draw_masks({"VariationalWeights": p}, B_, T_, N_, K_, seeded(), "cpu", F64).weights
+    z = dropout.draw_masks(LSTM, {"VariationalWeights": p}, B_, T_, N_, K_, seeded(), "cpu", F64).weights
     torch.testing.assert_close(seen, z["MemoryGateInputWeights"].T[idx], atol=1e-9, rtol=1e-9)
     # State weights: one-hot initial states show the columns of the state-weight mask.
     s0 = torch.nn.functional.one_hot(torch.arange(B_) % N_, N_).to(F64)
     a = probe_arrays("Memory", ws=torch.full((N_, N_), 0.5, dtype=F64))
-    out, _, _ = dropout.lstm_dropout(x[:, :1] * 0, None, a, s0, None, {"VariationalWeights": p}, seeded())
+    out, _, _ = lstm_dropout(x[:, :1] * 0, None, a, s0, None, {"VariationalWeights": p}, seeded())
     seen = read_pre("Memory", out, None)[:, 0] / 0.5
     torch.testing.assert_close(seen, z["MemoryGateStateWeights"].T[torch.arange(B_) % N_], atol=1e-9, rtol=1e-9)
 
@@ -542,7 +571,7 @@ def test_biases_are_never_dropped():
     x = torch.zeros(B_, T_, K_, dtype=F64)
     a = probe_arrays("Memory", b=0.5)
     want = lstm.fused(x, None, lstm.pack(a))
-    got = dropout.lstm_dropout(x, None, a, None, None, {"VariationalWeights": 0.9}, seeded())
+    got = lstm_dropout(x, None, a, None, None, {"VariationalWeights": 0.9}, seeded())
     assert_close(got, want, tol=1e-12)
 
 
@@ -551,9 +580,9 @@ def test_biases_are_never_dropped():
 def test_p_zero_is_no_dropout():
     x, arrays, s0, c0 = make_problem(lengths=RAGGED, seed=21)
     want = lstm.fused(x, RAGGED, lstm.pack(arrays), s0, c0)
-    got = dropout.lstm_dropout(x, RAGGED, arrays, s0, c0, dict.fromkeys(dropout.METHODS, 0.0), seeded())
+    got = lstm_dropout(x, RAGGED, arrays, s0, c0, dict.fromkeys(dropout.METHODS, 0.0), seeded())
     assert_close(got, want, tol=0)
-    assert_close(dropout.lstm_dropout(x, RAGGED, arrays, s0, c0, {}, None), want, tol=0)
+    assert_close(lstm_dropout(x, RAGGED, arrays, s0, c0, {}, None), want, tol=0)
 
 
 @pytest.mark.parametrize("built", [True, False], ids=["native", "no-native"])
@@ -573,19 +602,19 @@ def test_which_kernel_runs(monkeypatch, built):
         raise AssertionError("the custom path ran")
 
     monkeypatch.setattr(lstm_custom, "run", refuse)
-    out, _, _ = dropout.lstm_dropout(x, None, arrays, s0, c0, {"VariationalWeights": 0.5}, seeded())
-    z = dropout.draw_masks({"VariationalWeights": 0.5}, 4, 6, 5, 3, seeded(), "cpu", F64).weights
+    out, _, _ = lstm_dropout(x, None, arrays, s0, c0, {"VariationalWeights": 0.5}, seeded())
+    z = dropout.draw_masks(LSTM, {"VariationalWeights": 0.5}, 4, 6, 5, 3, seeded(), "cpu", F64).weights
     masked = {name: v * z[name] if name in z else v for name, v in arrays.items()}
     assert_close([out], [lstm.fused(x, None, lstm.pack(masked), s0, c0)[0]], tol=0)
     spec = {"VariationalInput": 0.5, "VariationalWeights": 0.5}
     if built:
         with pytest.raises(AssertionError, match="custom path"):
-            dropout.lstm_dropout(x, None, arrays, s0, c0, spec, None)
+            lstm_dropout(x, None, arrays, s0, c0, spec, None)
     else:
-        dropout.lstm_dropout(x, None, arrays, s0, c0, spec, None)
+        lstm_dropout(x, None, arrays, s0, c0, spec, None)
     for method in ("VariationalState", "StateUpdate"):
         with pytest.raises(AssertionError, match="custom path"):
-            dropout.lstm_dropout(x, None, arrays, s0, c0, {method: 0.5, "VariationalInput": 0.5}, None)
+            lstm_dropout(x, None, arrays, s0, c0, {method: 0.5, "VariationalInput": 0.5}, None)
 
 
 @pytest.mark.parametrize("spec", [{"VariationalWeights": 0.3}, {"VariationalInput": 0.3},
@@ -594,14 +623,14 @@ def test_which_kernel_runs(monkeypatch, built):
                                   dict.fromkeys(dropout.METHODS, 0.3)])
 def test_seeded_generator_reproduces_and_equals_its_masks(spec):
     x, arrays, s0, c0 = make_problem(lengths=RAGGED, seed=23)
-    one = dropout.lstm_dropout(x, RAGGED, arrays, s0, c0, spec, seeded(7))
-    two = dropout.lstm_dropout(x, RAGGED, arrays, s0, c0, spec, seeded(7))
+    one = lstm_dropout(x, RAGGED, arrays, s0, c0, spec, seeded(7))
+    two = lstm_dropout(x, RAGGED, arrays, s0, c0, spec, seeded(7))
     assert_close(one, two, tol=0)
-    masks = dropout.draw_masks(spec, 4, 6, 5, 3, seeded(7), "cpu", F64)
-    assert_close(one, dropout.lstm_masked(x, RAGGED, arrays, s0, c0, masks), tol=0)
+    masks = dropout.draw_masks(LSTM, spec, 4, 6, 5, 3, seeded(7), "cpu", F64)
+    assert_close(one, lstm_masked(x, RAGGED, arrays, s0, c0, masks), tol=0)
     g = seeded(7)
-    dropout.lstm_dropout(x, RAGGED, arrays, s0, c0, spec, g)
-    again = dropout.lstm_dropout(x, RAGGED, arrays, s0, c0, spec, g)  # redrawn at each evaluation
+    lstm_dropout(x, RAGGED, arrays, s0, c0, spec, g)
+    again = lstm_dropout(x, RAGGED, arrays, s0, c0, spec, g)  # redrawn at each evaluation
     assert not torch.equal(again[0], one[0])
     plain = lstm.fused(x, RAGGED, lstm.pack(arrays), s0, c0)
     assert not torch.equal(one[0], plain[0])
@@ -610,19 +639,19 @@ def test_seeded_generator_reproduces_and_equals_its_masks(spec):
 def test_unseeded_runs_differ_and_use_the_global_rng():
     x, arrays, s0, c0 = make_problem(seed=24)
     spec = dict.fromkeys(dropout.METHODS, 0.5)
-    one = dropout.lstm_dropout(x, None, arrays, s0, c0, spec, None)
-    two = dropout.lstm_dropout(x, None, arrays, s0, c0, spec, None)
+    one = lstm_dropout(x, None, arrays, s0, c0, spec, None)
+    two = lstm_dropout(x, None, arrays, s0, c0, spec, None)
     assert not torch.equal(one[0], two[0])
     state = torch.get_rng_state()
-    three = dropout.lstm_dropout(x, None, arrays, s0, c0, spec, None)
+    three = lstm_dropout(x, None, arrays, s0, c0, spec, None)
     torch.set_rng_state(state)
-    assert_close(dropout.lstm_dropout(x, None, arrays, s0, c0, spec, None), three, tol=0)
+    assert_close(lstm_dropout(x, None, arrays, s0, c0, spec, None), three, tol=0)
 
 
 def test_gradients_reach_every_input_in_training():
     x, arrays, s0, c0 = make_problem(seed=25)
     spec = {"VariationalInput": 0.2, "VariationalState": 0.2, "StateUpdate": 0.2, "VariationalWeights": 0.2}
-    out, s_T, c_T = dropout.lstm_dropout(x, None, arrays, s0, c0, spec, seeded())
+    out, s_T, c_T = lstm_dropout(x, None, arrays, s0, c0, spec, seeded())
     params = [x, s0, c0, *arrays.values()]
     grads = torch.autograd.grad(out.sum() + s_T.sum() + c_T.sum(), params)
     assert all(g is not None and torch.isfinite(g).all() and g.abs().sum() > 0 for g in grads)
@@ -632,19 +661,19 @@ def test_gradients_reach_every_input_in_training():
 @pytest.mark.parametrize("spec", [{"VariationalInput": 0.3}, dict.fromkeys(dropout.METHODS, 0.3)])
 def test_cuda_matches_cpu(spec):
     x, arrays, s0, c0 = make_problem(lengths=RAGGED, seed=26)
-    masks = dropout.draw_masks(spec, 4, 6, 5, 3, seeded(), "cpu", F64)
-    want, g_want, w = run_and_grad(lambda: dropout.lstm_masked(x, RAGGED, arrays, s0, c0, masks), x, arrays, s0, c0)
+    masks = dropout.draw_masks(LSTM, spec, 4, 6, 5, 3, seeded(), "cpu", F64)
+    want, g_want, w = run_and_grad(lambda: lstm_masked(x, RAGGED, arrays, s0, c0, masks), x, arrays, s0, c0)
     dev = [v.detach().cuda().requires_grad_() for v in (x, s0, c0)]
     a_dev = {name: v.detach().cuda().requires_grad_() for name, v in arrays.items()}
     m_dev = dropout.Masks({k_: v.cuda() for k_, v in masks.weights.items()} if masks.weights else None,
                           *(None if z is None else z.cuda() for z in (masks.x, masks.s, masks.m)))
-    out = dropout.lstm_masked(dev[0], RAGGED, a_dev, dev[1], dev[2], m_dev)
+    out = lstm_masked(dev[0], RAGGED, a_dev, dev[1], dev[2], m_dev)
     loss = sum((o * v.cuda()).sum() for o, v in zip(out, w))
     grads = torch.autograd.grad(loss, [*dev, *(a_dev[name] for name in lstm.ARRAY_NAMES)])
     assert_close([v.cpu() for v in out], want, tol=1e-9)
     assert_close([g.cpu() for g in grads], g_want, tol=1e-9)
     # A CPU generator drives CUDA masks too (drawn on the CPU, then moved).
-    got = dropout.draw_masks(spec, 4, 6, 5, 3, seeded(), "cuda", F64)
+    got = dropout.draw_masks(LSTM, spec, 4, 6, 5, 3, seeded(), "cuda", F64)
     assert torch.equal(got.x.cpu(), masks.x)
 
 

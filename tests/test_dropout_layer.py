@@ -6,7 +6,7 @@ import pytest
 import torch
 
 import wlnet as w
-from wlnet.kernels import dropout
+from wlnet.kernels import dropout, recurrence
 
 X = [[1.0, 2.0], [3.0, 4.0], [5.0, 6.0]]
 
@@ -44,8 +44,8 @@ def test_train_mode_is_the_kernel_with_masks_from_the_seed(spec):
     got = layer(x, NetEvaluationMode="Train", RandomSeeding=7)
     arrays = {k[-1]: torch.from_numpy(v) for k, v in w.Information(layer, "Arrays").items()}
     g = torch.Generator().manual_seed(7)
-    masks = dropout.draw_masks(layer._dropout, 3, 5, 4, 2, g, "cpu", torch.float32)
-    want, _, _ = dropout.lstm_masked(torch.from_numpy(x), None, arrays, None, None, masks)
+    masks = dropout.draw_masks(layer.CELL, layer._dropout, 3, 5, 4, 2, g, "cpu", torch.float32)
+    want, _ = recurrence.masked(layer.CELL, torch.from_numpy(x), None, arrays, (), masks)
     np.testing.assert_allclose(got, want.numpy(), atol=1e-6)
 
 

@@ -57,7 +57,8 @@ def test_gpu_equals_cpu():
 
 
 def test_padded_ragged_kernel_equals_packed():
-    from wlnet.kernels import lstm as K
+    from wlnet.kernels.cells import LSTM
+    from wlnet.kernels.recurrence import fused
 
     torch.manual_seed(0)
     n, k = 4, 3
@@ -65,8 +66,8 @@ def test_padded_ragged_kernel_equals_packed():
     x = torch.randn(5, 6, k)
     lengths = torch.tensor([6, 1, 3, 6, 2])
     x = x * (torch.arange(6)[None, :, None] < lengths[:, None, None])
-    out_p, s_p, c_p = K.fused(x, lengths, w)
-    out_q, s_q, c_q = K.fused(x, lengths, w, exact_cell=False)
+    out_p, (s_p, c_p) = fused(LSTM, x, lengths, w)
+    out_q, (s_q, c_q) = fused(LSTM, x, lengths, w, exact=False)
     torch.testing.assert_close(out_q, out_p)
     torch.testing.assert_close(s_q, s_p)
     assert c_q is None and c_p is not None

@@ -28,11 +28,28 @@ from wlnet import (
     ShapeError,
 )
 from wlnet.data import Seq
-from wlnet.kernels import lstm as K
-from wlnet.net import Ctx
+from wlnet.kernels import cells, recurrence
+from wlnet.runtime import Ctx
 
 NAMES = R.ARRAY_NAMES
 TEST = Ctx(False, None)
+
+
+class K:
+    """The LSTM cell's torch table and kernels under the names these tests use."""
+
+    pack = cells.LSTM.pack
+    unpack = cells.LSTM.unpack
+
+    @staticmethod
+    def fused(x, lengths, weights, s0=None, c0=None, exact_cell=True):
+        out, (s, c) = recurrence.fused(cells.LSTM, x, lengths, weights, (s0, c0), exact_cell)
+        return out, s, c
+
+    @staticmethod
+    def reference(x, lengths, a, s0=None, c0=None):
+        out, (s, c) = recurrence.unroll(cells.LSTM, a, x, lengths, (s0, c0))
+        return out, s, c
 X = [[1.0, 2.0], [3.0, 4.0], [5.0, 6.0]]  # SPEC §4 scenario 2's input
 
 
@@ -60,13 +77,14 @@ def pad(xs: list) -> tuple[torch.Tensor, torch.Tensor]:
 
 def run_module(layer, x, lengths=None, s0=None, c0=None):
     """The trainable module of `layer` on a (B, T, k) tensor; returns (module, outputs)."""
-    module = layer.build_module(trainable=True)
-    inputs = {"Input": Seq(x, lengths)}
+    module = layer.build(trainable=True)
+    states = {}
     if s0 is not None:
-        inputs["State"] = s0
+        states[("State",)] = s0
     if c0 is not None:
-        inputs["CellState"] = c0
-    return module, module(inputs, TEST)
+        states[("CellState",)] = c0
+    out, final = module({"Input": Seq(x, lengths)}, states, TEST)
+    return module, {**out, **{pos[0]: v for pos, v in final.items()}}
 
 
 def close(actual, expected, rtol=1e-4, atol=1e-5):
@@ -269,7 +287,7 @@ def test_module_gradcheck_float64(ragged):
     # through the public module: gradients to x, s0, c0 and every one of the 12 arrays
     n, k = 2, 2
     layer = make_layer(R.random_arrays(n, k, seed=16))
-    module = layer.build_module(trainable=True).double()
+    module = layer.build(trainable=True).double()
     names = [name for name, _ in module.named_parameters()]
     params = [p.detach().clone().requires_grad_() for _, p in module.named_parameters()]
     gen = torch.Generator().manual_seed(1)
@@ -279,9 +297,9 @@ def test_module_gradcheck_float64(ragged):
     lengths = torch.tensor([1, 3]) if ragged else None
 
     def f(x, s0, c0, *ps):
-        out = torch.func.functional_call(module, dict(zip(names, ps)),
-                                         ({"Input": Seq(x, lengths), "State": s0, "CellState": c0}, TEST))
-        return out["Output"].data, out["State"], out["CellState"]
+        out, final = torch.func.functional_call(
+            module, dict(zip(names, ps)), ({"Input": Seq(x, lengths)}, {("State",): s0, ("CellState",): c0}, TEST))
+        return out["Output"].data, final[("State",)], final[("CellState",)]
 
     assert torch.autograd.gradcheck(f, (x, s0, c0, *params))
 

@@ -26,7 +26,7 @@ from .errors import (
 from .info import Information, NetExtract, Options
 from .initialize import NetInitialize
 from .layers.basic import DropoutLayer, ElementwiseLayer, LinearLayer, SoftmaxLayer
-from .layers.recurrent import LongShortTermMemoryLayer
+from .layers.recurrent import BasicRecurrentLayer, GatedRecurrentLayer, LongShortTermMemoryLayer
 from .layers.sequence import EmbeddingLayer, SequenceLastLayer, UnitVectorLayer
 from .measure import NetMeasurements
 from .net import NetPort
@@ -37,12 +37,14 @@ from .train import NetTrain, NetTrainResultsObject, Scaled
 __all__ = [
     "All",
     "Automatic",
+    "BasicRecurrentLayer",
     "ConstructionError",
     "DigitCharacter",
     "DropoutLayer",
     "ElementwiseLayer",
     "EmbeddingLayer",
     "EncodingError",
+    "GatedRecurrentLayer",
     "Information",
     "InitializationError",
     "InputError",

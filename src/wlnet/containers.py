@@ -11,8 +11,11 @@ import copy
 
 import torch
 
+from . import options as O
+from .encoders import NetDecoder, NetEncoder
 from .errors import ConstructionError, ShapeError
-from .net import STATES, Net, NetPort
+from .layers.base import value_code
+from .net import Net, NetPort
 from .shapes import ANY, SCALAR, ArrayType, Real, describe, parse_sequence_shape, unify
 from .symbols import Automatic
 
@@ -33,9 +36,9 @@ def _port_option(spec, who: str, port: str):
     """A port option (shape, encoder, decoder, "Scalar") → (type or None, encoder, decoder, scalar)."""
     if spec is Automatic or spec is None:
         return None, None, None, False
-    if hasattr(spec, "output_type"):  # NetEncoder
+    if isinstance(spec, NetEncoder):
         return spec.output_type, spec, None, False
-    if hasattr(spec, "input_type"):  # NetDecoder
+    if isinstance(spec, NetDecoder):
         return spec.input_type, None, spec, False
     if spec == "Scalar":
         return SCALAR, None, None, True
@@ -165,19 +168,19 @@ class NetGraph(Net):
     # ---- inference -----------------------------------------------------------------------------
     def _build(self):
         who = self.name
-        self._encoders, self._decoders, self._scalar = {}, {}, set()
+        self.encoders, self.decoders, self._scalar = {}, {}, set()
         declared = {}
         for port, spec in self._port_options.items():
             t, enc, dec, scalar = _port_option(spec, who, port)
             declared[port] = t
             if enc is not None:
-                self._encoders[port] = enc
+                self.encoders[port] = enc
             if dec is not None:
-                self._decoders[port] = dec
+                self.decoders[port] = dec
             if scalar:
                 self._scalar.add(port)
         order = self._topological_order()
-        feeds = {k: {} for k in self._nodes}  # node → {port: src}
+        feeds = {k: {} for k in self._nodes}  # node → {port: src}, state ports included
         consumed = set()
         graph_out = {}
         for src, dst in self._edges:
@@ -191,12 +194,15 @@ class NetGraph(Net):
             fed = feeds[k]
             feeds[k] = {p: fed.get(p, (GRAPH, p)) for p in node.input_ports()}
             feeds[k].update(fed)
-        if not graph_out or "Output" not in graph_out:
-            sinks = [(k, p) for k in order for p in self._nodes[k].output_ports() if (k, p) not in consumed]
-            if len(sinks) > 1 and "Output" not in graph_out:
-                sinks = [s for s in sinks if s[0] == order[-1]] or sinks[-1:]
-            if sinks and "Output" not in graph_out:
-                graph_out = {"Output": sinks[-1], **graph_out}
+        # every output nothing consumes is an output of the graph: "Output" if it is the only
+        # one, else "Output1", "Output2", ... in the order of the layers
+        sinks = [(k, p) for k in order for p in self._nodes[k].output_ports() if (k, p) not in consumed]
+        if len(sinks) == 1 and "Output" not in graph_out:
+            graph_out = {"Output": sinks[0], **graph_out}
+        elif sinks:
+            names = (f"Output{i}" for i in range(1, len(sinks) + len(graph_out) + 1))
+            free = [name for name in names if name not in graph_out]
+            graph_out = {**dict(zip(free, sinks)), **graph_out}
         graph_in_types: dict = {}
         for k in self._nodes:
             for src in feeds[k].values():
@@ -284,7 +290,7 @@ class NetGraph(Net):
             return self
         opts = dict(self._port_options)
         for p, t in changed.items():
-            if p not in self._encoders:
+            if p not in self.encoders:
                 opts[p] = _type_option(unify(t, self._in[p], "the preceding layer", f'{self.name} port "{p}"'))
         return self._rebuilt(opts)
 
@@ -296,10 +302,10 @@ class NetGraph(Net):
         new._build()
         return new
 
-    def build_module(self, trainable: bool) -> torch.nn.Module:
+    def build(self, trainable: bool) -> torch.nn.Module:
         return GraphModule(self, trainable)
 
-    def _extract(self, spec):
+    def extract(self, spec):
         if not isinstance(spec, tuple):
             spec = (spec,)
         head, rest = spec[0], spec[1:]
@@ -309,12 +315,12 @@ class NetGraph(Net):
                 f"{', '.join(repr(k) for k in self._nodes)}."
             )
         node = self._nodes[head]
-        return node if not rest else node._extract(rest if len(rest) > 1 else rest[0])
+        return node if not rest else node.extract(rest if len(rest) > 1 else rest[0])
 
     def input_form(self) -> str:
         layers = self._layers_code()
         edges = ", ".join(_edge_code(e) for e in self._user_edges)
-        opts = "".join(f", {p}={_option_code(v)}" for p, v in self._port_options.items())
+        opts = "".join(f", {p}={value_code(v)}" for p, v in self._port_options.items())
         return f"NetGraph({layers}, [{edges}]{opts})"
 
     def _layers_code(self) -> str:
@@ -334,14 +340,6 @@ def _type_option(t: ArrayType):
     if t.dims is None:
         return Automatic
     return tuple(Automatic if d is None else d for d in t.dims)
-
-
-def _option_code(v) -> str:
-    if hasattr(v, "input_form"):
-        return v.input_form()
-    if isinstance(v, tuple):
-        return "(" + ", ".join(_option_code(x) for x in v) + ("," if len(v) == 1 else "") + ")"
-    return repr(v)
 
 
 def _edge_code(e) -> str:
@@ -365,68 +363,64 @@ class NetChain(NetGraph):
     3
     """
 
-    def __init__(self, layers, Input=Automatic, Output=Automatic):
+    OPTIONS = {"Input": Automatic, "Output": Automatic}
+
+    def __init__(self, layers, **options):
+        O.known(options, self.OPTIONS, "NetChain")
+        if not isinstance(layers, list | tuple | dict):
+            raise ConstructionError(f"NetChain: layers must be a list or a dict of layers, but was given "
+                                    f"{type(layers).__name__}; write NetChain([layer, ...]).")
         keys = list(layers) if isinstance(layers, dict) else list(range(1, len(layers) + 1))
         edges = [tuple(keys)] if len(keys) > 1 else []
-        ports = {}
-        if Input is not Automatic and Input is not None:
-            ports["Input"] = Input
-        if Output is not Automatic and Output is not None:
-            ports["Output"] = Output
+        ports = {p: v for p, v in options.items() if v is not Automatic and v is not None}
         super().__init__(layers, edges, **ports)
 
     def input_form(self) -> str:
-        opts = "".join(f", {p}={_option_code(v)}" for p, v in self._port_options.items())
+        opts = "".join(f", {p}={value_code(v)}" for p, v in self._port_options.items())
         return f"NetChain({self._layers_code()}{opts})"
 
 
 class GraphModule(torch.nn.Module):
-    """Runs a NetGraph: each node's module in topological order, values passed by edges."""
+    """Runs a NetGraph: each node's module in topological order, values and states passed by
+    edges (see `runtime` for the call)."""
 
     def __init__(self, graph: NetGraph, trainable: bool):
         super().__init__()
-        self.frozen = False
+        read = {src for feeds in graph._feeds.values() for src in feeds.values()} | set(graph._graph_out.values())
         plan = []
         for k in graph._order:
             node = graph._nodes[k]
-            self.add_module(str(k), node.build_module(trainable))
-            state_names = tuple(node.state_ports())
-            plan.append((str(k), k, tuple(graph._feeds[k].items()), state_names))
+            self.add_module(str(k), node.build(trainable))
+            state_ports = node.state_ports()
+            main = tuple((p, src) for p, src in graph._feeds[k].items() if p not in state_ports)
+            fed_states = tuple(((p,), src) for p, src in graph._feeds[k].items() if p in state_ports)
+            exact = any((k, p) in read for p in state_ports)  # an edge reads a final state
+            plan.append((str(k), k, main, fed_states, exact))
         self.plan = plan
-        consumed = {src for feeds in graph._feeds.values() for src in feeds.values()} | set(graph._graph_out.values())
-        for k in graph._order:
-            if (k, "CellState") in consumed and hasattr(self._modules[str(k)], "need_cell"):
-                self._modules[str(k)].need_cell = True
         self.outputs = tuple(graph._graph_out.items())
         self.scalar = frozenset(graph._scalar)
 
-    def forward(self, inputs: dict, ctx) -> dict:
+    def forward(self, inputs: dict, states: dict, ctx) -> tuple[dict, dict]:
         env = {}
-        states_in = inputs.get(STATES)
-        states_out = {}
+        final = {}
         modules = self._modules
-        for name, key, feeds, state_names in self.plan:
-            node_in = {port: inputs[src[1]] if src[0] == GRAPH else env[src] for port, src in feeds}
-            if states_in:
-                # states of this node (and, for a nested net, of its layers); an edge-fed state wins
-                sub = {pos[1:]: v for pos, v in states_in.items()
-                       if pos[0] == key and not (len(pos) == 2 and pos[1] in node_in)}
-                if sub:
-                    node_in[STATES] = sub
-            out = modules[name](node_in, ctx)
+        for name, key, main, fed_states, exact in self.plan:
+            node_in = {port: inputs[src[1]] if src[0] == GRAPH else env[src] for port, src in main}
+            # states of this node (and, for a nested net, of its layers); an edge-fed state wins
+            node_states = {pos[1:]: v for pos, v in states.items() if pos[0] == key}
+            for pos, src in fed_states:
+                node_states[pos] = inputs[src[1]] if src[0] == GRAPH else env[src]
+            out, node_final = modules[name](node_in, node_states, ctx._replace(exact_states=True) if exact else ctx)
             for port, v in out.items():
-                if port == STATES:
-                    for pos, s in v.items():
-                        states_out[(key,) + pos] = s
-                else:
-                    env[(key, port)] = v
-                    if port in state_names and v is not None:
-                        states_out[(key, port)] = v
+                env[(key, port)] = v
+            for pos, v in node_final.items():
+                final[(key, *pos)] = v
+                if len(pos) == 1:
+                    env[(key, pos[0])] = v
         result = {}
         for port, src in self.outputs:
             v = inputs[src[1]] if src[0] == GRAPH else env[src]
             if port in self.scalar:
                 v = v.reshape(v.shape[0])
             result[port] = v
-        result[STATES] = states_out
-        return result
+        return result, final

@@ -31,6 +31,79 @@ class Seq(NamedTuple):
             return [self.data.shape[1]] * self.data.shape[0]
         return self.lengths.tolist()
 
+    def take(self, rows) -> Seq:
+        """The sequences at `rows` (a slice, or int64 indices on the CPU), padded only to
+        their own longest length."""
+        if self.lengths is None:
+            return Seq(self.data[rows], None)
+        lengths = self.lengths[rows]
+        top, low = int(lengths.max()), int(lengths.min())
+        idx = rows if isinstance(rows, slice) else rows.to(self.data.device)
+        return Seq(self.data[idx, :top], None if low == top else lengths)  # (B', T', ...)
+
+    def to(self, device, dtype=None) -> Seq:
+        """Moved to `device`; real data cast to `dtype` (integer indices keep theirs); lengths stay on the CPU."""
+        return Seq(move(self.data, device, dtype), self.lengths)
+
+    @staticmethod
+    def cat(parts: list) -> Seq:
+        """Batches of sequences one after another, padded to the longest."""
+        T = max(p.data.shape[1] for p in parts)
+        data = torch.cat([torch.nn.functional.pad(p.data, (0, 0) * (p.data.ndim - 2) + (0, T - p.data.shape[1]))
+                          for p in parts])
+        if all(p.lengths is None and p.data.shape[1] == T for p in parts):
+            return Seq(data, None)
+        return Seq(data, torch.cat([torch.tensor(p.length_list()) for p in parts]))
+
+    def flip(self) -> Seq:
+        """Each sequence reversed within its own length (padding stays at the end)."""
+        if self.lengths is None:
+            return Seq(self.data.flip(1), None)
+        B, T = self.data.shape[:2]
+        lengths = self.lengths.to(self.data.device)
+        t = torch.arange(T, device=self.data.device).unsqueeze(0)  # (1, T)
+        src = torch.where(t < lengths.unsqueeze(1), lengths.unsqueeze(1) - 1 - t, t)  # (B, T)
+        index = src.view(B, T, *(1,) * (self.data.ndim - 2)).expand_as(self.data)
+        return Seq(self.data.gather(1, index), self.lengths)
+
+
+def move(t: torch.Tensor, device, dtype=None) -> torch.Tensor:
+    """t on `device`, real entries as `dtype` (None: unchanged); integer tensors keep their dtype."""
+    if dtype is None or not t.dtype.is_floating_point:
+        return t.to(device=device)
+    return t.to(device=device, dtype=dtype)
+
+
+def take_rows(v, rows):
+    """Rows of a value (tensor (B, ...) or Seq) or of a dict of values."""
+    if isinstance(v, dict):
+        return {p: take_rows(x, rows) for p, x in v.items()}
+    if isinstance(v, Seq):
+        return v.take(rows)
+    if v is None:
+        return None
+    return v[rows if isinstance(rows, slice) else rows.to(v.device)]
+
+
+def cat_rows(parts: list):
+    """Values (tensors, Seqs, dicts of them, None for a state left out) joined along the batch axis."""
+    first = parts[0]
+    if first is None:
+        return None
+    if isinstance(first, dict):
+        return {p: cat_rows([v[p] for v in parts]) for p in first}
+    if isinstance(first, Seq):
+        return Seq.cat(parts)
+    return torch.cat(parts)
+
+
+def move_all(values: dict, device, dtype) -> dict:
+    """Every value of a dict (tensor, Seq or None) moved to `device` and `dtype`."""
+    if torch.device(device).type == "cpu" and dtype in (None, torch.float32):
+        return values
+    return {p: None if v is None else v.to(device, dtype) if isinstance(v, Seq) else move(v, device, dtype)
+            for p, v in values.items()}
+
 
 class Batch(NamedTuple):
     """What a port read: the value, whether the user gave a batch, and the user's data kind."""
@@ -286,4 +359,4 @@ def _convert(x: torch.Tensor, kind: str):
     return x.tolist()
 
 
-__all__ = ["Seq", "Batch", "PortReader", "write_port", "VARYING"]
+__all__ = ["Seq", "Batch", "PortReader", "write_port", "move", "move_all", "take_rows", "cat_rows", "VARYING"]

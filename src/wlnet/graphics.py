@@ -21,7 +21,9 @@ def summary_graphic(net):
     matplotlib.use("Agg", force=False)
     import matplotlib.pyplot as plt
 
-    if hasattr(net, "_order"):
+    from .containers import NetGraph
+
+    if isinstance(net, NetGraph):
         nodes = [(k, net._nodes[k]) for k in net._order]
         edges = [(src, dst) for src, dst in _all_edges(net)]
     else:

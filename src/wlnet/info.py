@@ -7,7 +7,8 @@ from collections import Counter
 import numpy as np
 
 from .errors import OptionError
-from .net import EVALUATION_OPTIONS, Net
+from .evaluate import EVALUATION_OPTIONS
+from .net import Net
 from .shapes import describe
 
 PROPERTIES = (
@@ -78,9 +79,9 @@ def Information(net: Net, prop=None):
     if prop == "ArraysLearningRateMultipliers":
         return {pos + (a,): m for pos, leaf in net.leaves() for a, m in leaf.learning_rate_multipliers().items()}
     if prop == "InputPorts":
-        return {p: _port_text(t, net._encoders.get(p)) for p, t in net.input_ports().items()}
+        return {p: _port_text(t, net.encoders.get(p)) for p, t in net.input_ports().items()}
     if prop == "OutputPorts":
-        return {p: _port_text(t, net._decoders.get(p)) for p, t in net.output_ports().items()}
+        return {p: _port_text(t, net.decoders.get(p)) for p, t in net.output_ports().items()}
     if prop == "InputPortNames":
         return list(net.input_ports())
     if prop == "OutputPortNames":
@@ -113,7 +114,7 @@ def _total(dims: dict):
 def Options(f):
     """Options(LayerClass) → the construction options and defaults; Options(net) → the
     evaluation options and their defaults."""
-    if isinstance(f, type) and hasattr(f, "OPTIONS"):
+    if isinstance(f, type) and issubclass(f, Net):
         return dict(f.OPTIONS)
     if isinstance(f, Net):
         return dict(EVALUATION_OPTIONS)
@@ -123,6 +124,8 @@ def Options(f):
 def NetExtract(net, spec):
     """NetExtract(net, "ArrayName") → the array as numpy; NetExtract(net, (pos, ..., "ArrayName"))
     for nested positions; a position alone gives the layer or sub-net."""
-    if hasattr(net, "_extract"):
-        return net._extract(spec)
+    from .state import NetStateObject
+
+    if isinstance(net, Net | NetStateObject):
+        return net.extract(spec)
     raise OptionError(f"NetExtract: expected a net, but was given {type(net).__name__}.")

@@ -19,8 +19,9 @@ import torch
 
 from .data import Seq
 from .errors import OptionError, TrainingError
-from .net import TEST, Net
-from .train_data import class_decoder, example_losses, read_dataset
+from .net import Net
+from .runtime import TEST, compiled
+from .train_data import class_decoder, example_losses, read_dataset, run
 
 MEASUREMENTS = ("Accuracy", "ErrorRate", "ConfusionMatrix", "MeanSquare", "MeanDeviation", "Loss")
 WHO = "NetMeasurements"
@@ -51,13 +52,13 @@ def NetMeasurements(net: Net, data, measurement):
 
 def _evaluate(net: Net, data, port: str) -> tuple[list, list]:
     """The net's outputs for every example, in chunks: ([output chunk], [target chunk])."""
-    module = net._module(torch.device("cpu"), torch.float32)
+    module = compiled(net, torch.device("cpu"), torch.float32)
     outs, tgts = [], []
     with torch.no_grad():
         for start in range(0, data.size, _CHUNK):
             idx = torch.arange(start, min(start + _CHUNK, data.size))
             xs, ts = data.rows(idx)
-            outs.append(module(xs, TEST)[port])
+            outs.append(run(module, xs, TEST)[port])
             tgts.append(ts[port])
     return outs, tgts
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 
 from .errors import OptionError
+from .evaluate import evaluate, read_states, state_spec
 from .net import Net, NetPort
 from .symbols import All
 
@@ -39,8 +40,8 @@ class NetStateObject:
 
     def _read_seed(self, seed) -> dict:
         """{position: (1, n) tensor}; positions and vectors checked as NetPort(All, "States") is."""
-        given = self._net._state_spec(NetPort(All, "States"), seed)
-        return {p: v.detach().clone() for p, v in self._net._read_states(given, False, 1).items()}
+        given = state_spec(self._net, NetPort(All, "States"), seed)
+        return {p: v.detach().clone() for p, v in read_states(self._net, given, False, 1).items()}
 
     @property
     def net(self) -> Net:
@@ -63,18 +64,18 @@ class NetStateObject:
             self._seed = self._read_seed(seed)
         self._states = dict(self._seed)
 
-    def _extract(self, spec):
+    def extract(self, spec):
         if spec == "States":
             return self.states()
         pos = spec if isinstance(spec, tuple) else (spec,)
         if pos in self._positions:
             return self.states()[pos]
-        return self._net._extract(spec)
+        return self._net.extract(spec)
 
     def __call__(self, data, port=None, **options):
-        result, final, _, _ = self._net._evaluate(data, port, options, states=self._states, keep_states=True)
-        self._states = {p: v.detach().clone() for p, v in final.items()}
-        return result
+        ev = evaluate(self._net, data, port, options, states=self._states, keep_states=True)
+        self._states = {p: v.detach().to("cpu", torch.float32).clone() for p, v in ev.states.items()}
+        return ev.result
 
     def __repr__(self) -> str:
         return f"NetStateObject({self._net!r})"

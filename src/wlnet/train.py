@@ -22,11 +22,13 @@ import time
 
 import torch
 
+from . import options as O
 from .errors import OptionError, TrainingError
 from .initialize import NetInitialize
-from .net import Ctx, Net, _param_name, make_generator, resolve_device
+from .net import Net
+from .runtime import Ctx, module_arrays, param_name
 from .symbols import All, Automatic
-from .train_data import Dataset, Problem, batch_loss, example_losses, read_dataset
+from .train_data import Dataset, Problem, batch_loss, example_losses, read_dataset, run
 from .train_report import PROPERTIES, NetTrainResultsObject, Progress, loss_plot
 
 OPTIONS = {
@@ -146,7 +148,7 @@ def _multipliers(net: Net, spec) -> dict:
                 factor = value
                 matched.add(id(rule) if rule is All else rule)
                 break
-        out[_param_name(key[:-1], key[-1])] = factor
+        out[param_name(key[:-1], key[-1])] = factor
     for rule, value in rules:
         if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
             raise OptionError(f"{WHO}: LearningRateMultipliers gives {rule!r} the factor {value!r}; a factor must be "
@@ -200,12 +202,12 @@ class _Group:
         self.rank = 0
         if self.world <= 1:
             self.world = 1
-            self.device = resolve_device(device_spec, WHO)
+            self.device = O.device(device_spec, WHO)
             return
         import torch.distributed as dist
 
         self.dist = dist
-        device = resolve_device(device_spec, WHO)
+        device = O.device(device_spec, WHO)
         if device.type == "cuda":
             device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
             torch.cuda.set_device(device)
@@ -301,21 +303,21 @@ def NetTrain(net: Net, data, prop="TrainedNet", **options):
     batch = o["BatchSize"] or min(64, n)
 
     factors = _multipliers(net, o["LearningRateMultipliers"])
-    module = net.build_module(trainable=True).to(group.device)
+    module = net.build(trainable=True).to(group.device)
     optimizer = _optimizer(module, factors, o["Method"])
     model = group.wrap(module, find_unused=len(problem.losses) < len(net.output_ports()))
     run = _Run(problem, validation, model, module, optimizer, group, batch, o, g,
-               make_generator(seed + 1 + group.rank, WHO, group.device))
+               O.generator(seed + 1 + group.rank, WHO, group.device))
     best = run.loop()
 
     group.same_arrays(module)
-    final = net.from_module(module)
+    final = net.with_arrays(module_arrays(net, module))
     trained = final
     if best is not None:
         with torch.no_grad():
             for name, p in module.named_parameters():
                 p.copy_(best[name])
-        trained = net.from_module(module)
+        trained = net.with_arrays(module_arrays(net, module))
     if group.rank != 0:
         return trained
     values = {
@@ -358,7 +360,7 @@ class _Run:
         self.val_data = validation.data.to(group.device) if validation is not None else None
         self.model, self.module, self.optimizer, self.group = model, module, optimizer, group
         self.batch, self.g = batch, g
-        self.ctx = Ctx(True, dropout_g, states=False)
+        self.ctx = Ctx(True, dropout_g, exact_states=False)
         self.max_rounds = o["MaxTrainingRounds"]
         self.goal = o["TimeGoal"]
         self.automatic = self.max_rounds is None and self.goal is None
@@ -435,9 +437,8 @@ class _Run:
         return best
 
     def _step(self, idx: torch.Tensor, weight: float) -> torch.Tensor:
-        dev = self.group.device
-        xs, ts = self.data.rows(idx, idx.to(dev) if dev.type != "cpu" else idx)
-        out = self.model(xs, self.ctx)
+        xs, ts = self.data.rows(idx)
+        out = run(self.model, xs, self.ctx)
         loss = batch_loss(self.problem, out, ts)
         (loss * weight if weight != 1.0 else loss).backward()
         self.optimizer.step()
@@ -453,11 +454,11 @@ class _Run:
         idx_all = torch.arange(rank, data.size, world)
         total = torch.zeros((), device=dev)
         chunk = max(self.batch, 256)
-        ctx = Ctx(False, None, states=False)
+        ctx = Ctx(False, None, exact_states=False)
         for start in range(0, len(idx_all), chunk):
             idx = idx_all[start:start + chunk]
-            xs, ts = data.rows(idx, idx.to(dev) if dev.type != "cpu" else idx)
-            out = self.module(xs, ctx)
+            xs, ts = data.rows(idx)
+            out = run(self.module, xs, ctx)
             for port, kind in self.validation.losses.items():
                 total += example_losses(kind, out[port], ts[port], self.validation.index_targets[port]).sum()
         self.module.train()

@@ -16,9 +16,11 @@ from typing import NamedTuple
 
 import torch
 
-from .data import Seq
+from .data import Seq, move_all, take_rows
 from .errors import NetError, TrainingError
-from .net import TEST, Net
+from .evaluate import readers
+from .net import Net
+from .runtime import TEST, compiled
 from .shapes import ArrayType, Index
 
 LOSSES = ("MeanSquaredLoss", "MeanAbsoluteLoss", "CrossEntropyLoss")
@@ -143,7 +145,7 @@ def _first_bad(reader, port: str, items, who: str) -> TrainingError | None:
 
 def class_decoder(net: Net, port: str):
     """The port's Class decoder, or None."""
-    dec = net._decoders.get(port)
+    dec = net.decoders.get(port)
     return dec if dec is not None and getattr(dec, "labels", None) is not None else None
 
 
@@ -190,31 +192,17 @@ class Dataset(NamedTuple):
     targets: dict
     size: int
 
-    def rows(self, idx: torch.Tensor, idx_dev: torch.Tensor | None = None) -> tuple[dict, dict]:
-        """The examples at `idx` (int64, CPU); `idx_dev` is the same on the data's device."""
-        idx_dev = idx if idx_dev is None else idx_dev
-        return ({p: _take(v, idx, idx_dev) for p, v in self.inputs.items()},
-                {p: _take(v, idx, idx_dev) for p, v in self.targets.items()})
+    def rows(self, idx: torch.Tensor) -> tuple[dict, dict]:
+        """The examples at `idx` (int64, CPU), sequences padded to the longest among them."""
+        return take_rows(self.inputs, idx), take_rows(self.targets, idx)
 
     def to(self, device) -> Dataset:
-        if device.type == "cpu":
-            return self
-
-        def move(v):
-            return Seq(v.data.to(device), v.lengths) if isinstance(v, Seq) else v.to(device)
-
-        return Dataset({p: move(v) for p, v in self.inputs.items()},
-                       {p: move(v) for p, v in self.targets.items()}, self.size)
+        return Dataset(move_all(self.inputs, device, None), move_all(self.targets, device, None), self.size)
 
 
-def _take(v, idx, idx_dev):
-    if isinstance(v, Seq):
-        if v.lengths is None:
-            return Seq(v.data[idx_dev], None)
-        lengths = v.lengths[idx]
-        top, low = int(lengths.max()), int(lengths.min())
-        return Seq(v.data[idx_dev, :top], None if low == top else lengths)  # (B, T_batch, ...)
-    return v[idx_dev]
+def run(module, inputs: dict, ctx) -> dict:
+    """The outputs of a compiled module on a batch, every recurrent state starting at zero."""
+    return module(inputs, {}, ctx)[0]
 
 
 class Problem(NamedTuple):
@@ -228,8 +216,8 @@ class Problem(NamedTuple):
 def read_dataset(net: Net, data, who: str, loss_spec=None) -> Problem:
     """Check and convert user data for `net`; every error names the example and port."""
     cols, target_cols, n = columns(net, data, who)
-    readers = net._readers()
-    inputs = {p: _read_all(readers[p], p, items, who) for p, items in cols.items()}
+    ports = readers(net)
+    inputs = {p: _read_all(ports[p], p, items, who) for p, items in cols.items()}
     out_types = net.output_ports()
     targets, losses, index = {}, {}, {}
     for port, items in target_cols.items():
@@ -266,12 +254,12 @@ def _check_lengths(net: Net, ds: Dataset, who: str) -> None:
     seq_inputs = [v for v in ds.inputs.values() if isinstance(v, Seq)]
     if len(seq_inputs) == 1 and all(_same_lengths(seq_inputs[0], t) for t in seq_targets.values()):
         return
-    module = net._module(torch.device("cpu"), torch.float32)
+    module = compiled(net, torch.device("cpu"), torch.float32)
     for start in range(0, ds.size, 256):
         idx = torch.arange(start, min(start + 256, ds.size))
         xs, ts = ds.rows(idx)
         with torch.no_grad():
-            out = module(xs, TEST)
+            out = run(module, xs, TEST)
         for p, t in ts.items():
             if p not in seq_targets:
                 continue

@@ -1,30 +1,23 @@
-"""Dropout for the LSTM in training: drawing the masks and running the recurrence with them.
+"""Dropout masks for a recurrent cell in training.
 
-Symbols: B batch, T length, k input size, n output size. A spec is a dict method → p (SPEC §2,
-Dropout table); every mask is Bernoulli(1 − p) scaled by 1/(1 − p), so its mean is 1.
+Symbols: B batch, T length, k input size, n output size, G the cell's number of gates. A spec
+is a dict method → p (SPEC §2, Dropout table); every mask is Bernoulli(1 − p) scaled by
+1/(1 − p), so its mean is 1.
 
-| method             | mask                                  | shared by          | redrawn          |
-|--------------------|---------------------------------------|--------------------|------------------|
-| VariationalWeights | each of the 8 weight matrices (n×k, n×n), not the biases | batch and time | each call |
-| VariationalInput   | x_t as gate g sees it, (B, 4, k)      | time               | each call        |
-| VariationalState   | s_{t-1} as gate g sees it, (B, 4, n)  | time               | each call        |
-| StateUpdate        | m_t before it enters c_t, (B, T, n)   | nothing            | every step       |
+| method             | mask                                               | shared by      | redrawn    |
+|--------------------|----------------------------------------------------|----------------|------------|
+| VariationalWeights | each weight matrix (n×k, n×n), not the biases      | batch and time | each call  |
+| VariationalInput   | x_t as gate g sees it, (B, G, k)                   | time           | each call  |
+| VariationalState   | s_{t-1} as gate g sees it, (B, G, n)               | time           | each call  |
+| StateUpdate        | the memory m_t before it is mixed in, (B, T, n)    | nothing        | every step |
 
-The 4-axis of the x and s masks is in Wolfram order (Input, Output, Forget, Memory), the order
-of `lstm.GATES`.
-
-Which kernel runs (`lstm_masked`):
-- VariationalWeights only: torch's fused kernel on the masked weights (the masks are drawn in
-  its packed layout, `PackedWeightMasks`, so masking is two products);
-- anything else, on CPU where `kernels.native` is built: the custom recurrence `lstm_custom`
-  in C++ (the weight masks applied there);
-- otherwise (CUDA, no compiler): VariationalInput (± VariationalWeights) runs the fused kernel
-  on a widened input x' = [x ∘ z_i | x ∘ z_f | x ∘ z_m | x ∘ z_o] (B, T, 4k) with block-diagonal
-  input weights (4n, 4k), which gives exactly W_gx (x ∘ z_g); VariationalState or StateUpdate
-  the custom recurrence in pure torch.
+The gate axis of the x and s masks is in the cell's Wolfram order (`Cell.gates`). The weight
+masks are drawn in torch's fused layout (`PackedWeightMasks`), so that the fused kernel masks
+its packed weights in two products; they read as array name → mask.
 
 Masks are drawn from the evaluation's generator: natively from one 64-bit seed where the draws
 happen on the CPU and the native kernel is built, else with the generator itself (`_bernoulli`).
+Which kernel runs them is `recurrence.choose`.
 """
 
 from __future__ import annotations
@@ -36,59 +29,62 @@ from typing import NamedTuple
 
 import torch
 
-from . import lstm, lstm_custom, native
+from ..errors import OptionError
+from . import native
+from .cells import PARTS, Cell
 
 METHODS = ("VariationalWeights", "VariationalInput", "VariationalState", "StateUpdate")
-WEIGHT_NAMES = tuple(name for name in lstm.ARRAY_NAMES if not name.endswith("Biases"))
 
 
 class Masks(NamedTuple):
     """Fixed dropout masks for one evaluation (None where the method is off).
 
-    weights: array name → mask of that matrix's shape (the 8 weight matrices; `draw_masks` gives
-    a `PackedWeightMasks`), or None;
-    x (B, 4, k), s (B, 4, n): per-gate masks, gates in `lstm.GATES` order; m (B, T, n)."""
+    weights: array name → mask of that matrix's shape (`draw_masks` gives a `PackedWeightMasks`),
+    or None; x (B, G, k), s (B, G, n): per-gate masks, gates in `Cell.gates` order; m (B, T, n)."""
 
-    weights: dict | None = None
+    weights: Mapping | None = None
     x: torch.Tensor | None = None
     s: torch.Tensor | None = None
     m: torch.Tensor | None = None
 
 
 class PackedWeightMasks(Mapping):
-    """The VariationalWeights masks as drawn: one (4n, k) and one (4n, n) block in torch's fused
-    layout (`lstm.pack`: gates in `lstm.FUSED_GATE_ORDER`), read as array name → mask of that
-    matrix (a view), so that the fused path masks the packed weights in two products."""
+    """The VariationalWeights masks as drawn: one (Gn, k) and one (Gn, n) block in torch's fused
+    layout (`Cell.pack`), read as array name → mask of that matrix (a view)."""
 
-    def __init__(self, ih: torch.Tensor, hh: torch.Tensor):
-        self.ih, self.hh = ih, hh
+    def __init__(self, cell: Cell, ih: torch.Tensor, hh: torch.Tensor):
+        self.cell, self.ih, self.hh = cell, ih, hh
+        self._rows = {cell.array(g, part): (j, part) for j, (g, _) in enumerate(cell.torch_table)
+                      for part in PARTS[:2]}
 
     def __getitem__(self, name: str) -> torch.Tensor:
-        gate, _, part = name.partition("Gate")
-        if part not in ("InputWeights", "StateWeights") or gate not in lstm.FUSED_GATE_ORDER:
-            raise KeyError(name)
+        j, part = self._rows[name]
         n = self.hh.shape[1]
-        j = lstm.FUSED_GATE_ORDER.index(gate)
         return (self.ih if part == "InputWeights" else self.hh)[j * n:(j + 1) * n]
 
     def __iter__(self):
-        return iter(WEIGHT_NAMES)
+        return iter(self._rows)
 
     def __len__(self) -> int:
-        return len(WEIGHT_NAMES)
+        return len(self._rows)
 
 
-def active(spec: dict | None) -> dict:
+def mask_arrays(a: dict, zw: Mapping) -> dict:
+    """The arrays with the weight masks `zw` (array name → mask) applied."""
+    return {name: v * zw[name] if name in zw else v for name, v in a.items()}
+
+
+def active(spec: dict | None, who: str = "Dropout") -> dict:
     """The methods of `spec` that drop something (p > 0), checked."""
     out = {}
     for method, p in (spec or {}).items():
         if method not in METHODS:
-            raise ValueError(f"unknown dropout method {method!r}; expected one of {', '.join(METHODS)}")
-        p = float(p)
-        if not 0.0 <= p < 1.0:
-            raise ValueError(f"dropout probability for {method} must be in [0, 1); got {p}")
+            raise OptionError(f"{who}: unknown dropout method {method!r}; the methods are {', '.join(METHODS)}.")
+        if isinstance(p, bool) or not isinstance(p, int | float) or not 0.0 <= p < 1.0:
+            raise OptionError(f"{who}: the dropout probability of {method} must be a number with 0 ≤ p < 1, "
+                              f"but was given {p!r}.")
         if p > 0:
-            out[method] = p
+            out[method] = float(p)
     return out
 
 
@@ -109,24 +105,24 @@ def _bernoulli(shape, p: float, generator, device, dtype) -> torch.Tensor:
 
 
 @functools.lru_cache(maxsize=256)
-def _plan(spec: tuple, B: int, T: int, n: int, k: int) -> tuple:
-    """The masks `draw_masks` draws for the (method, p) pairs `spec`: ((field, name, shape, p), ...),
+def _plan(cell: Cell, spec: tuple, B: int, T: int, n: int, k: int) -> tuple:
+    """The masks `draw_masks` draws for the (method, p) pairs `spec`: ((field, shape, p), ...),
     their shapes and their probabilities."""
-    spec = active(dict(spec))
+    spec = active(dict(spec), cell.name)
+    G = len(cell.gates)
     parts = []
-    if "VariationalWeights" in spec:  # in torch's fused layout: W_ih (4n, k), W_hh (4n, n)
-        parts += [("weights", "ih", (4 * n, k), spec["VariationalWeights"]),
-                  ("weights", "hh", (4 * n, n), spec["VariationalWeights"])]
+    if "VariationalWeights" in spec:  # in torch's fused layout: W_ih (Gn, k), W_hh (Gn, n)
+        parts += [("ih", (G * n, k), spec["VariationalWeights"]), ("hh", (G * n, n), spec["VariationalWeights"])]
     if "VariationalInput" in spec:
-        parts.append(("x", None, (B, 4, k), spec["VariationalInput"]))
+        parts.append(("x", (B, G, k), spec["VariationalInput"]))
     if "VariationalState" in spec:
-        parts.append(("s", None, (B, 4, n), spec["VariationalState"]))
+        parts.append(("s", (B, G, n), spec["VariationalState"]))
     if "StateUpdate" in spec:
-        parts.append(("m", None, (B, T, n), spec["StateUpdate"]))
-    return tuple(parts), [shape for _, _, shape, _ in parts], [p for *_, p in parts]
+        parts.append(("m", (B, T, n), spec["StateUpdate"]))
+    return tuple(parts), [shape for _, shape, _ in parts], [p for *_, p in parts]
 
 
-def draw_masks(spec: dict[str, float], B: int, T: int, n: int, k: int,
+def draw_masks(cell: Cell, spec: dict[str, float], B: int, T: int, n: int, k: int,
                generator: torch.Generator | None, device, dtype) -> Masks:
     """Draw the masks of every active method of `spec` for a batch of B sequences of length T.
 
@@ -137,7 +133,7 @@ def draw_masks(spec: dict[str, float], B: int, T: int, n: int, k: int,
     hash (the 409,600 StateUpdate draws of n = 128, B = 64, T = 50 in ~0.06 ms on 2 cores,
     ~5× faster than the generator); otherwise each mask is drawn from the generator directly.
     The two give different (equally distributed) masks for the same seed."""
-    parts, shapes, ps = _plan(tuple(spec.items()) if spec else (), B, T, n, k)
+    parts, shapes, ps = _plan(cell, tuple(spec.items()) if spec else (), B, T, n, k)
     if not parts:
         return Masks()
     device = torch.device(device)
@@ -148,37 +144,7 @@ def draw_masks(spec: dict[str, float], B: int, T: int, n: int, k: int,
         if device.type != "cpu":
             drawn = [mask.to(device) for mask in drawn]
     else:
-        drawn = [_bernoulli(shape, p, generator, device, dtype) for _, _, shape, p in parts]
-    nw = 2 if parts[0][0] == "weights" else 0
-    weights = PackedWeightMasks(drawn[0], drawn[1]) if nw else None
-    return Masks(weights, **{field: mask for (field, *_), mask in zip(parts[nw:], drawn[nw:])})
-
-
-def lstm_masked(x, lengths, arrays: dict, s0, c0, masks: Masks):
-    """The recurrence with fixed masks. x (B, T, k); lengths (B,) int64 CPU or None;
-    s0, c0 (B, n) or None → out (B, T, n), s_T (B, n), c_T (B, n); contract of `lstm.fused`."""
-    if masks.s is not None or masks.m is not None or (masks.x is not None and native.usable(x) is not None):
-        return lstm_custom.run(x, lengths, arrays, s0, c0, masks.x, masks.s, masks.m, masks.weights)
-    if isinstance(masks.weights, PackedWeightMasks) and masks.x is None:
-        weights = lstm.pack(arrays)  # the masks are in this layout: two products
-        weights[0], weights[1] = weights[0] * masks.weights.ih, weights[1] * masks.weights.hh
-    else:
-        if masks.weights:
-            arrays = lstm_custom.mask_arrays(arrays, masks.weights)
-        weights = lstm.pack(arrays)
-    if masks.x is not None:
-        B, T, k = x.shape
-        order = [lstm.GATES.index(g) for g in lstm.FUSED_GATE_ORDER]
-        x = (x.unsqueeze(2) * masks.x[:, order].unsqueeze(1)).reshape(B, T, 4 * k)  # (B, T, 4k)
-        weights[0] = torch.block_diag(*(arrays[f"{g}GateInputWeights"] for g in lstm.FUSED_GATE_ORDER))
-    return lstm.fused(x, lengths, weights, s0, c0)
-
-
-def lstm_dropout(x, lengths, arrays: dict, s0, c0, spec: dict[str, float], generator):
-    """The recurrence in training with dropout `spec` (method → p), masks drawn afresh from
-    `generator`. Shapes and contract as `lstm_masked`; gradients flow to x, s0, c0 and the
-    12 arrays."""
-    B, T, k = x.shape
-    n = arrays["InputGateBiases"].shape[0]
-    masks = draw_masks(spec, B, T, n, k, generator, x.device, x.dtype)
-    return lstm_masked(x, lengths, arrays, s0, c0, masks)
+        drawn = [_bernoulli(shape, p, generator, device, dtype) for _, shape, p in parts]
+    got = {field: mask for (field, *_), mask in zip(parts, drawn)}
+    weights = PackedWeightMasks(cell, got["ih"], got["hh"]) if "ih" in got else None
+    return Masks(weights, got.get("x"), got.get("s"), got.get("m"))

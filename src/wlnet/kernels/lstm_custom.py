@@ -8,7 +8,7 @@ optional masks (see `kernels.dropout` for how they are drawn):
                                      the carried state s itself is never masked
     zm (B, T, n)  StateUpdate        c_t = f_t ∘ c_{t-1} + i_t ∘ (m_t ∘ zm[b, t])
 
-The 4-axis of zx and zs is in Wolfram order (Input, Output, Forget, Memory) = `lstm.GATES`.
+The 4-axis of zx and zs is in Wolfram order (Input, Output, Forget, Memory) = `cells.LSTM.gates`.
 
 Two implementations of the same recurrence, with the same contract (`run` picks):
 - `_LSTMNative` (CPU, float32/float64, where `kernels.native` builds `lstm_native.cpp`): the
@@ -52,9 +52,11 @@ import math
 import torch
 from torch.autograd.function import once_differentiable
 
-from . import lstm, native
+from . import native
+from .cells import LSTM
+from .dropout import PackedWeightMasks, mask_arrays
 
-# Internal gate order and where each gate sits in Wolfram's order `lstm.GATES`.
+# Internal gate order and where each gate sits in Wolfram's order `cells.LSTM.gates`.
 ORDER = ("Output", "Input", "Forget", "Memory")
 _FROM_WOLFRAM = [1, 0, 2, 3]  # ORDER[j] == GATES[_FROM_WOLFRAM[j]]
 
@@ -65,11 +67,6 @@ def stack_arrays(a: dict):
                    torch.stack([a[f"{g}GateStateWeights"] for g in ORDER])], 2)
     b = torch.stack([a[f"{g}GateBiases"] for g in ORDER])
     return w, b
-
-
-def mask_arrays(a: dict, zw) -> dict:
-    """The 12 arrays with the weight masks `zw` (array name → mask) applied."""
-    return {name: v * zw[name] if name in zw else v for name, v in a.items()}
 
 
 def _per_step(views, batch_sizes, axis=0):
@@ -306,15 +303,16 @@ class _LSTMNative(torch.autograd.Function):
         return (*grads[:3], None, None, None, None, None, *grads[3:])
 
 
-def run(x, lengths, arrays: dict, s0=None, c0=None, zx=None, zs=None, zm=None, zw=None):
+def run(x, lengths, arrays: dict, s0=None, c0=None, zx=None, zs=None, zm=None, zw=None, use_native=None):
     """The masked recurrence. x (B, T, k); lengths (B,) int64 CPU or None (all T);
     s0, c0 (B, n) or None (zeros); masks zx (B, 4, k), zs (B, 4, n), zm (B, T, n) or None
-    (4-axis in `lstm.GATES` order); zw: array name → mask for the weight matrices, or None
+    (4-axis in `cells.LSTM.gates` order); zw: array name → mask for the weight matrices, or None
     → out (B, T, n), s_T (B, n), c_T (B, n).
 
-    Same contract as `lstm.fused`: outputs past a sequence's end are zero and each final state
+    Same contract as `recurrence.fused`: outputs past a sequence's end are zero and each final state
     is taken at the sequence's own last step. Differentiable in x, s0, c0 and the 12 arrays.
-    Runs `_LSTMNative` where `kernels.native` is usable, else the pure-torch `_LSTMCustom`."""
+    Runs `_LSTMNative` with use_native (None: where `kernels.native` is usable), else the
+    pure-torch `_LSTMCustom`."""
     B, T, k = x.shape
     if lengths is not None:
         lengths = torch.as_tensor(lengths, dtype=torch.int64, device="cpu")
@@ -322,18 +320,19 @@ def run(x, lengths, arrays: dict, s0=None, c0=None, zx=None, zs=None, zm=None, z
             raise ValueError(f"lengths must be {B} integers in 1..{T}; got {lengths.tolist()}")
         if bool((lengths == T).all()):
             lengths = None
-    use_native = native.usable(x) is not None
+    if use_native is None:
+        use_native = native.usable(x) is not None
     if not use_native or lengths is not None:  # (the native kernel takes None for zeros)
         n = arrays["InputGateBiases"].shape[0]
         s0 = x.new_zeros(B, n) if s0 is None else s0
         c0 = x.new_zeros(B, n) if c0 is None else c0
 
     if use_native:
-        zw_packed = []  # the weight masks in torch's fused layout (`lstm.pack`)
-        if zw and hasattr(zw, "ih"):  # drawn in that layout (`dropout.PackedWeightMasks`)
+        zw_packed = []  # the weight masks in torch's fused layout (`Cell.pack`)
+        if isinstance(zw, PackedWeightMasks):  # drawn in that layout
             zw_packed = [zw.ih, zw.hh]
         elif zw:
-            zw_packed = [torch.cat([zw[f"{g}Gate{part}"] for g in lstm.FUSED_GATE_ORDER])
+            zw_packed = [torch.cat([zw[f"{g}Gate{part}"] for g, _ in LSTM.torch_table])
                          for part in ("InputWeights", "StateWeights")]
 
         def call(x_tm, s0, c0, zx, zs, zm, batch_sizes, lengths):  # (lengths: C++ derives them)

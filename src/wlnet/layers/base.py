@@ -1,4 +1,5 @@
-"""What every layer shares: options, named arrays, port types, and the module that runs it."""
+"""What every layer shares: options checked once, named arrays, port types inferred by one rule,
+the code that rebuilds it, and the module that runs it."""
 
 from __future__ import annotations
 
@@ -7,51 +8,56 @@ import copy
 import numpy as np
 import torch
 
+from .. import options as O
 from ..errors import OptionError, ShapeError, where
-from ..net import STATES, Net
+from ..net import Net
+from ..shapes import describe, unify
 from ..symbols import Automatic
 
 
 class LayerModule(torch.nn.Module):
-    """Runs one layer: its arrays as parameters, its pure forward, and a private cache (for
-    derived values such as fused weights, used only when the module is frozen)."""
+    """Runs one layer: its arrays as parameters, its pure `run`, and, in an evaluation module
+    (not trainable: the arrays never change), a cache for values derived from the arrays such as
+    a kernel's packed weights."""
 
     def __init__(self, layer: Layer, trainable: bool):
         super().__init__()
         self.layer = layer
-        self.frozen = False
-        self.need_cell = False  # a container consumes this layer's final CellState
-        self.cache: dict = {}
+        self.cache = None if trainable else {}
         for name, t in layer._arrays.items():
             t = t.clone() if trainable else t
             self.register_parameter(name, torch.nn.Parameter(t, requires_grad=trainable))
 
-    def forward(self, inputs: dict, ctx) -> dict:
-        states = inputs.get(STATES)
-        if states is not None:  # {(state port,): value} → the state ports themselves
-            inputs = {p: v for p, v in inputs.items() if p != STATES}
-            for (port,), v in states.items():
-                inputs.setdefault(port, v)
-        return self.layer.forward(self._parameters, inputs, ctx, self)
+    def forward(self, inputs: dict, states: dict, ctx) -> tuple[dict, dict]:
+        return self.layer.run(self._parameters, inputs, states, ctx, self.cache)
 
     def extra_repr(self) -> str:
         return self.layer.name
 
 
 class Layer(Net):
-    """A layer: options checked at construction, arrays by Wolfram name, port types."""
+    """A layer: options checked at construction, arrays by Wolfram name, port types.
+
+    Subclasses call `Layer.__init__` with their positional arguments, their options and their
+    array names; set `_in` (and `_encoders`); and define `_derive` (the output types and
+    sizes that follow from the input types) and `forward` (or `run`, for state)."""
 
     OPTIONS: dict = {}  # option name → default, as Options(LayerClass) shows them
 
-    def __init__(self):
-        self._arrays: dict[str, torch.Tensor | None] = {}
+    def __init__(self, args: tuple = (), options: dict | None = None, arrays: tuple = ()):
+        options = options or {}
+        O.known(options, self.OPTIONS, self.name)
+        self._args = args
+        self._given = {k: v for k, v in options.items() if k not in arrays}
+        self._arrays: dict[str, torch.Tensor | None] = dict.fromkeys(arrays)
         self._in: dict = {}
         self._out: dict = {}
-        self._encoders = {}
-        self._decoders = {}
-        self._lr = Automatic  # LearningRateMultipliers
+        self.encoders = {}
+        self.decoders = {}
+        self._lr = self._parse_lr(options.get("LearningRateMultipliers", Automatic)) \
+            if "LearningRateMultipliers" in self.OPTIONS else Automatic
 
-    # ---- Net interface ----
+    # ---- Net protocol ----
     def input_ports(self) -> dict:
         return dict(self._in)
 
@@ -67,10 +73,33 @@ class Layer(Net):
     def output_leaf(self, port: str):
         return self
 
-    def build_module(self, trainable: bool) -> torch.nn.Module:
+    def build(self, trainable: bool) -> torch.nn.Module:
         return LayerModule(self, trainable)
 
-    def forward(self, arrays: dict, inputs: dict, ctx, module) -> dict:
+    def infer(self, inputs: dict) -> Layer:
+        new_in = dict(self._in)
+        for port, t in inputs.items():
+            if port in self._in and t.dims is not None:
+                self._accept(port, t)
+                new_in[port] = unify(t, self._in[port], "the preceding layer", f'{self.name} port "{port}"')
+        if new_in == self._in:
+            return self
+        new = self._copy()
+        new._in = new_in
+        new._derive()
+        return new
+
+    def _accept(self, port: str, t) -> None:
+        """Raise a ShapeError if type t can never feed `port` (wrong rank, reals for indices...)."""
+
+    def _derive(self) -> None:
+        """Set the output types (and sizes) that follow from the input types."""
+
+    def run(self, arrays: dict, inputs: dict, states: dict, ctx, cache: dict | None) -> tuple[dict, dict]:
+        """outputs, final states (see `runtime`); a layer without state runs `forward`."""
+        return self.forward(arrays, inputs, ctx), {}
+
+    def forward(self, arrays: dict, inputs: dict, ctx) -> dict:
         raise NotImplementedError
 
     def array_shapes(self) -> dict:
@@ -80,11 +109,6 @@ class Layer(Net):
     def initial_array(self, name: str, shape: tuple):
         """This layer's own initial value for an array, or None for the method's rule."""
         return None
-
-    def infer(self, inputs: dict) -> Layer:
-        """This layer with its input port types unified with `inputs` ({port: ArrayType}),
-        its output types and array shapes following. Raises ShapeError on a conflict."""
-        return self
 
     def _copy(self) -> Layer:
         new = copy.copy(self)
@@ -97,8 +121,7 @@ class Layer(Net):
 
     def _with_arrays(self, arrays: dict) -> Layer:
         new = self._copy()
-        for name, t in arrays.items():
-            new._arrays[name] = t
+        new._arrays.update(arrays)
         return new
 
     def learning_rate_multipliers(self) -> dict:
@@ -106,24 +129,14 @@ class Layer(Net):
         lr = self._lr
         if lr is Automatic:
             return {a: 1.0 for a in self._arrays}
-        if isinstance(lr, int | float):
-            return {a: float(lr) for a in self._arrays}
-        return {a: float(lr.get(a, 1.0)) for a in self._arrays}
+        if isinstance(lr, float):
+            return {a: lr for a in self._arrays}
+        return {a: lr.get(a, 1.0) for a in self._arrays}
 
     # ---- construction helpers ----
-    def _check_options(self, given: dict) -> None:
-        unknown = [k for k in given if k not in self.OPTIONS]
-        if unknown:
-            raise OptionError(
-                f"{self.name}: {unknown[0]!r} is not a known option; the options are "
-                f"{', '.join(self.OPTIONS)}."
-            )
-
     def _parse_lr(self, value):
         if value is Automatic or value is None:
             return Automatic
-        if isinstance(value, int | float) and not isinstance(value, bool) and value >= 0:
-            return float(value)
         if isinstance(value, dict):
             for k, v in value.items():
                 if k not in self._arrays:
@@ -131,16 +144,15 @@ class Layer(Net):
                         f"{self.name}: LearningRateMultipliers names {k!r}, which is not an array of this "
                         f"layer; the arrays are {', '.join(self._arrays)}."
                     )
-                if isinstance(v, bool) or not isinstance(v, int | float) or v < 0:
-                    raise OptionError(
-                        f"{self.name}: LearningRateMultipliers for {k!r} must be a non-negative number, "
-                        f"but was given {v!r}."
-                    )
+                O.number(v, self.name, f"LearningRateMultipliers for {k!r}", low=0)
             return {k: float(v) for k, v in value.items()}
-        raise OptionError(
-            f"{self.name}: LearningRateMultipliers must be Automatic, a non-negative number, or a dict "
-            f"of array name → number, but was given {value!r}."
-        )
+        try:
+            return O.number(value, self.name, "LearningRateMultipliers", low=0)
+        except OptionError:
+            raise OptionError(
+                f"{self.name}: LearningRateMultipliers must be Automatic, a non-negative number, or a dict "
+                f"of array name → number, but was given {value!r}."
+            ) from None
 
     def _array_option(self, name: str, value, expected: tuple) -> torch.Tensor:
         """An array given as an option, as a float32 tensor of the expected shape (None entries
@@ -163,7 +175,14 @@ class Layer(Net):
             raise ShapeError(f"{where(self.name)}array {name} contains NaN or infinite values.")
         return t
 
-    def _extract(self, spec):
+    def _given_arrays(self, options: dict, shapes: dict) -> None:
+        """Store the arrays given as options, checked against `shapes` (name → shape, None entries free)."""
+        for name in self._arrays:
+            value = options.get(name, Automatic)
+            if value is not Automatic and value is not None:
+                self._arrays[name] = self._array_option(name, value, shapes[name])
+
+    def extract(self, spec):
         name = spec[0] if isinstance(spec, tuple) and len(spec) == 1 else spec
         if isinstance(name, str) and name in self._arrays:
             t = self._arrays[name]
@@ -177,32 +196,43 @@ class Layer(Net):
             f"NetExtract: {spec!r} is not an array of {self.name}; its arrays are {', '.join(self._arrays)}."
         )
 
-    def input_form(self) -> str:
-        """Python code that rebuilds this layer, arrays included."""
-        parts = [self._option_code()]
-        for name, t in self._arrays.items():
-            if t is not None:
-                parts.append(f"{name}={t.tolist()!r}")
-        return f"{self.name}({', '.join(p for p in parts if p)})"
-
-    # ---- display ----
+    # ---- the code that rebuilds it, and display ----
     def _option_code(self) -> str:
-        """The arguments of the constructor call that rebuilds this layer (without arrays)."""
-        raise NotImplementedError
+        """The constructor's arguments as given (arrays left out)."""
+        parts = [value_code(a) for a in self._args]
+        parts += [f"{k}={value_code(v)}" for k, v in self._given.items()]
+        return ", ".join(parts)
+
+    def input_form(self) -> str:
+        parts = [self._option_code()]
+        parts += [f"{name}={t.tolist()!r}" for name, t in self._arrays.items() if t is not None]
+        return f"{self.name}({', '.join(p for p in parts if p)})"
 
     def __repr__(self) -> str:
         state = "initialized" if self.initialized() else "uninitialized"
-        ins = ", ".join(f"{p}: {_short(t)}" for p, t in self._in.items())
-        outs = ", ".join(f"{p}: {_short(t)}" for p, t in self._out.items())
+        ins = ", ".join(f"{p}: {describe(t)}" for p, t in self.input_ports().items())
+        outs = ", ".join(f"{p}: {describe(t)}" for p, t in self._out.items())
         return f"{self.name}({self._option_code()})  <{state}; {ins} → {outs}>"
+
+
+def value_code(v) -> str:
+    """Python code for an option value: encoders and decoders by their own code, Automatic and
+    All by name, functions by name, containers element by element."""
+    if hasattr(v, "input_form"):
+        return v.input_form()
+    if isinstance(v, tuple):
+        return "(" + ", ".join(value_code(x) for x in v) + ("," if len(v) == 1 else "") + ")"
+    if isinstance(v, list):
+        return "[" + ", ".join(value_code(x) for x in v) + "]"
+    if isinstance(v, dict):
+        return "{" + ", ".join(f"{value_code(k)}: {value_code(x)}" for k, x in v.items()) + "}"
+    if callable(v) and hasattr(v, "__name__") and not isinstance(v, type):
+        return v.__name__
+    if isinstance(v, np.generic):
+        return repr(v.item())
+    return repr(v)
 
 
 def _unset(value) -> bool:
     """An option left at its default (None or Automatic); arrays are never compared with ==."""
     return value is None or value is Automatic
-
-
-def _short(t) -> str:
-    from ..shapes import describe
-
-    return describe(t)

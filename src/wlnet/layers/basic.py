@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import torch
 
+from .. import options as O
 from ..data import Seq
 from ..errors import OptionError, ShapeError, where
-from ..shapes import ANY, ArrayType, Real, describe, parse_size, unify
+from ..shapes import ANY, ArrayType, Real, describe
 from ..symbols import Automatic
 from .base import Layer, _unset
 
@@ -20,7 +21,7 @@ def _input_type(layer: Layer, spec) -> ArrayType:
     if spec is Automatic or spec is None:
         return ANY
     if isinstance(spec, int) and not isinstance(spec, bool):
-        return Real(parse_size(spec, layer.name, "Input"))
+        return Real(O.positive_int(spec, layer.name, "Input", allow_automatic=False))
     if isinstance(spec, tuple | list):
         return Real(*[None if d is Automatic else d for d in spec])
     raise ShapeError(f"{where(layer.name)}option Input must be a size or a tuple of sizes, but was given {spec!r}.")
@@ -37,15 +38,12 @@ class LinearLayer(Layer):
     OPTIONS = {"Input": Automatic, "Weights": Automatic, "Biases": Automatic, "LearningRateMultipliers": Automatic}
 
     def __init__(self, n, **options):
-        super().__init__()
-        self._check_options(options)
-        self.n = parse_size(n, self.name, "n (the output size)", allow_automatic=False)
-        self._given = {k: v for k, v in options.items() if k == "Input"}
+        super().__init__((n,), options, ("Weights", "Biases"))
+        self.n = O.positive_int(n, self.name, "n (the output size)", allow_automatic=False)
         in_type = _input_type(self, options.get("Input", Automatic))
         if in_type.dims is None:
             in_type = Real(None)
         k = in_type.dims[0] if in_type.rank == 1 else None
-        self._arrays = {"Weights": None, "Biases": None}
         if not _unset(options.get("Weights")):
             w = self._array_option("Weights", options["Weights"], (self.n, k))
             k = w.shape[1]
@@ -54,52 +52,28 @@ class LinearLayer(Layer):
             self._arrays["Biases"] = self._array_option("Biases", options["Biases"], (self.n,))
         self._in = {"Input": Real(k)}
         self._out = {"Output": Real(self.n)}
-        self._lr = self._parse_lr(options.get("LearningRateMultipliers", Automatic))
 
     def array_shapes(self) -> dict:
         k = self._in["Input"].dims[0]
         return {"Weights": (self.n, k) if k is not None else None, "Biases": (self.n,)}
 
-    def infer(self, inputs: dict) -> Layer:
-        t = inputs.get("Input")
-        if t is None:
-            return self
-        if t.dims is not None and len(t.dims) != 1:
+    def _accept(self, port, t) -> None:
+        if len(t.dims) != 1:
             raise ShapeError(f'{where(self.name, "Input")}the layer expects a vector, but its input is {describe(t)}.')
-        new_in = unify(t, self._in["Input"], "the preceding layer", f'{self.name} port "Input"')
-        if new_in == self._in["Input"]:
-            return self
-        new = self._copy()
-        new._in["Input"] = new_in
-        return new
 
-    def forward(self, arrays, inputs, ctx, module):
+    def forward(self, arrays, inputs, ctx):
         return {"Output": torch.nn.functional.linear(inputs["Input"], arrays["Weights"], arrays["Biases"])}
-
-    def _option_code(self) -> str:
-        k = self._in["Input"].dims[0]
-        return f"{self.n}" + (f", Input={k}" if "Input" in self._given and k is not None else "")
 
 
 class _PassThrough(Layer):
     """A layer whose output has its input's type."""
 
     def _init_ports(self, spec):
-        t = _input_type(self, spec)
-        self._in = {"Input": t}
-        self._out = {"Output": t}
+        self._in = {"Input": _input_type(self, spec)}
+        self._derive()
 
-    def infer(self, inputs: dict) -> Layer:
-        t = inputs.get("Input")
-        if t is None:
-            return self
-        new_t = unify(t, self._in["Input"], "the preceding layer", f'{self.name} port "Input"')
-        if new_t == self._in["Input"]:
-            return self
-        new = self._copy()
-        new._in["Input"] = new_t
-        new._out["Output"] = ArrayType(new_t.dims, False, None)
-        return new
+    def _derive(self) -> None:
+        self._out = {"Output": ArrayType(self._in["Input"].dims, False, None)}
 
 
 _FUNCTIONS = {
@@ -118,29 +92,23 @@ class ElementwiseLayer(_PassThrough):
     OPTIONS = {"Input": Automatic}
 
     def __init__(self, f, **options):
-        super().__init__()
-        self._check_options(options)
+        super().__init__((f,), options)
         if isinstance(f, str):
             if f not in _FUNCTIONS:
                 raise OptionError(
                     f"{self.name}: {f!r} is not a known function; use one of {', '.join(_FUNCTIONS)} or a Python "
                     "function of a tensor."
                 )
-            self.f = f
             self._fn = _FUNCTIONS[f]
         elif callable(f):
-            self.f = f
             self._fn = f
         else:
             raise OptionError(f"{self.name}: expected a function name or a callable, but was given {f!r}.")
-        self._given = options
+        self.f = f
         self._init_ports(options.get("Input", Automatic))
 
-    def forward(self, arrays, inputs, ctx, module):
+    def forward(self, arrays, inputs, ctx):
         return {"Output": _map(inputs["Input"], self._fn)}
-
-    def _option_code(self) -> str:
-        return repr(self.f) if isinstance(self.f, str) else getattr(self.f, "__name__", repr(self.f))
 
 
 class SoftmaxLayer(_PassThrough):
@@ -148,17 +116,15 @@ class SoftmaxLayer(_PassThrough):
 
     OPTIONS = {"Input": Automatic}
 
-    def __init__(self, **options):
-        super().__init__()
-        self._check_options(options)
-        self._given = options
+    def __init__(self, *args, **options):
+        if args:
+            raise OptionError(f"SoftmaxLayer: takes no positional arguments (only the option Input=...), but was "
+                              f"given {', '.join(repr(a) for a in args)}.")
+        super().__init__((), options)
         self._init_ports(options.get("Input", Automatic))
 
-    def forward(self, arrays, inputs, ctx, module):
+    def forward(self, arrays, inputs, ctx):
         return {"Output": _map(inputs["Input"], lambda x: torch.softmax(x, -1))}
-
-    def _option_code(self) -> str:
-        return ""
 
 
 class DropoutLayer(_PassThrough):
@@ -168,16 +134,11 @@ class DropoutLayer(_PassThrough):
     OPTIONS = {"Input": Automatic}
 
     def __init__(self, p=0.5, **options):
-        super().__init__()
-        self._check_options(options)
-        if isinstance(p, bool) or not isinstance(p, int | float) or not 0 <= p < 1:
-            raise OptionError(f"{self.name}: the dropout probability must be a number with 0 ≤ p < 1, "
-                              f"but was given {p!r}.")
-        self.p = float(p)
-        self._given = options
+        super().__init__((p,) if p != 0.5 else (), options)
+        self.p = O.probability(p, self.name, "the dropout probability")
         self._init_ports(options.get("Input", Automatic))
 
-    def forward(self, arrays, inputs, ctx, module):
+    def forward(self, arrays, inputs, ctx):
         x = inputs["Input"]
         if not ctx.train or self.p == 0:
             return {"Output": x}
@@ -188,6 +149,3 @@ class DropoutLayer(_PassThrough):
             return t * mask / keep
 
         return {"Output": _map(x, drop)}
-
-    def _option_code(self) -> str:
-        return repr(self.p)

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import torch
 
+from .. import options as O
 from ..data import Seq
 from ..errors import OptionError, ShapeError, where
-from ..shapes import VARYING, ArrayType, Index, Real, describe, parse_sequence_shape, parse_size, unify
+from ..shapes import VARYING, ArrayType, Index, Real, describe, parse_sequence_shape
 from ..symbols import Automatic
 from .base import Layer, _unset
 
@@ -17,9 +18,7 @@ class SequenceLastLayer(Layer):
     OPTIONS = {"Input": Automatic}
 
     def __init__(self, **options):
-        super().__init__()
-        self._check_options(options)
-        self._given = options
+        super().__init__((), options)
         spec = options.get("Input", Automatic)
         t = ArrayType((VARYING, None)) if _unset(spec) else parse_sequence_shape(spec, self.name, "Input")
         self._in = {"Input": t}
@@ -38,7 +37,7 @@ class SequenceLastLayer(Layer):
         new._out["Output"] = ArrayType(t.dims[1:], t.integer, t.levels)
         return new
 
-    def forward(self, arrays, inputs, ctx, module):
+    def forward(self, arrays, inputs, ctx):
         x = inputs["Input"]
         if isinstance(x, Seq):
             if x.lengths is None:
@@ -46,9 +45,6 @@ class SequenceLastLayer(Layer):
             idx = (x.lengths - 1).to(x.data.device)
             return {"Output": x.data[torch.arange(x.data.shape[0], device=x.data.device), idx]}
         return {"Output": x[:, -1]}
-
-    def _option_code(self) -> str:
-        return ""
 
 
 def _index_classes(layer, t: ArrayType) -> int | None:
@@ -64,40 +60,41 @@ def _index_classes(layer, t: ArrayType) -> int | None:
 
 
 class UnitVectorLayer(Layer):
-    """Integer indices 1..n → one-hot vectors of size n."""
+    """Integer indices 1..n → one-hot vectors of size n. Alone, it takes an index (or a list of
+    them, a batch); in a net, whatever array of indices precedes it."""
 
     OPTIONS = {"Input": Automatic}
 
     def __init__(self, n=Automatic, **options):
-        super().__init__()
-        self._check_options(options)
-        self.n = parse_size(n, self.name, "n (the number of classes)")
-        self._given = options
+        super().__init__(() if n is Automatic else (n,), options)
+        self.n = O.positive_int(n, self.name, "n (the number of classes)")
         self._in = {"Input": ArrayType(None, integer=True, levels=self.n)}
         self._out = {"Output": ArrayType(None)}
 
-    def infer(self, inputs: dict) -> Layer:
-        t = inputs.get("Input")
-        if t is None or t.dims is None:
-            return self
-        n = _index_classes(self, t)
-        new = self._copy()
-        new.n = n
-        new._in["Input"] = ArrayType(t.dims, True, n)
-        new._out["Output"] = Real(*t.dims, n)
-        return new
+    def input_ports(self) -> dict:
+        t = self._in["Input"]
+        return {"Input": ArrayType((), True, t.levels)} if t.dims is None else dict(self._in)
 
-    def forward(self, arrays, inputs, ctx, module):
+    def _accept(self, port, t) -> None:
+        _index_classes(self, t)
+
+    def _derive(self) -> None:
+        t = self._in["Input"]
+        self.n = self.n or t.levels
+        self._in["Input"] = ArrayType(t.dims, True, self.n)
+        self._out = {"Output": Real(*t.dims, self.n)}
+
+    def forward(self, arrays, inputs, ctx):
         x = inputs["Input"]
-        dtype = next((p.dtype for p in module.parameters()), torch.get_default_dtype())
+        if self.n is None:
+            raise ShapeError(f'{where(self.name, "Input")}the number of classes is not known; give it: '
+                             "UnitVectorLayer(n).")
+        dtype = torch.get_default_dtype()
 
         def onehot(t):
             return torch.nn.functional.one_hot((t - 1).clamp(min=0), self.n).to(dtype) * (t > 0).unsqueeze(-1)
 
         return {"Output": Seq(onehot(x.data), x.lengths) if isinstance(x, Seq) else onehot(x)}
-
-    def _option_code(self) -> str:
-        return "" if self.n is None else str(self.n)
 
 
 class EmbeddingLayer(Layer):
@@ -106,12 +103,9 @@ class EmbeddingLayer(Layer):
     OPTIONS = {"Input": Automatic, "Weights": Automatic, "LearningRateMultipliers": Automatic}
 
     def __init__(self, d, n=Automatic, **options):
-        super().__init__()
-        self._check_options(options)
-        self.d = parse_size(d, self.name, "d (the embedding size)", allow_automatic=False)
-        self.n = parse_size(n, self.name, "n (the number of classes)")
-        self._given = options
-        self._arrays = {"Weights": None}
+        super().__init__((d,) if n is Automatic else (d, n), options, ("Weights",))
+        self.d = O.positive_int(d, self.name, "d (the embedding size)", allow_automatic=False)
+        self.n = O.positive_int(n, self.name, "n (the number of classes)")
         if not _unset(options.get("Weights")):
             w = self._array_option("Weights", options["Weights"], (self.n, self.d))
             self.n = w.shape[0]
@@ -123,24 +117,20 @@ class EmbeddingLayer(Layer):
                                   f"but was given {spec!r}.")
         self._in = {"Input": Index(VARYING, levels=self.n)}
         self._out = {"Output": Real(VARYING, self.d)}
-        self._lr = self._parse_lr(options.get("LearningRateMultipliers", Automatic))
 
     def array_shapes(self) -> dict:
         return {"Weights": (self.n, self.d) if self.n is not None else None}
 
-    def infer(self, inputs: dict) -> Layer:
-        t = inputs.get("Input")
-        if t is None or t.dims is None:
-            return self
-        n = _index_classes(self, t)
-        new_t = unify(t, self._in["Input"], "the preceding layer", f'{self.name} port "Input"')
-        new = self._copy()
-        new.n = n
-        new._in["Input"] = ArrayType(new_t.dims, True, new.n)
-        new._out["Output"] = Real(*new_t.dims, self.d)
-        return new
+    def _accept(self, port, t) -> None:
+        _index_classes(self, t)
 
-    def forward(self, arrays, inputs, ctx, module):
+    def _derive(self) -> None:
+        t = self._in["Input"]
+        self.n = self.n or t.levels
+        self._in["Input"] = ArrayType(t.dims, True, self.n)
+        self._out = {"Output": Real(*t.dims, self.d)}
+
+    def forward(self, arrays, inputs, ctx):
         x = inputs["Input"]
         w = arrays["Weights"]
 
@@ -148,6 +138,3 @@ class EmbeddingLayer(Layer):
             return torch.nn.functional.embedding((t - 1).clamp(min=0), w)
 
         return {"Output": Seq(embed(x.data), x.lengths) if isinstance(x, Seq) else embed(x)}
-
-    def _option_code(self) -> str:
-        return f"{self.d}" + (f", {self.n}" if self.n is not None else "")
