@@ -11,7 +11,7 @@ import torch
 
 import wlnet as w
 from wlnet import train as T
-from wlnet.examples_training import addition_data, addition_net, comparison_data, comparison_net
+from wlnet.examples.applications import addition_data, addition_net, comparison_data, comparison_net
 from wlnet.measure import NetMeasurements
 from wlnet.symbols import All
 from wlnet.train import NetTrain, Scaled
@@ -367,7 +367,7 @@ def test_addition_net_loss_falls():
 
 def test_scenario_functions_run_and_save_their_plots(tmp_path):
     from wlnet.examples import SCENARIOS
-    from wlnet.examples_training import scenario_9, scenario_10
+    from wlnet.examples.applications import scenario_9, scenario_10
 
     assert SCENARIOS[9][1] is scenario_9 and SCENARIOS[10][1] is scenario_10
     ten = scenario_10(MaxTrainingRounds=2, TimeGoal=0.5, out_dir=str(tmp_path), **QUIET)

@@ -209,8 +209,12 @@ class PortReader:
         if isinstance(data, str):
             raise self.fail(_received(data), " Strings need a NetEncoder on the port.")
         depth = data.ndim if kind != "list" else _depth(data)
-        if self.rank is None:
-            raise self.fail(_received(data))
+        if self.rank is None:  # a port of any shape: the data is one example
+            if _is_empty(data):
+                raise self._empty("the data is empty")
+            value = self._tensor(data, kind)
+            self._check_values(value)
+            return Batch(value.unsqueeze(0), False, kind, 1)
         if depth not in (self.rank, self.rank + 1) and _is_empty(data):
             raise self._empty("the data is empty")
         if depth == self.rank:

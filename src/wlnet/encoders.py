@@ -12,7 +12,7 @@ import string
 
 import torch
 
-from .data import Batch, Seq
+from .data import Batch, PortReader, Seq, write_port
 from .errors import EncodingError, OptionError, where
 from .shapes import VARYING, Index, Real
 
@@ -123,6 +123,15 @@ class NetEncoder:
     def encode(self, data, layer: str = "NetEncoder", port: str = "Input"):
         """data (one value or a list of them) → the tensor the port receives (a batch)."""
         return self.reader(layer, port).read(data).value
+
+    def __call__(self, data):
+        """The encoding of one value (a list: indices or one-hot vectors), or of a list of them.
+
+        >>> NetEncoder(("Characters", "ab"))("abba")
+        [1, 2, 2, 1]
+        """
+        b = self.reader("NetEncoder", "Input").read(data)
+        return write_port(b.value, b.batched, "list")
 
 
 class _EncoderReader:
@@ -281,6 +290,16 @@ class NetDecoder:
 
     def target_reader(self, layer: str, port: str) -> _TargetReader:
         return _TargetReader(self, layer, port)
+
+    def __call__(self, probabilities, prop=None):
+        """The label of a probability vector (or the labels of a list of them); `prop` as for a
+        net's output port ("Probabilities", "TopProbabilities", "Entropy").
+
+        >>> NetDecoder(("Class", ["a", "b"]))([0.2, 0.8])
+        'b'
+        """
+        b = PortReader(self.input_type, "NetDecoder", "Input").read(probabilities)
+        return self.decode(b.value, b.batched, prop, "NetDecoder", "Input")
 
 
 class _TargetReader:

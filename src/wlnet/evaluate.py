@@ -12,7 +12,7 @@ from typing import NamedTuple
 import torch
 
 from . import options as O
-from .data import Batch, PortReader, cat_rows, move_all, take_rows, write_port
+from .data import Batch, PortReader, Seq, cat_rows, move_all, take_rows, write_port
 from .errors import InputError, where
 from .net import Net, NetPort
 from .runtime import Ctx, compiled
@@ -132,6 +132,9 @@ def evaluate(net: Net, data, port, options: dict, states: dict | None = None,
             final = cat_rows([s for _, s in parts])
         else:
             outputs, final = module(values, initial, ctx)
+    if kind != "list":  # results never share memory with the user's arrays
+        given = {_storage(v) for v in (*values.values(), *initial.values())}
+        outputs, final = _own(outputs, given), _own(final, given)
     return Evaluation(write_outputs(net, outputs, final, selection, batched, kind), final, batched, kind)
 
 
@@ -208,6 +211,20 @@ def write_outputs(net: Net, result: dict, final: dict, selection, batched: bool,
             write_port(result[p], batched, kind)
     first = ports[0]
     return out if as_dict else out[first[0] if isinstance(first, tuple) else first]
+
+
+def _storage(v) -> int:
+    return (v.data if isinstance(v, Seq) else v).untyped_storage().data_ptr()
+
+
+def _own(values: dict, given: set) -> dict:
+    """`values` with those that share storage with `given` copied."""
+    def own(v):
+        if v is None or _storage(v) not in given:
+            return v
+        return Seq(v.data.clone(), v.lengths) if isinstance(v, Seq) else v.clone()
+
+    return {p: own(v) for p, v in values.items()}
 
 
 def _requires_grad(v) -> bool:

@@ -1,15 +1,12 @@
-"""The reference page's examples, runnable: `python -m wlnet.examples [N ...]`.
+"""The reference page's examples of the layer itself (scenarios 1-8 and 11).
 
 Each scenario prints what the page shows and returns its values (the tests pin them)."""
 
 from __future__ import annotations
 
-import sys
-import time
-
 import numpy as np
 
-from . import (
+from .. import (
     Information,
     LongShortTermMemoryLayer,
     NetChain,
@@ -21,22 +18,8 @@ from . import (
     NetStateObject,
     SequenceLastLayer,
 )
-
-SCENARIOS: dict = {}
-
-
-def scenario(number: int, title: str):
-    def register(fn):
-        SCENARIOS[number] = (title, fn)
-        return fn
-
-    return register
-
-
-def _show(label: str, value) -> None:
-    text = np.array2string(np.asarray(value), precision=4, suppress_small=True) \
-        if isinstance(value, list | np.ndarray) else repr(value)
-    print(f"  {label}: {text}")
+from .registry import scenario
+from .registry import show as _show
 
 
 @scenario(1, "Basic: an uninitialized LongShortTermMemoryLayer(3)")
@@ -149,28 +132,3 @@ def scenario_11():
     _show("stored State after 2", states_2[(1, "State")])
     print(f"  same as evaluating the doubled sequence: {np.allclose(second, net(x + x))}")
     return {"net": net, "first": first, "second": second, "states": [states_1, states_2]}
-
-
-def main(argv: list[str]) -> int:
-    from . import examples_training  # noqa: F401  (registers scenarios 9 and 10)
-
-    wanted = [int(a) for a in argv] or sorted(SCENARIOS)
-    start = time.perf_counter()
-    for n in wanted:
-        if n not in SCENARIOS:
-            print(f"no scenario {n}; the scenarios are {sorted(SCENARIOS)}")
-            return 2
-        title, fn = SCENARIOS[n]
-        print(f"\n[{n}] {title}")
-        t0 = time.perf_counter()
-        fn()
-        print(f"  ({time.perf_counter() - t0:.1f} s)")
-    print(f"\nall {len(wanted)} scenarios ran in {time.perf_counter() - start:.1f} s")
-    return 0
-
-
-if __name__ == "__main__":
-    # run the imported module's main, so there is one registry of scenarios (not a __main__ copy)
-    from wlnet.examples import main as _main
-
-    sys.exit(_main(sys.argv[1:]))

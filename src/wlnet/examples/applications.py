@@ -11,7 +11,7 @@ import os
 import random
 import time
 
-from . import (
+from .. import (
     DigitCharacter,
     LinearLayer,
     LongShortTermMemoryLayer,
@@ -21,10 +21,11 @@ from . import (
     SequenceLastLayer,
     SoftmaxLayer,
 )
-from .examples import _show, scenario
-from .measure import NetMeasurements
-from .symbols import All, Automatic
-from .train import NetTrain
+from ..measure import NetMeasurements
+from ..symbols import All, Automatic
+from ..train import NetTrain
+from .registry import scenario
+from .registry import show as _show
 
 
 def addition_data(seed: int = 1234) -> tuple[list, list]:
