@@ -1,14 +1,14 @@
-"""LongShortTermMemoryLayer against torch.nn.LSTM with the same arrays, measured side by side.
+"""The recurrent layers against torch's own with the same arrays, measured side by side:
+LongShortTermMemoryLayer vs nn.LSTM, GatedRecurrentLayer vs nn.GRU, BasicRecurrentLayer vs nn.RNN.
 
 Run: .venv/bin/python bench/layer.py
 
-(a) A batch: LongShortTermMemoryLayer(128), Input ("Varying", 32), 64 sequences of length 50.
-    Forward through the public call `layer(x)` (numpy in and torch in) against `lstm(x)` under
-    no_grad; forward+backward through the trainable module (loss = sum of outputs) against
-    nn.LSTM the same. Target: ratio ≤ 1.05.
+(a) A batch: each layer with n = 128, Input ("Varying", 32), 64 sequences of length 50.
+    Forward through the public call `layer(x)` (numpy in and torch in) against the torch layer
+    under no_grad; forward+backward through the trainable module (loss = sum of outputs)
+    against the torch layer the same. Target: ratio ≤ 1.05.
 (b) The per-call time of a tiny call, `layer([[1, 2], [3, 4], [5, 6]])` with n = 3, against
-    `lstm(torch.tensor([[[1., 2.], [3., 4.], [5., 6.]]]))` under no_grad. Target: ratio < 2
-    (goal 1.3).
+    the torch layer on the same tensor under no_grad. Target: ratio < 2 (goal 1.3).
 
 Times are medians of many rounds after a warm-up; in each round the two contenders run one
 after the other (in alternating order) so that drifts of the machine hit both alike.
@@ -23,22 +23,25 @@ import numpy as np
 import torch
 
 import wlnet
-from wlnet import LongShortTermMemoryLayer, NetInitialize
-from wlnet.kernels import lstm as K
-from wlnet.net import Ctx
+from wlnet import BasicRecurrentLayer, GatedRecurrentLayer, LongShortTermMemoryLayer, NetInitialize
+from wlnet.data import Seq
+from wlnet.runtime import Ctx
+
+TWINS = {LongShortTermMemoryLayer: torch.nn.LSTM, GatedRecurrentLayer: torch.nn.GRU,
+         BasicRecurrentLayer: torch.nn.RNN}
 
 
-def torch_twin(layer) -> torch.nn.LSTM:
-    """An nn.LSTM holding the layer's arrays (torch's gate order i, f, g, o; zero bias_hh)."""
-    a = {name: torch.from_numpy(wlnet.NetExtract(layer, name)) for name in K.ARRAY_NAMES}
-    w_ih, w_hh, b_ih, b_hh = K.pack(a)
-    lstm = torch.nn.LSTM(w_ih.shape[1], w_hh.shape[1], batch_first=True)
+def torch_twin(layer) -> torch.nn.Module:
+    """torch's layer holding the layer's arrays, in its fused layout (`Cell.pack`)."""
+    cell = layer.CELL
+    a = {name: torch.from_numpy(wlnet.NetExtract(layer, name)) for name in cell.array_names}
+    w_ih, w_hh, b_ih, b_hh = cell.pack(a)
+    twin = TWINS[type(layer)](w_ih.shape[1], w_hh.shape[1], batch_first=True)
     with torch.no_grad():
-        lstm.weight_ih_l0.copy_(w_ih)
-        lstm.weight_hh_l0.copy_(w_hh)
-        lstm.bias_ih_l0.copy_(b_ih)
-        lstm.bias_hh_l0.copy_(b_hh)
-    return lstm
+        for p, v in zip((twin.weight_ih_l0, twin.weight_hh_l0, twin.bias_ih_l0, twin.bias_hh_l0),
+                        (w_ih, w_hh, b_ih, b_hh)):
+            p.copy_(v)
+    return twin
 
 
 def race(f, g, repeats: int, inner: int, warmup: int = 5) -> tuple[float, float]:
@@ -59,60 +62,61 @@ def race(f, g, repeats: int, inner: int, warmup: int = 5) -> tuple[float, float]
 
 def show(what: str, t_wl: float, t_torch: float, target: str) -> None:
     unit, scale = ("ms", 1e3) if t_torch > 1e-3 else ("µs", 1e6)
-    print(f"{what:<44} wlnet {t_wl * scale:9.2f} {unit}   torch {t_torch * scale:9.2f} {unit}   "
+    print(f"{what:<52} wlnet {t_wl * scale:9.2f} {unit}   torch {t_torch * scale:9.2f} {unit}   "
           f"ratio {t_wl / t_torch:5.3f}  (target {target})")
 
 
-def bench_batch() -> None:
+def bench_batch(kind) -> None:
     B, T, k, n = 64, 50, 32, 128
-    layer = NetInitialize(LongShortTermMemoryLayer(n, Input=("Varying", k)))
-    lstm = torch_twin(layer)
+    layer = NetInitialize(kind(n, Input=("Varying", k)))
+    twin = torch_twin(layer)
     g = torch.Generator().manual_seed(0)
     xt = torch.randn(B, T, k, generator=g)
     xn = xt.numpy()
+    name = kind.__name__
 
-    # the two agree before they are timed
-    with torch.no_grad():
-        ref = lstm(xt)[0]
+    with torch.no_grad():  # the two agree before they are timed
+        ref = twin(xt)[0]
     assert torch.allclose(torch.from_numpy(layer(xn)), ref, atol=1e-5)
 
     def torch_forward():
         with torch.no_grad():
-            return lstm(xt)
+            return twin(xt)
 
-    show("(a) forward, numpy in (public call)", *race(lambda: layer(xn), torch_forward, 30, 3), "≤ 1.05")
-    show("(a) forward, torch in (public call)", *race(lambda: layer(xt), torch_forward, 30, 3), "≤ 1.05")
+    show(f"(a) {name} forward, numpy in", *race(lambda: layer(xn), torch_forward, 30, 3), "≤ 1.05")
+    show(f"(a) {name} forward, torch in", *race(lambda: layer(xt), torch_forward, 30, 3), "≤ 1.05")
 
-    module = layer.build_module(trainable=True)
+    module = layer.build(trainable=True)
     ctx = Ctx(False, None)
 
     def wl_train():
         module.zero_grad(set_to_none=True)
-        module({"Input": wlnet.data.Seq(xt, None)}, ctx)["Output"].data.sum().backward()
+        module({"Input": Seq(xt, None)}, {}, ctx)[0]["Output"].data.sum().backward()
 
     def torch_train():
-        lstm.zero_grad(set_to_none=True)
-        lstm(xt)[0].sum().backward()
+        twin.zero_grad(set_to_none=True)
+        twin(xt)[0].sum().backward()
 
-    show("(a) forward+backward (trainable module)", *race(wl_train, torch_train, 20, 2), "≤ 1.05")
+    show(f"(a) {name} forward+backward", *race(wl_train, torch_train, 20, 2), "≤ 1.05")
 
 
-def bench_tiny() -> None:
-    layer = NetInitialize(LongShortTermMemoryLayer(3, Input=("Varying", 2)))
-    lstm = torch_twin(layer)
+def bench_tiny(kind) -> None:
+    layer = NetInitialize(kind(3, Input=("Varying", 2)))
+    twin = torch_twin(layer)
     data = [[1, 2], [3, 4], [5, 6]]
 
     def torch_call():
         with torch.no_grad():
-            return lstm(torch.tensor([[[1., 2.], [3., 4.], [5., 6.]]]))
+            return twin(torch.tensor([[[1., 2.], [3., 4.], [5., 6.]]]))
 
     assert np.allclose(layer(data), torch_call()[0][0].numpy(), atol=1e-6)
-    show("(b) tiny call layer([[1, 2], [3, 4], [5, 6]])", *race(lambda: layer(data), torch_call, 200, 50, 200),
-         "< 2, goal 1.3")
+    show(f"(b) {kind.__name__} tiny call", *race(lambda: layer(data), torch_call, 200, 50, 200), "< 2, goal 1.3")
 
 
 if __name__ == "__main__":
     torch.manual_seed(0)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
-    bench_batch()
-    bench_tiny()
+    for kind in TWINS:
+        bench_batch(kind)
+    for kind in TWINS:
+        bench_tiny(kind)
