@@ -98,9 +98,7 @@ def cat_rows(parts: list):
 
 
 def move_all(values: dict, device, dtype) -> dict:
-    """Every value of a dict (tensor, Seq or None) moved to `device` and `dtype`."""
-    if torch.device(device).type == "cpu" and dtype in (None, torch.float32):
-        return values
+    """Every value of a dict (tensor, Seq or None) moved to `device` and `dtype` (None: dtypes kept)."""
     return {p: None if v is None else v.to(device, dtype) if isinstance(v, Seq) else move(v, device, dtype)
             for p, v in values.items()}
 

@@ -97,9 +97,9 @@ def evaluation_options(net: Net, options: dict) -> tuple:
 
 
 def evaluate(net: Net, data, port, options: dict, states: dict | None = None,
-             keep_states: bool = False) -> Evaluation:
+             exact_states: bool = False) -> Evaluation:
     """Evaluate `net` on user data. `states` ({position: tensor (1 or B, n)}) sets initial
-    recurrent states (a NetStateObject's); keep_states asks for every final state exact."""
+    recurrent states (a NetStateObject's); exact_states asks for every final state exact."""
     train, device, dtype, batch_size, seed = evaluation_options(net, options)
     selection = select_outputs(net, port)
     module = compiled(net, device, dtype)
@@ -121,7 +121,7 @@ def evaluate(net: Net, data, port, options: dict, states: dict | None = None,
     initial.update(read_states(net, given_states, batched, size))
     initial = {p: v.expand(size, -1) if v.shape[0] == 1 and size > 1 else v for p, v in initial.items()}
     values, initial = move_all(values, device, dtype), move_all(initial, device, dtype)
-    exact = keep_states or any(isinstance(p, NetPort) for p in selection[0])
+    exact = exact_states or any(isinstance(p, NetPort) for p in selection[0])
     ctx = Ctx(train, O.generator(seed, net.name, device), exact)
     needs_grad = kind.endswith("torch") and any(_requires_grad(v) for v in (*values.values(), *initial.values()))
     with torch.set_grad_enabled(needs_grad):

@@ -1,26 +1,25 @@
-"""One validator per kind of option. Each returns the parsed value or raises an OptionError
+"""One validator per kind of option (torch imported only where a value is a torch object). Each returns the parsed value or raises an OptionError
 that names who was given the option, the option, what it must be and what it was given."""
 
 from __future__ import annotations
 
 import numbers
 
-import torch
-
 from .errors import OptionError, where
 from .symbols import Automatic
 
 
-def _fail(who: str, option: str, must: str, value) -> OptionError:
-    return OptionError(f"{where(who)}{option} must be {must}, but was given {value!r}.")
+def _fail(who: str, option: str, must: str, value, error=OptionError) -> OptionError:
+    return error(f"{where(who)}{option} must be {must}, but was given {value!r}.")
 
 
-def positive_int(value, who: str, option: str, allow_automatic: bool = True) -> int | None:
-    """A positive integer (numpy integers too); None for Automatic where allowed."""
+def positive_int(value, who: str, option: str, allow_automatic: bool = True, error=OptionError) -> int | None:
+    """A positive integer (numpy integers too); None for Automatic where allowed. `error`: the
+    error type (a ShapeError for the sizes of a shape)."""
     if allow_automatic and (value is Automatic or value is None):
         return None
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
-        raise _fail(who, option, "a positive integer" + (" or Automatic" if allow_automatic else ""), value)
+        raise _fail(who, option, "a positive integer" + (" or Automatic" if allow_automatic else ""), value, error)
     return int(value)
 
 
@@ -55,8 +54,10 @@ def seed(value, who: str, option: str = "RandomSeeding") -> int | None:
     return int(value)
 
 
-def generator(value, who: str, device=None) -> torch.Generator | None:
+def generator(value, who: str, device=None):
     """A torch generator seeded by RandomSeeding, or None for Automatic."""
+    import torch
+
     s = seed(value, who)
     if s is None:
         return None
@@ -65,8 +66,10 @@ def generator(value, who: str, device=None) -> torch.Generator | None:
     return g
 
 
-def device(value, who: str) -> torch.device:
+def device(value, who: str):
     """TargetDevice: "CPU", "GPU" or ("GPU", i) (1-based)."""
+    import torch
+
     if value in ("CPU", Automatic, None):
         return torch.device("cpu")
     if value == "GPU" or (isinstance(value, tuple) and len(value) == 2 and value[0] == "GPU"
@@ -80,8 +83,10 @@ def device(value, who: str) -> torch.device:
     raise _fail(who, "TargetDevice", '"CPU", "GPU" or ("GPU", i)', value)
 
 
-def precision(value, who: str) -> torch.dtype:
+def precision(value, who: str):
     """WorkingPrecision: "Real32" or "Real64"."""
+    import torch
+
     if value in ("Real32", Automatic):
         return torch.float32
     if value == "Real64":

@@ -11,7 +11,7 @@ import numbers
 from dataclasses import dataclass
 
 from .errors import ShapeError, where
-from .symbols import is_automatic
+from .options import positive_int
 
 VARYING = "Varying"
 
@@ -132,19 +132,6 @@ def unify(a: ArrayType, b: ArrayType, what_a: str, what_b: str) -> ArrayType:
     return ArrayType(dims, a.integer or b.integer, levels)
 
 
-def parse_size(value, layer: str, option: str, allow_automatic=True) -> int | None:
-    """A positive size or Automatic/None."""
-    if allow_automatic and is_automatic(value):
-        return None
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
-        raise ShapeError(
-            f"{where(layer)}option {option} must be a positive integer"
-            + (" or Automatic" if allow_automatic else "")
-            + f", but was given {value!r}."
-        )
-    return int(value)  # numpy integers too
-
-
 def parse_sequence_shape(spec, layer: str, option: str) -> ArrayType:
     """Parse the Input/Output shape forms (len, k), (len, Automatic), ("Varying", k), ("Varying", Automatic)."""
     allowed = '(len, k), (len, Automatic), ("Varying", k), ("Varying", Automatic), or "Varying"'
@@ -159,7 +146,7 @@ def parse_sequence_shape(spec, layer: str, option: str) -> ArrayType:
                 f"{where(layer)}option {option}: the sequence length must be a positive integer or "
                 f'"Varying", but was given {length!r}. Allowed forms: {allowed}.'
             )
-    k = parse_size(k, layer, f"{option} (vector size)")
+    k = positive_int(k, layer, f"option {option} (vector size)", error=ShapeError)
     return Real(length if length == VARYING else int(length), k)
 
 

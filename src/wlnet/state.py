@@ -73,8 +73,8 @@ class NetStateObject:
         return self._net.extract(spec)
 
     def __call__(self, data, port=None, **options):
-        ev = evaluate(self._net, data, port, options, states=self._states, keep_states=True)
-        self._states = {p: v.detach().to("cpu", torch.float32).clone() for p, v in ev.states.items()}
+        ev = evaluate(self._net, data, port, options, states=self._states, exact_states=True)
+        self._states = {p: v.detach().clone() for p, v in ev.states.items()}
         return ev.result
 
     def __repr__(self) -> str:

@@ -18,6 +18,7 @@ import torch
 
 from .data import Seq, move_all, take_rows
 from .errors import NetError, TrainingError
+from .encoders import NetDecoder
 from .evaluate import readers
 from .net import Net
 from .runtime import TEST, compiled
@@ -146,7 +147,7 @@ def _first_bad(reader, port: str, items, who: str) -> TrainingError | None:
 def class_decoder(net: Net, port: str):
     """The port's Class decoder, or None."""
     dec = net.decoders.get(port)
-    return dec if dec is not None and getattr(dec, "labels", None) is not None else None
+    return dec if isinstance(dec, NetDecoder) else None
 
 
 def _last_is_softmax(net: Net, port: str) -> bool:
@@ -158,7 +159,7 @@ def _target_reader(net: Net, port: str, t: ArrayType, probabilities: bool, items
     from .data import PortReader
 
     dec = class_decoder(net, port)
-    if dec is not None and hasattr(dec, "target_reader"):
+    if dec is not None:
         return dec.target_reader(net.name, port), True
     reader = PortReader(t, net.name, port)
     if probabilities and t.dims and isinstance(t.dims[-1], int):
