@@ -1,5 +1,6 @@
-"""One validator per kind of option (torch imported only where a value is a torch object). Each returns the parsed value or raises an OptionError
-that names who was given the option, the option, what it must be and what it was given."""
+"""One validator per kind of option. Each returns the parsed value or raises an OptionError
+that names who was given the option, the option, what it must be and what it was given.
+torch is imported only where a value is a torch object (shapes.py uses this module)."""
 
 from __future__ import annotations
 

@@ -17,8 +17,8 @@ from typing import NamedTuple
 import torch
 
 from .data import Seq, move_all, take_rows
-from .errors import NetError, TrainingError
 from .encoders import NetDecoder
+from .errors import NetError, TrainingError
 from .evaluate import readers
 from .net import Net
 from .runtime import TEST, compiled
