@@ -167,11 +167,17 @@ class NetGraph(Net):
 
     # ---- inference -----------------------------------------------------------------------------
     def _build(self):
-        who = self.name
+        declared = self._declare()
+        order = self._topological_order()
+        feeds, graph_out = self._wire(order)
+        self._infer(order, feeds, graph_out, declared)
+
+    def _declare(self) -> dict:
+        """The port options → {port: declared type}; encoders, decoders and "Scalar" ports noted."""
         self.encoders, self.decoders, self._scalar = {}, {}, set()
         declared = {}
         for port, spec in self._port_options.items():
-            t, enc, dec, scalar = _port_option(spec, who, port)
+            t, enc, dec, scalar = _port_option(spec, self.name, port)
             declared[port] = t
             if enc is not None:
                 self.encoders[port] = enc
@@ -179,8 +185,11 @@ class NetGraph(Net):
                 self.decoders[port] = dec
             if scalar:
                 self._scalar.add(port)
-        order = self._topological_order()
-        feeds = {k: {} for k in self._nodes}  # node → {port: src}, state ports included
+        return declared
+
+    def _wire(self, order: list) -> tuple[dict, dict]:
+        """({node: {port: src}} with state ports, {graph output: src}) from the edges."""
+        feeds = {k: {} for k in self._nodes}
         consumed = set()
         graph_out = {}
         for src, dst in self._edges:
@@ -203,6 +212,11 @@ class NetGraph(Net):
             names = (f"Output{i}" for i in range(1, len(sinks) + len(graph_out) + 1))
             free = [name for name in names if name not in graph_out]
             graph_out = {**dict(zip(free, sinks)), **graph_out}
+        return feeds, graph_out
+
+    def _infer(self, order: list, feeds: dict, graph_out: dict, declared: dict) -> None:
+        """Port types through every node in topological order; sets the graph's ports."""
+        who = self.name
         graph_in_types: dict = {}
         for k in self._nodes:
             for src in feeds[k].values():
@@ -233,28 +247,23 @@ class NetGraph(Net):
                     graph_in_types[src[1]] = unify(graph_in_types[src[1]], node.input_ports()[port],
                                                    f'{who} port "{src[1]}"', f"layer {k!r} port {port!r}")
             for port, (t, src) in states.items():
-                want = node.state_ports()[port]
-                u = unify(t, want, self._src_text(src), f"layer {k!r} state port {port!r}")
+                u = unify(t, node.state_ports()[port], self._src_text(src), f"layer {k!r} state port {port!r}")
                 if src[0] == GRAPH:
                     graph_in_types[src[1]] = u
             for port, t in {**node.output_ports(), **node.state_ports()}.items():
                 out_types[(k, port)] = t
-        self._nodes = nodes
-        self._feeds = feeds
-        self._order = order
-        self._graph_out = graph_out
+        self._nodes, self._feeds, self._order, self._graph_out = nodes, feeds, order, graph_out
         self._in = graph_in_types
         self._out = {}
         for port, src in graph_out.items():
             t = graph_in_types[src[1]] if src[0] == GRAPH else out_types[src]
-            want = declared.get(port)
             if port in self._scalar:
                 if t.dims is not None and t.dims not in ((1,), (None,), ()):
                     raise ShapeError(f'{who}: Output="Scalar" needs a size-1 vector or a number, but the net '
                                      f"produces {describe(t)}. End the net with LinearLayer(1).")
                 t = SCALAR
-            elif want is not None:
-                t = unify(t, want, f"{self._src_text(src)}", f'the {port}= option')
+            elif declared.get(port) is not None:
+                t = unify(t, declared[port], f"{self._src_text(src)}", f'the {port}= option')
             self._out[port] = t
 
     def _src_text(self, src) -> str:
