@@ -228,8 +228,11 @@ def test_scalar_output_needs_size_one():
     with pytest.raises(w.ShapeError, match="Scalar"):
         w.NetChain([w.LinearLayer(2)], Input=3, Output="Scalar")
     net = w.NetInitialize(w.NetChain([w.LinearLayer(1)], Input=3, Output="Scalar"))
-    assert isinstance(net([1, 2, 3]), float)
-    assert len(net([[1, 2, 3], [4, 5, 6]])) == 2
+    a = arrays_of(w.NetExtract(net, 1))
+    y = net([1, 2, 3])
+    assert isinstance(y, float) and y == pytest.approx(float(a["Weights"][0] @ [1, 2, 3] + a["Biases"][0]), rel=1e-6)
+    want = a["Weights"] @ np.array([[1, 2, 3], [4, 5, 6]]).T + a["Biases"][:, None]  # (1, 2)
+    assert net([[1, 2, 3], [4, 5, 6]]) == pytest.approx(want[0].tolist(), rel=1e-6)
 
 
 def test_int_in_chain_is_linear_layer():
