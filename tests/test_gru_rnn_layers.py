@@ -16,6 +16,7 @@ import torch
 
 import reference as R
 import reference_cells as C
+import wlnet
 from wlnet import (
     All,
     Automatic,
@@ -502,12 +503,12 @@ def dropout_pair(kind, spec, seed=27):
     return make_layer(kind, a, Dropout=spec), make_layer(kind, a), a
 
 
-def numpy_with_masks(kind, xs, a, masks: dropout.Masks):
+def numpy_with_masks(kind, xs, a, masks: dropout.Masks, s0=None):
     """The numpy reference with the drawn masks (weight masks applied to the arrays here)."""
     if masks.weights:
         a = {name: v * masks.weights[name].double().numpy() if name in masks.weights else v for name, v in a.items()}
     np_or_none = [None if m is None else m.double().numpy() for m in (masks.x, masks.s, masks.m)]
-    return C.forward_batch(kind, xs, a, None, *np_or_none)
+    return C.forward_batch(kind, xs, a, s0, *np_or_none)
 
 
 @pytest.mark.parametrize("kind,spec", ALL_COMBOS, ids=IDS)
@@ -580,3 +581,83 @@ def test_masked_equals_unroll_with_gradients(kind, spec, ragged):
     close(gs1, g["s0"], rtol=1e-10, atol=1e-12)
     for nm in a:  # d/dA of (A ∘ Z) is the masked-array gradient times Z
         close(ga1[nm], g[nm] * zw.get(nm, 1.0), rtol=1e-10, atol=1e-12)
+
+
+def test_gru_input_gate_convention():
+    # Wolfram's z weighs the new memory: z ≈ 1 takes m_t, z ≈ 0 keeps s_{t-1} (torch's z is the other way)
+    a = C.random_arrays("GRU", 3, 2, seed=40)
+    x, s0 = rand(1, 2, seed=1, dtype=np.float64), rand(3, seed=2, dtype=np.float64)
+    r = C.sigmoid(a["ResetGateInputWeights"] @ x[0] + a["ResetGateStateWeights"] @ s0 + a["ResetGateBiases"])
+    m = np.tanh(a["MemoryGateInputWeights"] @ x[0] + a["MemoryGateBiases"] + r * (a["MemoryGateStateWeights"] @ s0))
+    for bias, want in ((40.0, m), (-40.0, s0)):
+        b = {**a, "InputGateBiases": np.full(3, bias)}
+        got = make_layer("GRU", b)({"Input": x, NetPort("State"): s0}, WorkingPrecision="Real64")
+        close(got[0], want, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("per_array", [True, False])
+@pytest.mark.parametrize("kind", KINDS)
+def test_inputform_rebuilds_with_options(kind, per_array):
+    frozen = C.array_names(kind)[1]  # a state weight matrix
+    if per_array:
+        options = {"Dropout": 0.25, "LearningRateMultipliers": {frozen: 0.5}}
+        want = {(nm,): 0.5 if nm == frozen else 1.0 for nm in C.array_names(kind)}
+    else:
+        options = {"Dropout": {"VariationalInput": 0.1, "VariationalState": 0.3}, "LearningRateMultipliers": 0}
+        want = {(nm,): 0.0 for nm in C.array_names(kind)}
+    layer = make_layer(kind, C.random_arrays(kind, 3, 2, seed=41), **options)
+    assert Information(layer, "ArraysLearningRateMultipliers") == want
+    code = Information(layer, "InputForm")
+    rebuilt = eval(code, vars(wlnet))
+    assert type(rebuilt) is type(layer) and Information(rebuilt, "InputForm") == code
+    assert Information(rebuilt, "ArraysLearningRateMultipliers") == want
+    assert rebuilt._dropout == layer._dropout
+    x = rand(3, 2, seed=3)
+    assert np.array_equal(rebuilt(x), layer(x))
+    assert np.array_equal(rebuilt(x, NetEvaluationMode="Train", RandomSeeding=4),
+                          layer(x, NetEvaluationMode="Train", RandomSeeding=4))
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_output_option_fixes_the_length(kind):
+    layer = LAYERS[kind](3, Input=("Varying", 2), Output=(4, 3))
+    assert Information(layer, "InputPorts") == {"Input": "a length-4 sequence of size-2 vectors"}
+    expect(ShapeError, lambda: LAYERS[kind](3, Output=("Varying", 4)), "size-3", "size-4")
+    fixed = make_layer(kind, C.random_arrays(kind, 3, 2, seed=42), Output=(4, 3))
+    expect(InputError, lambda: fixed(rand(3, 2).tolist()), '"Input"', "length-4 sequence")
+    close(fixed(rand(4, 2, seed=5)), C.forward(kind, rand(4, 2, seed=5), C.random_arrays(kind, 3, 2, seed=42))[0])
+
+
+@pytest.mark.parametrize("kind,spec", ALL_COMBOS, ids=IDS)
+def test_which_kernel_runs_the_masks(kind, spec):
+    # off the LSTM, input or weight masks alone run torch's fused kernel (so test_masked_equals_unroll
+    # compares two different computations there); a state or memory mask runs the unrolled step
+    masks = dropout.draw_masks(CELLS[kind], spec, 2, 3, 4, 2, torch.Generator().manual_seed(0), "cpu", F64)
+    want = "unroll" if {"VariationalState", "StateUpdate"} & set(spec) else "fused"
+    assert recurrence.choose(CELLS[kind], "cpu", F64, masks) == want
+    assert recurrence.choose(CELLS[kind], "cpu", F64, dropout.Masks()) == "fused"
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("kind", KINDS)
+def test_cuda_matches_numpy(kind):
+    cell = CELLS[kind]
+    a = C.random_arrays(kind, 4, 2, seed=43)
+    xs = [rand(L, 2, seed=L, dtype=np.float64) for L in (4, 1, 3)]
+    x, lengths = pad(xs, F64)
+    s0 = rand(3, 4, seed=44, dtype=np.float64)
+    spec = dict.fromkeys(cell.dropout, 0.3)
+    masks = dropout.draw_masks(cell, spec, 3, 4, 4, 2, torch.Generator().manual_seed(8), "cuda", F64)
+    arrays = {nm: torch.tensor(v, dtype=F64, device="cuda") for nm, v in a.items()}
+    out, (s_T,) = recurrence.masked(cell, x.cuda(), lengths, arrays, (torch.tensor(s0, device="cuda"),), masks)
+    cpu_masks = dropout.Masks({nm: masks.weights[nm].cpu() for nm in masks.weights},
+                              *(None if z is None else z.cpu() for z in (masks.x, masks.s, masks.m)))
+    ref, ref_s = numpy_with_masks(kind, xs, a, cpu_masks, s0)
+    for b, L in enumerate((4, 1, 3)):
+        close(out[b, :L].cpu(), ref[b], rtol=1e-10, atol=1e-12)
+    close(s_T.cpu(), ref_s, rtol=1e-10, atol=1e-12)
+    layer = make_layer(kind, a)
+    seqs = [v.tolist() for v in xs]
+    for u, v in zip(layer(seqs, TargetDevice="GPU"), layer(seqs)):
+        np.testing.assert_allclose(u, v, atol=1e-5)
+
