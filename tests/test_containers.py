@@ -6,6 +6,7 @@ import pytest
 import torch
 
 import wlnet as w
+from reference import backward as reference_backward
 from reference import forward as lstm_forward  # numpy implementation of SPEC §2
 
 RNG = np.random.default_rng(7)
@@ -227,8 +228,11 @@ def test_scalar_output_needs_size_one():
     with pytest.raises(w.ShapeError, match="Scalar"):
         w.NetChain([w.LinearLayer(2)], Input=3, Output="Scalar")
     net = w.NetInitialize(w.NetChain([w.LinearLayer(1)], Input=3, Output="Scalar"))
-    assert isinstance(net([1, 2, 3]), float)
-    assert len(net([[1, 2, 3], [4, 5, 6]])) == 2
+    a = arrays_of(w.NetExtract(net, 1))
+    y = net([1, 2, 3])
+    assert isinstance(y, float) and y == pytest.approx(float(a["Weights"][0] @ [1, 2, 3] + a["Biases"][0]), rel=1e-6)
+    want = a["Weights"] @ np.array([[1, 2, 3], [4, 5, 6]]).T + a["Biases"][:, None]  # (1, 2)
+    assert net([[1, 2, 3], [4, 5, 6]]) == pytest.approx(want[0].tolist(), rel=1e-6)
 
 
 def test_int_in_chain_is_linear_layer():
@@ -297,7 +301,11 @@ def test_torch_in_torch_out_through_chain():
     y = net(x)
     assert isinstance(y, torch.Tensor) and y.shape == (4, 2)
     y.sum().backward()
-    assert x.grad is not None and x.grad.abs().sum() > 0
+    # d sum(W s_T + b)/d s_T = Wᵀ·1, then back through the LSTM by the reference's own backward
+    a = arrays_of(w.NetExtract(net, 1))
+    w_s = arrays_of(w.NetExtract(net, 3))["Weights"].T @ np.ones(2)
+    want = np.stack([reference_backward(xb, a, w_s=w_s)["x"] for xb in x.detach().numpy().astype(np.float64)])
+    np.testing.assert_allclose(x.grad.numpy(), want, rtol=1e-4, atol=1e-5)
 
 
 def test_state_object_bad_seed():

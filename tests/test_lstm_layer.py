@@ -630,7 +630,6 @@ def test_scenario_2_initialized_layer_on_three_vectors():
     layer = NetInitialize(LongShortTermMemoryLayer(3, Input=("Varying", 2)))
     out = layer([[1, 2], [3, 4], [5, 6]])
     assert len(out) == 3 and all(len(v) == 3 for v in out)
-    assert all(-1 < v < 1 for row in out for v in row)
     a = {name: NetExtract(layer, name).astype(np.float64) for name in NAMES}
     close(out, R.forward([[1, 2], [3, 4], [5, 6]], a)[0])
 
