@@ -375,8 +375,6 @@ def test_real64_with_states_lstm():
     close(states[("CellState",)], R.forward(x, a)[2], rtol=1e-6, atol=1e-6)
 
 
-@pytest.mark.xfail(strict=True, reason="bug: WorkingPrecision='Real64' reads inputs and given states as float32 "
-                   "(data.PortReader._tensor) before computing in float64, so float64 data loses precision")
 @pytest.mark.parametrize("kind", KINDS)
 def test_real64_keeps_float64_inputs(kind):
     a = C.random_arrays(kind, 3, 2, seed=23)
@@ -387,8 +385,6 @@ def test_real64_keeps_float64_inputs(kind):
           C.forward(kind, x, a, s0)[0], rtol=1e-12, atol=1e-12)
 
 
-@pytest.mark.xfail(strict=True, reason="bug: NetStateObject stores its states as float32 even after a "
-                   "WorkingPrecision='Real64' evaluation, so the next Real64 call starts from rounded states")
 def test_real64_state_object_continues_in_float64():
     a = C.random_arrays("GRU", 3, 2, seed=24)
     obj = NetStateObject(make_layer("GRU", a))

@@ -210,8 +210,6 @@ def test_bad_inputs_name_the_port(case, what):
     assert layer(case.x) == before  # nothing changed
 
 
-@pytest.mark.xfail(strict=True, reason="bug: a 0-d numpy index (np.array(3)) is read as 'a vector of size 1' and "
-                   "refused, while the int 3 and torch.tensor(3) are accepted")
 def test_unit_vector_layer_takes_a_numpy_scalar_index():
     layer = initialized(CASES[IDS.index("UnitVectorLayer")])
     assert layer(3) == [0.0, 0.0, 1.0, 0.0]

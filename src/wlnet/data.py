@@ -188,11 +188,11 @@ class PortReader:
 
     __slots__ = ("t", "layer", "port", "dtype", "rank", "varying")
 
-    def __init__(self, t: ArrayType, layer: str, port: str):
+    def __init__(self, t: ArrayType, layer: str, port: str, real: torch.dtype = torch.float32):
         self.t = t
         self.layer = layer
         self.port = port
-        self.dtype = torch.int64 if t.integer else torch.float32
+        self.dtype = torch.int64 if t.integer else real  # real: the working precision
         self.rank = t.rank
         self.varying = t.varying
 
@@ -235,8 +235,8 @@ class PortReader:
             elif kind == "numpy":
                 if data.dtype.kind not in "biuf":
                     raise TypeError
-                x = torch.from_numpy(np.ascontiguousarray(data, dtype=np.float32 if self.dtype ==
-                                                          torch.float32 else np.int64))
+                x = np.asarray(data, dtype=torch.empty(0, dtype=self.dtype).numpy().dtype)
+                x = torch.from_numpy(x if x.flags.c_contiguous else x.copy())  # (0-d arrays stay 0-d)
             else:
                 x = torch.tensor(data, dtype=self.dtype)
         except (TypeError, ValueError, RuntimeError):

@@ -34,21 +34,21 @@ class Evaluation(NamedTuple):
     kind: str
 
 
-def readers(net: Net) -> dict:
-    """{input port: reader}, built once per net."""
-    cached = net.__dict__.get("_reader_cache")
+def readers(net: Net, real: torch.dtype = torch.float32) -> dict:
+    """{input port: reader} for real data in precision `real`, built once per net and precision."""
+    cache = net.__dict__.setdefault("_reader_cache", {})
+    cached = cache.get(real)
     if cached is None:
-        cached = {}
+        cached = cache[real] = {}
         for port, t in net.input_ports().items():
             enc = net.encoders.get(port)
-            cached[port] = enc.reader(net.name, port) if enc is not None else PortReader(t, net.name, port)
-        net.__dict__["_reader_cache"] = cached
+            cached[port] = enc.reader(net.name, port) if enc is not None else PortReader(t, net.name, port, real)
     return cached
 
 
-def read_inputs(net: Net, data) -> tuple[dict, bool, str, int]:
-    """User data → ({port: value}, batched, kind, batch size)."""
-    ports = readers(net)
+def read_inputs(net: Net, data, real: torch.dtype = torch.float32) -> tuple[dict, bool, str, int]:
+    """User data → ({port: value}, batched, kind, batch size); real entries in precision `real`."""
+    ports = readers(net, real)
     if isinstance(data, dict) and data and all(isinstance(k, str) for k in data):
         unknown = [k for k in data if k not in ports]
         if unknown:
@@ -108,7 +108,7 @@ def evaluate(net: Net, data, port, options: dict, states: dict | None = None,
         data = dict(data)
         for key in [k for k in data if isinstance(k, NetPort)]:
             given_states.update(state_spec(net, key, data.pop(key)))
-    values, batched, kind, size = read_inputs(net, data)
+    values, batched, kind, size = read_inputs(net, data, dtype)
     if states:
         stored = next(iter(states.values())).shape[0]
         if stored != 1 and (not batched or size != stored):
@@ -118,7 +118,7 @@ def evaluate(net: Net, data, port, options: dict, states: dict | None = None,
                 f"{stored}, or reset the states (NetStateObject.reset())."
             )
     initial = dict(states or {})
-    initial.update(read_states(net, given_states, batched, size))
+    initial.update(read_states(net, given_states, batched, size, dtype))
     initial = {p: v.expand(size, -1) if v.shape[0] == 1 and size > 1 else v for p, v in initial.items()}
     values, initial = move_all(values, device, dtype), move_all(initial, device, dtype)
     exact = exact_states or any(isinstance(p, NetPort) for p in selection[0])
@@ -158,13 +158,13 @@ def state_spec(net: Net, key: NetPort, value) -> dict:
     return out
 
 
-def read_states(net: Net, given: dict, batched: bool, size: int) -> dict:
+def read_states(net: Net, given: dict, batched: bool, size: int, real: torch.dtype = torch.float32) -> dict:
     """{position: user value} → {position: tensor (1 or B, n)}, each checked against its port."""
     positions = net.state_positions()
     out = {}
     for pos, v in given.items():
         port = "/".join(str(p) for p in pos)
-        b = PortReader(positions[pos], net.name, f"NetPort({port})").read(v)
+        b = PortReader(positions[pos], net.name, f"NetPort({port})", real).read(v)
         if b.batched and (not batched or b.size != size):
             raise InputError(
                 f"{net.name}: the state for {pos!r} was given for a batch of {b.size}, but the input is "

@@ -41,7 +41,7 @@ class NetStateObject:
     def _read_seed(self, seed) -> dict:
         """{position: (1, n) tensor}; positions and vectors checked as NetPort(All, "States") is."""
         given = state_spec(self._net, NetPort(All, "States"), seed)
-        return {p: v.detach().clone() for p, v in read_states(self._net, given, False, 1).items()}
+        return {p: v.detach().clone() for p, v in read_states(self._net, given, False, 1, torch.float64).items()}
 
     @property
     def net(self) -> Net:
