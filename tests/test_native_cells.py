@@ -247,6 +247,20 @@ def test_row_blocks_on_two_threads_equal_one_thread(cell, which, ragged):
     assert_close(results[1], results[0], 1e-12)
 
 
+@pytest.mark.parametrize("cell", ["gru", "rnn"])
+def test_masks_of_the_wrong_shape_or_dtype_are_errors(cell):
+    native_or_skip()
+    x, arrays, s0, masks = problem(cell, B=3, T=3, n=4, k=2, which="xsw")
+    G = 3 if cell == "gru" else 1
+    bad = [{"zx": masks["zx"][:, :, :1]}, {"zs": torch.ones(3, G + 1, 4, dtype=F64)}, {"zx": masks["zx"].float()},
+           {"zw": {next(iter(masks["zw"])): torch.ones(4, dtype=F64)}}]
+    if cell == "gru":
+        bad.append({"zm": torch.ones(3, 2, 4, dtype=F64)})
+    for b in bad:
+        with pytest.raises(RuntimeError, match="wlnet native: mask"):
+            call(cell, x, None, arrays, s0, b)
+
+
 def test_the_native_kernels_run(monkeypatch):
     lib = native_or_skip()
     calls = []

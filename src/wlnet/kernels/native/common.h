@@ -158,6 +158,14 @@ inline int64_t alive(const std::vector<int64_t>& batch_sizes, int64_t t, int64_t
 
 inline Tensor contiguous(const optional<Tensor>& z) { return z ? z->contiguous() : Tensor(); }
 
+// A mask, if given, must have `shape` and x's dtype (else its data would be misread).
+inline void check_mask(const Tensor& z, at::IntArrayRef shape, const Tensor& x, const char* name) {
+  if (!z.defined()) return;
+  TORCH_CHECK(z.sizes() == shape, "wlnet native: mask ", name, " must have shape ", shape, ", got ", z.sizes());
+  TORCH_CHECK(z.scalar_type() == x.scalar_type(), "wlnet native: mask ", name, " must be ", x.scalar_type(),
+              ", got ", z.scalar_type());
+}
+
 template <typename T>
 const T* ptr(const Tensor& z) {
   return z.defined() ? z.data_ptr<T>() : nullptr;

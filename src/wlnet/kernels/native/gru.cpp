@@ -124,6 +124,12 @@ std::vector<Tensor> gru_forward(Tensor x, optional<Tensor> s0, std::vector<Tenso
   const int64_t T = x.size(0), B = x.size(1), k = x.size(2), n = arrays[0].size(0);
   const auto opts = x.options();
   Tensor zx = contiguous(zx_), zs = contiguous(zs_), zm = contiguous(zm_);
+  check_mask(zx, {B, 3, k}, x, "zx");
+  check_mask(zs, {B, 3, n}, x, "zs");
+  check_mask(zm, {B, T, n}, x, "zm");
+  for (size_t i = 0; i < zw.size(); ++i) {
+    if (has_mask(zw, i)) check_mask(zw[i], arrays[i].sizes(), x, "zw");
+  }
 
   Tensor wx = at::empty({3 * n, k}, opts), ws = at::empty({3 * n, n}, opts), bias = at::empty({3 * n}, opts);
   for (int64_t g = 0; g < 3; ++g) {

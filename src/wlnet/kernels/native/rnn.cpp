@@ -65,6 +65,11 @@ std::vector<Tensor> rnn_forward(Tensor x, optional<Tensor> s0, std::vector<Tenso
   const int64_t T = x.size(0), B = x.size(1), k = x.size(2), n = arrays[0].size(0);
   const auto opts = x.options();
   Tensor zx = contiguous(zx_), zs = contiguous(zs_);
+  check_mask(zx, {B, 1, k}, x, "zx");
+  check_mask(zs, {B, 1, n}, x, "zs");
+  for (size_t i = 0; i < zw.size(); ++i) {
+    if (has_mask(zw, i)) check_mask(zw[i], arrays[i].sizes(), x, "zw");
+  }
   Tensor wx = has_mask(zw, 0) ? arrays[0] * zw[0] : arrays[0].contiguous();
   Tensor ws = has_mask(zw, 1) ? arrays[1] * zw[1] : arrays[1].contiguous();
   Tensor bias = arrays[2].contiguous();
