@@ -138,15 +138,9 @@ def cell_contenders(cell: str, n: int, B: int, T: int, k: int):
     """name → (train_step, forward) closures: torch's fused kernel without dropout, and
     `native_cells` without dropout and with each method (masks drawn in every call)."""
     torch.manual_seed(0)
-    if cell == "gru":
-        names = native_cells.GRU_NAMES
-        shapes = {name: (n, k) if "Input" in name.partition("Gate")[2] else (n, n) if "State" in name else (n,)
-                  for name in names}
-        G = 3
-    else:
-        names = native_cells.RNN_NAMES
-        shapes = {"InputWeights": (n, k), "StateWeights": (n, n), "Biases": (n,)}
-        G = 1
+    names, G = (native_cells.GRU_NAMES, 3) if cell == "gru" else (native_cells.RNN_NAMES, 1)
+    part_shapes = {"InputWeights": (n, k), "StateWeights": (n, n), "Biases": (n,)}
+    shapes = {name: part_shapes[name.split("Gate")[-1]] for name in names}
     arrays = {name: (torch.randn(*shapes[name]) / n**0.5).requires_grad_() for name in names}
     x = torch.randn(B, T, k, requires_grad=True)
     h0 = torch.zeros(1, B, n)

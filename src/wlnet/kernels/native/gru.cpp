@@ -156,7 +156,6 @@ std::vector<Tensor> gru_forward(Tensor x, optional<Tensor> s0, std::vector<Tenso
   Tensor SZ = zs.defined() ? buf[zx.defined() ? 5 : 4] : Tensor();
   if (!batch_sizes.empty()) {  // rows past a sequence's end: outputs zero, and finite where products read them
     S.zero_();
-    AM.zero_();
     if (SZ.defined()) SZ.zero_();
   }
   if (s0) {
