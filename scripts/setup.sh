@@ -11,5 +11,21 @@ if ! .venv/bin/python -c "import torch, sys; sys.exit(torch.__version__.split('+
   .venv/bin/python -m pip install -q "torch==2.13.0"
 fi
 .venv/bin/python -m pip install -q -e ".[test]"
-# the optional native kernel of the dropout recurrence: built here once (falls back without a compiler)
-.venv/bin/python -c "from wlnet.kernels import native; print('wlnet: native dropout kernel', 'built' if native.get() else 'unavailable: using the pure-torch recurrence')"
+# the native kernels of the dropout recurrences: built here once (falls back without a compiler);
+# when the build fails, why (the last lines of its error)
+.venv/bin/python - <<'PY'
+from wlnet.kernels import native
+
+if native.disabled():
+    print("wlnet: native kernels disabled (WLNET_NO_NATIVE): using the pure-torch recurrences")
+else:
+    try:
+        lib = native.get()
+    except RuntimeError:  # WLNET_REQUIRE_NATIVE=1: the tests will fail on it; say why here
+        lib = None
+    if lib is not None:
+        print("wlnet: native kernels built")
+    else:
+        print("wlnet: native kernels unavailable: using the pure-torch recurrences. The build failed:")
+        print("\n".join((native.build_error() or "(no error recorded)").splitlines()[-25:]))
+PY

@@ -185,6 +185,15 @@ def assert_close(got, want, tol=1e-10):
         np.testing.assert_allclose(g, w, rtol=tol, atol=tol)
 
 
+def native_or_skip():
+    """The native module; a skip where it could not be built, a failure under WLNET_REQUIRE_NATIVE=1
+    (where `native.get()` raises instead)."""
+    lib = native.get()
+    if lib is None:
+        pytest.skip("the native kernel could not be built here")
+    return lib
+
+
 RAGGED = torch.tensor([6, 2, 5, 1])
 MASK_SETS = ["", "x", "s", "m", "xs", "xm", "sm", "xsm"]
 
@@ -373,8 +382,7 @@ def drawer(request, monkeypatch):
     """Masks drawn by the native kernel (from one seed), or with the generator itself."""
     if request.param == "native":
         monkeypatch.delenv("WLNET_NO_NATIVE", raising=False)
-        if native.get() is None:
-            pytest.skip("the native kernel could not be built here")
+        native_or_skip()
     else:
         monkeypatch.setenv("WLNET_NO_NATIVE", "1")
     return request.param
@@ -433,8 +441,7 @@ def test_neighbouring_draws_are_independent(p, drawer):
 
 
 def test_native_masks_do_not_depend_on_threads():
-    if native.get() is None:
-        pytest.skip("the native kernel could not be built here")
+    native_or_skip()
     spec = dict.fromkeys(dropout.METHODS, 0.4)
     threads = torch.get_num_threads()
     try:
@@ -594,8 +601,7 @@ def test_which_kernel_runs(monkeypatch, built):
     custom one."""
     if built:
         monkeypatch.delenv("WLNET_NO_NATIVE", raising=False)
-        if native.get() is None:
-            pytest.skip("the native kernel could not be built here")
+        native_or_skip()
     else:
         monkeypatch.setenv("WLNET_NO_NATIVE", "1")
     x, arrays, s0, c0 = make_problem(seed=22)
@@ -704,8 +710,7 @@ def _run_custom(lengths, which, dtype, B=9, T=7, n=37, k=5):
 @pytest.mark.parametrize("which", MASK_SETS)
 def test_native_loops_equal_pure_torch_loops(which, lengths, dtype, monkeypatch):
     monkeypatch.delenv("WLNET_NO_NATIVE", raising=False)
-    if native.get() is None:
-        pytest.skip("the native loops could not be built here")
+    native_or_skip()
     got, g_got = _run_custom(lengths, which, dtype)
     monkeypatch.setenv("WLNET_NO_NATIVE", "1")
     want, g_want = _run_custom(lengths, which, dtype)
@@ -720,8 +725,7 @@ def test_native_row_blocks_equal_pure_torch(which, ragged, monkeypatch):
     """A batch big enough that the native kernel runs its time loops in row blocks, one per
     thread (B ≥ 32 with 2 threads): the same numbers as the pure-torch loops."""
     monkeypatch.delenv("WLNET_NO_NATIVE", raising=False)
-    if native.get() is None:
-        pytest.skip("the native loops could not be built here")
+    native_or_skip()
     threads = torch.get_num_threads()
     torch.set_num_threads(2)
     try:
@@ -773,9 +777,7 @@ def test_custom_path_without_grad_equals_with_grad(lengths):
 
 def test_native_loops_are_used_and_fallback_when_disabled(monkeypatch):
     monkeypatch.delenv("WLNET_NO_NATIVE", raising=False)
-    lib = native.get()
-    if lib is None:
-        pytest.skip("the native loops could not be built here")
+    lib = native_or_skip()
     calls = []
 
     class Spy:
@@ -802,11 +804,14 @@ def test_native_build_is_tried_once_and_failure_falls_back_quietly(monkeypatch, 
     monkeypatch.setattr(native, "_build", failing_build)
     monkeypatch.setattr(native, "_module", None)
     monkeypatch.setattr(native, "_tried", False)
+    monkeypatch.setattr(native, "_error", None)
+    monkeypatch.delenv("WLNET_REQUIRE_NATIVE", raising=False)
     monkeypatch.setenv("WLNET_NO_NATIVE", "1")
     assert native.get() is None and tries == []  # disabled: not even tried
     monkeypatch.setattr(native, "_tried", False)
     monkeypatch.delenv("WLNET_NO_NATIVE")
     assert native.get() is None and native.get() is None and tries == [1]
+    assert native.build_error() == "RuntimeError: no compiler"  # kept, not swallowed
     x = torch.zeros(2, 2)
     assert native.usable(x) is None
     lengths = torch.tensor([3, 1, 2])

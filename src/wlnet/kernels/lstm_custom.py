@@ -11,7 +11,7 @@ optional masks (see `kernels.dropout` for how they are drawn):
 The 4-axis of zx and zs is in Wolfram order (Input, Output, Forget, Memory) = `cells.LSTM.gates`.
 
 Two implementations of the same recurrence, with the same contract (`run` picks):
-- `_LSTMNative` (CPU, float32/float64, where `kernels.native` builds `lstm_native.cpp`): the
+- `_LSTMNative` (CPU, float32/float64, where `kernels.native` builds `native/lstm.cpp`): the
   whole forward in one C++ call and the whole backward in another. The input contributions of
   all steps are one product before the loop (per gate with zx); each step adds its state
   product (per gate with zs: four products in one batched BLAS call) and then does all of its
@@ -278,7 +278,7 @@ NATIVE_NAMES = tuple(f"{g}Gate{part}" for part in ("InputWeights", "StateWeights
 
 
 class _LSTMNative(torch.autograd.Function):
-    """The recurrence in C++ (`lstm_native.cpp`): forward and backward one call each.
+    """The recurrence in C++ (`native/lstm.cpp`): forward and backward one call each.
 
     x (T, B, k) time-major, rows sorted by decreasing length; s0, c0 (B, n) | None (zeros); zx (B, 4, k),
     zs (B, 4, n), zm (B, T, n) | None (Wolfram gate order, rows sorted like x); zw: the weight

@@ -39,7 +39,7 @@ class Layer(Net):
     """A layer: options checked at construction, arrays by Wolfram name, port types.
 
     Subclasses call `Layer.__init__` with their positional arguments, their options and their
-    array names; set `_in` (and `_encoders`); and define `_derive` (the output types and
+    array names; set `_in` (and `encoders`); and define `_derive` (the output types and
     sizes that follow from the input types) and `forward` (or `run`, for state)."""
 
     OPTIONS: dict = {}  # option name → default, as Options(LayerClass) shows them

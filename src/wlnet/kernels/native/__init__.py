@@ -1,0 +1,113 @@
+"""The native (C++) kernels of `lstm_custom`, `native_cells` and `dropout`, built at first use; None when unavailable.
+
+Sources, in this folder: `common.h` (the BLAS calls, vectorized helpers, row-block time loops,
+the buffer pool), `lstm.cpp`, `gru.cpp`, `rnn.cpp` (each a masked recurrence's forward and
+backward, one call each: BLAS products called directly, each step's element-wise work one
+vectorized pass with ATen `Vectorized`), `draw.cpp` (the dropout mask draws: a counter-based
+hash from one seed) and `module.cpp` (the Python bindings). They are compiled once per machine
+with `torch.utils.cpp_extension.load` (needs ninja and a C++ compiler; ~1-2 min on 2 cores)
+into torch's extensions directory (TORCH_EXTENSIONS_DIR) and reused from there. They call the
+BLAS that torch links (`sgemm_`, `sgemm_batch_`, MKL in torch's x86 wheels); where those are
+missing, loading fails and the fallback runs.
+
+`get()` tries at most once per process. WLNET_NO_NATIVE=1 in the environment, or a non-CPU
+tensor, gives the pure-torch code instead. A failed build (no compiler, no ninja, a build or
+load error) falls back too, and its error text is kept (`build_error()`); with
+WLNET_REQUIRE_NATIVE=1 it is an error instead (`get()` raises). CPU only, float32 and float64.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import warnings
+from pathlib import Path
+
+import torch
+
+_DIR = Path(__file__).parent
+_SOURCES = ("lstm.cpp", "gru.cpp", "rnn.cpp", "draw.cpp", "module.cpp")
+_module = None
+_tried = False
+_error: str | None = None
+
+
+def disabled() -> bool:
+    """Whether WLNET_NO_NATIVE asks for the pure-torch loops."""
+    return os.environ.get("WLNET_NO_NATIVE", "").strip() not in ("", "0")
+
+
+def required() -> bool:
+    """Whether WLNET_REQUIRE_NATIVE makes a missing kernel an error (unless it is disabled)."""
+    return os.environ.get("WLNET_REQUIRE_NATIVE", "").strip() not in ("", "0")
+
+
+def _build():
+    from torch.utils import cpp_extension
+
+    flags = ["-O3", "-fopenmp"]  # at::parallel_for is inline OpenMP code (torch's libgomp at run time)
+    try:
+        cap = torch.backends.cpu.get_cpu_capability()
+    except Exception:
+        cap = "DEFAULT"
+    if cap == "AVX512":  # the vector width of ATen's own kernels on this CPU
+        flags += ["-mavx512f", "-mavx512bw", "-mavx512vl", "-mavx512dq", "-mfma",
+                  "-DCPU_CAPABILITY=AVX512", "-DCPU_CAPABILITY_AVX512"]
+        tag = "avx512"
+    elif cap == "AVX2":
+        flags += ["-mavx2", "-mfma", "-DCPU_CAPABILITY=AVX2", "-DCPU_CAPABILITY_AVX2"]
+        tag = "avx2"
+    else:
+        tag = "default"
+    log = logging.getLogger(cpp_extension.__name__)  # it logs compiler checks as warnings
+    level = log.level
+    log.setLevel(logging.CRITICAL)
+    path = os.environ.get("PATH", "")
+    # ninja from the package's own environment, which need not be on PATH
+    os.environ["PATH"] = os.path.dirname(sys.executable) + os.pathsep + path
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return cpp_extension.load(name=f"wlnet_native_{tag}", sources=[str(_DIR / s) for s in _SOURCES],
+                                      extra_cflags=flags, extra_ldflags=["-fopenmp"], verbose=False)
+    finally:
+        log.setLevel(level)
+        os.environ["PATH"] = path
+
+
+def build_error() -> str | None:
+    """The error text of the failed build, or None (built, disabled or not tried yet)."""
+    return _error
+
+
+def get():
+    """The compiled module, or None if disabled or unbuildable (with WLNET_REQUIRE_NATIVE=1
+    unbuildable raises a RuntimeError that gives the build error).
+
+    Its functions: `forward`, `backward` (the LSTM), `gru_forward`, `gru_backward`,
+    `rnn_forward`, `rnn_backward`, `bernoulli` (the mask draws)."""
+    global _module, _tried, _error
+    if not _tried and not disabled():
+        _tried = True
+        try:
+            _module = _build()
+        except Exception as e:  # any build failure: the pure-torch loops, with the reason kept
+            _module = None
+            _error = f"{type(e).__name__}: {e}"
+    if _module is None and required() and not disabled():
+        raise RuntimeError(f"wlnet: the native kernel is required (WLNET_REQUIRE_NATIVE=1) but did not build:\n"
+                           f"{_error or 'no build error recorded'}")
+    return _module
+
+
+def usable(x: torch.Tensor):
+    """The module if it can run on x's device and dtype, else None."""
+    return usable_for(x.device, x.dtype)
+
+
+def usable_for(device: torch.device, dtype: torch.dtype):
+    """The module if it can run on `device` with `dtype`, else None."""
+    if device.type != "cpu" or dtype not in (torch.float32, torch.float64) or disabled():
+        return None
+    return get()

@@ -1,0 +1,291 @@
+// What the native kernels share: the BLAS that torch links, vectorized helpers, the row-block
+// time loops, the buffer pool, the mask helpers, and the entry points `module.cpp` binds.
+// Built at first use by `kernels.native` (torch.utils.cpp_extension).
+//
+// Conventions: row-major buffers; T steps, B rows (sorted by decreasing length when ragged),
+// k input size, n output size; `batch_sizes` holds the rows alive at each step, or is empty
+// for all B. The kernel sources include ATen only (pybind11 only in module.cpp), which keeps
+// each compile short.
+#pragma once
+
+#include <ATen/ATen.h>
+#include <ATen/Parallel.h>
+#include <ATen/cpu/vec/vec.h>
+
+#include <dlfcn.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <mutex>
+#include <type_traits>
+#include <vector>
+
+extern "C" {  // the BLAS that torch links (Fortran interface)
+void sgemm_(const char*, const char*, const int*, const int*, const int*, const float*, const float*, const int*,
+            const float*, const int*, const float*, float*, const int*);
+void dgemm_(const char*, const char*, const int*, const int*, const int*, const double*, const double*, const int*,
+            const double*, const int*, const double*, double*, const int*);
+void sgemm_batch_(const char*, const char*, const int*, const int*, const int*, const float*, const float**, const int*,
+                  const float**, const int*, const float*, float**, const int*, const int*, const int*);
+void dgemm_batch_(const char*, const char*, const int*, const int*, const int*, const double*, const double**,
+                  const int*, const double**, const int*, const double*, double**, const int*, const int*, const int*);
+}
+
+namespace wlnet {
+
+using at::Tensor;
+using at::vec::Vectorized;
+using c10::optional;
+
+// Row-major C (M×N, ldc) = op(A) op(B) + beta C, op(A) M×K. ta: A is stored K×M (lda);
+// tb: B is stored N×K (ldb). Column-major BLAS computes Cᵀ = op(B)ᵀ op(A)ᵀ.
+template <typename T>
+void gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, const T* A, int64_t lda, const T* B, int64_t ldb,
+          T beta, T* C, int64_t ldc) {
+  if (M == 0 || N == 0) return;  // (K ≥ 1 always: sizes and step counts are positive)
+  const char opa = ta ? 'T' : 'N', opb = tb ? 'T' : 'N';
+  const int m = N, n = M, k = K, la = ldb, lb = lda, lc = ldc;
+  const T one = 1;
+  if constexpr (std::is_same_v<T, float>) {
+    sgemm_(&opb, &opa, &m, &n, &k, &one, B, &la, A, &lb, &beta, C, &lc);
+  } else {
+    dgemm_(&opb, &opa, &m, &n, &k, &one, B, &la, A, &lb, &beta, C, &lc);
+  }
+}
+
+// Q ≤ 4 products of the same shapes in one BLAS call (MKL's grouped batch): C_q = op(A_q)
+// op(B_q) + beta C_q, with A_q = A + q sa, B_q = B + q sb, C_q = C + q sc. Conventions as `gemm`.
+template <typename T>
+void gemm_q(int Q, bool ta, bool tb, int64_t M, int64_t N, int64_t K, const T* A, int64_t lda, int64_t sa,
+            const T* B, int64_t ldb, int64_t sb, T beta, T* C, int64_t ldc, int64_t sc) {
+  if (M == 0 || N == 0) return;
+  const char opa = ta ? 'T' : 'N', opb = tb ? 'T' : 'N';
+  const int m = N, n = M, k = K, la = ldb, lb = lda, lc = ldc, groups = 1, size = Q;
+  const T one = 1;
+  const T* a[4];
+  const T* b[4];
+  T* c[4];
+  for (int q = 0; q < Q; ++q) {
+    a[q] = B + q * sb;
+    b[q] = A + q * sa;
+    c[q] = C + q * sc;
+  }
+  if constexpr (std::is_same_v<T, float>) {
+    sgemm_batch_(&opb, &opa, &m, &n, &k, &one, a, &la, b, &lb, &beta, c, &lc, &groups, &size);
+  } else {
+    dgemm_batch_(&opb, &opa, &m, &n, &k, &one, a, &la, b, &lb, &beta, c, &lc, &groups, &size);
+  }
+}
+
+// Four products in one call (the LSTM's gates).
+template <typename T>
+void gemm4(bool ta, bool tb, int64_t M, int64_t N, int64_t K, const T* A, int64_t lda, int64_t sa, const T* B,
+           int64_t ldb, int64_t sb, T beta, T* C, int64_t ldc, int64_t sc) {
+  gemm_q<T>(4, ta, tb, M, N, K, A, lda, sa, B, ldb, sb, beta, C, ldc, sc);
+}
+
+// While alive, this thread's MKL calls run on this thread alone (MKL's thread-local setting,
+// looked up in the process: without MKL, nothing to do).
+class SerialBlas {
+ public:
+  SerialBlas() {
+    using set_fn = int (*)(int);
+    static const set_fn set_local = reinterpret_cast<set_fn>(dlsym(RTLD_DEFAULT, "MKL_Set_Num_Threads_Local"));
+    set_ = set_local;
+    if (set_ != nullptr) previous_ = set_(1);
+  }
+  ~SerialBlas() {
+    if (set_ != nullptr) set_(previous_);
+  }
+  SerialBlas(const SerialBlas&) = delete;
+  SerialBlas& operator=(const SerialBlas&) = delete;
+
+ private:
+  int (*set_)(int) = nullptr;
+  int previous_ = 0;
+};
+
+template <typename T>
+inline Vectorized<T> sigmoid(const Vectorized<T>& x) {
+  const Vectorized<T> one(T(1));
+  return one / (one + x.neg().exp_u20());  // exp_u20: ATen's inlined exp (≤ 20 ulp; SLEEF for double)
+}
+
+template <typename T>
+inline Vectorized<T> tanh_(const Vectorized<T>& x) {  // tanh u = 2σ(2u) − 1: one exp
+  const Vectorized<T> one(T(1)), two(T(2));
+  return two * sigmoid(two * x) - one;
+}
+
+template <typename T>
+inline Vectorized<T> load(const T* p, int64_t count) {
+  return count == Vectorized<T>::size() ? Vectorized<T>::loadu(p) : Vectorized<T>::loadu(p, count);
+}
+
+template <typename T>
+inline void store(const Vectorized<T>& v, T* p, int64_t count) {
+  if (count == Vectorized<T>::size()) {
+    v.store(p);
+  } else {
+    v.store(p, count);
+  }
+}
+
+// Runs f(r0, r1) for blocks of the rows [0, B), in parallel: rows are independent in the
+// recurrence, so each thread runs a whole time loop for its block, and no step waits for
+// another thread (per-step parallel regions cost about as much as the work at small sizes, and
+// stall whenever the machine lends the process fewer cores than threads). Blocks keep at
+// least kMinRows rows (a smaller product is inefficient); their BLAS calls run on their thread.
+template <typename F>
+void for_row_blocks(int64_t B, const F& f) {
+  constexpr int64_t kMinRows = 16;
+  const int64_t blocks = std::max<int64_t>(1, std::min<int64_t>(at::get_num_threads(), B / kMinRows));
+  if (blocks == 1) {
+    f(0, B);
+    return;
+  }
+  at::parallel_for(0, blocks, 1, [&](int64_t c0, int64_t c1) {
+    const SerialBlas serial;
+    for (int64_t c = c0; c < c1; ++c) f(c * B / blocks, (c + 1) * B / blocks);
+  });
+}
+
+inline int64_t alive(const std::vector<int64_t>& batch_sizes, int64_t t, int64_t B, int64_t T) {
+  if (t >= T) return 0;
+  return batch_sizes.empty() ? B : batch_sizes[t];
+}
+
+inline Tensor contiguous(const optional<Tensor>& z) { return z ? z->contiguous() : Tensor(); }
+
+// A mask, if given, must have `shape` and x's dtype (else its data would be misread).
+inline void check_mask(const Tensor& z, at::IntArrayRef shape, const Tensor& x, const char* name) {
+  if (!z.defined()) return;
+  TORCH_CHECK(z.sizes() == shape, "wlnet native: mask ", name, " must have shape ", shape, ", got ", z.sizes());
+  TORCH_CHECK(z.scalar_type() == x.scalar_type(), "wlnet native: mask ", name, " must be ", x.scalar_type(),
+              ", got ", z.scalar_type());
+}
+
+template <typename T>
+const T* ptr(const Tensor& z) {
+  return z.defined() ? z.data_ptr<T>() : nullptr;
+}
+
+// Per-gate masked copies: dst[q, r, :] = src[r, :] ∘ z[r mod B, perm[q], :] for rows r < rows,
+// q < Q, width w; z is (B, Q, w); dst's gates are gate_stride apart (row r of a time-major
+// buffer is sequence r mod B).
+template <typename T>
+void mask_per_gate(int64_t Q, const int64_t* perm, const T* src, const T* z, T* dst, int64_t gate_stride,
+                   int64_t rows, int64_t w, int64_t B) {
+  at::parallel_for(0, rows, std::max<int64_t>(1, 2048 / std::max<int64_t>(w, 1)), [&](int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1; ++r) {
+      const int64_t b = r % B;
+      for (int64_t q = 0; q < Q; ++q) {
+        const T* zq = z + (b * Q + perm[q]) * w;
+        T* d = dst + q * gate_stride + r * w;
+        for (int64_t j = 0; j < w; ++j) d[j] = src[r * w + j] * zq[j];
+      }
+    }
+  });
+}
+
+// The reverse: dst[r, :] = Σ_q src[q, r, :] ∘ z[r mod B, perm[q], :].
+template <typename T>
+void sum_masked_gates(int64_t Q, const int64_t* perm, const T* src, int64_t gate_stride, const T* z, T* dst,
+                      int64_t rows, int64_t w, int64_t B) {
+  at::parallel_for(0, rows, std::max<int64_t>(1, 2048 / std::max<int64_t>(w, 1)), [&](int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1; ++r) {
+      const int64_t b = r % B;
+      for (int64_t j = 0; j < w; ++j) {
+        T v = 0;
+        for (int64_t q = 0; q < Q; ++q) v += src[q * gate_stride + r * w + j] * z[(b * Q + perm[q]) * w + j];
+        dst[r * w + j] = v;
+      }
+    }
+  });
+}
+
+// A flat buffer of `numel` elements (a view) from a small pool of allocations that this module
+// keeps and reuses once nothing else refers to them (a pooled block is only ever handed out as
+// a view, so the reference count of its storage tells). A fresh multi-megabyte block is mapped
+// in from the OS page by page at every call, which costs ~5% of a forward at n = 32 and more
+// when the host is busy. Blocks over kMaxBytes are not kept. (inline: one pool for the module.)
+inline Tensor pooled(int64_t numel, const at::TensorOptions& opts) {
+  static std::mutex mutex;
+  static std::vector<Tensor> pool;
+  constexpr size_t kPool = 16;
+  constexpr int64_t kMaxBytes = int64_t(256) << 20;
+  if (numel * static_cast<int64_t>(opts.dtype().itemsize()) > kMaxBytes) return at::empty({numel}, opts);
+  std::lock_guard<std::mutex> lock(mutex);
+  const auto is_free = [](const Tensor& t) { return t.storage().use_count() == 1; };
+  for (const Tensor& t : pool) {
+    if (t.scalar_type() == opts.dtype().toScalarType() && t.numel() >= numel && t.numel() <= 2 * numel + 4096 &&
+        is_free(t)) {
+      return t.narrow(0, 0, numel);
+    }
+  }
+  Tensor t = at::empty({numel}, opts);
+  if (pool.size() >= kPool) {  // make room: forget a free block, else do not keep this one
+    auto it = std::find_if(pool.begin(), pool.end(), is_free);
+    if (it == pool.end()) return t.narrow(0, 0, numel);
+    pool.erase(it);
+  }
+  pool.push_back(t);
+  return t.narrow(0, 0, numel);
+}
+
+// Buffers of the given shapes as views of one allocation.
+inline std::vector<Tensor> arena(const std::vector<std::vector<int64_t>>& shapes, const at::TensorOptions& opts) {
+  int64_t total = 0;
+  for (const auto& s : shapes) total += c10::multiply_integers(s);
+  Tensor flat = pooled(std::max<int64_t>(total, 1), opts);
+  std::vector<Tensor> out;
+  int64_t off = 0;
+  for (const auto& s : shapes) {
+    const int64_t size = c10::multiply_integers(s);
+    out.push_back(flat.narrow(0, off, size).view(s));
+    off += size;
+  }
+  return out;
+}
+
+// Each row's state at its own last step: rows of S (T+1, B, n) (S[t] the state after t steps).
+inline Tensor last_states(const Tensor& S, const std::vector<int64_t>& batch_sizes) {
+  const int64_t T = S.size(0) - 1, B = S.size(1), n = S.size(2);
+  if (batch_sizes.empty()) return S[T].clone();
+  std::vector<int64_t> len(B, 0);
+  for (int64_t bt : batch_sizes)
+    for (int64_t b = 0; b < bt; ++b) ++len[b];
+  Tensor idx = at::tensor(len, at::kLong) * B + at::arange(B, at::kLong);
+  return S.view({(T + 1) * B, n}).index_select(0, idx);
+}
+
+// ------------------------------------------------------------------------------ entry points
+
+// lstm.cpp
+std::vector<Tensor> lstm_forward(Tensor x, optional<Tensor> s0, optional<Tensor> c0, std::vector<Tensor> arrays,
+                                 std::vector<Tensor> zw, optional<Tensor> zx, optional<Tensor> zs,
+                                 optional<Tensor> zm, std::vector<int64_t> batch_sizes);
+std::vector<Tensor> lstm_backward(Tensor g_out, Tensor g_sT, Tensor g_cT, Tensor x, Tensor wx, Tensor ws,
+                                  std::vector<Tensor> zw, optional<Tensor> zx, optional<Tensor> zs,
+                                  optional<Tensor> zm, Tensor G, Tensor C, Tensor TC, Tensor S, optional<Tensor> XI,
+                                  optional<Tensor> SZ, std::vector<int64_t> batch_sizes, std::vector<bool> need);
+// gru.cpp
+std::vector<Tensor> gru_forward(Tensor x, optional<Tensor> s0, std::vector<Tensor> arrays, std::vector<Tensor> zw,
+                                optional<Tensor> zx, optional<Tensor> zs, optional<Tensor> zm,
+                                std::vector<int64_t> batch_sizes);
+std::vector<Tensor> gru_backward(Tensor g_out, Tensor g_sT, Tensor x, Tensor wx, Tensor ws, std::vector<Tensor> zw,
+                                 optional<Tensor> zx, optional<Tensor> zs, optional<Tensor> zm, Tensor G, Tensor AM,
+                                 Tensor S, optional<Tensor> XI, optional<Tensor> SZ, std::vector<int64_t> batch_sizes,
+                                 std::vector<bool> need);
+// rnn.cpp
+std::vector<Tensor> rnn_forward(Tensor x, optional<Tensor> s0, std::vector<Tensor> arrays, std::vector<Tensor> zw,
+                                optional<Tensor> zx, optional<Tensor> zs, std::vector<int64_t> batch_sizes);
+std::vector<Tensor> rnn_backward(Tensor g_out, Tensor g_sT, Tensor x, Tensor wx, Tensor ws, std::vector<Tensor> zw,
+                                 optional<Tensor> zx, optional<Tensor> zs, Tensor S, optional<Tensor> XI,
+                                 optional<Tensor> SZ, std::vector<int64_t> batch_sizes, std::vector<bool> need);
+// draw.cpp
+std::vector<Tensor> bernoulli(std::vector<std::vector<int64_t>> shapes, std::vector<double> ps,
+                              optional<at::Generator> generator, at::ScalarType dtype);
+
+}  // namespace wlnet

@@ -1,0 +1,15 @@
+// The Python module of the native kernels (the one pybind11 translation unit).
+
+#include <torch/extension.h>
+
+#include "common.h"
+
+PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
+  m.def("forward", &wlnet::lstm_forward, "wlnet masked LSTM forward");
+  m.def("backward", &wlnet::lstm_backward, "wlnet masked LSTM backward");
+  m.def("gru_forward", &wlnet::gru_forward, "wlnet masked GRU forward");
+  m.def("gru_backward", &wlnet::gru_backward, "wlnet masked GRU backward");
+  m.def("rnn_forward", &wlnet::rnn_forward, "wlnet masked basic RNN forward");
+  m.def("rnn_backward", &wlnet::rnn_backward, "wlnet masked basic RNN backward");
+  m.def("bernoulli", &wlnet::bernoulli, "wlnet dropout masks");
+}
