@@ -37,7 +37,7 @@ from wlnet import (
     ShapeError,
 )
 from wlnet.data import Seq
-from wlnet.kernels import cells, dropout, recurrence
+from wlnet.kernels import cells, dropout, native, recurrence
 from wlnet.runtime import Ctx
 
 LAYERS = {"GRU": GatedRecurrentLayer, "RNN": BasicRecurrentLayer}
@@ -624,12 +624,25 @@ def test_output_option_fixes_the_length(kind):
     close(fixed(rand(4, 2, seed=5)), C.forward(kind, rand(4, 2, seed=5), C.random_arrays(kind, 3, 2, seed=42))[0])
 
 
+@pytest.mark.parametrize("built", [True, False], ids=["native", "no-native"])
 @pytest.mark.parametrize("kind,spec", ALL_COMBOS, ids=IDS)
-def test_which_kernel_runs_the_masks(kind, spec):
-    # off the LSTM, input or weight masks alone run torch's fused kernel (so test_masked_equals_unroll
-    # compares two different computations there); a state or memory mask runs the unrolled step
+def test_which_kernel_runs_the_masks(kind, spec, built, monkeypatch):
+    # weight masks alone run torch's fused kernel; any other mask the native kernel where it is
+    # built; without it, input masks (± weights) the fused kernel on a widened input and a
+    # state or memory mask the unrolled reference step
+    if built:
+        monkeypatch.delenv("WLNET_NO_NATIVE", raising=False)
+        if native.get() is None:
+            pytest.skip("the native kernel could not be built here")
+    else:
+        monkeypatch.setenv("WLNET_NO_NATIVE", "1")
     masks = dropout.draw_masks(CELLS[kind], spec, 2, 3, 4, 2, torch.Generator().manual_seed(0), "cpu", F64)
-    want = "unroll" if {"VariationalState", "StateUpdate"} & set(spec) else "fused"
+    if set(spec) == {"VariationalWeights"}:
+        want = "fused"
+    elif built:
+        want = "native"
+    else:
+        want = "unroll" if {"VariationalState", "StateUpdate"} & set(spec) else "fused"
     assert recurrence.choose(CELLS[kind], "cpu", F64, masks) == want
     assert recurrence.choose(CELLS[kind], "cpu", F64, dropout.Masks()) == "fused"
 

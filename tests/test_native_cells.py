@@ -1,5 +1,5 @@
-"""The masked GRU and basic RNN of `kernels.native_cells` (native C++ kernels, and the torch
-loops where those cannot run).
+"""The masked GRU and basic RNN of `kernels.native_cells` (native C++ kernels), and the cells'
+reference step that runs where those cannot.
 
 Against an independent implementation of the formulas written below (plain torch, one sequence
 at a time, unrolled, differentiated by autograd): outputs, final states and the gradients to x,
@@ -13,7 +13,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from wlnet.kernels import native, native_cells
+from wlnet.kernels import cells, dropout, native, native_cells, recurrence
 
 F64 = torch.float64
 GATES = native_cells.GRU_GATES  # Input, Reset, Memory: the order of the masks' gate axis
@@ -182,10 +182,20 @@ def test_native_equals_reference(cell, which, lengths, dtype):
 
 @pytest.mark.parametrize("lengths", [None, RAGGED], ids=["uniform", "ragged"])
 @pytest.mark.parametrize(("cell", "which"), [("gru", ""), ("gru", "xsmw"), ("rnn", "xsw")])
-def test_torch_fallback_equals_reference(cell, which, lengths, monkeypatch):
+def test_without_the_native_kernel_the_cells_run_their_reference_step(cell, which, lengths, monkeypatch):
+    """Where the native kernel cannot run, `recurrence.masked` runs the cell's reference step
+    (`recurrence.unroll`, or the fused kernel for weight masks alone): the same values and gradients."""
     monkeypatch.setenv("WLNET_NO_NATIVE", "1")
     x, arrays, s0, masks = problem(cell, B=5, T=6, n=6, k=3, lengths=lengths, which=which)
-    got = with_grads(lambda: call(cell, x, lengths, arrays, s0, masks), x, arrays, s0)
+    c = cells.GRU if cell == "gru" else cells.RNN
+    m = dropout.Masks(masks.get("zw"), masks.get("zx"), masks.get("zs"), masks.get("zm"))
+    assert recurrence.choose(c, x.device, x.dtype, m) == ("unroll" if which not in ("", "w") else "fused")
+
+    def masked():
+        out, (s,) = recurrence.masked(c, x, lengths, arrays, (s0,), m)
+        return out, s
+
+    got = with_grads(masked, x, arrays, s0)
     want = with_grads(lambda: reference(cell, x, lengths, arrays, s0, masks), x, arrays, s0)
     assert_close(got, want, 1e-10)
 

@@ -55,6 +55,7 @@ from torch.autograd.function import once_differentiable
 from . import native
 from .cells import LSTM
 from .dropout import PackedWeightMasks, mask_arrays
+from .ragged import checked_lengths, run_sorted
 
 # Internal gate order and where each gate sits in Wolfram's order `cells.LSTM.gates`.
 ORDER = ("Output", "Input", "Forget", "Memory")
@@ -314,12 +315,7 @@ def run(x, lengths, arrays: dict, s0=None, c0=None, zx=None, zs=None, zm=None, z
     Runs `_LSTMNative` with use_native (None: where `kernels.native` is usable), else the
     pure-torch `_LSTMCustom`."""
     B, T, k = x.shape
-    if lengths is not None:
-        lengths = torch.as_tensor(lengths, dtype=torch.int64, device="cpu")
-        if lengths.shape != (B,) or int(lengths.min()) < 1 or int(lengths.max()) > T:
-            raise ValueError(f"lengths must be {B} integers in 1..{T}; got {lengths.tolist()}")
-        if bool((lengths == T).all()):
-            lengths = None
+    lengths = checked_lengths(lengths, B, T)
     if use_native is None:
         use_native = native.usable(x) is not None
     if not use_native or lengths is not None:  # (the native kernel takes None for zeros)
@@ -334,41 +330,27 @@ def run(x, lengths, arrays: dict, s0=None, c0=None, zx=None, zs=None, zm=None, z
         elif zw:
             zw_packed = [torch.cat([zw[f"{g}Gate{part}"] for g, _ in LSTM.torch_table])
                          for part in ("InputWeights", "StateWeights")]
+        arrs = [arrays[name] for name in NATIVE_NAMES]
 
-        def call(x_tm, s0, c0, zx, zs, zm, batch_sizes, lengths):  # (lengths: C++ derives them)
-            arrs = [arrays[name] for name in NATIVE_NAMES]
+        def call(x_tm, states, masks, batch_sizes, _):  # (lengths: C++ derives them)
             if not torch.is_grad_enabled():  # no graph to record: the kernel itself
-                S, s_T, c_T = native.get().forward(x_tm, s0, c0, arrs, zw_packed, zx, zs, zm, batch_sizes)[:3]
-                return S[1:], s_T, c_T
-            return _LSTMNative.apply(x_tm, s0, c0, zx, zs, zm, zw_packed, batch_sizes, *arrs)
+                S, s_T, c_T = native.get().forward(x_tm, *states, arrs, zw_packed, *masks, batch_sizes)[:3]
+                return S[1:], (s_T, c_T)
+            out, s_T, c_T = _LSTMNative.apply(x_tm, *states, *masks, zw_packed, batch_sizes, *arrs)
+            return out, (s_T, c_T)
     else:
         w, b = stack_arrays(mask_arrays(arrays, zw) if zw else arrays)
         perm = torch.tensor(_FROM_WOLFRAM, device=x.device)
 
-        def call(x_tm, s0, c0, zx, zs, zm, batch_sizes, lengths):  # masks → time/gate-major, gates in ORDER
+        def call(x_tm, states, masks, batch_sizes, sorted_lengths):  # masks → time/gate-major, gates in ORDER
+            zx, zs, zm = masks
             zx, zs = (None if z is None else z.index_select(1, perm).transpose(0, 1).contiguous() for z in (zx, zs))
             zm4 = None
             if zm is not None:
                 zm4 = torch.mul(zm.transpose(0, 1), 4, out=zm.new_empty(zm.shape[1], *zm.shape[::2]))
-            return _LSTMCustom.apply(x_tm, s0, c0, w, b, zx, zs, zm4, batch_sizes or None,
-                                     None if lengths is None else lengths.to(x.device))
+            out, s_T, c_T = _LSTMCustom.apply(x_tm, *states, w, b, zx, zs, zm4, batch_sizes or None,
+                                              None if sorted_lengths is None else sorted_lengths.to(x.device))
+            return out, (s_T, c_T)
 
-    if lengths is None:
-        out, s_T, c_T = call(x.transpose(0, 1).contiguous(), s0, c0, zx, zs, zm, [], None)
-        return out.transpose(0, 1), s_T, c_T
-
-    sorted_lengths, order = torch.sort(lengths, descending=True, stable=True)
-    Tm = int(sorted_lengths[0])
-    batch_sizes = (sorted_lengths.unsqueeze(0) > torch.arange(Tm).unsqueeze(1)).sum(1).tolist()
-    order_d = order.to(x.device)
-    back = torch.argsort(order).to(x.device)
-
-    def sort(z):  # (B, ...) → rows sorted
-        return None if z is None else z.index_select(0, order_d)
-
-    out, s_T, c_T = call(sort(x[:, :Tm]).transpose(0, 1).contiguous(), sort(s0), sort(c0), sort(zx), sort(zs),
-                         None if zm is None else sort(zm[:, :Tm]), batch_sizes, sorted_lengths)
-    out = out.index_select(1, back).transpose(0, 1)  # (B, Tm, n)
-    if Tm < T:
-        out = torch.nn.functional.pad(out, (0, 0, 0, T - Tm))
-    return out, s_T.index_select(0, back), c_T.index_select(0, back)
+    out, (s_T, c_T) = run_sorted(x, lengths, (s0, c0), ((zx, False), (zs, False), (zm, True)), call)
+    return out, s_T, c_T

@@ -20,10 +20,10 @@ product before the loop (one per gate with zx); a step is one state product (per
 in one batched BLAS call) and one vectorized element-wise pass; the rows run in blocks, one per
 thread, each a whole time loop; the backward is one product and one pass per step, and the
 weight gradients are products after the loop; buffers come from a pool. Ragged batches are run
-like packed sequences (sorted by decreasing length, step t on the rows still alive).
+like packed sequences (`ragged.run_sorted`).
 
-Where the native kernels cannot run (CUDA, no compiler, WLNET_NO_NATIVE=1), the same
-recurrences run as plain torch loops (`_gru_torch`, `_rnn_torch`), differentiated by autograd.
+These run where `kernels.native` is usable (CPU, float32/float64); elsewhere `recurrence.choose`
+runs the cells' reference steps (`recurrence.unroll`) instead.
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ import torch
 from torch.autograd.function import once_differentiable
 
 from . import native
+from .ragged import checked_lengths, run_sorted
 
 GRU_GATES = ("Input", "Reset", "Memory")  # the order of the masks' gate axis
 # The arrays in the order the native kernel takes them: input weights, state weights, biases.
@@ -90,133 +91,46 @@ class _RNNNative(torch.autograd.Function):
         return (*grads[:2], None, None, None, None, *grads[2:])
 
 
-def _gru_torch(x, s0, arrays, zx, zs, zm, alive):
-    """The GRU as a torch loop (autograd differentiates it). x (T, B, k); s0 (B, n); arrays
-    already masked; alive (T, B, 1) bool or None → out (T, B, n), s_T."""
-    a = arrays
-    s, out = s0, []
-    for t in range(x.shape[0]):
-        xg = [x[t] if zx is None else x[t] * zx[:, j] for j in range(3)]
-        sg = [s if zs is None else s * zs[:, j] for j in range(3)]
-        z = torch.sigmoid(xg[0] @ a["InputGateInputWeights"].T + sg[0] @ a["InputGateStateWeights"].T
-                          + a["InputGateBiases"])
-        r = torch.sigmoid(xg[1] @ a["ResetGateInputWeights"].T + sg[1] @ a["ResetGateStateWeights"].T
-                          + a["ResetGateBiases"])
-        m = torch.tanh(xg[2] @ a["MemoryGateInputWeights"].T + a["MemoryGateBiases"]
-                       + r * (sg[2] @ a["MemoryGateStateWeights"].T))
-        s_new = (1 - z) * s + z * (m if zm is None else m * zm[:, t])
-        s = s_new if alive is None else torch.where(alive[t], s_new, s)
-        out.append(s_new if alive is None else torch.where(alive[t], s_new, 0))
-    return torch.stack(out), s
-
-
-def _rnn_torch(x, s0, arrays, zx, zs, alive):
-    """The basic RNN as a torch loop; as `_gru_torch`."""
-    wx, ws, b = (arrays[name] for name in RNN_NAMES)
-    xin = x if zx is None else x * zx[:, 0]
-    pre_x = xin @ wx.T + b  # (T, B, n): the input products of all steps
-    s, out = s0, []
-    for t in range(x.shape[0]):
-        s_new = torch.tanh(pre_x[t] + (s if zs is None else s * zs[:, 0]) @ ws.T)
-        s = s_new if alive is None else torch.where(alive[t], s_new, s)
-        out.append(s_new if alive is None else torch.where(alive[t], s_new, 0))
-    return torch.stack(out), s
-
-
-def _run(x, lengths, s0, masks, call):
-    """The sort/unsort glue of a ragged batch. x (B, T, k); lengths (B,) or None; s0 (B, n) or
-    None; masks: (mask (B, ...) or None, per_step) pairs, per-step ones (B, T, n) cut to the
-    longest length; call(x_tm, s0, masks, batch_sizes) → out (T', B, n), s_T (B, n) on rows
-    sorted by decreasing length (batch_sizes: rows alive at each step, [] for all)
-    → out (B, T, n) with zeros past each sequence's end, s_T (B, n)."""
-    B, T, _ = x.shape
-    if lengths is not None:
-        lengths = torch.as_tensor(lengths, dtype=torch.int64, device="cpu")
-        if lengths.shape != (B,) or int(lengths.min()) < 1 or int(lengths.max()) > T:
-            raise ValueError(f"lengths must be {B} integers in 1..{T}; got {lengths.tolist()}")
-        if bool((lengths == T).all()):
-            lengths = None
-    if lengths is None:
-        out, s_T = call(x.transpose(0, 1).contiguous(), s0, [z for z, _ in masks], [])
-        return out.transpose(0, 1), s_T
-
-    sorted_lengths, order = torch.sort(lengths, descending=True, stable=True)
-    Tm = int(sorted_lengths[0])
-    batch_sizes = (sorted_lengths.unsqueeze(0) > torch.arange(Tm).unsqueeze(1)).sum(1).tolist()
-    order_d = order.to(x.device)
-    back = torch.argsort(order).to(x.device)
-
-    def sort(z):  # (B, ...) → rows sorted
-        return None if z is None else z.index_select(0, order_d)
-
-    zs = [sort(z[:, :Tm] if per_step and z is not None else z) for z, per_step in masks]
-    out, s_T = call(sort(x[:, :Tm]).transpose(0, 1).contiguous(), sort(s0), zs, batch_sizes)
-    out = out.index_select(1, back).transpose(0, 1)  # (B, Tm, n)
-    if Tm < T:
-        out = torch.nn.functional.pad(out, (0, 0, 0, T - Tm))
-    return out, s_T.index_select(0, back)
-
-
-def _alive(batch_sizes, T, B, device):
-    """(T, B, 1) bool: rows alive at each step (sorted rows), or None for all."""
-    if not batch_sizes:
-        return None
-    return (torch.arange(B).unsqueeze(0) < torch.tensor(batch_sizes).unsqueeze(1)).unsqueeze(2).to(device)
-
-
 def gru(x, lengths, arrays: dict, s0=None, zx=None, zs=None, zm=None, zw=None):
-    """The masked GRU. x (B, T, k) float32/float64; lengths (B,) int64 CPU or None (all T);
+    """The masked GRU. x (B, T, k) float32/float64 CPU; lengths (B,) int64 CPU or None (all T);
     s0 (B, n) or None (zeros); zx (B, 3, k), zs (B, 3, n) (gates Input, Reset, Memory),
     zm (B, T, n) or None; zw: array name → weight mask, or None → out (B, T, n), s_T (B, n).
 
     Outputs past a sequence's end are zero; s_T is each sequence's state at its own last step.
     Differentiable in x, s0 and the 9 arrays."""
-    B, T, k = x.shape
-    n = arrays["InputGateBiases"].shape[0]
-    if native.usable(x) is not None:
-        arrs = [arrays[name] for name in GRU_NAMES]
-        zw_list = _weight_masks(zw, GRU_NAMES[:6], x)
+    lib = native.usable(x)
+    assert lib is not None, "the native kernel runs on the CPU in float32/float64 where it is built"
+    arrs = [arrays[name] for name in GRU_NAMES]
+    zw_list = _weight_masks(zw, GRU_NAMES[:6], x)
 
-        def call(x_tm, s0, masks, batch_sizes):
-            zx, zs, zm = masks
-            if not torch.is_grad_enabled():  # no graph to record: the kernel itself
-                S, s_T = native.get().gru_forward(x_tm, s0, arrs, zw_list, zx, zs, zm, batch_sizes)[:2]
-                return S[1:], s_T
-            return _GRUNative.apply(x_tm, s0, zx, zs, zm, zw_list, batch_sizes, *arrs)
-    else:
-        masked = {name: v * zw[name] if zw and name in zw else v for name, v in arrays.items()}
+    def call(x_tm, states, masks, batch_sizes, _):
+        if not torch.is_grad_enabled():  # no graph to record: the kernel itself
+            S, s_T = lib.gru_forward(x_tm, states[0], arrs, zw_list, *masks, batch_sizes)[:2]
+            return S[1:], (s_T,)
+        out, s_T = _GRUNative.apply(x_tm, states[0], *masks, zw_list, batch_sizes, *arrs)
+        return out, (s_T,)
 
-        def call(x_tm, s0, masks, batch_sizes):
-            zx, zs, zm = masks
-            s0 = x_tm.new_zeros(x_tm.shape[1], n) if s0 is None else s0
-            return _gru_torch(x_tm, s0, masked, zx, zs, zm, _alive(batch_sizes, *x_tm.shape[:2], x.device))
-
-    return _run(x, lengths, s0, [(zx, False), (zs, False), (zm, True)], call)
+    out, (s_T,) = run_sorted(x, checked_lengths(lengths, *x.shape[:2]), (s0,), ((zx, False), (zs, False), (zm, True)),
+                             call)
+    return out, s_T
 
 
 def rnn(x, lengths, arrays: dict, s0=None, zx=None, zs=None, zw=None):
-    """The masked basic RNN. x (B, T, k) float32/float64; lengths (B,) int64 CPU or None (all T);
-    s0 (B, n) or None (zeros); zx (B, 1, k), zs (B, 1, n) or None; zw: array name → weight
-    mask, or None → out (B, T, n), s_T (B, n). Contract as `gru`; differentiable in x, s0 and
-    the 3 arrays."""
-    B, T, k = x.shape
-    n = arrays["Biases"].shape[0]
-    if native.usable(x) is not None:
-        arrs = [arrays[name] for name in RNN_NAMES]
-        zw_list = _weight_masks(zw, RNN_NAMES[:2], x)
+    """The masked basic RNN. x (B, T, k) float32/float64 CPU; lengths (B,) int64 CPU or None
+    (all T); s0 (B, n) or None (zeros); zx (B, 1, k), zs (B, 1, n) or None; zw: array name →
+    weight mask, or None → out (B, T, n), s_T (B, n). Contract as `gru`; differentiable in x,
+    s0 and the 3 arrays."""
+    lib = native.usable(x)
+    assert lib is not None, "the native kernel runs on the CPU in float32/float64 where it is built"
+    arrs = [arrays[name] for name in RNN_NAMES]
+    zw_list = _weight_masks(zw, RNN_NAMES[:2], x)
 
-        def call(x_tm, s0, masks, batch_sizes):
-            zx, zs = masks
-            if not torch.is_grad_enabled():
-                S, s_T = native.get().rnn_forward(x_tm, s0, arrs, zw_list, zx, zs, batch_sizes)[:2]
-                return S[1:], s_T
-            return _RNNNative.apply(x_tm, s0, zx, zs, zw_list, batch_sizes, *arrs)
-    else:
-        masked = {name: v * zw[name] if zw and name in zw else v for name, v in arrays.items()}
+    def call(x_tm, states, masks, batch_sizes, _):
+        if not torch.is_grad_enabled():
+            S, s_T = lib.rnn_forward(x_tm, states[0], arrs, zw_list, *masks, batch_sizes)[:2]
+            return S[1:], (s_T,)
+        out, s_T = _RNNNative.apply(x_tm, states[0], *masks, zw_list, batch_sizes, *arrs)
+        return out, (s_T,)
 
-        def call(x_tm, s0, masks, batch_sizes):
-            zx, zs = masks
-            s0 = x_tm.new_zeros(x_tm.shape[1], n) if s0 is None else s0
-            return _rnn_torch(x_tm, s0, masked, zx, zs, _alive(batch_sizes, *x_tm.shape[:2], x.device))
-
-    return _run(x, lengths, s0, [(zx, False), (zs, False)], call)
+    out, (s_T,) = run_sorted(x, checked_lengths(lengths, *x.shape[:2]), (s0,), ((zx, False), (zs, False)), call)
+    return out, s_T

@@ -22,8 +22,8 @@ from __future__ import annotations
 
 import torch
 
-from . import dropout, lstm_custom, native
-from .cells import LSTM, Cell
+from . import dropout, lstm_custom, native, native_cells
+from .cells import GRU, LSTM, RNN, Cell
 
 
 def unroll(cell: Cell, a: dict, x, lengths, states=(), zx=None, zs=None, zm=None):
@@ -96,7 +96,17 @@ def _native_lstm(x, lengths, a, states, masks):
     return out, (s, c)
 
 
-NATIVE = {LSTM.name: _native_lstm}  # cell name → its native masked recurrence
+def _native_gru(x, lengths, a, states, masks):
+    out, s = native_cells.gru(x, lengths, a, states[0], masks.x, masks.s, masks.m, masks.weights)
+    return out, (s,)
+
+
+def _native_rnn(x, lengths, a, states, masks):
+    out, s = native_cells.rnn(x, lengths, a, states[0], masks.x, masks.s, masks.weights)
+    return out, (s,)
+
+
+NATIVE = {LSTM.name: _native_lstm, GRU.name: _native_gru, RNN.name: _native_rnn}  # cell → its native recurrence
 
 
 def masked(cell: Cell, x, lengths, arrays: dict, states, masks: dropout.Masks, exact: bool = True):
