@@ -627,9 +627,9 @@ def test_output_option_fixes_the_length(kind):
 @pytest.mark.parametrize("built", [True, False], ids=["native", "no-native"])
 @pytest.mark.parametrize("kind,spec", ALL_COMBOS, ids=IDS)
 def test_which_kernel_runs_the_masks(kind, spec, built, monkeypatch):
-    # weight masks alone run torch's fused kernel; any other mask the native kernel where it is
-    # built; without it, input masks (± weights) the fused kernel on a widened input and a
-    # state or memory mask the unrolled reference step
+    # where the native kernel is built it runs the GRU and the basic RNN with or without masks
+    # (torch's CPU kernel for them is a step loop); without it, weight or input masks run the
+    # fused kernel (input masks on a widened input), a state or memory mask the reference step
     if built:
         monkeypatch.delenv("WLNET_NO_NATIVE", raising=False)
         if native.get() is None:
@@ -637,14 +637,12 @@ def test_which_kernel_runs_the_masks(kind, spec, built, monkeypatch):
     else:
         monkeypatch.setenv("WLNET_NO_NATIVE", "1")
     masks = dropout.draw_masks(CELLS[kind], spec, 2, 3, 4, 2, torch.Generator().manual_seed(0), "cpu", F64)
-    if set(spec) == {"VariationalWeights"}:
-        want = "fused"
-    elif built:
+    if built:
         want = "native"
     else:
         want = "unroll" if {"VariationalState", "StateUpdate"} & set(spec) else "fused"
     assert recurrence.choose(CELLS[kind], "cpu", F64, masks) == want
-    assert recurrence.choose(CELLS[kind], "cpu", F64, dropout.Masks()) == "fused"
+    assert recurrence.choose(CELLS[kind], "cpu", F64, dropout.Masks()) == ("native" if built else "fused")
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")

@@ -29,6 +29,7 @@ class Cell:
     step: Callable  # step(arrays, x_t, states, zx, zs, zm) → new states
     torch_kernel: str  # the torch._VF function
     initial: dict  # array name → initial value of every entry (NetInitialize), where not the method's rule
+    onednn: bool = False  # torch runs its fused kernel for this cell in oneDNN on the CPU (else an ATen step loop)
 
     def array(self, gate: str, part: str) -> str:
         return f"{gate}Gate{part}" if gate else part
@@ -135,6 +136,7 @@ LSTM = Cell(
     step=lstm_step,
     torch_kernel="lstm",
     initial={"ForgetGateBiases": 1.0},
+    onednn=True,
 )
 
 # torch's GRU: r, z, n; h' = (1 − z_t) n + z_t h with z_t = σ(−pre_z) = 1 − Wolfram's z, so its

@@ -26,6 +26,9 @@ from . import dropout, lstm_custom, native, native_cells
 from .cells import GRU, LSTM, RNN, Cell
 
 
+NO_MASKS = dropout.Masks()
+
+
 def unroll(cell: Cell, a: dict, x, lengths, states=(), zx=None, zs=None, zm=None):
     """The cell's reference step over T steps. A sequence shorter than T keeps its states past
     its end and outputs zeros there. zx (B, G, k), zs (B, G, n), zm (B, T, n): dropout masks."""
@@ -80,13 +83,18 @@ def fused(cell: Cell, x, lengths, weights: list, states=(), exact: bool = True):
     return out, tuple(h[0].index_select(0, back) for h in finals)
 
 
-def choose(cell: Cell, device, dtype, masks: dropout.Masks) -> str:
-    """The kernel that runs `cell` with `masks` on tensors of `device` and `dtype`."""
-    if masks.x is None and masks.s is None and masks.m is None:
-        return "fused"
-    if native.usable_for(torch.device(device), dtype) is not None and cell.name in NATIVE:
+def choose(cell: Cell, device, dtype, masks: dropout.Masks = NO_MASKS) -> str:
+    """The kernel that runs `cell` with `masks` on tensors of `device` and `dtype`.
+
+    On the CPU torch's fused kernel is oneDNN's for the LSTM only; for the GRU and the basic RNN
+    it is a loop of ATen ops per step, which the native kernel (the same products, each step's
+    element-wise work in one pass) beats 2-3× (bench/dropout.py), so there the native kernel runs
+    with or without masks."""
+    step_masks = masks.x is not None or masks.s is not None or masks.m is not None
+    if native.usable_for(torch.device(device), dtype) is not None and cell.name in NATIVE and \
+            (step_masks or not cell.onednn):
         return "native"
-    if masks.s is None and masks.m is None:
+    if not step_masks or (masks.s is None and masks.m is None):
         return "fused"
     return "custom" if cell is LSTM else "unroll"
 
@@ -141,13 +149,15 @@ def masked(cell: Cell, x, lengths, arrays: dict, states, masks: dropout.Masks, e
 def run(cell: Cell, arrays: dict, x, lengths, states, *, dropout_spec=None, generator=None, exact=True,
         cache: dict | None = None):
     """The cell over a batch: with `dropout_spec` (method → p, training only) masks are drawn
-    from `generator` and the chosen kernel runs; without, the fused kernel on packed weights
-    (kept in `cache` when it is given: the arrays of an evaluation module never change)."""
+    from `generator`; the kernel `choose` picks runs, the fused one on packed weights (kept in
+    `cache` when it is given: the arrays of an evaluation module never change)."""
     if dropout_spec:
         B, T, k = x.shape
         n = arrays[cell.array(cell.gates[0], "Biases")].shape[0]
         masks = dropout.draw_masks(cell, dropout_spec, B, T, n, k, generator, x.device, x.dtype)
         return masked(cell, x, lengths, arrays, states, masks, exact)
+    if choose(cell, x.device, x.dtype) == "native":
+        return NATIVE[cell.name](x, lengths, arrays, (*states, None)[:len(cell.states)], NO_MASKS)
     if cache is None:
         weights = cell.pack(arrays)
     else:
