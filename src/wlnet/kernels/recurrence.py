@@ -25,7 +25,6 @@ import torch
 from . import dropout, lstm_custom, native, native_cells
 from .cells import GRU, LSTM, RNN, Cell
 
-
 NO_MASKS = dropout.Masks()
 
 
