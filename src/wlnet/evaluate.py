@@ -133,7 +133,7 @@ def evaluate(net: Net, data, port, options: dict, states: dict | None = None,
         else:
             outputs, final = module(values, initial, ctx)
     if kind != "list":  # results never share memory with the user's arrays
-        given = {_storage(v) for v in (*values.values(), *initial.values())}
+        given = [_span(v) for v in (*values.values(), *initial.values())]
         outputs, final = _own(outputs, given), _own(final, given)
     return Evaluation(write_outputs(net, outputs, final, selection, batched, kind), final, batched, kind)
 
@@ -213,14 +213,23 @@ def write_outputs(net: Net, result: dict, final: dict, selection, batched: bool,
     return out if as_dict else out[first[0] if isinstance(first, tuple) else first]
 
 
-def _storage(v) -> int:
-    return (v.data if isinstance(v, Seq) else v).untyped_storage().data_ptr()
+def _span(v) -> tuple[int, int]:
+    """The memory a value's tensor spans: [first byte, last byte + 1). (Read from data_ptr and
+    strides, not from the storage: a storage's Python object, once made, holds the storage and
+    keeps the native kernel's buffer pool from reusing it.)"""
+    t = v.data if isinstance(v, Seq) else v
+    start = t.data_ptr()
+    extent = sum((d - 1) * abs(st) for d, st in zip(t.shape, t.stride()) if d > 0) + 1 if t.numel() else 0
+    return start, start + extent * t.element_size()
 
 
-def _own(values: dict, given: set) -> dict:
-    """`values` with those that share storage with `given` copied."""
+def _own(values: dict, given: list) -> dict:
+    """`values` with those whose memory overlaps the spans `given` copied."""
     def own(v):
-        if v is None or _storage(v) not in given:
+        if v is None:
+            return v
+        a, b = _span(v)
+        if not any(a < hi and lo < b for lo, hi in given):
             return v
         return Seq(v.data.clone(), v.lengths) if isinstance(v, Seq) else v.clone()
 
