@@ -40,6 +40,7 @@ from .train_report import Progress
 WHO = "NetTrain"
 MIN_AUTOMATIC_ROUNDS, MAX_AUTOMATIC_ROUNDS = 10, 10000
 GROWTH_WARNING = 1e3  # a round loss this many times the first one draws a warning
+ARRAY_WARNING = 1e5  # an array element this large draws a warning (initial arrays are of order 1)
 
 
 class _Interrupt:
@@ -404,6 +405,17 @@ class Run:
             self._warn("the last batch: an array became non-finite")
 
     def _warn_growth(self, r: int) -> None:
+        if not getattr(self, "_huge", False):
+            with torch.no_grad():
+                top = torch.stack([p.detach().abs().max().float() for p in self.params]).max()
+            if float(top) > ARRAY_WARNING:
+                self._huge = True
+                name = next(n for n, p in self.module.named_parameters() if float(p.detach().abs().max()) >= top)
+                warnings.warn(
+                    f"{WHO}: after round {r} the arrays have grown to {float(top):.3g} (array {name}); training is "
+                    f"likely diverging because the learning rate (LearningRate {self.settings['LearningRate']:g}) is "
+                    "too large. Try a smaller LearningRate, GradientClipping or WeightClipping.",
+                    NetWarning, stacklevel=4)
         first = self.losses[0]
         if r >= 2 and first > 0 and self.losses[-1] > GROWTH_WARNING * first and not getattr(self, "_grew", False):
             self._grew = True
