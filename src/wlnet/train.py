@@ -150,7 +150,7 @@ def NetTrain(net: Net, data, prop="TrainedNet", **options):
     the data, or one batch of a generator), ValidationSet (data in the same forms, or Scaled(f)),
     LossFunction, Method ("ADAM", "SGD", "RMSProp", or (method, {setting: value}); see
     train_options), LearningRate, LearningRateMultipliers, TargetDevice, WorkingPrecision
-    ("Real32", "Real64", "Mixed" on a GPU), RandomSeeding, TrainingStoppingCriterion,
+    ("Real32", "Real64"; "Mixed" is refused with a clear error), RandomSeeding, TrainingStoppingCriterion,
     TrainingProgressMeasurements, TrainingProgressFunction, TrainingProgressReporting,
     LengthBucketing (Automatic/True: batches of similar lengths; False).
 
@@ -167,7 +167,7 @@ def NetTrain(net: Net, data, prop="TrainedNet", **options):
     o = parse(options)
     group = _Group(o["TargetDevice"])
     seed = group.seed(o["RandomSeeding"])
-    dtype, autocast = precision(o["WorkingPrecision"], group.device)
+    dtype = precision(o["WorkingPrecision"])
     if not net.initialized():
         net = NetInitialize(net, RandomSeeding=seed)
 
@@ -212,7 +212,7 @@ def NetTrain(net: Net, data, prop="TrainedNet", **options):
     opt = optimizer(module, factors, o["Method"])
     model = group.wrap(module, find_unused=len(problem.losses) < len(net.output_ports()))
     run = Run(net, problem, source, validation, model, module, opt, group, o,
-              make_generator(seed + 1 + group.rank, WHO, group.device), AUTOMATIC_SECONDS, autocast, dtype)
+              make_generator(seed + 1 + group.rank, WHO, group.device), AUTOMATIC_SECONDS, dtype)
     best = run.loop()
 
     group.same_arrays(module)

@@ -20,7 +20,6 @@ was asked for with "ReasonTrainingStopped" "ManualStop". A second Ctrl-C interru
 
 from __future__ import annotations
 
-import contextlib
 import math
 import signal
 import threading
@@ -175,7 +174,7 @@ class Run:
     """One training run: the loop, the stopping rules, validation and the best arrays."""
 
     def __init__(self, net, problem, source, validation, model, module, optimizer, group, o, dropout_g,
-                 automatic_seconds: float, autocast_dtype=None, dtype=torch.float32):
+                 automatic_seconds: float, dtype=torch.float32):
         self.net, self.problem, self.source = net, problem, source
         self.validation = validation
         self.val_data = validation.data.to(group.device, dtype) if validation is not None else None
@@ -192,8 +191,6 @@ class Run:
         self.measured = o["TrainingProgressMeasurements"]
         self.stopping = o["TrainingStoppingCriterion"]
         self.progress_fn = o["TrainingProgressFunction"]
-        self.autocast = autocast_dtype
-        self.scaler = torch.amp.GradScaler("cuda") if autocast_dtype == torch.float16 else None
         reporting = o["TrainingProgressReporting"] if group.rank == 0 else None
         self.progress = Progress(reporting, self.max_rounds, automatic_seconds if self.automatic else self.goal)
         self.params = [p for p in module.parameters() if p.requires_grad]
@@ -324,20 +321,13 @@ class Run:
         return MIN_AUTOMATIC_ROUNDS * steps
 
     # ---- one batch ----
-    def _autocast(self):
-        if self.autocast is None:
-            return contextlib.nullcontext()
-        return torch.autocast(self.group.device.type, dtype=self.autocast)
-
     def _forward(self, xs, ts):
-        with self._autocast():
-            out = run_module(self.model, xs, self.ctx)
-            loss = batch_loss(self.problem, out, ts)
-        return loss, out
+        out = run_module(self.model, xs, self.ctx)
+        return batch_loss(self.problem, out, ts), out
 
     def _backward_and_step(self, loss, weight: float, t0: float) -> None:
         scaled = loss * weight if weight != 1.0 else loss
-        (self.scaler.scale(scaled) if self.scaler is not None else scaled).backward()
+        scaled.backward()
         with torch.no_grad():
             for s, p in zip(self.snapshot, self.params):  # the arrays whose loss was finite
                 s.copy_(p)
@@ -349,17 +339,11 @@ class Run:
         self.lr_last = base * factor
         if self.lr_first is None:
             self.lr_first = self.lr_last
-        if self.scaler is not None and (self.grad_clip is not None):
-            self.scaler.unscale_(self.optimizer)
         if self.grad_clip is not None:
             for p in self.params:
                 if p.grad is not None:
                     p.grad.clamp_(-self.grad_clip, self.grad_clip)
-        if self.scaler is not None:
-            self.scaler.step(self.optimizer)
-            self.scaler.update()
-        else:
-            self.optimizer.step()
+        self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
         if self.weight_clip is not None:
             with torch.no_grad():
@@ -466,8 +450,7 @@ class Run:
         for start in range(0, len(idx_all), chunk):
             idx = idx_all[start:start + chunk]
             xs, ts = data.rows(idx, idx.to(dev) if dev.type != "cpu" else idx)
-            with self._autocast():
-                out = run_module(self.module, xs, ctx)
+            out = run_module(self.module, xs, ctx)
             for port, kind in self.validation.losses.items():
                 total += example_losses(kind, out[port], ts[port], self.validation.index_targets[port]).sum()
             if self.measured:

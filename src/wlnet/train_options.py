@@ -172,19 +172,16 @@ def optimizer(module: torch.nn.Module, factors: dict, spec: tuple) -> torch.opti
 
 
 # ---- WorkingPrecision ------------------------------------------------------------------------------
-def precision(spec, device: torch.device) -> tuple[torch.dtype, torch.dtype | None]:
-    """WorkingPrecision → (the arrays' dtype, the autocast dtype or None)."""
+def precision(spec) -> torch.dtype:
+    """WorkingPrecision → the dtype of the arrays and the arithmetic while training."""
     if spec in ("Real32", Automatic):
-        return torch.float32, None
+        return torch.float32
     if spec == "Real64":
-        return torch.float64, None
+        return torch.float64
     if spec == "Mixed":
-        if device.type == "cuda":
-            return torch.float32, torch.float16
         raise NotSupportedError(
-            f'{WHO}: WorkingPrecision "Mixed" (float16 arithmetic with float32 arrays) needs a GPU '
-            '(TargetDevice="GPU"); on the CPU, bfloat16 is not faster than float32 for these layers. '
-            'Use "Real32" or "Real64".')
+            f'{WHO}: WorkingPrecision "Mixed" (half-precision arithmetic with float32 arrays) is not supported yet; '
+            'use "Real32" (the default) or "Real64".')
     raise OptionError(f'{WHO}: WorkingPrecision must be "Real32", "Real64" or "Mixed", but was given {spec!r}.')
 
 
