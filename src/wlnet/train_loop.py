@@ -276,6 +276,8 @@ class Run:
                     now = time.perf_counter()
                     elapsed = now - t0
                     self._warn_growth(r)
+                    if not stop and self.group.agree(interrupt.requested):  # Ctrl-C during validation
+                        self.reason, stop = "ManualStop", True
                     if not stop:
                         stop = self._round_stop(r, elapsed, steps)
                     info = None
