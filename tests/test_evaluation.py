@@ -27,7 +27,7 @@ def test_batch_size_chunks_give_the_same_results():
 
 def test_real64_precision():
     layer = w.NetInitialize(w.LongShortTermMemoryLayer(3, Input=("Varying", 2)))
-    x = np.random.default_rng(1).normal(size=(4, 2))
+    x = np.random.default_rng(1).normal(size=(4, 2))  # float64 data, read in float64
     out = layer(x, WorkingPrecision="Real64")
     assert out.dtype == np.float64
     arrays = {k[-1]: v.astype(np.float64) for k, v in w.Information(layer, "Arrays").items()}

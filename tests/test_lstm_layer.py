@@ -451,17 +451,15 @@ def test_method_kaiming():
         sd = math.sqrt(2 / fan_in)
         assert abs(w.std() / sd - 1) < 0.1
         assert abs(w.mean()) < 4 * sd / math.sqrt(w.size)
-    # the default method
+
+
+def test_method_xavier_is_the_default():
+    # Xavier (Wolfram's default): uniform on ±√(6/(fan_in + fan_out))
+    net = NetInitialize(LongShortTermMemoryLayer(64, Input=("Varying", 32)), Method="Xavier")
     default = NetInitialize(LongShortTermMemoryLayer(64, Input=("Varying", 32)))
     assert _same(_arrays(default), _arrays(net))
-
-
-@pytest.mark.parametrize("method", ["Xavier", "Random"])
-def test_method_uniform(method):
-    # Xavier: uniform on ±√(6/(fan_in + fan_out)); Random: uniform on ±1/√fan_in
-    net = NetInitialize(LongShortTermMemoryLayer(64, Input=("Varying", 32)), Method=method)
     for w, fan_in, fan_out in _weights(net):
-        bound = math.sqrt(6 / (fan_in + fan_out)) if method == "Xavier" else 1 / math.sqrt(fan_in)
+        bound = math.sqrt(6 / (fan_in + fan_out))
         assert np.abs(w).max() <= bound * (1 + 1e-6)
         assert np.abs(w).max() > 0.95 * bound
         assert abs(w.var() / (bound ** 2 / 3) - 1) < 0.1  # variance of a uniform on ±bound

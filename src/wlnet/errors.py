@@ -51,3 +51,7 @@ def where(layer: str | None, port: str | None = None) -> str:
     if port:
         parts.append(f'port "{port}"')
     return (", ".join(parts) + ": ") if parts else ""
+
+
+class NetWarning(UserWarning):
+    """A warning about a run that went on but not as it should (e.g. training that diverged)."""

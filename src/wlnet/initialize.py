@@ -1,38 +1,134 @@
-"""NetInitialize: fill a net's arrays.
+"""NetInitialize: fill a net's arrays, by the rules of Wolfram's neural-net paclet.
 
-Weights (arrays of rank ≥ 2, fan-in = last dimension, fan-out = first):
-  "Kaiming"    normal, mean 0, standard deviation √(2/fan_in)   (the default)
-  "Xavier"     uniform on ±√(6/(fan_in + fan_out))
+Weights (arrays of rank ≥ 2; fan-in = the product of all but the first dimension, fan-out = the
+first dimension):
+
+  "Xavier"     (the default) variance 1/fan_in ("FactorType" "In"), 1/fan_out ("Out") or
+               2/(fan_in + fan_out) ("Mean", the default); drawn from a uniform distribution
+               on ±√(3·variance) ("Distribution" "Uniform", the default) or a normal one of that
+               variance ("Normal"). The variance is doubled when the layer's output goes into a
+               Ramp ElementwiseLayer (in a NetChain or NetGraph). The default is thus
+               U(±√(6/(fan_in + fan_out))).
   "Orthogonal" a random matrix with orthonormal rows or columns
-  "Random"     uniform on ±1/√fan_in
   "Identity"   the identity matrix (ones on the diagonal of a non-square matrix)
-Biases start at 0, except a layer's own rule (an LSTM's ForgetGateBiases start at 1).
+  "Random"     weights from a standard normal distribution, biases 0; the sub-options "Weights"
+               and "Biases" give other distributions (see below)
+  "Kaiming"    (an extra) normal, mean 0, standard deviation √(2/fan_in)
+
+Sub-options are given as `Method=("Xavier", {"FactorType": "In", "Distribution": "Normal"})`.
+
+A distribution (Wolfram's NormalDistribution[μ, σ], UniformDistribution[{a, b}]) is written
+`("Normal", mu, sigma)` or `("Uniform", a, b)`; a plain number c means every element is c.
+`Method=("Random", {"Weights": ("Uniform", -0.1, 0.1), "Biases": 0.5})`.
+
+Biases (arrays of rank 1) start at 0 (or the "Random" method's "Biases" distribution), except
+where a layer has its own rule: an LSTM's ForgetGateBiases start at 1.
+
+Arrays whose total size would exceed a tenth of the machine's memory are refused before
+anything is allocated, with an InitializationError naming the layer and the array.
 """
 
 from __future__ import annotations
 
 import math
+import os
 
 import torch
 
+from . import options as O
 from .errors import InitializationError, OptionError
 from .net import Net
 from .symbols import All, Automatic
 
-METHODS = ("Kaiming", "Xavier", "Orthogonal", "Random", "Identity")
+METHODS = ("Xavier", "Orthogonal", "Identity", "Random", "Kaiming")
+SUB_OPTIONS = {
+    "Xavier": {"FactorType": "Mean", "Distribution": "Uniform"},
+    "Orthogonal": {},
+    "Identity": {},
+    "Random": {"Weights": ("Normal", 0.0, 1.0), "Biases": 0.0},
+    "Kaiming": {},
+}
+WHO = "NetInitialize"
+BYTES_PER_ELEMENT = 4  # arrays are float32
+MEMORY_FRACTION = 0.1
 
 
-def _weight(shape: tuple, method: str, g: torch.Generator) -> torch.Tensor:
+def _method(spec) -> tuple[str, dict]:
+    """Method → (name, settings), with every sub-option checked."""
+    if isinstance(spec, str):
+        name, sub = spec, {}
+    elif isinstance(spec, tuple | list) and len(spec) == 2 and isinstance(spec[0], str) and isinstance(spec[1], dict):
+        name, sub = spec
+    else:
+        name, sub = None, None
+    if name not in METHODS:
+        raise OptionError(
+            f"{WHO}: Method must be one of {', '.join(repr(m) for m in METHODS)}, or (method, {{sub-option: value}}) "
+            f"such as (\"Xavier\", {{\"FactorType\": \"In\"}}), but was given {spec!r}."
+        )
+    settings = dict(SUB_OPTIONS[name])
+    for key, value in sub.items():
+        if key not in settings:
+            known = ", ".join(repr(k) for k in settings) or "none"
+            raise OptionError(f"{WHO}: {key!r} is not a sub-option of Method {name!r}; its sub-options are {known}.")
+        settings[key] = value
+    if name == "Xavier":
+        if settings["FactorType"] not in ("In", "Out", "Mean"):
+            raise OptionError(f'{WHO}: the "FactorType" of Method "Xavier" must be "In", "Out" or "Mean", '
+                              f"but was given {settings['FactorType']!r}.")
+        if settings["Distribution"] not in ("Uniform", "Normal"):
+            raise OptionError(f'{WHO}: the "Distribution" of Method "Xavier" must be "Uniform" or "Normal", '
+                              f"but was given {settings['Distribution']!r}.")
+    if name == "Random":
+        for key in ("Weights", "Biases"):
+            settings[key] = _distribution(settings[key], key)
+    return name, settings
+
+
+def _number(x) -> bool:
+    return isinstance(x, int | float) and not isinstance(x, bool) and math.isfinite(x)
+
+
+def _distribution(spec, key: str) -> tuple:
+    """("Normal", mu, sigma) | ("Uniform", a, b) | c → a checked tuple."""
+    if _number(spec):
+        return ("Constant", float(spec))
+    if isinstance(spec, tuple | list) and len(spec) == 3 and spec[0] in ("Normal", "Uniform") \
+            and _number(spec[1]) and _number(spec[2]):
+        kind, a, b = spec[0], float(spec[1]), float(spec[2])
+        if kind == "Normal" and b < 0:
+            raise OptionError(f'{WHO}: the "{key}" distribution ("Normal", mu, sigma) needs sigma ≥ 0, but was '
+                              f"given {spec!r}.")
+        if kind == "Uniform" and b < a:
+            raise OptionError(f'{WHO}: the "{key}" distribution ("Uniform", a, b) needs a ≤ b, but was given {spec!r}.')
+        return (kind, a, b)
+    raise OptionError(f'{WHO}: the "{key}" sub-option of Method "Random" must be a distribution ("Normal", mu, sigma) '
+                      f'or ("Uniform", a, b), or a number, but was given {spec!r}.')
+
+
+def _draw(dist: tuple, shape: tuple, g: torch.Generator) -> torch.Tensor:
+    if dist[0] == "Constant":
+        return torch.full(shape, dist[1])
+    if dist[0] == "Normal":
+        return torch.randn(shape, generator=g) * dist[2] + dist[1]
+    return torch.rand(shape, generator=g) * (dist[2] - dist[1]) + dist[1]
+
+
+def _weight(shape: tuple, method: tuple, g: torch.Generator, before_ramp: bool) -> torch.Tensor:
+    name, s = method
     fan_out, fan_in = shape[0], math.prod(shape[1:])
-    if method == "Kaiming":
+    if name == "Xavier":
+        variance = {"In": 1.0 / fan_in, "Out": 1.0 / fan_out, "Mean": 2.0 / (fan_in + fan_out)}[s["FactorType"]]
+        if before_ramp:
+            variance *= 2.0
+        if s["Distribution"] == "Normal":
+            return torch.randn(shape, generator=g) * math.sqrt(variance)
+        return (torch.rand(shape, generator=g) * 2 - 1) * math.sqrt(3.0 * variance)
+    if name == "Kaiming":
         return torch.randn(shape, generator=g) * math.sqrt(2.0 / fan_in)
-    if method == "Xavier":
-        a = math.sqrt(6.0 / (fan_in + fan_out))
-        return (torch.rand(shape, generator=g) * 2 - 1) * a
-    if method == "Random":
-        a = 1.0 / math.sqrt(fan_in)
-        return (torch.rand(shape, generator=g) * 2 - 1) * a
-    if method == "Identity":
+    if name == "Random":
+        return _draw(s["Weights"], shape, g)
+    if name == "Identity":
         return torch.eye(fan_out, fan_in).reshape(shape)
     # Orthogonal
     rows, cols = fan_out, fan_in
@@ -43,32 +139,93 @@ def _weight(shape: tuple, method: str, g: torch.Generator) -> torch.Tensor:
     return q.to(torch.float32).reshape(shape)
 
 
-def NetInitialize(net: Net, which=Automatic, *, Method="Kaiming", RandomSeeding=1234) -> Net:
+# ---- which layers feed a Ramp -------------------------------------------------------------------
+def _is_ramp(node) -> bool:
+    return type(node).__name__ == "ElementwiseLayer" and getattr(node, "f", None) == "Ramp"
+
+
+def _producers(node, port: str) -> list:
+    """Positions (inside `node`) of the leaves that produce `node`'s output `port`."""
+    nodes = getattr(node, "_nodes", None)
+    if nodes is None:
+        return [()]
+    src = node._graph_out.get(port)
+    if src is None or src[0] not in nodes:  # a graph input passed straight through
+        return []
+    return [(src[0],) + p for p in _producers(nodes[src[0]], src[1])]
+
+
+def ramp_fed(net, prefix: tuple = ()) -> set:
+    """Positions of the leaves whose output goes into a Ramp ElementwiseLayer."""
+    nodes = getattr(net, "_nodes", None)
+    if nodes is None:
+        return set()
+    found = set()
+    for k, node in nodes.items():
+        found |= ramp_fed(node, prefix + (k,))
+        if not _is_ramp(node):
+            continue
+        for src in net._feeds[k].values():
+            if src[0] in nodes:
+                found |= {prefix + (src[0],) + p for p in _producers(nodes[src[0]], src[1])}
+    return found
+
+
+# ---- the memory guard -----------------------------------------------------------------------------
+def machine_memory() -> int:
+    """Bytes of physical memory of this machine."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):  # pragma: no cover - non-POSIX
+        return 16 * 2**30
+
+
+def _size_text(nbytes: float) -> str:
+    for unit, size in (("TB", 2**40), ("GB", 2**30), ("MB", 2**20), ("KB", 2**10)):
+        if nbytes >= size:
+            return f"{nbytes / size:.3g} {unit}"
+    return f"{nbytes:.0f} bytes"
+
+
+def _check_memory(todo: list) -> None:
+    """todo: [(position, leaf, array name, shape)] of the arrays about to be allocated."""
+    total = sum(math.prod(shape) for _, _, _, shape in todo) * BYTES_PER_ELEMENT
+    limit = machine_memory() * MEMORY_FRACTION
+    if total <= limit:
+        return
+    pos, leaf, name, shape = max(todo, key=lambda t: math.prod(t[3]))
+    where = f" (layer {'/'.join(str(p) for p in pos)})" if pos else ""
+    dims = " × ".join(str(d) for d in shape)
+    raise InitializationError(
+        f"{WHO}: {leaf.name}{where}: array {name} has dimensions {dims} = {math.prod(shape):.4g} elements "
+        f"({_size_text(math.prod(shape) * BYTES_PER_ELEMENT)}); the arrays to initialize would take "
+        f"{_size_text(total)} in all, more than a tenth of this machine's memory ({_size_text(machine_memory())}). "
+        "Make the layer smaller."
+    )
+
+
+# ---- NetInitialize ----------------------------------------------------------------------------------
+def NetInitialize(net: Net, which=Automatic, *, Method="Xavier", RandomSeeding=1234) -> Net:
     """A new net with arrays filled: NetInitialize(net) fills the missing ones,
     NetInitialize(net, All) refills all, NetInitialize(net, None) empties all.
+    Method: "Xavier" (default), "Orthogonal", "Identity", "Random", "Kaiming", or
+    (method, {sub-option: value}) (see the module's docstring).
     Same RandomSeeding, same arrays; RandomSeeding=Automatic draws fresh ones."""
     if not isinstance(net, Net):
-        raise OptionError(f"NetInitialize: expected a net, but was given {type(net).__name__}.")
+        raise OptionError(f"{WHO}: expected a net, but was given {type(net).__name__}.")
     if which is None:
         return net.map_leaves(lambda pos, leaf: leaf._with_arrays(dict.fromkeys(leaf._arrays)))
     if which is not Automatic and which is not All:
-        raise OptionError(f"NetInitialize: the second argument must be All or None, but was given {which!r}.")
-    if Method not in METHODS:
-        raise OptionError(
-            f"NetInitialize: Method must be one of {', '.join(repr(m) for m in METHODS)}, but was given {Method!r}."
-        )
-    g = torch.Generator()
-    if RandomSeeding is Automatic or RandomSeeding is None:
+        raise OptionError(f"{WHO}: the second argument must be All or None, but was given {which!r}.")
+    method = _method(Method)
+    g = O.generator(RandomSeeding, WHO)
+    if g is None:
+        g = torch.Generator()
         g.seed()
-    elif isinstance(RandomSeeding, int) and not isinstance(RandomSeeding, bool):
-        g.manual_seed(RandomSeeding)
-    else:
-        raise OptionError(f"NetInitialize: RandomSeeding must be an integer or Automatic, "
-                          f"but was given {RandomSeeding!r}.")
 
-    def fill(pos, leaf):
+    todo = []
+    for pos, leaf in net.leaves():
         shapes = leaf.array_shapes()
-        new = {}
         for name, current in leaf._arrays.items():
             if current is not None and which is not All:
                 continue
@@ -80,11 +237,23 @@ def NetInitialize(net: Net, which=Automatic, *, Method="Kaiming", RandomSeeding=
                     "size, which is not known. Give the layer an Input option (e.g. Input=(\"Varying\", 2)) "
                     "or put it in a NetChain/NetGraph whose input size is known."
                 )
+            todo.append((pos, leaf, name, tuple(shape)))
+    _check_memory(todo)
+    before_ramp = ramp_fed(net)
+    wanted = {}
+    for pos, _leaf, name, shape in todo:
+        wanted.setdefault(pos, []).append((name, shape))
+
+    def fill(pos, leaf):
+        new = {}
+        for name, shape in wanted.get(pos, ()):
             special = leaf.initial_array(name, shape)
             if special is not None:
                 new[name] = special
             elif len(shape) >= 2:
-                new[name] = _weight(tuple(shape), Method, g)
+                new[name] = _weight(shape, method, g, pos in before_ramp)
+            elif method[0] == "Random":
+                new[name] = _draw(method[1]["Biases"], shape, g)
             else:
                 new[name] = torch.zeros(shape)
         return leaf._with_arrays(new) if new else leaf

@@ -21,7 +21,7 @@ from .data import Seq
 from .errors import OptionError, TrainingError
 from .net import Net
 from .runtime import TEST, compiled
-from .train_data import class_decoder, example_losses, read_dataset, run
+from .train_data import class_decoder, example_losses, read_dataset, run_module
 
 MEASUREMENTS = ("Accuracy", "ErrorRate", "ConfusionMatrix", "MeanSquare", "MeanDeviation", "Loss")
 WHO = "NetMeasurements"
@@ -45,9 +45,15 @@ def NetMeasurements(net: Net, data, measurement):
                             f"{', '.join(repr(p) for p in problem.losses)}.")
     port = next(iter(problem.losses))
     outputs, targets = _evaluate(net, problem.data, port)
-    classes = problem.index_targets[port]
-    values = [_measure(m, net, port, problem, outputs, targets, classes) for m in wanted]
+    values = measure_outputs(wanted, net, port, problem.losses[port], outputs, targets, problem.index_targets[port])
     return values if isinstance(measurement, list | tuple) else values[0]
+
+
+def measure_outputs(wanted: list, net, port: str, loss_kind, outputs: list, targets: list, classes: bool) -> list:
+    """The measurements of outputs already computed: lists of chunks of outputs and targets of one
+    port (NetTrain's TrainingProgressMeasurements use this on each round's batches)."""
+    size = sum(int((o.data if isinstance(o, Seq) else o).shape[0]) for o in outputs)
+    return [_measure(m, net, port, loss_kind, outputs, targets, classes, size) for m in wanted]
 
 
 def _evaluate(net: Net, data, port: str) -> tuple[list, list]:
@@ -58,16 +64,16 @@ def _evaluate(net: Net, data, port: str) -> tuple[list, list]:
         for start in range(0, data.size, _CHUNK):
             idx = torch.arange(start, min(start + _CHUNK, data.size))
             xs, ts = data.rows(idx)
-            outs.append(run(module, xs, TEST)[port])
+            outs.append(run_module(module, xs, TEST)[port])
             tgts.append(ts[port])
     return outs, tgts
 
 
-def _measure(m: str, net, port, problem, outputs, targets, classes: bool):
+def _measure(m: str, net, port, loss_kind, outputs, targets, classes: bool, size: int):
     if m in ("MeanSquare", "MeanDeviation", "Loss"):
-        kind = {"MeanSquare": "MeanSquaredLoss", "MeanDeviation": "MeanAbsoluteLoss"}.get(m, problem.losses[port])
+        kind = {"MeanSquare": "MeanSquaredLoss", "MeanDeviation": "MeanAbsoluteLoss"}.get(m, loss_kind)
         total = sum(float(example_losses(kind, o, t, classes).sum()) for o, t in zip(outputs, targets))
-        return total / problem.data.size
+        return total / size
     predicted, actual = _decisions(net, port, outputs, targets, classes, m)
     if m == "ConfusionMatrix":
         size = _class_count(net, port, outputs)
@@ -113,4 +119,4 @@ def _class_count(net, port, outputs) -> int:
     return int((o.data if isinstance(o, Seq) else o).shape[-1])
 
 
-__all__ = ["NetMeasurements", "MEASUREMENTS"]
+__all__ = ["NetMeasurements", "MEASUREMENTS", "measure_outputs"]

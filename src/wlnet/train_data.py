@@ -3,6 +3,8 @@ once for the whole set, row selection per batch, and the losses.
 
 Data forms (Wolfram → Python):
   {in1 -> out1, in2 -> out2, ...}      a list of (input, target) pairs
+  {in1, in2, ...} -> {out1, out2, ...}  a tuple (inputs, targets) of two lists (or arrays); for
+                                       several ports, dicts port → list on either side
   <|in1 -> out1, ...|>                 a dict {input: target}
   <|"Input" -> {...}, "Output" -> {...}|>   a dict of port → list (or array) of examples
   {<|"Input" -> .., "Output" -> ..|>, ...}  a list of dicts port → value
@@ -26,6 +28,13 @@ from .shapes import ArrayType, Index
 
 LOSSES = ("MeanSquaredLoss", "MeanAbsoluteLoss", "CrossEntropyLoss")
 _EPS = 1e-7  # probabilities are clamped to at least this before the log
+
+
+# ---- the one place a compiled module is called ---------------------------------------------------
+def run_module(module, inputs: dict, ctx) -> dict:
+    """Run a net's compiled module on a batch, every recurrent state starting at zero:
+    {port: value} → {port: value}."""
+    return module(inputs, {}, ctx)[0]
 
 
 # ---- the data forms ----------------------------------------------------------------------------
@@ -64,14 +73,17 @@ def columns(net: Net, data, who: str) -> tuple[dict, dict, int]:
         cols = dict(data)
     elif isinstance(data, dict):
         cols = _pair_columns(list(data.items()), ins, outs, who)
+    elif _is_inputs_targets(data):
+        cols = _inputs_targets_columns(data, ins, outs, who)
     elif isinstance(data, list | tuple) and data and all(isinstance(e, dict) for e in data):
         cols = _transpose(list(data), ins + [p for p in outs if p in data[0]], who, "")
     elif isinstance(data, list | tuple):
         cols = _pair_columns(data, ins, outs, who)
     else:
         raise TrainingError(
-            f"{who}: the data must be a list of (input, target) pairs, a dict {{input: target}}, or a dict of "
-            f"port → list of examples, but was given {type(data).__name__}."
+            f"{who}: the data must be a list of (input, target) pairs, a tuple (inputs, targets), a dict "
+            f"{{input: target}}, a dict of port → list of examples, or a generator function, but was given "
+            f"{type(data).__name__}."
         )
     targets = {p: cols.pop(p) for p in outs if p in cols}
     if not targets:
@@ -90,6 +102,32 @@ def columns(net: Net, data, who: str) -> tuple[dict, dict, int]:
     if n == 0:
         raise TrainingError(f"{who}: the data is empty; give at least one example.")
     return cols, targets, n
+
+
+def _is_inputs_targets(data) -> bool:
+    """A tuple (inputs, targets): two lists, arrays or dicts of port → list (a list of pairs is a list)."""
+    return isinstance(data, tuple) and len(data) == 2 and all(
+        isinstance(x, dict) or _count(x) is not None for x in data)
+
+
+def _inputs_targets_columns(data, ins, outs, who) -> dict:
+    inputs, targets = data
+    cols = {}
+    for side, ports, what in ((inputs, ins, "inputs"), (targets, outs, "targets")):
+        if isinstance(side, dict):
+            bad = [p for p in side if p not in ports]
+            if bad:
+                raise TrainingError(f"{who}: the {what} of (inputs, targets) name the port {bad[0]!r}, which is not "
+                                    f"an {'input' if what == 'inputs' else 'output'} port of the net "
+                                    f"({', '.join(repr(p) for p in ports)}).")
+            cols.update(side)
+        elif len(ports) == 1:
+            cols[ports[0]] = side
+        else:
+            raise TrainingError(f"{who}: the net has several {'input' if what == 'inputs' else 'output'} ports "
+                                f"({', '.join(repr(p) for p in ports)}), so the {what} of (inputs, targets) must be a "
+                                f"dict of port → list; it is {_what(side)}.")
+    return cols
 
 
 def _pair_columns(pairs, ins, outs, who) -> dict:
@@ -197,13 +235,18 @@ class Dataset(NamedTuple):
         """The examples at `idx` (int64, CPU), sequences padded to the longest among them."""
         return take_rows(self.inputs, idx), take_rows(self.targets, idx)
 
-    def to(self, device) -> Dataset:
-        return Dataset(move_all(self.inputs, device, None), move_all(self.targets, device, None), self.size)
+    def to(self, device, dtype=torch.float32) -> Dataset:
+        """On `device`, with real-valued data in `dtype` (integer data, e.g. class indices, kept)."""
+        return Dataset(move_all(self.inputs, device, dtype), move_all(self.targets, device, dtype), self.size)
 
-
-def run(module, inputs: dict, ctx) -> dict:
-    """The outputs of a compiled module on a batch, every recurrent state starting at zero."""
-    return module(inputs, {}, ctx)[0]
+    def length_key(self) -> torch.Tensor | None:
+        """Per example, the total length of its sequence inputs of varying length (None if there are
+        none): the key examples are sorted by to cut batches of similar lengths."""
+        key = None
+        for v in self.inputs.values():
+            if isinstance(v, Seq) and v.lengths is not None:
+                key = v.lengths.clone() if key is None else key + v.lengths
+        return key
 
 
 class Problem(NamedTuple):
@@ -260,7 +303,7 @@ def _check_lengths(net: Net, ds: Dataset, who: str) -> None:
         idx = torch.arange(start, min(start + 256, ds.size))
         xs, ts = ds.rows(idx)
         with torch.no_grad():
-            out = run(module, xs, TEST)
+            out = run_module(module, xs, TEST)
         for p, t in ts.items():
             if p not in seq_targets:
                 continue

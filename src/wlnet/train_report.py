@@ -9,9 +9,14 @@ from .errors import OptionError
 
 WHO = "NetTrain"
 PROPERTIES = (
-    "TrainedNet", "FinalNet", "RoundLossList", "ValidationLossList", "TotalTrainingTime",
-    "MeanExamplesPerSecond", "BatchSize", "TotalRounds", "TotalBatches", "LossPlot", "Properties",
+    "TrainedNet", "FinalNet", "BatchLossList", "RoundLossList", "ValidationLossList", "RoundMeasurements",
+    "ValidationMeasurements", "RoundMeasurementsLists", "ValidationMeasurementsLists", "ReasonTrainingStopped",
+    "BestValidationRound", "InitialLearningRate", "FinalLearningRate", "ExamplesProcessed", "MeanBatchesPerSecond",
+    "MeanExamplesPerSecond", "TotalBatches", "TotalRounds", "TotalTrainingTime", "TrainingExamples",
+    "ValidationExamples", "BatchSize", "OptimizationMethod", "TargetDevice", "WorkingPrecision", "CheckpointingFiles",
+    "LossPlot", "FinalPlots", "Properties",
 )
+REASONS = ("MaxTrainingRounds", "TimeGoal", "StoppingCriterion", "ManualStop", "Divergence")
 
 
 # ---- progress ------------------------------------------------------------------------------------
@@ -39,10 +44,10 @@ class Progress:
     def due(self, now: float) -> bool:
         return self.bar is not None and now - self.last >= 0.25
 
-    def show(self, now, elapsed, r, loss, val, rate, advance=0) -> None:
+    def show(self, now, elapsed, r, loss, val, rate, advance=0, extra: str = "") -> None:
         """Update the bar's text (and, for rounds, its count); tqdm redraws at most 4 times a second."""
         self.last = now
-        text = f"round {r}, loss {loss:.4g}" + (f", validation {val:.4g}" if val is not None else "") + \
+        text = f"round {r}, loss {loss:.4g}" + (f", validation {val:.4g}" if val is not None else "") + extra + \
             f", {rate:,.0f} examples/s"
         self.bar.set_postfix_str(text, refresh=False)
         if self.by_time:
@@ -50,12 +55,14 @@ class Progress:
         else:
             self.bar.update(advance)
 
-    def round_end(self, now, elapsed, r, loss, val, rate) -> None:
+    def round_end(self, now, elapsed, r, loss, val, rate, measured: dict | None = None,
+                  validated: dict | None = None) -> None:
+        extra = measurement_text(measured, validated)
         if self.mode == "Print":
             print(f"{WHO}: round {r}: loss {loss:.6g}" + (f", validation loss {val:.6g}" if val is not None else "")
-                  + f", {rate:,.0f} examples/s", flush=True)
+                  + extra + f", {rate:,.0f} examples/s", flush=True)
         elif self.bar is not None:
-            self.show(now, elapsed, r, loss, val, rate, advance=1)
+            self.show(now, elapsed, r, loss, val, rate, advance=1, extra=extra)
 
     def close(self, elapsed) -> None:
         if self.bar is not None:
@@ -65,16 +72,40 @@ class Progress:
             self.bar.close()
 
 
+def measurement_text(measured: dict | None, validated: dict | None) -> str:
+    """", accuracy 0.95 (validation 0.9)" for each scalar measurement but the loss."""
+    parts = []
+    for name, v in (measured or {}).items():
+        if name == "Loss" or not isinstance(v, float):
+            continue
+        val = (validated or {}).get(name)
+        label = name[0].lower() + name[1:]
+        parts.append(f", {label} {v:.4g}" + (f" (validation {val:.4g})" if val is not None else ""))
+    return "".join(parts)
+
+
 # ---- the results object ----------------------------------------------------------------------------
 class NetTrainResultsObject:
-    """What NetTrain(net, data, All) returns, indexed by property name:
+    """What NetTrain(net, data, All) returns, indexed by property name (or a list of names, giving
+    a list):
 
     "TrainedNet"  the net with the lowest validation loss (with a ValidationSet), else the final one
-    "FinalNet"  the net after the last step          "RoundLossList"  mean training loss of each round
+    "FinalNet"  the net after the last step (after a divergence: the last net with finite arrays)
+    "BatchLossList"  the loss of each batch           "RoundLossList"  mean training loss of each round
     "ValidationLossList"  validation loss after each round ([] without a ValidationSet)
-    "TotalTrainingTime"  seconds in the training loop  "MeanExamplesPerSecond"  examples per second
-    of training (validation passes excluded)          "BatchSize", "TotalRounds", "TotalBatches"
+    "RoundMeasurements", "ValidationMeasurements"  {measurement: value} of the last round ("Loss" and
+    each of TrainingProgressMeasurements; on the round's training batches, on the ValidationSet)
+    "RoundMeasurementsLists", "ValidationMeasurementsLists"  {measurement: [value per round]}
+    "ReasonTrainingStopped"  "MaxTrainingRounds", "TimeGoal", "StoppingCriterion", "ManualStop" or
+    "Divergence"                                      "BestValidationRound"  1-based, or None
+    "InitialLearningRate", "FinalLearningRate"  the learning rate at the first and last batch
+    "ExamplesProcessed", "TotalBatches", "TotalRounds", "MeanBatchesPerSecond", "MeanExamplesPerSecond"
+    (validation passes excluded), "TotalTrainingTime" (seconds in the training loop)
+    "TrainingExamples", "ValidationExamples"  examples per round, validation examples (0 without)
+    "BatchSize", "OptimizationMethod" ((name, settings)), "TargetDevice", "WorkingPrecision"
+    "CheckpointingFiles"  files written by checkpointing ([]: checkpointing is not built yet)
     "LossPlot"  a matplotlib figure of the losses (fig.savefig("loss.png"))
+    "FinalPlots"  {"Loss": figure, measurement: figure, ...}
     """
 
     def __init__(self, values: dict):
@@ -85,10 +116,16 @@ class NetTrainResultsObject:
         return list(PROPERTIES)
 
     def __getitem__(self, prop):
+        if isinstance(prop, list | tuple):
+            return [self[p] for p in prop]
         if prop == "Properties":
             return self.properties
         if prop == "LossPlot":
             return loss_plot(self._values["RoundLossList"], self._values["ValidationLossList"])
+        if prop == "FinalPlots":
+            rounds, val = self._values["RoundMeasurementsLists"], self._values["ValidationMeasurementsLists"]
+            return {m: loss_plot(v, val.get(m, []), ylabel="loss" if m == "Loss" else m)
+                    for m, v in rounds.items() if all(isinstance(x, float) for x in v)}
         if prop not in self._values:
             raise OptionError(f"NetTrainResultsObject: {prop!r} is not a property; the properties are "
                               f"{', '.join(PROPERTIES)}.")
@@ -98,10 +135,11 @@ class NetTrainResultsObject:
         v = self._values
         loss = v["RoundLossList"][-1] if v["RoundLossList"] else float("nan")
         return (f"NetTrainResultsObject(rounds={v['TotalRounds']}, batch size={v['BatchSize']}, final round loss="
-                f"{loss:.4g}, time={v['TotalTrainingTime']:.3g} s, {v['MeanExamplesPerSecond']:,.0f} examples/s)")
+                f"{loss:.4g}, time={v['TotalTrainingTime']:.3g} s, {v['MeanExamplesPerSecond']:,.0f} examples/s, "
+                f"stopped: {v['ReasonTrainingStopped']})")
 
 
-def loss_plot(losses: list, validation: list):
+def loss_plot(losses: list, validation: list, ylabel: str = "loss"):
     """A matplotlib figure of the round losses (and validation losses); `fig.savefig("x.png")`."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
@@ -113,14 +151,14 @@ def loss_plot(losses: list, validation: list):
     ax.plot(rounds, losses, label="training", color="tab:orange")
     if validation:
         ax.plot(range(1, len(validation) + 1), validation, label="validation", color="tab:blue")
-    if all(x > 0 for x in list(losses) + list(validation)):
+    if ylabel == "loss" and all(x > 0 for x in list(losses) + list(validation)):
         ax.set_yscale("log")
     ax.set_xlabel("training rounds")
-    ax.set_ylabel("loss")
+    ax.set_ylabel(ylabel)
     ax.legend()
     ax.grid(True, alpha=0.3)
     fig.tight_layout()
     return fig
 
 
-__all__ = ["PROPERTIES", "NetTrainResultsObject", "Progress", "loss_plot"]
+__all__ = ["PROPERTIES", "REASONS", "NetTrainResultsObject", "Progress", "loss_plot", "measurement_text"]

@@ -1,0 +1,470 @@
+"""NetTrain's loop: rounds of batches (bucketed by length), the optimizer step with the
+learning-rate schedule and clipping, divergence, Ctrl-C, stopping, measurements, validation and
+the progress reports.
+
+Bucketing: with inputs of varying length, each round's examples are shuffled, sorted by length
+(stably, so equal lengths stay shuffled), cut into batches, and the batches shuffled, as
+Wolfram's NetTrain does. A batch is padded only to its own longest sequence (Wolfram also rounds
+that length up to a few bucket sizes so that its compiled executors can be reused; eager torch
+has no executors to reuse, and the extra padding would only cost time). `LengthBucketing=False`
+cuts batches from the shuffled order instead. Either way every example is used once a round;
+only the batches' composition differs.
+
+Divergence: the loss is checked every batch; a non-finite loss (or, at the end, a non-finite
+array) stops training, the arrays are put back to the last ones whose loss was finite, and a
+warning names the likely cause.
+
+Ctrl-C (SIGINT) during training stops it at the end of the current batch; NetTrain returns what
+was asked for with "ReasonTrainingStopped" "ManualStop". A second Ctrl-C interrupts at once.
+"""
+
+from __future__ import annotations
+
+import math
+import signal
+import threading
+import time
+import warnings
+
+import torch
+
+from .data import Seq
+from .errors import NetWarning, TrainingError
+from .measure import measure_outputs
+from .runtime import Ctx, module_arrays
+from .train_data import Dataset, batch_loss, example_losses, read_dataset, run_module
+from .train_options import schedule_factor
+from .train_report import Progress
+
+WHO = "NetTrain"
+MIN_AUTOMATIC_ROUNDS, MAX_AUTOMATIC_ROUNDS = 10, 10000
+GROWTH_WARNING = 1e3  # a round loss this many times the first one draws a warning
+ARRAY_WARNING = 1e5  # an array element this large draws a warning (initial arrays are of order 1)
+
+
+class _Interrupt:
+    """Turns the first SIGINT into a request to stop (checked after each batch); the second one
+    raises KeyboardInterrupt as usual."""
+
+    def __init__(self):
+        self.requested = False
+        self.previous = None
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            self.previous = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def _handle(self, signum, frame):
+        if self.requested:
+            self._restore()
+            raise KeyboardInterrupt
+        self.requested = True
+
+    def _restore(self):
+        if self.previous is not None:
+            signal.signal(signal.SIGINT, self.previous)
+            self.previous = None
+
+    def __exit__(self, *exc):
+        self._restore()
+        return False
+
+
+class ProgressInfo(dict):
+    """The dict TrainingProgressFunction and a TrainingStoppingCriterion function receive; its "Net"
+    (the net with the current arrays) is made only when asked for."""
+
+    def __init__(self, values: dict, make_net):
+        super().__init__(values)
+        self._make_net = make_net
+
+    def __missing__(self, key):
+        if key == "Net":
+            net = self._make_net()
+            self["Net"] = net
+            return net
+        raise KeyError(key)
+
+
+# ---- where the batches come from ---------------------------------------------------------------
+class ListSource:
+    """Examples held in memory: each round a plan of index batches over them."""
+
+    def __init__(self, problem, device, dtype, batch: int, round_length, bucketing: bool, g: torch.Generator):
+        self.data: Dataset = problem.data.to(device, dtype)
+        self.device = device
+        self.n = problem.data.size
+        self.batch = batch
+        self.round_length = round_length or self.n
+        self.key = problem.data.length_key() if bucketing else None
+        if self.key is not None and bool((self.key == self.key[0]).all()):
+            self.key = None  # every example has the same length: nothing to bucket
+        self.g = g
+        self.stream = torch.empty(0, dtype=torch.int64)
+
+    def steps(self) -> int:
+        return math.ceil(self.round_length / self.batch)
+
+    def plan(self) -> list:
+        """This round's batches, as index tensors (CPU, int64)."""
+        if self.round_length == self.n:
+            idx = torch.randperm(self.n, generator=self.g)
+        else:  # rounds of RoundLength examples from successive shuffles of the data
+            while len(self.stream) < self.round_length:
+                self.stream = torch.cat([self.stream, torch.randperm(self.n, generator=self.g)])
+            idx, self.stream = self.stream[:self.round_length], self.stream[self.round_length:]
+        if self.key is None:
+            return list(idx.split(self.batch))
+        idx = idx[torch.sort(self.key[idx], stable=True).indices]
+        batches = list(idx.split(self.batch))
+        return [batches[i] for i in torch.randperm(len(batches), generator=self.g).tolist()]
+
+    def rows(self, idx: torch.Tensor) -> tuple[dict, dict]:
+        return self.data.rows(idx)
+
+
+class GeneratorSource:
+    """A function f(info) giving a batch of examples in any data form, called for every batch."""
+
+    def __init__(self, f, net, problem_of_first, loss_spec, device, dtype, batch: int, round_length, first_data):
+        self.f, self.net, self.loss_spec = f, net, loss_spec
+        self.device, self.dtype = device, dtype
+        self.batch = batch
+        self.round_length = round_length or batch
+        self.problem = problem_of_first
+        self.pending = first_data  # the first call's batch, read already to learn the losses
+        self.round = self.absolute = 0
+
+    def steps(self) -> int:
+        return math.ceil(self.round_length / self.batch)
+
+    def plan(self) -> list:
+        self.round += 1
+        return list(range(1, self.steps() + 1))
+
+    def rows(self, j: int) -> tuple[dict, dict]:
+        self.absolute += 1
+        if self.pending is not None:
+            data, self.pending = self.pending, None
+        else:
+            info = {"BatchSize": self.batch, "Round": self.round, "Batch": j, "AbsoluteBatch": self.absolute,
+                    "Validation": False}
+            problem = read_dataset(self.net, self.f(info), f"{WHO} (generator, round {self.round}, batch {j})",
+                                   self.loss_spec)
+            if set(problem.losses) != set(self.problem.losses):
+                raise TrainingError(f"{WHO}: the generator gave targets for ports {sorted(problem.losses)} in round "
+                                    f"{self.round}, batch {j}, but for ports {sorted(self.problem.losses)} at first.")
+            data = problem.data
+        data = data.to(self.device, self.dtype)
+        return data.inputs, data.targets
+
+
+def _size(xs: dict) -> int:
+    v = next(iter(xs.values()))
+    return int((v.data if isinstance(v, Seq) else v).shape[0])
+
+
+def _detach(v):
+    return Seq(v.data.detach(), v.lengths) if isinstance(v, Seq) else v.detach()
+
+
+# ---- the run ------------------------------------------------------------------------------------------
+class Run:
+    """One training run: the loop, the stopping rules, validation and the best arrays."""
+
+    def __init__(self, net, problem, source, validation, model, module, optimizer, group, o, dropout_g,
+                 automatic_seconds: float, dtype=torch.float32):
+        self.net, self.problem, self.source = net, problem, source
+        self.validation = validation
+        self.val_data = validation.data.to(group.device, dtype) if validation is not None else None
+        self.model, self.module, self.optimizer, self.group = model, module, optimizer, group
+        self.batch = source.batch
+        self.ctx = Ctx(True, dropout_g, exact_states=False)
+        self.max_rounds = o["MaxTrainingRounds"]
+        self.goal = o["TimeGoal"]
+        self.automatic = self.max_rounds is None and self.goal is None
+        self.automatic_seconds = automatic_seconds
+        self.method_name, self.settings = o["Method"]
+        self.schedule = self.settings["LearningRateSchedule"]
+        self.grad_clip, self.weight_clip = self.settings["GradientClipping"], self.settings["WeightClipping"]
+        self.measured = o["TrainingProgressMeasurements"]
+        self.stopping = o["TrainingStoppingCriterion"]
+        self.progress_fn = o["TrainingProgressFunction"]
+        reporting = o["TrainingProgressReporting"] if group.rank == 0 else None
+        self.progress = Progress(reporting, self.max_rounds, automatic_seconds if self.automatic else self.goal)
+        self.params = [p for p in module.parameters() if p.requires_grad]
+        self.snapshot = [p.detach().clone() for p in self.params]
+        self.losses, self.val_losses, self.batch_losses = [], [], []
+        self.round_measurements = {m: [] for m in ["Loss", *self.measured]}
+        self.val_measurements = {m: [] for m in ["Loss", *self.measured]} if validation is not None else {}
+        self.examples = self.batches = 0
+        self.elapsed = self.train_time = 0.0
+        self.reason = None
+        self.lr_first = self.lr_last = None
+        self.planned_rounds = self.max_rounds
+        self.port = next(iter(problem.losses)) if self.measured else None
+        if self.measured and len(problem.losses) != 1:
+            raise TrainingError(f"{WHO}: TrainingProgressMeasurements need targets for one output port; the data "
+                                f"gives targets for {', '.join(repr(p) for p in problem.losses)}.")
+
+    # ---- the loop ----
+    def loop(self):
+        world = self.group.world
+        steps = self.source.steps()
+        best, best_loss = None, math.inf
+        t0 = time.perf_counter()
+        val_time = 0.0
+        r = 0
+        stop = False
+        with _Interrupt() as interrupt:
+            try:
+                while not stop:
+                    r += 1
+                    self.module.train()
+                    total = torch.zeros((), device=self.group.device, dtype=torch.float64)  # example losses (this rank)
+                    seen = 0
+                    outputs, targets = [], []
+                    for j, part in enumerate(self.source.plan(), 1):
+                        xs, ts = self.source.rows(part) if world == 1 else self._shard(part)
+                        size = _size(xs) if world == 1 else self._global_size
+                        weight = 1.0 if world == 1 else self._weight
+                        loss, out = self._forward(xs, ts)
+                        value = float(loss.detach())
+                        if self.group.any(not math.isfinite(value)):
+                            self._diverged(r, j, value)
+                            stop = True
+                            break
+                        self._backward_and_step(loss, weight, t0)
+                        if self.measured:
+                            outputs.append(_detach(out[self.port]))
+                            targets.append(ts[self.port])
+                        self.batch_losses.append(value)
+                        total += loss.detach() * (_size(xs) if weight else 0)
+                        seen += size
+                        self.batches += 1
+                        self.examples += size
+                        now = time.perf_counter()
+                        elapsed = now - t0
+                        if self.progress_fn is not None and self.progress_fn[1] == "Batches" \
+                                and self.batches % self.progress_fn[2] == 0:
+                            self.progress_fn[0](self._info(r, j, value, elapsed, total, seen))
+                        if self.group.agree(interrupt.requested):
+                            self.reason, stop = "ManualStop", True
+                            break
+                        if self.goal is not None and self.group.agree(elapsed >= self.goal):
+                            self.reason, stop = "TimeGoal", True
+                            break
+                        if self.progress.due(now):
+                            rate = self.examples / max(elapsed - val_time, 1e-9)
+                            running = float(total) * world / max(seen, 1)  # rank 0's shard, scaled
+                            last_val = self.val_losses[-1] if self.val_losses else None
+                            self.progress.show(now, elapsed, r, running, last_val, rate)
+                    if seen == 0:  # stopped before the round's first step: no round to record
+                        break
+                    round_loss = float(self.group.sum(total)) / seen
+                    self.losses.append(round_loss)
+                    self._record_round(round_loss, outputs, targets)
+                    if self.val_data is not None and self.reason != "Divergence":
+                        tv = time.perf_counter()
+                        val = self._validate()
+                        val_time += time.perf_counter() - tv
+                        self.val_losses.append(val)
+                        if val < best_loss:
+                            best_loss = val
+                            best = {k: p.detach().clone() for k, p in self.module.named_parameters()}
+                    now = time.perf_counter()
+                    elapsed = now - t0
+                    self._warn_growth(r)
+                    if not stop and self.group.agree(interrupt.requested):  # Ctrl-C during validation
+                        self.reason, stop = "ManualStop", True
+                    if not stop:
+                        stop = self._round_stop(r, elapsed, steps)
+                    info = None
+                    fn = self.progress_fn
+                    if fn is not None and fn[1] == "Rounds" and r % fn[2] == 0:
+                        info = self._info(r, steps, self.batch_losses[-1], elapsed, total, seen)
+                        self.progress_fn[0](info)
+                    if not stop and self.stopping:
+                        values = self._criterion_values()
+                        info = info or self._info(r, steps, self.batch_losses[-1], elapsed, total, seen)
+                        if self.group.agree(self.stopping.check(r, values, info)):
+                            self.reason, stop = "StoppingCriterion", True
+                    rate = self.examples / max(elapsed - val_time, 1e-9)
+                    self.progress.round_end(now, elapsed, r, round_loss,
+                                            self.val_losses[-1] if self.val_losses else None, rate,
+                                            {m: v[-1] for m, v in self.round_measurements.items() if v},
+                                            {m: v[-1] for m, v in self.val_measurements.items() if v})
+            finally:
+                self.elapsed = time.perf_counter() - t0
+                self.train_time = self.elapsed - val_time
+                self.progress.close(self.elapsed)
+        self._check_final_arrays()
+        return best
+
+    def _round_stop(self, r: int, elapsed: float, steps: int) -> bool:
+        if self.automatic and (self.planned_rounds is None or elapsed < 0.1 * self.automatic_seconds):
+            # Wolfram's rule: Clip[⌈20 s / seconds per round⌉, {10, 10000}], the time per round measured
+            # over the first rounds (until a tenth of the time is spent)
+            want = math.ceil(self.automatic_seconds / max(elapsed / r, 1e-9))
+            self.planned_rounds = self.group.share(min(MAX_AUTOMATIC_ROUNDS, max(MIN_AUTOMATIC_ROUNDS, want)))
+        if self.planned_rounds is not None and r >= self.planned_rounds:
+            self.reason = "MaxTrainingRounds"
+            return True
+        return False
+
+    def _total_batches(self, elapsed: float) -> int:
+        """The number of batches the schedule spreads over (the best estimate so far)."""
+        steps = self.source.steps()
+        if self.planned_rounds is not None:
+            return self.planned_rounds * steps
+        if self.goal is not None and self.batches > 0 and elapsed > 0:
+            return max(self.batches + 1, math.ceil((self.batches + 1) * self.goal / elapsed))
+        return MIN_AUTOMATIC_ROUNDS * steps
+
+    # ---- one batch ----
+    def _forward(self, xs, ts):
+        out = run_module(self.model, xs, self.ctx)
+        return batch_loss(self.problem, out, ts), out
+
+    def _backward_and_step(self, loss, weight: float, t0: float) -> None:
+        scaled = loss * weight if weight != 1.0 else loss
+        scaled.backward()
+        with torch.no_grad():
+            for s, p in zip(self.snapshot, self.params):  # the arrays whose loss was finite
+                s.copy_(p)
+        t = self.batches + 1
+        factor = schedule_factor(self.schedule, t, self._total_batches(time.perf_counter() - t0))
+        base = self.settings["LearningRate"]
+        for group in self.optimizer.param_groups:
+            group["lr"] = base * group["factor"] * factor
+        self.lr_last = base * factor
+        if self.lr_first is None:
+            self.lr_first = self.lr_last
+        if self.grad_clip is not None:
+            for p in self.params:
+                if p.grad is not None:
+                    p.grad.clamp_(-self.grad_clip, self.grad_clip)
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        if self.weight_clip is not None:
+            with torch.no_grad():
+                for p in self.params:
+                    p.clamp_(-self.weight_clip, self.weight_clip)
+
+    def _shard(self, idx: torch.Tensor):
+        """Under torchrun: this rank's shard of the global batch, its mean loss weighted so that the
+        gradients DDP averages are those of the global batch's mean loss."""
+        world, rank = self.group.world, self.group.rank
+        size = len(idx)
+        shard = idx[rank::world]
+        self._weight = len(shard) * world / size
+        self._global_size = size
+        return self.source.rows(shard if len(shard) else idx[:1])
+
+    # ---- divergence ----
+    def _diverged(self, r: int, j: int, value: float) -> None:
+        self._restore_snapshot()
+        self.reason = "Divergence"
+        self._warn(f"round {r}, batch {j}: the loss became {value}")
+
+    def _restore_snapshot(self) -> None:
+        with torch.no_grad():
+            for s, p in zip(self.snapshot, self.params):
+                p.copy_(s)
+
+    def _warn(self, what: str) -> None:
+        lr = self.settings["LearningRate"]
+        warnings.warn(
+            f"{WHO}: training stopped at {what}, which is not a finite number: training diverged. The likely cause "
+            f"is a learning rate too large for this net and data (LearningRate {lr:g}, Method {self.method_name!r}); "
+            "try a smaller LearningRate or GradientClipping. The net returned is the last one whose arrays and loss "
+            "were finite.", NetWarning, stacklevel=4)
+
+    def _check_final_arrays(self) -> None:
+        if self.reason == "Divergence":
+            return
+        finite = all(bool(torch.isfinite(p).all()) for p in self.params)
+        if not self.group.agree(finite):
+            self._restore_snapshot()
+            self.reason = "Divergence"
+            self._warn("the last batch: an array became non-finite")
+
+    def _warn_growth(self, r: int) -> None:
+        if not getattr(self, "_huge", False):
+            with torch.no_grad():
+                top = torch.stack([p.detach().abs().max().float() for p in self.params]).max()
+            if float(top) > ARRAY_WARNING:
+                self._huge = True
+                name = next(n for n, p in self.module.named_parameters() if float(p.detach().abs().max()) >= top)
+                warnings.warn(
+                    f"{WHO}: after round {r} the arrays have grown to {float(top):.3g} (array {name}); training is "
+                    f"likely diverging because the learning rate (LearningRate {self.settings['LearningRate']:g}) is "
+                    "too large. Try a smaller LearningRate, GradientClipping or WeightClipping.",
+                    NetWarning, stacklevel=4)
+        first = self.losses[0]
+        if r >= 2 and first > 0 and self.losses[-1] > GROWTH_WARNING * first and not getattr(self, "_grew", False):
+            self._grew = True
+            warnings.warn(
+                f"{WHO}: the round loss grew from {first:.4g} (round 1) to {self.losses[-1]:.4g} (round {r}); "
+                f"the learning rate (LearningRate {self.settings['LearningRate']:g}) is likely too large.",
+                NetWarning, stacklevel=4)
+
+    # ---- measurements ----
+    def _record_round(self, round_loss: float, outputs: list, targets: list) -> None:
+        self.round_measurements["Loss"].append(round_loss)
+        if self.measured and outputs:
+            port = self.port
+            values = measure_outputs(self.measured, self.net, port, self.problem.losses[port], outputs, targets,
+                                     self.problem.index_targets[port])
+            for m, v in zip(self.measured, values):
+                self.round_measurements[m].append(v)
+
+    def _criterion_values(self) -> dict:
+        source = self.val_measurements if self.val_data is not None else self.round_measurements
+        return {m: v[-1] for m, v in source.items() if v}
+
+    def _info(self, r, j, batch_loss_value, elapsed, total, seen) -> ProgressInfo:
+        values = {
+            "Round": r, "Batch": j, "AbsoluteBatch": self.batches, "TotalBatches": self._total_batches(elapsed),
+            "BatchLoss": batch_loss_value,
+            "RoundLoss": self.losses[-1] if len(self.losses) == r else float(total) / max(seen, 1),
+            "ValidationLoss": self.val_losses[-1] if self.val_losses else None,
+            "LearningRate": self.lr_last,
+            "RoundMeasurements": {m: v[-1] for m, v in self.round_measurements.items() if v},
+            "ValidationMeasurements": {m: v[-1] for m, v in self.val_measurements.items() if v},
+            "ExamplesProcessed": self.examples, "TimeElapsed": elapsed,
+        }
+        return ProgressInfo(values, lambda: self.net.with_arrays(module_arrays(self.net, self.module)))
+
+    @torch.no_grad()
+    def _validate(self) -> float:
+        """The mean validation loss over the whole validation set (sharded over the ranks), and the
+        validation measurements."""
+        self.module.eval()
+        data, dev = self.val_data, self.group.device
+        world, rank = self.group.world, self.group.rank
+        idx_all = torch.arange(rank, data.size, world)
+        total = torch.zeros((), device=dev, dtype=torch.float64)
+        chunk = max(self.batch, 256)
+        ctx = Ctx(False, None, exact_states=False)
+        outputs, targets = [], []
+        for start in range(0, len(idx_all), chunk):
+            idx = idx_all[start:start + chunk]
+            xs, ts = data.rows(idx)
+            out = run_module(self.module, xs, ctx)
+            for port, kind in self.validation.losses.items():
+                total += example_losses(kind, out[port], ts[port], self.validation.index_targets[port]).sum()
+            if self.measured:
+                outputs.append(out[self.port])
+                targets.append(ts[self.port])
+        self.module.train()
+        loss = float(self.group.sum(total)) / data.size
+        self.val_measurements["Loss"].append(loss)
+        if self.measured:
+            port = self.port
+            values = measure_outputs(self.measured, self.net, port, self.validation.losses[port], outputs, targets,
+                                     self.validation.index_targets[port])
+            for m, v in zip(self.measured, values):
+                self.val_measurements[m].append(v)
+        return loss
