@@ -83,8 +83,13 @@ def read_inputs(net: Net, data, real: torch.dtype = torch.float32) -> tuple[dict
     return values, first.batched, first.kind, first.size
 
 
+_DEFAULTS = (False, torch.device("cpu"), torch.float32, None, Automatic)
+
+
 def evaluation_options(net: Net, options: dict) -> tuple:
     """(train, device, dtype, batch size or None, seed) from the evaluation options."""
+    if not options:
+        return _DEFAULTS
     O.known(options, EVALUATION_OPTIONS, net.name, "an evaluation option", "options")
     mode = options.get("NetEvaluationMode", "Test")
     O.one_of(mode, ("Test", "Train"), net.name, "NetEvaluationMode")

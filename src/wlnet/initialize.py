@@ -55,17 +55,7 @@ MEMORY_FRACTION = 0.1
 
 def _method(spec) -> tuple[str, dict]:
     """Method → (name, settings), with every sub-option checked."""
-    if isinstance(spec, str):
-        name, sub = spec, {}
-    elif isinstance(spec, tuple | list) and len(spec) == 2 and isinstance(spec[0], str) and isinstance(spec[1], dict):
-        name, sub = spec
-    else:
-        name, sub = None, None
-    if name not in METHODS:
-        raise OptionError(
-            f"{WHO}: Method must be one of {', '.join(repr(m) for m in METHODS)}, or (method, {{sub-option: value}}) "
-            f"such as (\"Xavier\", {{\"FactorType\": \"In\"}}), but was given {spec!r}."
-        )
+    name, sub = O.method_spec(spec, METHODS, WHO, '("Xavier", {"FactorType": "In"})')
     settings = dict(SUB_OPTIONS[name])
     for key, value in sub.items():
         if key not in settings:

@@ -108,3 +108,19 @@ def known(given: dict, allowed, who: str, what: str = "a known option", plural: 
     unknown = [k for k in given if k not in allowed]
     if unknown:
         raise OptionError(f"{where(who)}{unknown[0]!r} is not {what}; the {plural} are {', '.join(allowed)}.")
+
+
+def method_spec(spec, methods, who: str, example: str = "") -> tuple[str, dict]:
+    """A Method option: a name among `methods`, or (name, {sub-option: value}) → (name, sub-options)."""
+    if isinstance(spec, str):
+        name, sub = spec, {}
+    elif isinstance(spec, tuple | list) and len(spec) == 2 and isinstance(spec[0], str) and isinstance(spec[1], dict):
+        name, sub = spec
+    else:
+        name, sub = None, None
+    if name not in methods:
+        raise OptionError(
+            f"{where(who)}Method must be one of {', '.join(repr(m) for m in methods)}, or (method, {{sub-option: "
+            f"value}}){' such as ' + example if example else ''}, but was given {spec!r}."
+        )
+    return name, sub

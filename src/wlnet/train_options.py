@@ -70,13 +70,7 @@ def _is_number(v) -> bool:
 # ---- Method ------------------------------------------------------------------------------------
 def method(spec, lr) -> tuple[str, dict]:
     """Method (and LearningRate) → (name, settings) with every sub-option checked."""
-    ok = isinstance(spec, tuple | list) and len(spec) == 2 and isinstance(spec[0], str) and isinstance(spec[1], dict)
-    name, sub = (spec, {}) if isinstance(spec, str) else (spec[0], spec[1]) if ok else (None, None)
-    if name not in METHODS:
-        raise OptionError(
-            f"{WHO}: Method must be one of {', '.join(repr(m) for m in METHODS)}, or (method, {{sub-option: value}}), "
-            f"but was given {spec!r}."
-        )
+    name, sub = O.method_spec(spec, METHODS, WHO, '("ADAM", {"LearningRateSchedule": "Cosine"})')
     settings = dict(METHODS[name])
     for k, v in sub.items():
         if k not in settings:

@@ -90,8 +90,8 @@ def choose(cell: Cell, device, dtype, masks: dropout.Masks = NO_MASKS) -> str:
     element-wise work in one pass) beats 2-3× (bench/dropout.py), so there the native kernel runs
     with or without masks."""
     step_masks = masks.x is not None or masks.s is not None or masks.m is not None
-    if native.usable_for(torch.device(device), dtype) is not None and cell.name in NATIVE and \
-            (step_masks or not cell.onednn):
+    if (step_masks or not cell.onednn) and cell.name in NATIVE and \
+            native.usable_for(torch.device(device), dtype) is not None:
         return "native"
     if not step_masks or (masks.s is None and masks.m is None):
         return "fused"

@@ -59,7 +59,21 @@ def _index_classes(layer, t: ArrayType) -> int | None:
     return layer.n or t.levels
 
 
-class UnitVectorLayer(Layer):
+class _IndexInput(Layer):
+    """A layer whose input is integer indices 1..n and whose output adds a last dimension of
+    `_vector_size()` (n for one-hot vectors, d for embeddings)."""
+
+    def _accept(self, port, t) -> None:
+        _index_classes(self, t)
+
+    def _derive(self) -> None:
+        t = self._in["Input"]
+        self.n = self.n or t.levels
+        self._in["Input"] = ArrayType(t.dims, True, self.n)
+        self._out = {"Output": Real(*t.dims, self._vector_size())}
+
+
+class UnitVectorLayer(_IndexInput):
     """Integer indices 1..n → one-hot vectors of size n. Alone, it takes an index (or a list of
     them, a batch); in a net, whatever array of indices precedes it."""
 
@@ -75,14 +89,8 @@ class UnitVectorLayer(Layer):
         t = self._in["Input"]
         return {"Input": ArrayType((), True, t.levels)} if t.dims is None else dict(self._in)
 
-    def _accept(self, port, t) -> None:
-        _index_classes(self, t)
-
-    def _derive(self) -> None:
-        t = self._in["Input"]
-        self.n = self.n or t.levels
-        self._in["Input"] = ArrayType(t.dims, True, self.n)
-        self._out = {"Output": Real(*t.dims, self.n)}
+    def _vector_size(self) -> int | None:
+        return self.n
 
     def forward(self, arrays, inputs, ctx):
         x = inputs["Input"]
@@ -97,7 +105,7 @@ class UnitVectorLayer(Layer):
         return {"Output": Seq(onehot(x.data), x.lengths) if isinstance(x, Seq) else onehot(x)}
 
 
-class EmbeddingLayer(Layer):
+class EmbeddingLayer(_IndexInput):
     """Integer indices 1..n → trainable size-d vectors (row i of "Weights", n×d)."""
 
     OPTIONS = {"Input": Automatic, "Weights": Automatic, "LearningRateMultipliers": Automatic}
@@ -121,14 +129,8 @@ class EmbeddingLayer(Layer):
     def array_shapes(self) -> dict:
         return {"Weights": (self.n, self.d) if self.n is not None else None}
 
-    def _accept(self, port, t) -> None:
-        _index_classes(self, t)
-
-    def _derive(self) -> None:
-        t = self._in["Input"]
-        self.n = self.n or t.levels
-        self._in["Input"] = ArrayType(t.dims, True, self.n)
-        self._out = {"Output": Real(*t.dims, self.d)}
+    def _vector_size(self) -> int:
+        return self.d
 
     def forward(self, arrays, inputs, ctx):
         x = inputs["Input"]
