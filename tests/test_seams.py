@@ -134,3 +134,28 @@ def test_input_form_keeps_every_given_option():
     assert rebuilt._dropout == {"VariationalState": 0.2}
     x = [[1.0, 0.0, 2.0], [0.5, 0.5, 0.5]]
     np.testing.assert_array_equal(rebuilt(x), gru(x))
+
+
+def test_seq_operations_keep_each_sequence():
+    from wlnet.data import Seq, cat_rows, take_rows
+
+    seqs = [[[1.0], [2.0], [3.0]], [[4.0]], [[5.0], [6.0]]]
+    data = torch.zeros(3, 3, 1)
+    for b, s in enumerate(seqs):
+        data[b, :len(s)] = torch.tensor(s)
+    seq = Seq(data, torch.tensor([3, 1, 2]))
+
+    def as_lists(v):
+        return [v.data[b, :n].tolist() for b, n in enumerate(v.length_list())]
+
+    assert as_lists(seq.flip()) == [s[::-1] for s in seqs]
+    assert (seq.flip().data[1, 1:] == 0).all() and (seq.flip().data[2, 2:] == 0).all()  # padding stays
+    picked = seq.take(torch.tensor([2, 1]))
+    assert as_lists(picked) == [seqs[2], seqs[1]] and picked.data.shape[1] == 2  # padded to its own longest
+    assert as_lists(take_rows({"x": seq}, slice(0, 1))["x"]) == [seqs[0]]
+    joined = cat_rows([seq.take(torch.tensor([1])), seq.take(torch.tensor([0, 2]))])
+    assert as_lists(joined) == [seqs[1], seqs[0], seqs[2]]
+    moved = seq.to("cpu", torch.float64)
+    assert moved.data.dtype == torch.float64 and moved.lengths is seq.lengths
+    ints = Seq(torch.ones(1, 2, dtype=torch.int64), None).to("cpu", torch.float64)
+    assert ints.data.dtype == torch.int64  # indices keep their dtype

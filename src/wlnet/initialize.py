@@ -131,14 +131,18 @@ def _weight(shape: tuple, method: tuple, g: torch.Generator, before_ramp: bool) 
 
 # ---- which layers feed a Ramp -------------------------------------------------------------------
 def _is_ramp(node) -> bool:
-    return type(node).__name__ == "ElementwiseLayer" and getattr(node, "f", None) == "Ramp"
+    from .layers.basic import ElementwiseLayer
+
+    return isinstance(node, ElementwiseLayer) and node.f == "Ramp"
 
 
 def _producers(node, port: str) -> list:
     """Positions (inside `node`) of the leaves that produce `node`'s output `port`."""
-    nodes = getattr(node, "_nodes", None)
-    if nodes is None:
+    from .containers import NetGraph
+
+    if not isinstance(node, NetGraph):
         return [()]
+    nodes = node._nodes
     src = node._graph_out.get(port)
     if src is None or src[0] not in nodes:  # a graph input passed straight through
         return []
@@ -147,9 +151,11 @@ def _producers(node, port: str) -> list:
 
 def ramp_fed(net, prefix: tuple = ()) -> set:
     """Positions of the leaves whose output goes into a Ramp ElementwiseLayer."""
-    nodes = getattr(net, "_nodes", None)
-    if nodes is None:
+    from .containers import NetGraph
+
+    if not isinstance(net, NetGraph):
         return set()
+    nodes = net._nodes
     found = set()
     for k, node in nodes.items():
         found |= ramp_fed(node, prefix + (k,))

@@ -9,6 +9,7 @@ import numpy as np
 import torch
 
 from .. import options as O
+from ..encoders import NetDecoder, NetEncoder
 from ..errors import OptionError, ShapeError, where
 from ..net import Net
 from ..shapes import describe, unify
@@ -218,7 +219,7 @@ class Layer(Net):
 def value_code(v) -> str:
     """Python code for an option value: encoders and decoders by their own code, Automatic and
     All by name, functions by name, containers element by element."""
-    if hasattr(v, "input_form"):
+    if isinstance(v, NetEncoder | NetDecoder | Net):
         return v.input_form()
     if isinstance(v, tuple):
         return "(" + ", ".join(value_code(x) for x in v) + ("," if len(v) == 1 else "") + ")"
