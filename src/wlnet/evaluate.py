@@ -123,7 +123,8 @@ def evaluate(net: Net, data, port, options: dict, states: dict | None = None,
                 f"{stored}, or reset the states (NetStateObject.reset())."
             )
     initial = dict(states or {})
-    initial.update(read_states(net, given_states, batched, size, dtype))
+    if given_states:
+        initial.update(read_states(net, given_states, batched, size, dtype))
     initial = {p: v.expand(size, -1) if v.shape[0] == 1 and size > 1 else v for p, v in initial.items()}
     values, initial = move_all(values, device, dtype), move_all(initial, device, dtype)
     exact = exact_states or any(isinstance(p, NetPort) for p in selection[0])

@@ -49,15 +49,20 @@ def unroll(cell: Cell, a: dict, x, lengths, states=(), zx=None, zs=None, zm=None
     return torch.stack(outs, 1), states
 
 
+_KERNELS: dict = {}  # torch._VF function by name (its module-level __getattr__ costs µs a call)
+
+
 def fused(cell: Cell, x, lengths, weights: list, states=(), exact: bool = True):
     """torch's fused kernel on packed weights (`Cell.pack`). A ragged batch runs padded (2-3×
     faster than a packed sequence on CPU): steps before each end are exact, later outputs are
     zeroed and the output state is read at each end. The LSTM's CellState cannot be read so:
     with exact it runs a packed sequence instead, else its final CellState comes back None."""
-    kernel = getattr(torch._VF, cell.torch_kernel)
+    kernel = _KERNELS.get(cell.torch_kernel) or _KERNELS.setdefault(cell.torch_kernel,
+                                                                     getattr(torch._VF, cell.torch_kernel))
     B, T, _ = x.shape
     n = weights[1].shape[1]
-    states = (*states, *[None] * len(cell.states))[:len(cell.states)]
+    if len(states) != len(cell.states):
+        states = (*states, *[None] * len(cell.states))[:len(cell.states)]
     zeros = x.new_zeros(1, B, n) if any(s is None for s in states) else None  # read only: shared
     hx = tuple(zeros if s is None else s.unsqueeze(0) for s in states)
     hx = hx if len(hx) > 1 else hx[0]
