@@ -148,6 +148,7 @@ def _is_empty(x) -> bool:
             return False
 
 
+_NUMPY = {torch.float32: np.float32, torch.float64: np.float64, torch.int64: np.int64}
 _SMALL = 512  # up to this many entries, a scan in Python is cheaper than a torch reduction
 
 
@@ -235,7 +236,7 @@ class PortReader:
             elif kind == "numpy":
                 if data.dtype.kind not in "biuf":
                     raise TypeError
-                x = np.asarray(data, dtype=torch.empty(0, dtype=self.dtype).numpy().dtype)
+                x = np.asarray(data, dtype=_NUMPY[self.dtype])
                 x = torch.from_numpy(x if x.flags.c_contiguous else x.copy())  # (0-d arrays stay 0-d)
             else:
                 x = torch.tensor(data, dtype=self.dtype)
