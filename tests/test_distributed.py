@@ -85,3 +85,98 @@ def test_two_processes_match_one(tmp_path, monkeypatch):
         assert torch.allclose(r0["arrays"][k], v, atol=1e-5), k
     assert r0["losses"] == pytest.approx(single["RoundLossList"], rel=1e-5)
     assert r0["validation"] == pytest.approx(single["ValidationLossList"], rel=1e-5)
+
+
+def _env(**extra) -> dict:
+    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR",
+                                                             "MASTER_PORT", "WLNET_DIST_TIMEOUT")}
+    env["OMP_NUM_THREADS"] = "1"
+    return {**env, **extra}
+
+
+def _nodes(script, env) -> list:
+    """Two torchrun launches, one process each, meeting on loopback as two "machines" would."""
+    port = _free_port()
+    return [subprocess.Popen([sys.executable, "-m", "torch.distributed.run", "--nnodes=2", "--nproc_per_node=1",
+                              f"--node_rank={r}", "--master_addr=127.0.0.1", f"--master_port={port}", str(script)],
+                             env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+            for r in (0, 1)]
+
+
+def test_two_nodes_match_one(tmp_path):
+    """Two separate torchrun launches (--nnodes=2, --node_rank=0/1) train as one data-parallel run."""
+    script = tmp_path / "train_ddp.py"
+    script.write_text(SCRIPT.format(tests=os.path.dirname(__file__), out=str(tmp_path)))
+    launches = _nodes(script, _env())
+    for p in launches:
+        out = p.communicate(timeout=120)[0]
+        assert p.returncode == 0, out[-3000:]
+    r0 = torch.load(tmp_path / "rank0.pt")
+    r1 = torch.load(tmp_path / "rank1.pt")
+    for k in r0["arrays"]:
+        assert torch.equal(r0["arrays"][k], r1["arrays"][k]), k
+    xs, ys, vxs, vys = data()
+    single = NetTrain(net(), list(zip(xs, ys)), All, ValidationSet=list(zip(vxs, vys)),
+                      **{**OPTIONS, "TrainingProgressReporting": None})
+    for k, v in single["TrainedNet"].arrays().items():
+        assert torch.allclose(r0["arrays"][k], v, atol=1e-5), k
+    assert r0["losses"] == pytest.approx(single["RoundLossList"], rel=1e-5)
+
+
+PEER_SCRIPT = textwrap.dedent(
+    """
+    import json, os, signal, sys, time
+    sys.path.insert(0, {tests!r})
+    from test_distributed import data, net
+    from wlnet.train import NetTrain
+
+    rank, mode = int(os.environ["RANK"]), {mode!r}
+    xs, ys, _, _ = data()
+    calls = []
+
+    def progress(info):
+        calls.append(1)
+        if rank == 1 and len(calls) == 3:  # rank 1 stops in its third batch
+            with open(os.path.join({out!r}, "stopped.json"), "w") as f:
+                json.dump({{"time": time.time(), "pid": os.getpid()}}, f)
+            os.kill(os.getpid(), signal.SIGKILL if mode == "dies" else signal.SIGSTOP)
+
+    try:
+        NetTrain(net(), list(zip(xs, ys)), MaxTrainingRounds=1000, BatchSize=15, RandomSeeding=7,
+                 TrainingProgressReporting=None, TrainingProgressFunction=(progress, {{"Interval": ("Batches", 1)}}))
+    except Exception as e:
+        with open(os.path.join({out!r}, "error.json"), "w") as f:
+            json.dump({{"time": time.time(), "type": type(e).__name__, "message": str(e)}}, f)
+        raise
+    """
+)
+TIMEOUT = 2.0
+
+
+@pytest.mark.parametrize("mode", ["dies", "hangs"])
+def test_a_peer_that_stops_stops_the_others(tmp_path, mode):
+    """Rank 1 is killed (its connections close) or stops (SIGSTOP: its connections stay open but
+    nothing answers): rank 0 ends with a ProcessGroupError saying so, within WLNET_DIST_TIMEOUT."""
+    import json
+
+    script = tmp_path / "peer.py"
+    script.write_text(PEER_SCRIPT.format(tests=os.path.dirname(__file__), out=str(tmp_path), mode=mode))
+    node0, node1 = _nodes(script, _env(WLNET_DIST_TIMEOUT=str(TIMEOUT)))
+    try:
+        out = node0.communicate(timeout=60)[0]
+    finally:
+        stopped = json.loads((tmp_path / "stopped.json").read_text()) if (tmp_path / "stopped.json").exists() else None
+        if stopped and mode == "hangs":
+            os.kill(stopped["pid"], 9)  # the stopped worker; its torchrun then exits
+        node1.communicate(timeout=60)
+    assert node0.returncode != 0 and stopped is not None, out[-3000:]
+    error = json.loads((tmp_path / "error.json").read_text())
+    assert error["type"] == "ProcessGroupError", error
+    waited = error["time"] - stopped["time"]
+    print(f"rank 1 {mode}: rank 0 stopped {waited:.2f} s later")
+    if mode == "dies":
+        assert "connection closed" in error["message"] and waited < TIMEOUT, (waited, error)
+    else:
+        assert f"did not answer within {TIMEOUT:g} s" in error["message"], error
+        assert TIMEOUT - 0.5 < waited < TIMEOUT + 3.0, waited
+    assert "WLNET_DIST_TIMEOUT" in error["message"]
