@@ -25,7 +25,7 @@ from datetime import timedelta
 import torch
 
 from . import options as O
-from .errors import NetError, NotSupportedError, OptionError, ProcessGroupError, TrainingError
+from .errors import NetError, OptionError, ProcessGroupError, TrainingError
 from .initialize import NetInitialize
 from .net import Net
 from .runtime import module_arrays
@@ -235,9 +235,6 @@ def _train(net: Net, data, prop, o: dict, group: _Group):
     batch = o["BatchSize"]
     generator = callable(data) and not isinstance(data, dict | list | tuple)
     if generator:
-        if group.world > 1:
-            raise NotSupportedError(f"{WHO}: a generator function as training data is not supported under torchrun "
-                                    "yet; give the data as a list.")
         batch = batch or AUTOMATIC_BATCH
         first = data({"BatchSize": batch, "Round": 1, "Batch": 1, "AbsoluteBatch": 1, "Validation": False})
         problem = read_dataset(net, first, f"{WHO} (generator, round 1, batch 1)", o["LossFunction"])
