@@ -180,3 +180,113 @@ def test_a_peer_that_stops_stops_the_others(tmp_path, mode):
         assert f"did not answer within {TIMEOUT:g} s" in error["message"], error
         assert TIMEOUT - 0.5 < waited < TIMEOUT + 3.0, waited
     assert "WLNET_DIST_TIMEOUT" in error["message"]
+
+
+# ---- the options under torchrun: one launch, three runs, each against one process ---------------------
+def generator(info):
+    """Batches drawn from data() by AbsoluteBatch: the same batch for the same info on every rank."""
+    xs, ys, _, _ = data()
+    g = torch.Generator().manual_seed(info["AbsoluteBatch"])
+    pick = torch.randperm(len(xs), generator=g)[:info["BatchSize"]].tolist()
+    return [(xs[i], ys[i]) for i in pick]
+
+
+def option_runs(rank: int) -> dict:
+    """The runs, as this rank (0 in one process) performs them: {name: (net, data, options)}."""
+    import signal
+
+    from wlnet import LinearLayer, NetInitialize
+
+    xs, ys, vxs, vys = data()
+    batches = []
+
+    def interrupt(info):  # Ctrl-C reaches rank 1 only (rank 0 in one process) in the 4th batch
+        batches.append(1)
+        if len(batches) == 4 and rank == int(os.environ.get("WORLD_SIZE", "1")) - 1:
+            os.kill(os.getpid(), signal.SIGINT)
+
+    base = {"BatchSize": 8, "RandomSeeding": 5, "TrainingProgressReporting": None}
+    return {
+        # rank 0 alone decides to stop after round 2; Real64; global measurements, a rank without validation
+        # examples (1 of them), generator data
+        "generator": (net(), generator, {**base, "MaxTrainingRounds": 4, "RoundLength": 20,
+                                         "WorkingPrecision": "Real64", "ValidationSet": list(zip(vxs[:1], vys[:1])),
+                                  "TrainingProgressMeasurements": ["MeanSquare", "Accuracy", "ConfusionMatrix"],
+                                  "TrainingStoppingCriterion": lambda info: rank == 0 and info["Round"] == 2}),
+        "interrupt": (net(), list(zip(xs, ys)), {**base, "MaxTrainingRounds": 5, "LengthBucketing": False,
+                                          "ValidationSet": list(zip(vxs, vys)),
+                                          "TrainingProgressMeasurements": ["MeanDeviation"],
+                                          "TrainingProgressFunction": (interrupt, {"Interval": ("Batches", 1)})}),
+        # a linear layer's loss overflows after the first step (an LSTM's saturates)
+        "divergence": (NetInitialize(LinearLayer(3, Input=2), RandomSeeding=11), [(x[0], y[0]) for x, y in zip(xs, ys)],
+                       {**base, "MaxTrainingRounds": 5, "Method": "SGD", "LearningRate": 1e38}),
+    }
+
+
+KEYS = ("ReasonTrainingStopped", "BatchLossList", "RoundLossList", "ValidationLossList", "RoundMeasurementsLists",
+        "ValidationMeasurementsLists", "TotalBatches", "ExamplesProcessed")
+OPTIONS_SCRIPT = textwrap.dedent(
+    """
+    import os, sys, warnings
+    import torch
+    sys.path.insert(0, {tests!r})
+    from test_distributed import option_runs, KEYS
+    from wlnet.symbols import All
+    from wlnet.train import NetTrain
+
+    warnings.simplefilter("ignore")
+    rank = int(os.environ["RANK"])
+    record = {{}}
+    for name, (n, d, options) in option_runs(rank).items():
+        out = NetTrain(n, d, All, **options)
+        trained = out if rank else out["TrainedNet"]
+        record[name] = {{"arrays": trained.arrays(), **({{k: out[k] for k in KEYS}} if rank == 0 else {{}})}}
+    torch.save(record, os.path.join({out!r}, f"rank{{rank}}.pt"))
+    """
+)
+
+
+def _same(a, b, key):
+    if isinstance(a, dict):
+        assert a.keys() == b.keys(), key
+        for k in a:
+            _same(a[k], b[k], f"{key}/{k}")
+    elif isinstance(a, list):
+        assert len(a) == len(b), key
+        for i, (x, y) in enumerate(zip(a, b)):
+            _same(x, y, f"{key}[{i}]")
+    elif isinstance(a, float):
+        assert a == pytest.approx(b, rel=1e-5, abs=1e-9, nan_ok=True), key
+    else:
+        assert (a == b).all() if hasattr(a, "all") else a == b, key
+
+
+def test_options_under_torchrun(tmp_path, monkeypatch):
+    """Generator data, Real64, global measurements, rank 0's stopping decision, Ctrl-C on one rank,
+    divergence: two processes give the results of one on the same global batches."""
+    script = tmp_path / "options.py"
+    script.write_text(OPTIONS_SCRIPT.format(tests=os.path.dirname(__file__), out=str(tmp_path)))
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_addr=127.0.0.1",
+           f"--master_port={_free_port()}", str(script)]
+    run = subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    r0, r1 = torch.load(tmp_path / "rank0.pt", weights_only=False), torch.load(tmp_path / "rank1.pt")
+
+    for k in ("RANK", "WORLD_SIZE", "LOCAL_RANK"):
+        monkeypatch.delenv(k, raising=False)
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        single = {name: NetTrain(n, d, All, **options) for name, (n, d, options) in option_runs(0).items()}
+    assert r0["generator"]["ReasonTrainingStopped"] == "StoppingCriterion"
+    assert len(r0["generator"]["RoundLossList"]) == 2
+    assert r0["interrupt"]["ReasonTrainingStopped"] == "ManualStop" and r0["interrupt"]["TotalBatches"] == 4
+    assert r0["divergence"]["ReasonTrainingStopped"] == "Divergence" and r0["divergence"]["TotalBatches"] < 5
+    for name, one in single.items():
+        for k in r0[name]["arrays"]:
+            assert torch.equal(r0[name]["arrays"][k], r1[name]["arrays"][k]), (name, k)
+            assert r0[name]["arrays"][k].dtype == one["TrainedNet"].arrays()[k].dtype, (name, k)
+            assert torch.allclose(r0[name]["arrays"][k], one["TrainedNet"].arrays()[k], atol=1e-5), (name, k)
+        for key in KEYS:
+            _same(r0[name][key], one[key], f"{name}/{key}")
