@@ -11,7 +11,11 @@ Started by `torchrun` (WORLD_SIZE > 1), every process runs NetTrain on the same 
 takes its shard of every global batch, DistributedDataParallel averages the gradients, so the
 arrays stay identical on every rank and equal (to float tolerance) to one process training on
 the same global batches. Only rank 0 reports and returns the results; the others return the
-trained net.
+trained net. Losses and measurements are summed over the ranks, so they are the global batches';
+decisions (stopping, time goal) are rank 0's, a divergence or Ctrl-C on any rank stops all. A
+generator is called with the same info on every rank, each keeping its shard of the batch. A
+rank whose peer dies or stops answering raises a ProcessGroupError (after WLNET_DIST_TIMEOUT
+seconds at most) instead of waiting forever.
 """
 
 from __future__ import annotations
