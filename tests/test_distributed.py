@@ -290,3 +290,19 @@ def test_options_under_torchrun(tmp_path, monkeypatch):
             assert torch.allclose(r0[name]["arrays"][k], one["TrainedNet"].arrays()[k], atol=1e-5), (name, k)
         for key in KEYS:
             _same(r0[name][key], one[key], f"{name}/{key}")
+
+
+def test_the_timeout_comes_from_the_environment(monkeypatch):
+    from datetime import timedelta
+
+    from wlnet.errors import OptionError
+    from wlnet.train import _timeout
+
+    monkeypatch.delenv("WLNET_DIST_TIMEOUT", raising=False)
+    assert _timeout() == timedelta(seconds=60)
+    monkeypatch.setenv("WLNET_DIST_TIMEOUT", "2.5")
+    assert _timeout() == timedelta(seconds=2.5)
+    for bad in ("0", "-1", "soon", "inf"):
+        monkeypatch.setenv("WLNET_DIST_TIMEOUT", bad)
+        with pytest.raises(OptionError, match="WLNET_DIST_TIMEOUT must be a positive number of seconds"):
+            _timeout()
