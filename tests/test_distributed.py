@@ -85,3 +85,224 @@ def test_two_processes_match_one(tmp_path, monkeypatch):
         assert torch.allclose(r0["arrays"][k], v, atol=1e-5), k
     assert r0["losses"] == pytest.approx(single["RoundLossList"], rel=1e-5)
     assert r0["validation"] == pytest.approx(single["ValidationLossList"], rel=1e-5)
+
+
+def _env(**extra) -> dict:
+    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR",
+                                                             "MASTER_PORT", "WLNET_DIST_TIMEOUT")}
+    env["OMP_NUM_THREADS"] = "1"
+    return {**env, **extra}
+
+
+def _nodes(script, env) -> list:
+    """Two torchrun launches, one process each, meeting on loopback as two "machines" would."""
+    port = _free_port()
+    return [subprocess.Popen([sys.executable, "-m", "torch.distributed.run", "--nnodes=2", "--nproc_per_node=1",
+                              f"--node_rank={r}", "--master_addr=127.0.0.1", f"--master_port={port}", str(script)],
+                             env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+            for r in (0, 1)]
+
+
+def test_two_nodes_match_one(tmp_path):
+    """Two separate torchrun launches (--nnodes=2, --node_rank=0/1) train as one data-parallel run."""
+    script = tmp_path / "train_ddp.py"
+    script.write_text(SCRIPT.format(tests=os.path.dirname(__file__), out=str(tmp_path)))
+    launches = _nodes(script, _env())
+    for p in launches:
+        out = p.communicate(timeout=120)[0]
+        assert p.returncode == 0, out[-3000:]
+    r0 = torch.load(tmp_path / "rank0.pt")
+    r1 = torch.load(tmp_path / "rank1.pt")
+    for k in r0["arrays"]:
+        assert torch.equal(r0["arrays"][k], r1["arrays"][k]), k
+    xs, ys, vxs, vys = data()
+    single = NetTrain(net(), list(zip(xs, ys)), All, ValidationSet=list(zip(vxs, vys)),
+                      **{**OPTIONS, "TrainingProgressReporting": None})
+    for k, v in single["TrainedNet"].arrays().items():
+        assert torch.allclose(r0["arrays"][k], v, atol=1e-5), k
+    assert r0["losses"] == pytest.approx(single["RoundLossList"], rel=1e-5)
+
+
+PEER_SCRIPT = textwrap.dedent(
+    """
+    import json, os, signal, sys, time
+    sys.path.insert(0, {tests!r})
+    from test_distributed import data, net
+    from wlnet.train import NetTrain
+
+    rank, mode = int(os.environ["RANK"]), {mode!r}
+    xs, ys, _, _ = data()
+    calls = []
+
+    def progress(info):
+        calls.append(1)
+        if rank == 1 and len(calls) == 3:  # rank 1 stops in its third batch
+            with open(os.path.join({out!r}, "stopped.json"), "w") as f:
+                json.dump({{"time": time.time(), "pid": os.getpid()}}, f)
+            os.kill(os.getpid(), signal.SIGKILL if mode == "dies" else signal.SIGSTOP)
+
+    try:
+        NetTrain(net(), list(zip(xs, ys)), MaxTrainingRounds=1000, BatchSize=15, RandomSeeding=7,
+                 TrainingProgressReporting=None, TrainingProgressFunction=(progress, {{"Interval": ("Batches", 1)}}))
+    except Exception as e:
+        with open(os.path.join({out!r}, "error.json"), "w") as f:
+            json.dump({{"time": time.time(), "type": type(e).__name__, "message": str(e)}}, f)
+        raise
+    """
+)
+TIMEOUT = 2.0
+
+
+@pytest.mark.parametrize("mode", ["dies", "hangs"])
+def test_a_peer_that_stops_stops_the_others(tmp_path, mode):
+    """Rank 1 is killed (its connections close) or stops (SIGSTOP: its connections stay open but
+    nothing answers): rank 0 ends with a ProcessGroupError saying so, within WLNET_DIST_TIMEOUT."""
+    import json
+
+    script = tmp_path / "peer.py"
+    script.write_text(PEER_SCRIPT.format(tests=os.path.dirname(__file__), out=str(tmp_path), mode=mode))
+    node0, node1 = _nodes(script, _env(WLNET_DIST_TIMEOUT=str(TIMEOUT)))
+    try:
+        out = node0.communicate(timeout=60)[0]
+    finally:
+        stopped = json.loads((tmp_path / "stopped.json").read_text()) if (tmp_path / "stopped.json").exists() else None
+        if stopped and mode == "hangs":
+            os.kill(stopped["pid"], 9)  # the stopped worker; its torchrun then exits
+        node1.communicate(timeout=60)
+    assert node0.returncode != 0 and stopped is not None, out[-3000:]
+    error = json.loads((tmp_path / "error.json").read_text())
+    assert error["type"] == "ProcessGroupError", error
+    waited = error["time"] - stopped["time"]
+    print(f"rank 1 {mode}: rank 0 stopped {waited:.2f} s later")
+    if mode == "dies":
+        assert "connection closed" in error["message"] and waited < TIMEOUT, (waited, error)
+    else:
+        assert f"did not answer within {TIMEOUT:g} s" in error["message"], error
+        assert TIMEOUT - 0.5 < waited < TIMEOUT + 3.0, waited
+    assert "WLNET_DIST_TIMEOUT" in error["message"]
+
+
+# ---- the options under torchrun: one launch, three runs, each against one process ---------------------
+def generator(info):
+    """Batches drawn from data() by AbsoluteBatch: the same batch for the same info on every rank."""
+    xs, ys, _, _ = data()
+    g = torch.Generator().manual_seed(info["AbsoluteBatch"])
+    pick = torch.randperm(len(xs), generator=g)[:info["BatchSize"]].tolist()
+    return [(xs[i], ys[i]) for i in pick]
+
+
+def option_runs(rank: int) -> dict:
+    """The runs, as this rank (0 in one process) performs them: {name: (net, data, options)}."""
+    import signal
+
+    from wlnet import LinearLayer, NetInitialize
+
+    xs, ys, vxs, vys = data()
+    batches = []
+
+    def interrupt(info):  # Ctrl-C reaches rank 1 only (rank 0 in one process) in the 4th batch
+        batches.append(1)
+        if len(batches) == 4 and rank == int(os.environ.get("WORLD_SIZE", "1")) - 1:
+            os.kill(os.getpid(), signal.SIGINT)
+
+    base = {"BatchSize": 8, "RandomSeeding": 5, "TrainingProgressReporting": None}
+    return {
+        # rank 0 alone decides to stop after round 2; Real64; global measurements, a rank without validation
+        # examples (1 of them), generator data
+        "generator": (net(), generator, {**base, "MaxTrainingRounds": 4, "RoundLength": 20,
+                                         "WorkingPrecision": "Real64", "ValidationSet": list(zip(vxs[:1], vys[:1])),
+                                  "TrainingProgressMeasurements": ["MeanSquare", "Accuracy", "ConfusionMatrix"],
+                                  "TrainingStoppingCriterion": lambda info: rank == 0 and info["Round"] == 2}),
+        "interrupt": (net(), list(zip(xs, ys)), {**base, "MaxTrainingRounds": 5, "LengthBucketing": False,
+                                          "ValidationSet": list(zip(vxs, vys)),
+                                          "TrainingProgressMeasurements": ["MeanDeviation"],
+                                          "TrainingProgressFunction": (interrupt, {"Interval": ("Batches", 1)})}),
+        # a linear layer's loss overflows after the first step (an LSTM's saturates)
+        "divergence": (NetInitialize(LinearLayer(3, Input=2), RandomSeeding=11), [(x[0], y[0]) for x, y in zip(xs, ys)],
+                       {**base, "MaxTrainingRounds": 5, "Method": "SGD", "LearningRate": 1e38}),
+    }
+
+
+KEYS = ("ReasonTrainingStopped", "BatchLossList", "RoundLossList", "ValidationLossList", "RoundMeasurementsLists",
+        "ValidationMeasurementsLists", "TotalBatches", "ExamplesProcessed")
+OPTIONS_SCRIPT = textwrap.dedent(
+    """
+    import os, sys, warnings
+    import torch
+    sys.path.insert(0, {tests!r})
+    from test_distributed import option_runs, KEYS
+    from wlnet.symbols import All
+    from wlnet.train import NetTrain
+
+    warnings.simplefilter("ignore")
+    rank = int(os.environ["RANK"])
+    record = {{}}
+    for name, (n, d, options) in option_runs(rank).items():
+        out = NetTrain(n, d, All, **options)
+        trained = out if rank else out["TrainedNet"]
+        record[name] = {{"arrays": trained.arrays(), **({{k: out[k] for k in KEYS}} if rank == 0 else {{}})}}
+    torch.save(record, os.path.join({out!r}, f"rank{{rank}}.pt"))
+    """
+)
+
+
+def _same(a, b, key):
+    if isinstance(a, dict):
+        assert a.keys() == b.keys(), key
+        for k in a:
+            _same(a[k], b[k], f"{key}/{k}")
+    elif isinstance(a, list):
+        assert len(a) == len(b), key
+        for i, (x, y) in enumerate(zip(a, b)):
+            _same(x, y, f"{key}[{i}]")
+    elif isinstance(a, float):
+        assert a == pytest.approx(b, rel=1e-5, abs=1e-9, nan_ok=True), key
+    else:
+        assert (a == b).all() if hasattr(a, "all") else a == b, key
+
+
+def test_options_under_torchrun(tmp_path, monkeypatch):
+    """Generator data, Real64, global measurements, rank 0's stopping decision, Ctrl-C on one rank,
+    divergence: two processes give the results of one on the same global batches."""
+    script = tmp_path / "options.py"
+    script.write_text(OPTIONS_SCRIPT.format(tests=os.path.dirname(__file__), out=str(tmp_path)))
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_addr=127.0.0.1",
+           f"--master_port={_free_port()}", str(script)]
+    run = subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    r0, r1 = torch.load(tmp_path / "rank0.pt", weights_only=False), torch.load(tmp_path / "rank1.pt")
+
+    for k in ("RANK", "WORLD_SIZE", "LOCAL_RANK"):
+        monkeypatch.delenv(k, raising=False)
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        single = {name: NetTrain(n, d, All, **options) for name, (n, d, options) in option_runs(0).items()}
+    assert r0["generator"]["ReasonTrainingStopped"] == "StoppingCriterion"
+    assert len(r0["generator"]["RoundLossList"]) == 2
+    assert r0["interrupt"]["ReasonTrainingStopped"] == "ManualStop" and r0["interrupt"]["TotalBatches"] == 4
+    assert r0["divergence"]["ReasonTrainingStopped"] == "Divergence" and r0["divergence"]["TotalBatches"] < 5
+    for name, one in single.items():
+        for k in r0[name]["arrays"]:
+            assert torch.equal(r0[name]["arrays"][k], r1[name]["arrays"][k]), (name, k)
+            assert r0[name]["arrays"][k].dtype == one["TrainedNet"].arrays()[k].dtype, (name, k)
+            assert torch.allclose(r0[name]["arrays"][k], one["TrainedNet"].arrays()[k], atol=1e-5), (name, k)
+        for key in KEYS:
+            _same(r0[name][key], one[key], f"{name}/{key}")
+
+
+def test_the_timeout_comes_from_the_environment(monkeypatch):
+    from datetime import timedelta
+
+    from wlnet.errors import OptionError
+    from wlnet.train import _timeout
+
+    monkeypatch.delenv("WLNET_DIST_TIMEOUT", raising=False)
+    assert _timeout() == timedelta(seconds=60)
+    monkeypatch.setenv("WLNET_DIST_TIMEOUT", "2.5")
+    assert _timeout() == timedelta(seconds=2.5)
+    for bad in ("0", "-1", "soon", "inf"):
+        monkeypatch.setenv("WLNET_DIST_TIMEOUT", bad)
+        with pytest.raises(OptionError, match="WLNET_DIST_TIMEOUT must be a positive number of seconds"):
+            _timeout()

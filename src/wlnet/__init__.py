@@ -21,6 +21,7 @@ from .errors import (
     NetWarning,
     NotSupportedError,
     OptionError,
+    ProcessGroupError,
     ShapeError,
     TrainingError,
 )
@@ -68,6 +69,7 @@ __all__ = [
     "NetWarning",
     "NotSupportedError",
     "OptionError",
+    "ProcessGroupError",
     "Options",
     "PunctuationCharacter",
     "Scaled",

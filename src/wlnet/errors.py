@@ -39,6 +39,10 @@ class TrainingError(NetError, ValueError):
     """Bad training data or options, detected before training starts."""
 
 
+class ProcessGroupError(TrainingError, RuntimeError):
+    """Data-parallel training stopped because another process stopped responding or failed."""
+
+
 class NotSupportedError(NetError, NotImplementedError):
     """A valid request that this version cannot carry out."""
 

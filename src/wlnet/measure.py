@@ -49,11 +49,15 @@ def NetMeasurements(net: Net, data, measurement):
     return values if isinstance(measurement, list | tuple) else values[0]
 
 
-def measure_outputs(wanted: list, net, port: str, loss_kind, outputs: list, targets: list, classes: bool) -> list:
+def measure_outputs(wanted: list, net, port: str, loss_kind, outputs: list, targets: list, classes: bool,
+                    reduce=None) -> list:
     """The measurements of outputs already computed: lists of chunks of outputs and targets of one
-    port (NetTrain's TrainingProgressMeasurements use this on each round's batches)."""
+    port (NetTrain's TrainingProgressMeasurements use this on each round's batches). `reduce`
+    sums a float64 tensor over the processes of a data-parallel run, each holding a shard of the
+    outputs: every measurement is a ratio of sums (or a sum), so the value is the global one."""
     size = sum(int((o.data if isinstance(o, Seq) else o).shape[0]) for o in outputs)
-    return [_measure(m, net, port, loss_kind, outputs, targets, classes, size) for m in wanted]
+    return [_measure(m, net, port, loss_kind, outputs, targets, classes, size, reduce or (lambda t: t))
+            for m in wanted]
 
 
 def _evaluate(net: Net, data, port: str) -> tuple[list, list]:
@@ -69,18 +73,21 @@ def _evaluate(net: Net, data, port: str) -> tuple[list, list]:
     return outs, tgts
 
 
-def _measure(m: str, net, port, loss_kind, outputs, targets, classes: bool, size: int):
+def _measure(m: str, net, port, loss_kind, outputs, targets, classes: bool, size: int, reduce):
     if m in ("MeanSquare", "MeanDeviation", "Loss"):
         kind = {"MeanSquare": "MeanSquaredLoss", "MeanDeviation": "MeanAbsoluteLoss"}.get(m, loss_kind)
         total = sum(float(example_losses(kind, o, t, classes).sum()) for o, t in zip(outputs, targets))
+        total, size = reduce(torch.tensor([total, size], dtype=torch.float64)).tolist()
         return total / size
     predicted, actual = _decisions(net, port, outputs, targets, classes, m)
     if m == "ConfusionMatrix":
         size = _class_count(net, port, outputs)
         cm = torch.zeros(size * size, dtype=torch.int64)
         cm.index_add_(0, actual * size + predicted, torch.ones_like(actual))
-        return cm.reshape(size, size).numpy()
-    accuracy = float((predicted == actual).double().mean())
+        return reduce(cm.double()).round().long().reshape(size, size).numpy()
+    right, count = reduce(torch.tensor([float((predicted == actual).sum()), predicted.numel()],
+                                       dtype=torch.float64)).tolist()
+    accuracy = right / count
     return accuracy if m == "Accuracy" else 1.0 - accuracy
 
 

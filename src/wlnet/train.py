@@ -11,18 +11,25 @@ Started by `torchrun` (WORLD_SIZE > 1), every process runs NetTrain on the same 
 takes its shard of every global batch, DistributedDataParallel averages the gradients, so the
 arrays stay identical on every rank and equal (to float tolerance) to one process training on
 the same global batches. Only rank 0 reports and returns the results; the others return the
-trained net.
+trained net. Losses and measurements are summed over the ranks, so they are the global batches';
+decisions (stopping, time goal) are rank 0's, a divergence or Ctrl-C on any rank stops all. A
+generator is called with the same info on every rank, each keeping its shard of the batch. A
+rank whose peer dies or stops answering raises a ProcessGroupError (after WLNET_DIST_TIMEOUT
+seconds at most) instead of waiting forever.
 """
 
 from __future__ import annotations
 
 import atexit
+import math
 import os
+from contextlib import contextmanager
+from datetime import timedelta
 
 import torch
 
 from . import options as O
-from .errors import NotSupportedError, OptionError, TrainingError
+from .errors import NetError, OptionError, ProcessGroupError, TrainingError
 from .initialize import NetInitialize
 from .net import Net
 from .runtime import module_arrays
@@ -35,6 +42,8 @@ from .train_report import PROPERTIES, NetTrainResultsObject, loss_plot
 AUTOMATIC_SECONDS = 20.0  # MaxTrainingRounds -> Automatic trains about this long (Wolfram's rule)
 AUTOMATIC_BATCH = 64
 WHO = "NetTrain"
+TIMEOUT_VARIABLE = "WLNET_DIST_TIMEOUT"
+DEFAULT_TIMEOUT = 60.0  # seconds; a round's collectives take milliseconds, a slow first batch (native build) seconds
 
 
 class Scaled:
@@ -70,10 +79,31 @@ class _Group:
             torch.cuda.set_device(device)
         self.device = device
         if not dist.is_initialized():
-            dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+            dist.init_process_group("nccl" if device.type == "cuda" else "gloo", timeout=_timeout())
             atexit.register(_destroy, dist)
         self.world = dist.get_world_size()
         self.rank = dist.get_rank()
+
+    @contextmanager
+    def failures(self):
+        """Turns the failure of a collective (a peer that died closes its connections; one that hangs
+        lets the wait run out) into a ProcessGroupError, and keeps the exit from waiting on the peer."""
+        try:
+            yield
+        except RuntimeError as e:
+            if self.world == 1 or isinstance(e, NetError) or not _collective_failure(self.dist, e):
+                raise
+            _STATE["broken"] = True
+            seconds = _timeout().total_seconds()
+            text = str(e)
+            what = (f"it did not answer within {seconds:g} s" if "imed out" in text or "imeout" in text
+                    else "its connection closed (it probably crashed or was killed)")
+            detail = text.splitlines()[0] if text else type(e).__name__
+            raise ProcessGroupError(
+                f"{WHO}: process {self.rank} of {self.world}: another process of this data-parallel run stopped "
+                f"responding: {what}, so training stopped here too. Look at the other processes' output for the "
+                f"cause. {TIMEOUT_VARIABLE} sets how long a process waits for the others (now {seconds:g} s). "
+                f"(torch.distributed: {detail})") from e
 
     def sum(self, t: torch.Tensor) -> torch.Tensor:
         if self.world > 1:
@@ -128,12 +158,39 @@ class _Group:
                 self.dist.broadcast(p.data, 0)
 
 
+def _timeout() -> timedelta:
+    """How long a collective waits for the other ranks before failing: WLNET_DIST_TIMEOUT seconds.
+    An environment variable rather than a NetTrain option: the process group outlives one NetTrain
+    call, and every rank must use the same value, which the launching shell sets most easily."""
+    text = os.environ.get(TIMEOUT_VARIABLE, "")
+    try:
+        seconds = float(text) if text else DEFAULT_TIMEOUT
+    except ValueError:
+        seconds = -1.0
+    if not (seconds > 0 and math.isfinite(seconds)):
+        raise OptionError(f"{WHO}: the environment variable {TIMEOUT_VARIABLE} must be a positive number of seconds "
+                          f"(how long a rank waits for the others), but is {text!r}.")
+    return timedelta(seconds=seconds)
+
+
+def _collective_failure(dist, e: RuntimeError) -> bool:
+    """Whether the error is a collective's (gloo raises plain RuntimeErrors naming its sources)."""
+    text = str(e)
+    return isinstance(e, dist.DistError) or any(s in text for s in ("gloo", "Gloo", "NCCL", "Connection closed",
+                                                                     "Connection reset", "Timed out"))
+
+
+_STATE = {"broken": False}  # a collective failed: the peers cannot be waited for at exit
+
+
 def _destroy(dist) -> None:
     """At exit: wait for every rank, then close the group, so that no rank tears its connections
-    down while a peer still uses them (which can abort the peer)."""
+    down while a peer still uses them (which can abort the peer). After a failure the peers are
+    gone or stuck: close without waiting."""
     if dist.is_initialized():
         try:
-            dist.barrier()
+            if not _STATE["broken"]:
+                dist.barrier()
         finally:
             dist.destroy_process_group()
 
@@ -168,6 +225,11 @@ def NetTrain(net: Net, data, prop="TrainedNet", **options):
                               "or a list of them.")
     o = parse(options)
     group = _Group(o["TargetDevice"])
+    with group.failures():
+        return _train(net, data, prop, o, group)
+
+
+def _train(net: Net, data, prop, o: dict, group: _Group):
     seed = group.seed(o["RandomSeeding"])
     dtype = precision(o["WorkingPrecision"])
     if not net.initialized():
@@ -177,9 +239,6 @@ def NetTrain(net: Net, data, prop="TrainedNet", **options):
     batch = o["BatchSize"]
     generator = callable(data) and not isinstance(data, dict | list | tuple)
     if generator:
-        if group.world > 1:
-            raise NotSupportedError(f"{WHO}: a generator function as training data is not supported under torchrun "
-                                    "yet; give the data as a list.")
         batch = batch or AUTOMATIC_BATCH
         first = data({"BatchSize": batch, "Round": 1, "Batch": 1, "AbsoluteBatch": 1, "Validation": False})
         problem = read_dataset(net, first, f"{WHO} (generator, round 1, batch 1)", o["LossFunction"])

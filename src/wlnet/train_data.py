@@ -336,10 +336,10 @@ def _per_example(d: torch.Tensor, out) -> torch.Tensor:
         lengths = out.lengths.to(d.device)
         T = d.shape[1]
         mask = torch.arange(T, device=d.device) < lengths.unsqueeze(1)  # (B, T)
-        per_step = d.reshape(d.shape[0], T, -1)  # (B, T, F)
+        per_step = d.flatten(2) if d.dim() > 2 else d.unsqueeze(2)  # (B, T, F); flatten: B may be 0
         total = (per_step.sum(2) * mask).sum(1)
         return total / (lengths * per_step.shape[2])
-    return d.reshape(d.shape[0], -1).mean(1) if d.dim() > 1 else d
+    return d.flatten(1).mean(1) if d.dim() > 1 else d
 
 
 def example_losses(kind, out, target, is_index: bool) -> torch.Tensor:

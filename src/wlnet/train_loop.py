@@ -144,6 +144,11 @@ class GeneratorSource:
         return list(range(1, self.steps() + 1))
 
     def rows(self, j: int) -> tuple[dict, dict]:
+        data = self.dataset(j)
+        return data.inputs, data.targets
+
+    def dataset(self, j: int) -> Dataset:
+        """Batch j of this round, read and on the device."""
         self.absolute += 1
         if self.pending is not None:
             data, self.pending = self.pending, None
@@ -156,8 +161,7 @@ class GeneratorSource:
                 raise TrainingError(f"{WHO}: the generator gave targets for ports {sorted(problem.losses)} in round "
                                     f"{self.round}, batch {j}, but for ports {sorted(self.problem.losses)} at first.")
             data = problem.data
-        data = data.to(self.device, self.dtype)
-        return data.inputs, data.targets
+        return data.to(self.device, self.dtype)
 
 
 def _size(xs: dict) -> int:
@@ -167,6 +171,13 @@ def _size(xs: dict) -> int:
 
 def _detach(v):
     return Seq(v.data.detach(), v.lengths) if isinstance(v, Seq) else v.detach()
+
+
+def _none(v):
+    """No rows of v (its shape otherwise): the part of a measurement a rank without examples adds."""
+    if isinstance(v, Seq):
+        return Seq(v.data.detach()[:0], v.lengths[:0] if v.lengths is not None else None)
+    return v.detach()[:0]
 
 
 # ---- the run ------------------------------------------------------------------------------------------
@@ -222,7 +233,7 @@ class Run:
                 while not stop:
                     r += 1
                     self.module.train()
-                    total = torch.zeros((), device=self.group.device, dtype=torch.float64)  # example losses (this rank)
+                    total = 0.0  # the sum of the round's example losses (all ranks)
                     seen = 0
                     outputs, targets = [], []
                     for j, part in enumerate(self.source.plan(), 1):
@@ -230,17 +241,17 @@ class Run:
                         size = _size(xs) if world == 1 else self._global_size
                         weight = 1.0 if world == 1 else self._weight
                         loss, out = self._forward(xs, ts)
-                        value = float(loss.detach())
-                        if self.group.any(not math.isfinite(value)):
+                        value = self._global_loss(loss, _size(xs) if weight else 0, size)
+                        if not math.isfinite(value):  # on any rank: a non-finite shard makes the sum so
                             self._diverged(r, j, value)
                             stop = True
                             break
                         self._backward_and_step(loss, weight, t0)
-                        if self.measured:
-                            outputs.append(_detach(out[self.port]))
-                            targets.append(ts[self.port])
+                        if self.measured:  # a rank without examples (weight 0) ran one only to join DDP
+                            outputs.append(_detach(out[self.port]) if weight else _none(out[self.port]))
+                            targets.append(ts[self.port] if weight else _none(ts[self.port]))
                         self.batch_losses.append(value)
-                        total += loss.detach() * (_size(xs) if weight else 0)
+                        total += value * size
                         seen += size
                         self.batches += 1
                         self.examples += size
@@ -249,7 +260,7 @@ class Run:
                         if self.progress_fn is not None and self.progress_fn[1] == "Batches" \
                                 and self.batches % self.progress_fn[2] == 0:
                             self.progress_fn[0](self._info(r, j, value, elapsed, total, seen))
-                        if self.group.agree(interrupt.requested):
+                        if self.group.any(interrupt.requested):  # Ctrl-C on any rank stops every rank
                             self.reason, stop = "ManualStop", True
                             break
                         if self.goal is not None and self.group.agree(elapsed >= self.goal):
@@ -257,12 +268,12 @@ class Run:
                             break
                         if self.progress.due(now):
                             rate = self.examples / max(elapsed - val_time, 1e-9)
-                            running = float(total) * world / max(seen, 1)  # rank 0's shard, scaled
+                            running = total / max(seen, 1)
                             last_val = self.val_losses[-1] if self.val_losses else None
                             self.progress.show(now, elapsed, r, running, last_val, rate)
                     if seen == 0:  # stopped before the round's first step: no round to record
                         break
-                    round_loss = float(self.group.sum(total)) / seen
+                    round_loss = total / seen
                     self.losses.append(round_loss)
                     self._record_round(round_loss, outputs, targets)
                     if self.val_data is not None and self.reason != "Divergence":
@@ -276,7 +287,7 @@ class Run:
                     now = time.perf_counter()
                     elapsed = now - t0
                     self._warn_growth(r)
-                    if not stop and self.group.agree(interrupt.requested):  # Ctrl-C during validation
+                    if not stop and self.group.any(interrupt.requested):  # Ctrl-C during validation
                         self.reason, stop = "ManualStop", True
                     if not stop:
                         stop = self._round_stop(r, elapsed, steps)
@@ -352,15 +363,29 @@ class Run:
                 for p in self.params:
                     p.clamp_(-self.weight_clip, self.weight_clip)
 
-    def _shard(self, idx: torch.Tensor):
+    def _global_loss(self, loss, count: int, size: int) -> float:
+        """The global batch's mean loss: this rank's `count` examples' share, summed over the ranks."""
+        if self.group.world == 1:
+            return float(loss.detach())
+        share = loss.detach().double().reshape(1) * count if count else torch.zeros(1, dtype=torch.float64,
+                                                                                   device=loss.device)
+        return float(self.group.sum(share)) / size
+
+    def _shard(self, part):
         """Under torchrun: this rank's shard of the global batch, its mean loss weighted so that the
-        gradients DDP averages are those of the global batch's mean loss."""
+        gradients DDP averages are those of the global batch's mean loss. A generator is called with
+        the same info on every rank, each rank keeping its shard of the batch it gives."""
         world, rank = self.group.world, self.group.rank
+        if isinstance(self.source, GeneratorSource):
+            data = self.source.dataset(part)
+            idx, rows = torch.arange(data.size), data.rows
+        else:
+            idx, rows = part, self.source.rows
         size = len(idx)
         shard = idx[rank::world]
         self._weight = len(shard) * world / size
         self._global_size = size
-        return self.source.rows(shard if len(shard) else idx[:1])
+        return rows(shard if len(shard) else idx[:1])
 
     # ---- divergence ----
     def _diverged(self, r: int, j: int, value: float) -> None:
@@ -416,9 +441,13 @@ class Run:
         if self.measured and outputs:
             port = self.port
             values = measure_outputs(self.measured, self.net, port, self.problem.losses[port], outputs, targets,
-                                     self.problem.index_targets[port])
+                                     self.problem.index_targets[port], self._reduce)
             for m, v in zip(self.measured, values):
                 self.round_measurements[m].append(v)
+
+    def _reduce(self, t: torch.Tensor):
+        """Measurements' sums over the ranks (None in one process: nothing to sum)."""
+        return self.group.sum(t.to(self.group.device, torch.float64)).cpu()
 
     def _criterion_values(self) -> dict:
         source = self.val_measurements if self.val_data is not None else self.round_measurements
@@ -449,22 +478,25 @@ class Run:
         chunk = max(self.batch, 256)
         ctx = Ctx(False, None, exact_states=False)
         outputs, targets = [], []
-        for start in range(0, len(idx_all), chunk):
-            idx = idx_all[start:start + chunk]
+        # a rank with no validation example runs one, counting nothing, so that the measurements'
+        # sums see outputs of the right shape
+        for start in range(0, len(idx_all), chunk) if len(idx_all) else [None]:
+            idx = idx_all[start:start + chunk] if start is not None else torch.arange(1)
             xs, ts = data.rows(idx)
             out = run_module(self.module, xs, ctx)
-            for port, kind in self.validation.losses.items():
-                total += example_losses(kind, out[port], ts[port], self.validation.index_targets[port]).sum()
+            if start is not None:
+                for port, kind in self.validation.losses.items():
+                    total += example_losses(kind, out[port], ts[port], self.validation.index_targets[port]).sum()
             if self.measured:
-                outputs.append(out[self.port])
-                targets.append(ts[self.port])
+                outputs.append(out[self.port] if start is not None else _none(out[self.port]))
+                targets.append(ts[self.port] if start is not None else _none(ts[self.port]))
         self.module.train()
         loss = float(self.group.sum(total)) / data.size
         self.val_measurements["Loss"].append(loss)
         if self.measured:
             port = self.port
             values = measure_outputs(self.measured, self.net, port, self.validation.losses[port], outputs, targets,
-                                     self.validation.index_targets[port])
+                                     self.validation.index_targets[port], self._reduce)
             for m, v in zip(self.measured, values):
                 self.val_measurements[m].append(v)
         return loss
