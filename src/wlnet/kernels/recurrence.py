@@ -28,13 +28,18 @@ from .cells import GRU, LSTM, RNN, Cell
 NO_MASKS = dropout.Masks()
 
 
+def full_states(cell: Cell, states: tuple) -> tuple:
+    """One initial state (or None, zeros) for each of the cell's state ports."""
+    n = len(cell.states)
+    return tuple(states) if len(states) == n else (*states, *[None] * n)[:n]
+
+
 def unroll(cell: Cell, a: dict, x, lengths, states=(), zx=None, zs=None, zm=None):
     """The cell's reference step over T steps. A sequence shorter than T keeps its states past
     its end and outputs zeros there. zx (B, G, k), zs (B, G, n), zm (B, T, n): dropout masks."""
     B, T, _ = x.shape
     n = a[cell.array(cell.gates[0], "Biases")].shape[0]
-    states = tuple(x.new_zeros(B, n) if s is None else s for s in (*states, *[None] * len(cell.states))[
-        :len(cell.states)])
+    states = tuple(x.new_zeros(B, n) if s is None else s for s in full_states(cell, states))
     live = None if lengths is None else (torch.arange(T) < lengths.unsqueeze(1)).to(x.device)  # (B, T)
     outs = []
     for t in range(T):
@@ -61,8 +66,7 @@ def fused(cell: Cell, x, lengths, weights: list, states=(), exact: bool = True):
                                                                      getattr(torch._VF, cell.torch_kernel))
     B, T, _ = x.shape
     n = weights[1].shape[1]
-    if len(states) != len(cell.states):
-        states = (*states, *[None] * len(cell.states))[:len(cell.states)]
+    states = full_states(cell, states)
     zeros = x.new_zeros(1, B, n) if any(s is None for s in states) else None  # read only: shared
     hx = tuple(zeros if s is None else s.unsqueeze(0) for s in states)
     hx = hx if len(hx) > 1 else hx[0]
@@ -123,7 +127,7 @@ NATIVE = {LSTM.name: _native_lstm, GRU.name: _native_gru, RNN.name: _native_rnn}
 
 def masked(cell: Cell, x, lengths, arrays: dict, states, masks: dropout.Masks, exact: bool = True):
     """The recurrence with fixed dropout masks (`dropout.draw_masks`), on the chosen kernel."""
-    states = (*states, *[None] * len(cell.states))[:len(cell.states)]
+    states = full_states(cell, states)
     kernel = choose(cell, x.device, x.dtype, masks)
     if kernel == "native":
         return NATIVE[cell.name](x, lengths, arrays, states, masks)
@@ -161,7 +165,7 @@ def run(cell: Cell, arrays: dict, x, lengths, states, *, dropout_spec=None, gene
         masks = dropout.draw_masks(cell, dropout_spec, B, T, n, k, generator, x.device, x.dtype)
         return masked(cell, x, lengths, arrays, states, masks, exact)
     if choose(cell, x.device, x.dtype) == "native":
-        return NATIVE[cell.name](x, lengths, arrays, (*states, None)[:len(cell.states)], NO_MASKS)
+        return NATIVE[cell.name](x, lengths, arrays, full_states(cell, states), NO_MASKS)
     if cache is None:
         weights = cell.pack(arrays)
     else:
