@@ -28,18 +28,30 @@ from .errors import (
 from .info import Information, NetExtract, Options
 from .initialize import NetInitialize
 from .layers.basic import DropoutLayer, ElementwiseLayer, LinearLayer, SoftmaxLayer
+from .layers.join import CatenateLayer, ThreadingLayer, TotalLayer
 from .layers.recurrent import BasicRecurrentLayer, GatedRecurrentLayer, LongShortTermMemoryLayer
-from .layers.sequence import EmbeddingLayer, SequenceLastLayer, UnitVectorLayer
+from .layers.sequence import (
+    AggregationLayer,
+    EmbeddingLayer,
+    SequenceLastLayer,
+    SequenceMostLayer,
+    SequenceRestLayer,
+    SequenceReverseLayer,
+    UnitVectorLayer,
+)
 from .measure import NetMeasurements
 from .net import NetPort
+from .operators import NetBidirectionalOperator, NetMapOperator
 from .state import NetStateObject
 from .symbols import All, Automatic
 from .train import NetTrain, NetTrainResultsObject, Scaled
 
 __all__ = [
+    "AggregationLayer",
     "All",
     "Automatic",
     "BasicRecurrentLayer",
+    "CatenateLayer",
     "ConstructionError",
     "DigitCharacter",
     "DropoutLayer",
@@ -54,6 +66,7 @@ __all__ = [
     "LinearLayer",
     "LongShortTermMemoryLayer",
     "LowercaseCharacter",
+    "NetBidirectionalOperator",
     "NetChain",
     "NetDecoder",
     "NetEncoder",
@@ -61,6 +74,7 @@ __all__ = [
     "NetExtract",
     "NetGraph",
     "NetInitialize",
+    "NetMapOperator",
     "NetMeasurements",
     "NetPort",
     "NetStateObject",
@@ -69,13 +83,18 @@ __all__ = [
     "NetWarning",
     "NotSupportedError",
     "OptionError",
-    "ProcessGroupError",
     "Options",
+    "ProcessGroupError",
     "PunctuationCharacter",
     "Scaled",
     "SequenceLastLayer",
+    "SequenceMostLayer",
+    "SequenceRestLayer",
+    "SequenceReverseLayer",
     "ShapeError",
     "SoftmaxLayer",
+    "ThreadingLayer",
+    "TotalLayer",
     "TrainingError",
     "UnitVectorLayer",
     "UppercaseCharacter",

@@ -16,7 +16,7 @@ from .encoders import NetDecoder, NetEncoder
 from .errors import ConstructionError, ShapeError
 from .layers.base import value_code
 from .net import Net, NetPort
-from .shapes import ANY, SCALAR, ArrayType, Real, describe, parse_sequence_shape, unify
+from .shapes import ANY, SCALAR, ArrayType, ListType, Real, describe, parse_sequence_shape, unify
 from .symbols import Automatic
 
 GRAPH = "graph"
@@ -36,6 +36,8 @@ def _port_option(spec, who: str, port: str):
     """A port option (shape, encoder, decoder, "Scalar") → (type or None, encoder, decoder, scalar)."""
     if spec is Automatic or spec is None:
         return None, None, None, False
+    if isinstance(spec, ListType):  # a list port's type, passed on by `infer`
+        return spec, None, None, False
     if isinstance(spec, NetEncoder):
         return spec.output_type, spec, None, False
     if isinstance(spec, NetDecoder):
@@ -57,8 +59,11 @@ class NetGraph(Net):
     NetGraph(layers, edges, Input=..., Output=..., **ports): layers a list (1-based positions)
     or a dict of names; edges pairs (src, dst) — a layer, or NetPort("x") for a graph port, or
     NetPort(layer, "port") for a layer's port such as an LSTM's "State" — or longer tuples for
-    chains a → b → c. Unconnected layer inputs become graph inputs; unconsumed outputs become
-    the graph output "Output". Keyword options give a port's shape, encoder or decoder.
+    chains a → b → c. A list of sources, (["a", "b"], "cat"), feeds a port that takes a list of
+    arrays (CatenateLayer's, TotalLayer's, ThreadingLayer's "Input") in order; several edges into
+    such a port add to its list in the order given. Unconnected layer inputs become graph inputs;
+    unconsumed outputs become the graph output "Output". Keyword options give a port's shape,
+    encoder or decoder.
     """
 
     OPTIONS = {"Input": Automatic, "Output": Automatic}  # and any other port name → shape or coder
@@ -115,6 +120,9 @@ class NetGraph(Net):
         return (x, next(iter(ports)))
 
     def _check_key(self, key):
+        if isinstance(key, list):
+            raise ConstructionError(f"{self.name}: a list of layers {key!r} can only be the source of an edge, "
+                                    "the inputs of a layer that takes several.")
         if key not in self._nodes:
             raise ConstructionError(
                 f"{self.name}: an edge refers to the layer {key!r}, but the layers are "
@@ -129,17 +137,23 @@ class NetGraph(Net):
             for a, b in zip(e[:-1], e[1:]):
                 srcs = a if isinstance(a, list) else [a]
                 dst = self._endpoint(b, "dst")
-                if len(srcs) > 1:
+                if not srcs:
+                    raise ConstructionError(f"{self.name}: the edge {e!r} has an empty list of sources.")
+                if len(srcs) > 1 and not self._list_port(dst):
                     raise ConstructionError(
                         f"{self.name}: {len(srcs)} sources feed {b!r}, but its port {dst[1]!r} takes one input."
                     )
-                out.append((self._endpoint(srcs[0], "src"), dst))
+                out.extend((self._endpoint(src, "src"), dst) for src in srcs)
         seen = {}
         for src, dst in out:
-            if dst in seen and dst[0] != GRAPH:
+            if dst in seen and dst[0] != GRAPH and not self._list_port(dst):
                 raise ConstructionError(f"{self.name}: port {dst[1]!r} of layer {dst[0]!r} is fed by two edges.")
             seen[dst] = src
         return out
+
+    def _list_port(self, dst) -> bool:
+        """Whether the endpoint is a layer's port that takes a list of arrays."""
+        return dst[0] != GRAPH and isinstance(self._nodes[dst[0]].input_ports().get(dst[1]), ListType)
 
     def _topological_order(self) -> list:
         deps = {k: set() for k in self._nodes}
@@ -195,6 +209,8 @@ class NetGraph(Net):
         for src, dst in self._edges:
             if dst[0] == GRAPH:
                 graph_out[dst[1]] = src
+            elif self._list_port(dst):
+                feeds[dst[0]].setdefault(dst[1], []).append(src)  # the sources of a list, in order
             else:
                 feeds[dst[0]][dst[1]] = src
             consumed.add(src)
@@ -219,7 +235,7 @@ class NetGraph(Net):
         who = self.name
         graph_in_types: dict = {}
         for k in self._nodes:
-            for src in feeds[k].values():
+            for src in _sources(feeds[k].values()):
                 if src[0] == GRAPH:
                     graph_in_types.setdefault(src[1], declared.get(src[1]) or ANY)
         for port in declared:
@@ -234,18 +250,24 @@ class NetGraph(Net):
             node = nodes[k]
             main, states = {}, {}
             for port, src in feeds[k].items():
-                t = graph_in_types[src[1]] if src[0] == GRAPH else out_types[src]
+                def type_of(s):
+                    return graph_in_types[s[1]] if s[0] == GRAPH else out_types[s]
+
+                t = ListType(tuple(type_of(s) for s in src)) if isinstance(src, list) else type_of(src)
                 (states if port in node.state_ports() else main)[port] = (t, src)
             try:
                 node = node.infer({p: t for p, (t, _) in main.items()})
             except ShapeError as e:
-                srcs = ", ".join(self._src_text(s) for _, s in main.values())
+                srcs = ", ".join(self._src_text(s) for s in _sources(s for _, s in main.values()))
                 raise ShapeError(f"{who}: cannot connect {srcs} to layer {k!r}: {e}") from None
             nodes[k] = node
             for port, (_, src) in main.items():
-                if src[0] == GRAPH:
-                    graph_in_types[src[1]] = unify(graph_in_types[src[1]], node.input_ports()[port],
-                                                   f'{who} port "{src[1]}"', f"layer {k!r} port {port!r}")
+                want = node.input_ports()[port]
+                pairs = zip(src, want.items or [ANY] * len(src)) if isinstance(src, list) else [(src, want)]
+                for s, w in pairs:
+                    if s[0] == GRAPH:
+                        graph_in_types[s[1]] = unify(graph_in_types[s[1]], w, f'{who} port "{s[1]}"',
+                                                     f"layer {k!r} port {port!r}")
             for port, (t, src) in states.items():
                 u = unify(t, node.state_ports()[port], self._src_text(src), f"layer {k!r} state port {port!r}")
                 if src[0] == GRAPH:
@@ -267,6 +289,8 @@ class NetGraph(Net):
             self._out[port] = t
 
     def _src_text(self, src) -> str:
+        if isinstance(src, list):
+            return ", ".join(self._src_text(s) for s in src)
         if src[0] == GRAPH:
             return f'the net\'s input port "{src[1]}"'
         return f"layer {src[0]!r} ({self._nodes[src[0]].name}) port {src[1]!r}"
@@ -280,6 +304,9 @@ class NetGraph(Net):
 
     def leaves(self) -> list:
         return [((k,) + pos, leaf) for k, node in self._nodes.items() for pos, leaf in node.leaves()]
+
+    def backward_positions(self) -> list:
+        return [(k,) + pos for k, node in self._nodes.items() for pos in node.backward_positions()]
 
     def output_leaf(self, port: str):
         src = self._graph_out[port]
@@ -345,7 +372,14 @@ class NetGraph(Net):
         return f"{self.name}[{names}]  <{state}; {ins} → {outs}>"
 
 
+def _sources(feeds) -> list:
+    """The endpoints of feeds, a list port's sources one by one."""
+    return [s for src in feeds for s in (src if isinstance(src, list) else [src])]
+
+
 def _type_option(t: ArrayType):
+    if isinstance(t, ListType):
+        return t
     if t.dims is None:
         return Automatic
     return tuple(Automatic if d is None else d for d in t.dims)
@@ -395,16 +429,20 @@ class GraphModule(torch.nn.Module):
 
     def __init__(self, graph: NetGraph, trainable: bool):
         super().__init__()
-        read = {src for feeds in graph._feeds.values() for src in feeds.values()} | set(graph._graph_out.values())
+        read = set(_sources(src for feeds in graph._feeds.values() for src in feeds.values()))
+        read |= set(graph._graph_out.values())
         plan = []
         for k in graph._order:
             node = graph._nodes[k]
             self.add_module(str(k), node.build(trainable))
             state_ports = node.state_ports()
-            main = tuple((p, src) for p, src in graph._feeds[k].items() if p not in state_ports)
-            fed_states = tuple(((p,), src) for p, src in graph._feeds[k].items() if p in state_ports)
-            exact = any((k, p) in read for p in state_ports)  # an edge reads a final state
-            plan.append((str(k), k, main, fed_states, exact))
+            main = tuple((p, tuple(src) if isinstance(src, list) else src)
+                         for p, src in graph._feeds[k].items() if p not in state_ports)
+            fed_states = tuple((node.state_port_position(p), src) for p, src in graph._feeds[k].items()
+                               if p in state_ports)
+            read_states = tuple((node.state_port_position(p), p) for p in state_ports if (k, p) in read)
+            exact = bool(read_states)  # an edge reads a final state
+            plan.append((str(k), k, main, fed_states, read_states, exact))
         self.plan = plan
         self.outputs = tuple(graph._graph_out.items())
         self.scalar = frozenset(graph._scalar)
@@ -413,22 +451,28 @@ class GraphModule(torch.nn.Module):
         env = {}
         final = {}
         modules = self._modules
-        for name, key, main, fed_states, exact in self.plan:
-            node_in = {port: inputs[src[1]] if src[0] == GRAPH else env[src] for port, src in main}
+
+        def value(src):
+            return inputs[src[1]] if src[0] == GRAPH else env[src]
+
+        for name, key, main, fed_states, read_states, exact in self.plan:
+            # a list port's sources are a tuple of endpoints (an endpoint is a pair of strings or ints)
+            node_in = {port: [value(s) for s in src] if isinstance(src[0], tuple) else value(src)
+                       for port, src in main}
             # states of this node (and, for a nested net, of its layers); an edge-fed state wins
             node_states = {pos[1:]: v for pos, v in states.items() if pos[0] == key}
             for pos, src in fed_states:
-                node_states[pos] = inputs[src[1]] if src[0] == GRAPH else env[src]
+                node_states[pos] = value(src)
             out, node_final = modules[name](node_in, node_states, ctx._replace(exact_states=True) if exact else ctx)
             for port, v in out.items():
                 env[(key, port)] = v
             for pos, v in node_final.items():
                 final[(key, *pos)] = v
-                if len(pos) == 1:
-                    env[(key, pos[0])] = v
+            for pos, port in read_states:
+                env[(key, port)] = node_final[pos]
         result = {}
         for port, src in self.outputs:
-            v = inputs[src[1]] if src[0] == GRAPH else env[src]
+            v = value(src)
             if port in self.scalar:
                 v = v.reshape(v.shape[0])
             result[port] = v

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from .errors import InputError, where
-from .shapes import VARYING, ArrayType, describe, describe_dims
+from .shapes import ANY, VARYING, ArrayType, ListType, describe, describe_dims
 
 
 class Seq(NamedTuple):
@@ -55,6 +55,13 @@ class Seq(NamedTuple):
             return Seq(data, None)
         return Seq(data, torch.cat([torch.tensor(p.length_list()) for p in parts]))
 
+    def mask(self) -> torch.Tensor | None:
+        """(B, T) bool on the data's device: True at the real steps (None when every sequence has length T)."""
+        if self.lengths is None:
+            return None
+        T = self.data.shape[1]
+        return torch.arange(T, device=self.data.device) < self.lengths.to(self.data.device).unsqueeze(1)
+
     def flip(self) -> Seq:
         """Each sequence reversed within its own length (padding stays at the end)."""
         if self.lengths is None:
@@ -75,9 +82,11 @@ def move(t: torch.Tensor, device, dtype=None) -> torch.Tensor:
 
 
 def take_rows(v, rows):
-    """Rows of a value (tensor (B, ...) or Seq) or of a dict of values."""
+    """Rows of a value (tensor (B, ...) or Seq), of a list of values (a list port's) or of a dict of values."""
     if isinstance(v, dict):
         return {p: take_rows(x, rows) for p, x in v.items()}
+    if isinstance(v, list):
+        return [take_rows(x, rows) for x in v]
     if isinstance(v, Seq):
         return v.take(rows)
     if v is None:
@@ -98,9 +107,15 @@ def cat_rows(parts: list):
 
 
 def move_all(values: dict, device, dtype) -> dict:
-    """Every value of a dict (tensor, Seq or None) moved to `device` and `dtype` (None: dtypes kept)."""
-    return {p: None if v is None else v.to(device, dtype) if isinstance(v, Seq) else move(v, device, dtype)
-            for p, v in values.items()}
+    """Every value of a dict (tensor, Seq, list of them, or None) moved to `device` and `dtype` (None: dtypes kept)."""
+    def one(v):
+        if v is None:
+            return None
+        if isinstance(v, list):
+            return [one(x) for x in v]
+        return v.to(device, dtype) if isinstance(v, Seq) else move(v, device, dtype)
+
+    return {p: one(v) for p, v in values.items()}
 
 
 class Batch(NamedTuple):
@@ -328,6 +343,60 @@ class PortReader:
         self._check_values(x)
 
 
+class ListReader:
+    """Reads the data of a port that takes a list of arrays (ListType): one example is a list
+    of the arrays, [x1, x2, ...]; a batch is a list of examples, [[x1, x2, ...], [y1, y2, ...], ...].
+    While the arrays' shapes are not known, the data is read as one example."""
+
+    __slots__ = ("t", "layer", "port", "real", "items")
+
+    def __init__(self, t: ListType, layer: str, port: str, real: torch.dtype = torch.float32):
+        self.t, self.layer, self.port, self.real = t, layer, port, real
+        self.items = None if t.items is None else [PortReader(i, layer, f"{port}, array {j}", real)
+                                                   for j, i in enumerate(t.items, 1)]
+
+    def fail(self, received: str) -> InputError:
+        return InputError(f"{where(self.layer)}data supplied to port \"{self.port}\" was {received}, but expected "
+                          f"{describe(self.t)} or a list of such lists.")
+
+    def read(self, data) -> Batch:
+        if isinstance(data, np.ndarray | torch.Tensor) or not isinstance(data, list | tuple):
+            raise self.fail(_received(data))
+        if not data:
+            raise InputError(f"{where(self.layer, self.port)}empty inputs are not permitted: the list is empty. "
+                             f"The port expects {describe(self.t)}.")
+        items = self.items
+        if items is None:
+            return self._read(data, [PortReader(ANY, self.layer, f"{self.port}, array {j}", self.real)
+                                     for j in range(1, len(data) + 1)])
+        rank = items[0].rank  # one example: data[0] is the first array; a batch: the first example's list
+        if rank is None or _depth(data[0]) != rank + 1 or not isinstance(data[0], list | tuple):
+            return self._read(data, items)
+        for j, e in enumerate(data):
+            if not isinstance(e, list | tuple) or len(e) != len(items):
+                raise InputError(f"{self.fail(_received(e))} (batch element {j + 1})")
+        columns = [[e[i] for e in data] for i in range(len(items))]
+        parts = [r.read(c) for r, c in zip(items, columns)]
+        if not all(b.batched for b in parts):
+            raise self.fail("a list whose elements are not all arrays of the expected dimensions")
+        return Batch([b.value for b in parts], True, parts[0].kind, len(data))
+
+    def _read(self, data, readers) -> Batch:
+        if len(data) != len(readers):
+            raise self.fail(f"a list of {len(data)} arrays")
+        parts = [r.read(x) for r, x in zip(readers, data)]
+        if any(b.batched for b in parts):
+            raise self.fail("a list whose elements are batches")
+        return Batch([b.value for b in parts], False, parts[0].kind, 1)
+
+
+def reader(t, layer: str, port: str, real: torch.dtype = torch.float32):
+    """The reader of a port of type t (an ArrayType or a ListType)."""
+    if isinstance(t, ListType):
+        return ListReader(t, layer, port, real)
+    return PortReader(t, layer, port, real)
+
+
 def _received_kind(data) -> str:
     if isinstance(data, np.ndarray):
         return f"an array of dtype {data.dtype}"
@@ -362,4 +431,5 @@ def _convert(x: torch.Tensor, kind: str):
     return x.tolist()
 
 
-__all__ = ["Seq", "Batch", "PortReader", "write_port", "move", "move_all", "take_rows", "cat_rows", "VARYING"]
+__all__ = ["Seq", "Batch", "PortReader", "ListReader", "reader", "write_port", "move", "move_all", "take_rows",
+           "cat_rows", "VARYING"]

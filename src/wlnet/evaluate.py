@@ -12,8 +12,8 @@ from typing import NamedTuple
 import torch
 
 from . import options as O
-from .data import Batch, PortReader, Seq, cat_rows, move_all, take_rows, write_port
-from .errors import InputError, where
+from .data import Batch, PortReader, Seq, cat_rows, move_all, reader, take_rows, write_port
+from .errors import InputError, NetError, where
 from .net import Net, NetPort
 from .runtime import Ctx, compiled
 from .symbols import Automatic
@@ -42,7 +42,7 @@ def readers(net: Net, real: torch.dtype = torch.float32) -> dict:
         cached = cache[real] = {}
         for port, t in net.input_ports().items():
             enc = net.encoders.get(port)
-            cached[port] = enc.reader(net.name, port) if enc is not None else PortReader(t, net.name, port, real)
+            cached[port] = enc.reader(net.name, port) if enc is not None else reader(t, net.name, port, real)
     return cached
 
 
@@ -129,7 +129,7 @@ def evaluate(net: Net, data, port, options: dict, states: dict | None = None,
     values, initial = move_all(values, device, dtype), move_all(initial, device, dtype)
     exact = exact_states or any(isinstance(p, NetPort) for p in selection[0])
     ctx = Ctx(train, O.generator(seed, net.name, device), exact)
-    needs_grad = kind.endswith("torch") and any(_requires_grad(v) for v in (*values.values(), *initial.values()))
+    needs_grad = kind.endswith("torch") and any(_requires_grad(v) for v in _flat((*values.values(), *initial.values())))
     with torch.set_grad_enabled(needs_grad):
         if batched and batch_size is not None and size > batch_size:
             parts = [module(take_rows(values, slice(a, a + batch_size)), take_rows(initial, slice(a, a + batch_size)),
@@ -139,7 +139,7 @@ def evaluate(net: Net, data, port, options: dict, states: dict | None = None,
         else:
             outputs, final = module(values, initial, ctx)
     if kind != "list":  # results never share memory with the user's arrays
-        given = [_span(v) for v in (*values.values(), *initial.values())]
+        given = [_span(v) for v in _flat((*values.values(), *initial.values()))]
         outputs, final = _own(outputs, given), _own(final, given)
     return Evaluation(write_outputs(net, outputs, final, selection, batched, kind), final, batched, kind)
 
@@ -156,12 +156,32 @@ def state_spec(net: Net, key: NetPort, value) -> dict:
         out = {pos if isinstance(pos, tuple) else (pos,): v for pos, v in value.items()}
     else:
         out = {tuple(key.spec): value}
+    out = {state_position(net, p) or p: v for p, v in out.items()}
     bad = [p for p in out if p not in positions]
     if bad:
         raise InputError(
             f"{net.name}: {bad[0]!r} is not a recurrent state of the net; its states are {list(positions)}."
         )
     return out
+
+
+def state_position(net: Net, spec) -> tuple | None:
+    """The state position a NetPort spec names: a position itself, (1, "ForwardNet", "State"), or
+    a state port of the net or of one of its layers, ("ForwardState",) or (1, "ForwardState")."""
+    positions = net.state_positions()
+    spec = tuple(spec)
+    if spec in positions:
+        return spec
+    if not spec or not isinstance(spec[-1], str):
+        return None
+    try:
+        sub = net if len(spec) == 1 else net.extract(spec[:-1] if len(spec) > 2 else spec[0])
+    except (NetError, TypeError):
+        return None
+    if not isinstance(sub, Net) or spec[-1] not in sub.state_ports():
+        return None
+    pos = spec[:-1] + sub.state_port_position(spec[-1])
+    return pos if pos in positions else None
 
 
 def read_states(net: Net, given: dict, batched: bool, size: int, real: torch.dtype = torch.float32) -> dict:
@@ -187,7 +207,7 @@ def select_outputs(net: Net, port):
         return list(outs), len(outs) > 1
     if isinstance(port, str) and port in outs:
         return [port], False
-    if isinstance(port, NetPort) and (port.all_states or tuple(port.spec) in net.state_positions()):
+    if isinstance(port, NetPort) and (port.all_states or state_position(net, port.spec) is not None):
         return [port], False
     if isinstance(port, str) and len(outs) == 1 and next(iter(outs)) in net.decoders:
         return [(next(iter(outs)), port)], False
@@ -207,7 +227,7 @@ def write_outputs(net: Net, result: dict, final: dict, selection, batched: bool,
             if p.all_states:
                 out[p] = {pos: write_port(v, batched, kind) for pos, v in final.items()}
             else:
-                out[p] = write_port(final[tuple(p.spec)], batched, kind)
+                out[p] = write_port(final[state_position(net, p.spec)], batched, kind)
             continue
         prop = None
         if isinstance(p, tuple):
@@ -240,6 +260,11 @@ def _own(values: dict, given: list) -> dict:
         return Seq(v.data.clone(), v.lengths) if isinstance(v, Seq) else v.clone()
 
     return {p: own(v) for p, v in values.items()}
+
+
+def _flat(values) -> list:
+    """The tensors and Seqs of `values`, those of a list port's lists included."""
+    return [x for v in values for x in (v if isinstance(v, list) else (v,))]
 
 
 def _requires_grad(v) -> bool:

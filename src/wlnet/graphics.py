@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from .shapes import describe
+from .shapes import ListType, describe
 
 
 def _dims(t) -> str:
+    if isinstance(t, ListType):
+        return "list" if t.items is None else ", ".join(_dims(i) for i in t.items)
     if t.dims is None:
         return "array"
     if not t.dims:
@@ -75,6 +77,7 @@ def summary_graphic(net):
 def _all_edges(graph):
     for k in graph._order:
         for port, src in graph._feeds[k].items():
-            yield src, (k, port)
+            for s in src if isinstance(src, list) else [src]:  # a list port's sources one by one
+                yield s, (k, port)
     for port, src in graph._graph_out.items():
         yield src, ("graph", port)

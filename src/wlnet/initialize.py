@@ -139,7 +139,12 @@ def _is_ramp(node) -> bool:
 def _producers(node, port: str) -> list:
     """Positions (inside `node`) of the leaves that produce `node`'s output `port`."""
     from .containers import NetGraph
+    from .operators import NetMapOperator, Operator
 
+    if isinstance(node, NetMapOperator):
+        return [("Net",) + p for p in _producers(node.net, port)]
+    if isinstance(node, Operator):  # a bidirectional operator's output joins both nets'
+        return [(key,) + p for key, net in node._nets.items() for p in _producers(net, next(iter(net.output_ports())))]
     if not isinstance(node, NetGraph):
         return [()]
     nodes = node._nodes
@@ -152,7 +157,10 @@ def _producers(node, port: str) -> list:
 def ramp_fed(net, prefix: tuple = ()) -> set:
     """Positions of the leaves whose output goes into a Ramp ElementwiseLayer."""
     from .containers import NetGraph
+    from .operators import Operator
 
+    if isinstance(net, Operator):
+        return {p for key, inner in net._nets.items() for p in ramp_fed(inner, prefix + (key,))}
     if not isinstance(net, NetGraph):
         return set()
     nodes = net._nodes
@@ -162,7 +170,7 @@ def ramp_fed(net, prefix: tuple = ()) -> set:
         if not _is_ramp(node):
             continue
         for src in net._feeds[k].values():
-            if src[0] in nodes:
+            if not isinstance(src, list) and src[0] in nodes:
                 found |= {prefix + (src[0],) + p for p in _producers(nodes[src[0]], src[1])}
     return found
 

@@ -55,8 +55,19 @@ class Net:
         raise NotImplementedError
 
     def state_ports(self) -> dict:
-        """Recurrent state ports (name → type) of this net itself; containers have none."""
+        """Recurrent state ports (name → type) of this net itself; containers have none, an
+        operator those of the nets it holds, renamed (a NetBidirectionalOperator's "ForwardState")."""
         return {}
+
+    def state_port_position(self, port: str) -> tuple:
+        """The position, inside this net, of the state behind its state port `port` (its own
+        port for a layer: ("State",); ("ForwardNet", "State") for an operator's "ForwardState")."""
+        return (port,)
+
+    def backward_positions(self) -> list:
+        """Positions of the sub-nets that read their sequences from the end (a
+        NetBidirectionalOperator's), whose states cannot carry over from one evaluation to the next."""
+        return []
 
     def leaves(self) -> list:
         """[(position, layer)] of every layer that is not a container."""

@@ -51,12 +51,24 @@ ANY = ArrayType(None)
 SCALAR = ArrayType(())
 
 
+@dataclass(frozen=True)
+class ListType:
+    """The type of a port that takes a list of arrays (CatenateLayer's "Input", ...): one
+    ArrayType per array, or `items=None` while their number is not known."""
+
+    items: tuple | None = None
+
+
 def _size(d) -> str:
     return "n" if d is None else str(d)
 
 
 def describe(t: ArrayType) -> str:
     """English for a port type: 'a sequence of size-2 vectors', 'a 3×4 matrix', ..."""
+    if isinstance(t, ListType):
+        if t.items is None:
+            return "a list of arrays"
+        return f"a list of {len(t.items)} arrays ({'; '.join(describe(i) for i in t.items)})"
     if t.dims is None:
         return "an array"
     dims = t.dims
@@ -109,6 +121,8 @@ def _unify_dim(a, b, i: int):
 
 def unify(a: ArrayType, b: ArrayType, what_a: str, what_b: str) -> ArrayType:
     """The most specific type that is both a and b; a ShapeError naming both sides otherwise."""
+    if isinstance(a, ListType) or isinstance(b, ListType):
+        return _unify_lists(a, b, what_a, what_b)
     if a.dims is None:
         dims = b.dims
     elif b.dims is None:
@@ -130,6 +144,21 @@ def unify(a: ArrayType, b: ArrayType, what_a: str, what_b: str) -> ArrayType:
         )
     levels = a.levels or b.levels
     return ArrayType(dims, a.integer or b.integer, levels)
+
+
+def _unify_lists(a, b, what_a: str, what_b: str) -> ListType:
+    if a == ANY or b == ANY:
+        return a if b == ANY else b
+    if not (isinstance(a, ListType) and isinstance(b, ListType)):
+        raise ShapeError(f"{what_a} produces {describe(a)}, but {what_b} expects {describe(b)}; "
+                         "a list of arrays and a single array cannot be connected.")
+    if a.items is None or b.items is None:
+        return a if b.items is None else b
+    if len(a.items) != len(b.items):
+        raise ShapeError(f"{what_a} produces a list of {len(a.items)} arrays, but {what_b} expects "
+                         f"{len(b.items)}.")
+    return ListType(tuple(unify(x, y, f"{what_a} (array {i})", f"{what_b} (array {i})")
+                          for i, (x, y) in enumerate(zip(a.items, b.items), 1)))
 
 
 def parse_sequence_shape(spec, layer: str, option: str) -> ArrayType:

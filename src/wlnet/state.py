@@ -33,6 +33,14 @@ class NetStateObject:
                 f"NetStateObject: the {net.name} has no recurrent state (no LongShortTermMemoryLayer or other "
                 "recurrent layer), so there is nothing to remember."
             )
+        backward = net.backward_positions()
+        if backward:
+            at = " at position " + "/".join(str(k) for k in backward[0]) if backward[0] else ""
+            raise OptionError(
+                f"NetStateObject: the {net.name} reads sequences backwards (a NetBidirectionalOperator{at}): its "
+                "output at each step depends on the steps after it, so its states cannot carry a sequence over "
+                "from one evaluation to the next. Evaluate the net on whole sequences instead."
+            )
         net._require_initialized()
         self._net = net
         self._seed = self._read_seed(seed) if seed is not None else {}

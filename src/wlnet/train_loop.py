@@ -166,6 +166,7 @@ class GeneratorSource:
 
 def _size(xs: dict) -> int:
     v = next(iter(xs.values()))
+    v = v[0] if isinstance(v, list) else v  # a list port's arrays
     return int((v.data if isinstance(v, Seq) else v).shape[0])
 
 

@@ -59,7 +59,10 @@ class LinearLayer(Layer):
 
     def _accept(self, port, t) -> None:
         if len(t.dims) != 1:
-            raise ShapeError(f'{where(self.name, "Input")}the layer expects a vector, but its input is {describe(t)}.')
+            hint = f" To apply it to every element of a sequence, use NetMapOperator(LinearLayer({self.n}))." \
+                if len(t.dims) == 2 else ""
+            raise ShapeError(f'{where(self.name, "Input")}the layer expects a vector, but its input is '
+                             f"{describe(t)}.{hint}")
 
     def forward(self, arrays, inputs, ctx):
         return {"Output": torch.nn.functional.linear(inputs["Input"], arrays["Weights"], arrays["Biases"])}
