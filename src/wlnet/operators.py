@@ -345,8 +345,12 @@ class NetBidirectionalOperator(Operator):
         if self.aggregator != "Catenate":
             self._args += (self.aggregator,)
         tf, tb = next(iter(forward.input_ports().values())), next(iter(backward.input_ports().values()))
-        t = unify(unify(tf, tb, "the forward net's input", "the backward net's input"), self._in.get("Input", ANY),
-                  "the nets' input", f'{who} port "Input"')
+        try:
+            t = unify(tf, tb, "the forward net's input", "the backward net's input")
+        except ShapeError:
+            raise ShapeError(f"{who}: the forward net takes {describe(tf)}, but the backward net takes {describe(tb)}; "
+                             "both must read the same sequences.") from None
+        t = unify(t, self._in.get("Input", ANY), "the nets' input", f'{who} port "Input"')
         if t.dims is not None and len(t.dims) < 1:
             raise ShapeError(f'{where(who, "Input")}the operator takes a sequence, but its nets take {describe(t)}.')
         if t != tf or t != tb:
