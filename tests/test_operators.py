@@ -366,3 +366,20 @@ def test_bidirectional_errors():
     with pytest.raises(NetError):
         bi({"Input": [[1.0, 2.0]], NetPort(All, "States"): {("BackwardNet", "State"): [1.0]}})
     assert Information(bi, "InputForm") == code
+
+
+def test_initialize_doubles_the_variance_of_a_mapped_layer_before_a_ramp():
+    plain = NetChain([NetMapOperator(LinearLayer(3)), wlnet.ElementwiseLayer("Tanh")], Input=("Varying", 4))
+    ramp = NetChain([NetMapOperator(LinearLayer(3)), wlnet.ElementwiseLayer("Ramp")], Input=("Varying", 4))
+    w0 = NetExtract(NetInitialize(plain, RandomSeeding=8), (1, "Net", "Weights"))
+    w1 = NetExtract(NetInitialize(ramp, RandomSeeding=8), (1, "Net", "Weights"))
+    close(w1, np.sqrt(2) * w0)  # the same draws, the Xavier bound √(6/(fan_in+fan_out)) times √2
+    inner = NetChain([NetMapOperator(NetChain([LinearLayer(3), wlnet.ElementwiseLayer("Ramp")]))], Input=("Varying", 4))
+    close(NetExtract(NetInitialize(inner, RandomSeeding=8), (1, "Net", 1, "Weights")), w1)
+
+
+def test_options_of_the_operators():
+    assert wlnet.Options(NetMapOperator) == {"Input": wlnet.Automatic}
+    assert wlnet.Options(NetBidirectionalOperator) == {"Input": wlnet.Automatic}
+    with pytest.raises(OptionError, match="'Dropout' is not a known option"):
+        NetMapOperator(LinearLayer(2), Dropout=0.5)
