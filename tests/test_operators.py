@@ -383,3 +383,16 @@ def test_options_of_the_operators():
     assert wlnet.Options(NetBidirectionalOperator) == {"Input": wlnet.Automatic}
     with pytest.raises(OptionError, match="'Dropout' is not a known option"):
         NetMapOperator(LinearLayer(2), Dropout=0.5)
+
+
+def test_a_pair_of_different_nets():
+    bi = NetBidirectionalOperator((LongShortTermMemoryLayer(3, Input=("Varying", 2)), BasicRecurrentLayer(3)), "Total")
+    assert NetExtract(bi, "BackwardNet").input_ports()["Input"].dims == ("Varying", 2)  # k from the forward net
+    assert Information(bi, "ArraysDimensions")[("BackwardNet", "InputWeights")] == (3, 2)
+    bi = NetInitialize(bi, RandomSeeding=6)
+    fwd, bwd = NetExtract(bi, "ForwardNet"), NetExtract(bi, "BackwardNet")
+    for x in RAGGED:
+        close(bi(x.tolist()), recurrence("LSTM", fwd, x)[0] + recurrence("RNN", bwd, x[::-1])[0][::-1])
+    code = Information(bi, "InputForm")
+    assert code.startswith("NetBidirectionalOperator((LongShortTermMemoryLayer(3, Input=") and "'Total')" in code
+    assert eval(code, vars(wlnet))(RAGGED[0].tolist()) == bi(RAGGED[0].tolist())

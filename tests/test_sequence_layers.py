@@ -440,3 +440,15 @@ def test_list_layers_bad_data_are_errors_that_change_nothing():
     bad = ThreadingLayer(lambda a, b: (a * b).sum(-1), Input=[2, 2])
     err = unchanged(bad, lambda: bad([[1, 2], [3, 4]]))
     assert "element by element" in str(err)
+
+
+def test_total_and_threading_refuse_a_sequence_with_a_vector():
+    lstm, lin = LongShortTermMemoryLayer(3), LinearLayer(3)
+    for join in (TotalLayer(), ThreadingLayer("Plus")):
+        with pytest.raises(ShapeError) as info:
+            NetGraph({"s": lstm, "v": lin, "j": join}, [(NetPort("x"), "s"), (NetPort("y"), "v"), (["s", "v"], "j")],
+                     x=("Varying", 2), y=2)
+        msg = str(info.value)
+        assert f'{join.name}, port "Input": array 2 is a vector of size 3, but array 1 is a sequence of size-3 ' \
+               "vectors; the arrays must have the same dimensions" in msg, msg
+    assert lstm.input_ports()["Input"].dims == ("Varying", None) and lin.input_ports()["Input"].dims == (None,)

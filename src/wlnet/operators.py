@@ -338,12 +338,6 @@ class NetBidirectionalOperator(Operator):
     def _sync(self) -> None:
         who = self.name
         forward, backward = self._nets["ForwardNet"], self._nets["BackwardNet"]
-        if forward is backward and not self._pair:
-            self._args = (forward,)
-        else:
-            self._args = ((forward, backward),)
-        if self.aggregator != "Catenate":
-            self._args += (self.aggregator,)
         tf, tb = next(iter(forward.input_ports().values())), next(iter(backward.input_ports().values()))
         try:
             t = unify(tf, tb, "the forward net's input", "the backward net's input")
@@ -362,6 +356,9 @@ class NetBidirectionalOperator(Operator):
         self._out = {"Output": self._joined(of, ob)}
         self._states = {f"{prefix}{p}": (key, p, t) for key, prefix in DIRECTIONS
                         for p, t in self._nets[key].state_ports().items()}
+        self._args = (forward,) if forward is backward and not self._pair else ((forward, backward),)
+        if self.aggregator != "Catenate":
+            self._args += (self.aggregator,)
 
     def _is_sequence(self, out: ArrayType) -> bool:
         """Whether a net's output is a sequence (reversed back for the backward net) or one array."""
