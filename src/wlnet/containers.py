@@ -246,13 +246,14 @@ class NetGraph(Net):
                 )
         out_types = {}
         nodes = dict(self._nodes)
+
+        def type_of(src):
+            return graph_in_types[src[1]] if src[0] == GRAPH else out_types[src]
+
         for k in order:
             node = nodes[k]
             main, states = {}, {}
             for port, src in feeds[k].items():
-                def type_of(s):
-                    return graph_in_types[s[1]] if s[0] == GRAPH else out_types[s]
-
                 t = ListType(tuple(type_of(s) for s in src)) if isinstance(src, list) else type_of(src)
                 (states if port in node.state_ports() else main)[port] = (t, src)
             try:
