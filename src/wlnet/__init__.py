@@ -27,6 +27,7 @@ from .errors import (
 )
 from .info import Information, NetExtract, Options
 from .initialize import NetInitialize
+from .io.torch import from_torch, to_torch
 from .layers.basic import DropoutLayer, ElementwiseLayer, LinearLayer, SoftmaxLayer
 from .layers.recurrent import BasicRecurrentLayer, GatedRecurrentLayer, LongShortTermMemoryLayer
 from .layers.sequence import EmbeddingLayer, SequenceLastLayer, UnitVectorLayer
@@ -81,4 +82,6 @@ __all__ = [
     "UppercaseCharacter",
     "WhitespaceCharacter",
     "WordCharacter",
+    "from_torch",
+    "to_torch",
 ]
