@@ -194,6 +194,16 @@ def _sequence_last(b: Builder, layer, ins: dict, initial, where: str):
     return {"Output": Value(y, (x.dims[0], *x.dims[2:]), x.integer)}, {}
 
 
+def _sequence_reverse(b: Builder, layer, ins: dict, initial, where: str):
+    x = ins["Input"]
+    lengths = x.lengths
+    if lengths is None:  # every sequence at the full length T
+        T = b.op("Slice", [b.op("Shape", [x.name], where), b.ints("one1", [1]), b.ints("two1", [2])], where)
+        lengths = b.op("Expand", [T, b.batch], where)
+    y = b.op("ReverseSequence", [x.name, lengths], where, batch_axis=0, time_axis=1)
+    return {"Output": x._replace(name=y)}, {}
+
+
 def _zero_based(b: Builder, x: Value, where: str) -> str:
     """Indices 1..n → 0..n-1 (the padding index 0 → 0)."""
     return b.op("Max", [b.op("Sub", [x.name, b.ints("one", 1)], where), b.ints("zero", 0)], where)
@@ -224,6 +234,7 @@ CONVERTERS = {
     "SequenceLastLayer": _sequence_last,
     "EmbeddingLayer": _embedding,
     "UnitVectorLayer": _unit_vector,
+    "SequenceReverseLayer": _sequence_reverse,
 }
 
 

@@ -354,6 +354,12 @@ class Importer:
             edges.append((self.endpoint(src, layers), NetPort(name)))
             if not self.features(d) and not any(self.resolve(a) == TIME for a in d.axes):
                 ports[name] = "Scalar"
+        used = {src for src, _ in self.edges}
+        for name, v in self.values.items():  # the graph inputs' shapes, which a layer behind a reverse may not tell
+            if isinstance(v, Data) and v.src == name and name in used and not v.integer:
+                features = int(np.prod(self.features(v)))
+                seq = any(self.resolve(a) == TIME or isinstance(self.resolve(a), Var) for a in v.axes)
+                ports[name] = (VARYING, features) if seq else features
         ports.update(self.coders(meta))
         try:
             return NetGraph(layers, edges, **ports)

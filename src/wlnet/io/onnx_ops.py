@@ -485,6 +485,17 @@ def op_gather_nd(im, args, attrs, n_out):
     raise im.fail("GatherND is supported as the step at each sequence's length (batch_dims = 1) only.")
 
 
+def op_reverse_sequence(im, args, attrs, n_out):
+    x, lengths = args
+    batch, time = attrs.get("batch_axis", 1), attrs.get("time_axis", 0)
+    if not isinstance(x, Data) or not isinstance(lengths, Lengths) or lengths.offset:
+        raise im.fail("ReverseSequence is supported on a wlnet value by the lengths of its sequences.")
+    im.bind(x.axes[batch], BATCH)
+    im.bind(x.axes[time], TIME)
+    key = im.add(SequenceReverseLayer, {"Input": x})
+    return x._replace(src=(key, "Output"))
+
+
 RECURRENT = {"LSTM": (LongShortTermMemoryLayer, cells.LSTM), "GRU": (GatedRecurrentLayer, cells.GRU),
              "RNN": (BasicRecurrentLayer, cells.RNN)}
 DEFAULT_ACTIVATIONS = {"LSTM": ["Sigmoid", "Tanh", "Tanh"], "GRU": ["Sigmoid", "Tanh"], "RNN": ["Tanh"]}
@@ -586,7 +597,7 @@ OPS = {
     "MatMul": op_matmul, "Gemm": op_gemm, "Softmax": op_softmax, "Dropout": op_dropout, "GatherND": op_gather_nd,
     "OneHot": op_onehot, "Tanh": _elementwise("Tanh"), "Sigmoid": _elementwise("LogisticSigmoid"),
     "Relu": _elementwise("Ramp"), "Sin": _elementwise("Sin"), "Exp": _elementwise("Exp"),
-    "LSTM": op_recurrent, "GRU": op_recurrent, "RNN": op_recurrent,
+    "LSTM": op_recurrent, "GRU": op_recurrent, "RNN": op_recurrent, "ReverseSequence": op_reverse_sequence,
 }
 FOLDABLE = {"Constant", "Identity", "Cast", "Shape", "Gather", "Unsqueeze", "Squeeze", "Concat", "Slice", "Reshape",
             "Transpose", "Expand", "ConstantOfShape", "Add", "Sub", "Mul", "Div", "Min", "Max", "Neg", "Equal",
