@@ -407,3 +407,25 @@ def test_every_truncation_of_a_real_file_is_a_net_error(tmp_path):
             continue
         net([[0.5, 0.5]])  # a cut that still parses must give a working net
     assert os.path.exists(path)
+
+
+def test_mutated_files_load_and_evaluate_or_raise_net_error(tmp_path):
+    hypothesis = pytest.importorskip("hypothesis")
+    st = hypothesis.strategies
+    data = good_file(tmp_path).read_bytes()
+    path = tmp_path / "mutated.onnx"
+
+    @hypothesis.settings(max_examples=80, deadline=None, derandomize=True, database=None)
+    @hypothesis.given(st.lists(st.tuples(st.integers(0, len(data) - 1), st.integers(0, 255)), min_size=1, max_size=4))
+    def mutated(changes):
+        b = bytearray(data)
+        for i, v in changes:
+            b[i] = v
+        path.write_bytes(bytes(b))
+        try:
+            net = import_onnx(path)
+        except w.NetError:
+            return
+        net([[0.5, 0.5], [0.25, -1.0]])
+
+    mutated()

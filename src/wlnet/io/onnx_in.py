@@ -304,14 +304,20 @@ class Importer:
         from .onnx_ops import FOLDABLE, OPS, SUPPORTED
 
         op = node.op_type
-        if (op == "Constant" or all(a is None or isinstance(a, Const) for a in args)) and op in FOLDABLE:
-            outs = self.fold(node, args)
-        else:
-            handler = OPS.get(op)
-            if handler is None:
-                raise self.fail(f"the operator {op} is not supported; supported are {', '.join(SUPPORTED)}.")
-            outs = handler(self, args, attrs, len(node.output))
-            outs = outs if isinstance(outs, list) else [outs]
+        try:
+            if (op == "Constant" or all(a is None or isinstance(a, Const) for a in args)) and op in FOLDABLE:
+                outs = self.fold(node, args)
+            else:
+                handler = OPS.get(op)
+                if handler is None:
+                    raise self.fail(f"the operator {op} is not supported; supported are {', '.join(SUPPORTED)}.")
+                outs = handler(self, args, attrs, len(node.output))
+                outs = outs if isinstance(outs, list) else [outs]
+        except (IndexError, KeyError, ValueError, TypeError, ZeroDivisionError, OverflowError) as e:
+            if isinstance(e, NetError):
+                raise
+            raise self.fail(f"its inputs or attributes do not fit together ({type(e).__name__}: {e}).",
+                            NetError) from None
         for name, v in zip(node.output, outs):
             if name:
                 self.values[name] = v
@@ -320,6 +326,9 @@ class Importer:
         """A node on constants, run by onnx's reference evaluator."""
         from onnx.reference import ReferenceEvaluator
 
+        size = _fold_size(node.op_type, args)
+        if size > MAX_FOLD:
+            raise self.fail(f"it would make a constant of {size} elements.", NetError)
         h = self.onnx.helper
         names = [f"i{j}" if a is not None else "" for j, a in enumerate(args)]
         n = h.make_node(node.op_type, names, [f"o{j}" for j in range(len(node.output))], domain=node.domain)
@@ -420,6 +429,24 @@ class Importer:
         return self.ints(args[i], name) if len(args) > i and args[i] is not None else None
 
 
+MAX_FOLD = 10**7  # elements of a constant computed while reading a graph
+
+
+def _fold_size(op: str, args: list) -> int:
+    """The number of elements a folded node that makes arrays from a shape would make (0 for the others)."""
+    def count(shape):
+        return int(np.prod([max(int(d), 0) for d in np.asarray(shape).reshape(-1)], dtype=np.float64))
+
+    if op == "ConstantOfShape":
+        return count(args[0].value)
+    if op == "Expand":
+        return count(np.broadcast_shapes(args[0].value.shape, tuple(int(d) for d in np.asarray(args[1].value))))
+    if op == "Range":
+        start, limit, delta = (float(np.asarray(a.value)) for a in args)
+        return int(abs((limit - start) / delta)) if delta else MAX_FOLD + 1
+    return 0
+
+
 def _json(text, default):
     if not text:
         return default
@@ -476,7 +503,12 @@ def load(path):
 def import_onnx(path):
     """A NetGraph computing the ONNX model in the file at `path` (see the module's description)."""
     onnx, model, path = load(path)
-    return Importer(onnx, model, path).run()
+    try:
+        return Importer(onnx, model, path).run()
+    except (IndexError, KeyError, ValueError, TypeError, ZeroDivisionError, OverflowError) as e:
+        if isinstance(e, NetError):
+            raise
+        raise NetError(f"ONNX import of {path}: the model does not fit together ({type(e).__name__}: {e}).") from None
 
 
 __all__ = ["import_onnx", "SequenceReverseLayer"]
