@@ -258,6 +258,15 @@ def test_bad_paths_and_atomic_replacement(tmp_path, monkeypatch):
     assert os.listdir(tmp_path) == ["n.onnx"]
 
 
+def test_a_model_over_protobufs_2_gb_is_refused(tmp_path, monkeypatch):
+    import wlnet.io.onnx as module
+
+    monkeypatch.setattr(module, "MAX_BYTES", 1000)
+    with pytest.raises(w.NotSupportedError, match="at most 2 GB"):
+        export_onnx(tmp_path / "n.onnx", init(w.LongShortTermMemoryLayer(8, Input=("Varying", 8))))
+    assert not os.listdir(tmp_path)
+
+
 def test_import_wlnet_imports_no_onnx():
     code = "import sys, wlnet, wlnet.io.onnx, wlnet.io.torch; print(sorted(m for m in ('onnx', 'onnxruntime', " \
            "'onnxscript', 'safetensors', 'hypothesis') if m in sys.modules))"

@@ -38,6 +38,7 @@ from ..net import Net
 OPSET = 17
 IR_VERSION = 8
 BIG_LENGTH = 2**62  # the default of a `<port>_lengths` input: min(length, T) is T
+MAX_BYTES = 2**31 - 1  # protobuf's limit on one message: the largest ONNX file without external data
 
 
 def require_onnx(what: str):
@@ -402,6 +403,10 @@ def write_atomically(path, data: bytes, who: str) -> None:
 def export_onnx(path, net: Net) -> None:
     """Write `net` (initialized) as an ONNX model to `path`; see the module's description."""
     model = to_model(net)
+    size = model.ByteSize()
+    if size > MAX_BYTES:
+        raise NotSupportedError(f"Export: the net's ONNX model would take {size / 2**30:.1f} GB; an ONNX file holds at "
+                                f"most 2 GB, and wlnet writes no external data files.")
     write_atomically(path, model.SerializeToString(), "Export")
 
 
