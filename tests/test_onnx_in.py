@@ -429,3 +429,43 @@ def test_mutated_files_load_and_evaluate_or_raise_net_error(tmp_path):
         net([[0.5, 0.5], [0.25, -1.0]])
 
     mutated()
+
+
+def vector_model(nodes, inits=(), outputs=("y",), meta=None):
+    g = h.make_graph(nodes, "g", [h.make_tensor_value_info("x", TP.FLOAT, ("B", 3))],
+                     [h.make_tensor_value_info(o, TP.FLOAT, [None, None]) for o in outputs], list(inits))
+    m = h.make_model(g, opset_imports=[h.make_opsetid("", 17)])
+    if meta:
+        h.set_model_props(m, meta)
+    return m
+
+
+def test_graphs_that_do_not_map_are_clear_errors(tmp_path):
+    w3 = numpy_helper.from_array(np.ones((3, 3), np.float32), "w")
+    cases = [
+        (vector_model([h.make_node("MatMul", ["x", "w"], ["a"]), h.make_node("MatMul", ["x", "w"], ["b"]),
+                       h.make_node("Concat", ["a", "b"], ["y"], axis=1)], [w3]), "Concat of wlnet values"),
+        (vector_model([h.make_node("Identity", ["x"], ["y"])]), "graph input passed through"),
+        (vector_model([h.make_node("Constant", [], ["y"], value=numpy_helper.from_array(np.ones(3, np.float32)))]),
+         "does not depend on the inputs"),
+        (vector_model([h.make_node("Add", ["x", "w"], ["y"])], [w3]), "bias after a MatMul"),
+        (vector_model([h.make_node("ConstantOfShape", ["s"], ["z"]), h.make_node("MatMul", ["x", "w"], ["y"])],
+                      [w3, numpy_helper.from_array(np.array([10**5, 10**5], np.int64), "s")], ("y", "z")),
+         "a constant of 10000000000 elements"),
+        (vector_model([h.make_node("MatMul", ["x", "w"], ["y"])], [w3],
+                      meta={"wlnet.decoders": '{"y": {"spec": {"type": "Class", "labels": "ab"}}}'}),
+         "metadata wlnet.decoders of port 'y' is not a valid"),
+    ]
+    for model, message in cases:
+        with pytest.raises(w.NetError, match=message):
+            import_onnx(save(model, tmp_path))
+    model = vector_model([h.make_node("MatMul", ["x", "w"], ["y"])], [w3])
+    t = model.graph.initializer[0]
+    t.ClearField("float_data")
+    t.ClearField("raw_data")
+    t.data_location = TP.EXTERNAL
+    t.external_data.add(key="location", value="weights.bin")
+    with pytest.raises(w.NetError, match=r"external|weights\.bin"):
+        import_onnx(save(model, tmp_path))
+    net = import_onnx(save(vector_model([h.make_node("MatMul", ["x", "w"], ["y"])], [w3]), tmp_path))
+    np.testing.assert_allclose(net([1.0, 2.0, 3.0]), [6.0, 6.0, 6.0])

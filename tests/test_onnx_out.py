@@ -273,3 +273,14 @@ def test_import_wlnet_imports_no_onnx():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
     assert out.stdout.strip() == "[]"
+
+
+def test_names_that_collide_are_refused(tmp_path):
+    net = init(w.NetGraph([w.LongShortTermMemoryLayer(2), w.SequenceLastLayer(), w.LinearLayer(2)],
+                          [(1, 2), (w.NetPort("Input_lengths"), 3)], Input=("Varying", 2), Input_lengths=4))
+    with pytest.raises(w.NetError, match="two inputs of the net would both be named 'Input_lengths'"):
+        export_onnx(tmp_path / "n.onnx", net)
+    net = init(w.NetGraph([w.LongShortTermMemoryLayer(2)], [(1, w.NetPort("Input_lengths"))], Input=("Varying", 2)))
+    with pytest.raises(w.NetError, match="the output 'Input_lengths' has the name of another tensor"):
+        export_onnx(tmp_path / "n.onnx", net)
+    assert not os.listdir(tmp_path)

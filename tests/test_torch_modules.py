@@ -184,6 +184,8 @@ def test_refused_modules_and_options():
         w.from_torch(torch.nn.Sequential())
     with pytest.raises(w.InitializationError):
         w.to_torch(w.LinearLayer(2, Input=3))
+    with pytest.raises(w.NetError, match="to_torch: expected a net"):
+        w.to_torch(torch.nn.Linear(2, 2))
     mod = w.to_torch(w.NetInitialize(w.LinearLayer(2, Input=3)))
     with pytest.raises(w.NetError, match=r"takes 1 input tensor\(s\)"):
         mod(torch.zeros(1, 3), torch.zeros(1, 3))
