@@ -97,8 +97,7 @@ class Builder:
 
     def op(self, op_type: str, inputs: list, base: str, n_out: int = 1, **attrs):
         outs = [self.fresh(f"{base}/{op_type}" + (f"_{i}" if n_out > 1 else "")) for i in range(n_out)]
-        self.nodes.append(self.h.make_node(op_type, inputs, outs, name=self.fresh(f"{base}/{op_type}:node"),
-                                           **attrs))
+        self.nodes.append(self.h.make_node(op_type, inputs, outs, name=outs[0], **attrs))  # (names of their own kind)
         return outs[0] if n_out == 1 else outs
 
     def input(self, name: str, integer: bool, dims: tuple, default=None) -> str:
@@ -117,7 +116,7 @@ class Builder:
             raise NetError(f"ONNX export: the output {name!r} has the name of another tensor of the model; "
                            "rename the port.")
         self.used.add(name)
-        self.nodes.append(self.h.make_node("Identity", [v.name], [name], name=self.fresh(f"{name}:node")))
+        self.nodes.append(self.h.make_node("Identity", [v.name], [name], name=name))
         elem = self.onnx.TensorProto.INT64 if v.integer else self.onnx.TensorProto.FLOAT
         self.outputs.append(self.h.make_tensor_value_info(name, elem, list(v.dims)))
 

@@ -194,7 +194,10 @@ class Importer:
     # ---- building the net ----
     def add(self, cls, inputs: dict, *args, **options):
         """A layer fed from {port: Data or src}; → its key."""
-        base = (self.node.name if self.node is not None and self.node.name else cls.__name__).replace(".", "_")
+        base = self.node.name if self.node is not None and self.node.name else cls.__name__
+        if self.model.producer_name == "wlnet" and "/" in base:  # "<layer position>/<op>": the position
+            base = base.rsplit("/", 1)[0]
+        base = base.replace(".", "_")
         key, i = base, 1
         while key in self.layers:
             i += 1
