@@ -27,6 +27,7 @@ from .errors import (
 )
 from .info import Information, NetExtract, Options
 from .initialize import NetInitialize
+from .io.torch import from_torch, to_torch
 from .layers.basic import DropoutLayer, ElementwiseLayer, LinearLayer, SoftmaxLayer
 from .layers.join import CatenateLayer, ThreadingLayer, TotalLayer
 from .layers.recurrent import BasicRecurrentLayer, GatedRecurrentLayer, LongShortTermMemoryLayer
@@ -100,4 +101,6 @@ __all__ = [
     "UppercaseCharacter",
     "WhitespaceCharacter",
     "WordCharacter",
+    "from_torch",
+    "to_torch",
 ]

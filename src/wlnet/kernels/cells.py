@@ -1,6 +1,6 @@
 """The recurrent cells: for each, its Wolfram arrays and shapes, its gates, its state ports, the
-table from Wolfram's gate order to torch's fused kernel, the dropout methods that apply, and a
-reference step that reads like the formulas.
+tables from Wolfram's gate order to torch's fused kernel and to ONNX's recurrent operator, the
+dropout methods that apply, and a reference step that reads like the formulas.
 
 Symbols: B batch, k input size, n output size, G the number of gates. Weights are out×in, so
 that W·x is the product; a batch of row vectors x (B, k) is multiplied as x @ Wᵀ.
@@ -26,10 +26,13 @@ class Cell:
     states: tuple  # state ports; the first is the output
     dropout: tuple  # the dropout methods that apply
     torch_table: tuple  # torch's fused layout: (gate, sign) per block, in torch's order
+    onnx_table: tuple  # ONNX's operator (LSTM i, o, f, c; GRU z, r, h; RNN): (gate, sign) per block
+    onnx_op: str  # the ONNX operator
     step: Callable  # step(arrays, x_t, states, zx, zs, zm) → new states
     torch_kernel: str  # the torch._VF function
     initial: dict  # array name → initial value of every entry (NetInitialize), where not the method's rule
     onednn: bool = False  # torch runs its fused kernel for this cell in oneDNN on the CPU (else an ATen step loop)
+    reset_gate_of: str | None = None  # the gate whose state part (and a fused kernel's b_hh block) is times r
 
     def array(self, gate: str, part: str) -> str:
         return f"{gate}Gate{part}" if gate else part
@@ -50,34 +53,47 @@ class Cell:
     def element_count(self, n: int, k: int) -> int:
         return len(self.gates) * n * (k + n + 1)
 
-    # ---- torch's fused layout: one table, with shape checks ----
-    def pack(self, a: dict) -> list:
-        """The arrays → torch's fused layout [W_ih (Gn, k), W_hh (Gn, n), b_ih (Gn,), b_hh = 0]."""
+    # ---- fused layouts (torch's, ONNX's): one table each, with shape checks ----
+    def pack(self, a: dict, table: tuple | None = None) -> list:
+        """The arrays → a fused layout [W_ih (Gn, k), W_hh (Gn, n), b_ih (Gn,), b_hh = 0], the
+        blocks in the order of `table` (default torch's)."""
+        table = self.torch_table if table is None else table
         n = a[self.array(self.gates[0], "Biases")].shape[0]
         out = []
         for part in PARTS:
             blocks = []
-            for gate, sign in self.torch_table:
+            for gate, sign in table:
                 t = a[self.array(gate, part)]
                 assert t.shape[0] == n, (self.array(gate, part), tuple(t.shape))
                 blocks.append(t if sign > 0 else -t)
             out.append(torch.cat(blocks))
         return [*out, torch.zeros_like(out[2])]
 
-    def unpack(self, w_ih, w_hh, b_ih, b_hh=None) -> dict:
-        """torch's fused layout → the arrays; b_hh, if any, is folded into the biases (exact only
-        where torch adds it outside the reset product, which `from_torch` checks)."""
+    def unpack(self, w_ih, w_hh, b_ih, b_hh=None, table: tuple | None = None) -> dict:
+        """A fused layout (default torch's) → the arrays; b_hh, if any, is folded into the biases
+        (exact only where the kernel adds it outside the reset product: the caller checks the
+        GRU's memory block, `unfoldable_bias_rows`)."""
+        table = self.torch_table if table is None else table
         n = w_hh.shape[1]
-        G = len(self.torch_table)
+        G = len(table)
         assert w_ih.shape[0] == G * n and w_hh.shape == (G * n, n) and b_ih.shape == (G * n,), \
             (tuple(w_ih.shape), tuple(w_hh.shape), tuple(b_ih.shape))
         b = b_ih if b_hh is None else b_ih + b_hh
         out = {}
-        for j, (gate, sign) in enumerate(self.torch_table):
+        for j, (gate, sign) in enumerate(table):
             rows = slice(j * n, (j + 1) * n)
             for part, t in zip(PARTS, (w_ih, w_hh, b)):
                 out[self.array(gate, part)] = t[rows] if sign > 0 else -t[rows]
         return out
+
+    def unfoldable_bias_rows(self, table: tuple, n: int) -> list:
+        """Rows of a fused recurrent bias b_hh that cannot be folded into the input biases: the
+        GRU's memory block, which the kernels multiply by the reset gate (Wolfram's b_m sits
+        outside that product). Empty for the other cells."""
+        if self.reset_gate_of is None:
+            return []
+        j = [g for g, _ in table].index(self.reset_gate_of)
+        return list(range(j * n, (j + 1) * n))
 
     def gate_index(self, gate: str) -> int:
         return self.gates.index(gate)
@@ -133,6 +149,8 @@ LSTM = Cell(
     states=("State", "CellState"),
     dropout=("VariationalWeights", "VariationalInput", "VariationalState", "StateUpdate"),
     torch_table=(("Input", 1), ("Forget", 1), ("Memory", 1), ("Output", 1)),
+    onnx_table=(("Input", 1), ("Output", 1), ("Forget", 1), ("Memory", 1)),
+    onnx_op="LSTM",
     step=lstm_step,
     torch_kernel="lstm",
     initial={"ForgetGateBiases": 1.0},
@@ -142,15 +160,19 @@ LSTM = Cell(
 # torch's GRU: r, z, n; h' = (1 − z_t) n + z_t h with z_t = σ(−pre_z) = 1 − Wolfram's z, so its
 # update-gate block holds the negated Input-gate arrays. Its n = tanh(W_in x + b_in + r (W_hn h
 # + b_hn)) is Wolfram's m with b_hn = 0 (b_m sits outside the reset product, as in b_in).
+# ONNX's GRU with linear_before_reset = 1 is the same with the blocks z, r, h (its Rbh is b_hn).
 GRU = Cell(
     name="GatedRecurrentLayer",
     gates=("Input", "Reset", "Memory"),
     states=("State",),
     dropout=("VariationalWeights", "VariationalInput", "VariationalState", "StateUpdate"),
     torch_table=(("Reset", 1), ("Input", -1), ("Memory", 1)),
+    onnx_table=(("Input", -1), ("Reset", 1), ("Memory", 1)),
+    onnx_op="GRU",
     step=gru_step,
     torch_kernel="gru",
     initial={},
+    reset_gate_of="Memory",
 )
 
 RNN = Cell(
@@ -159,6 +181,8 @@ RNN = Cell(
     states=("State",),
     dropout=("VariationalWeights", "VariationalInput", "VariationalState"),
     torch_table=(("", 1),),
+    onnx_table=(("", 1),),
+    onnx_op="RNN",
     step=rnn_step,
     torch_kernel="rnn_tanh",
     initial={},

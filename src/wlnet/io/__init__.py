@@ -1,0 +1,1 @@
+"""Keeping and shipping nets: ONNX out and in (`onnx`), plain torch modules (`torch`)."""

@@ -1,0 +1,419 @@
+"""ONNX out (`export_onnx`) and in (`import_onnx`, see `onnx_in`).
+
+The exported model (opset 17) computes the net in evaluation mode:
+
+- inputs: one per input port, named after it, batch first: (batch, time, k) for a sequence of
+  vectors, (batch, time) int64 for a sequence of indices 1..n, (batch, k) for a vector; batch and
+  time are dynamic (a fixed-length port keeps its length). Each "Varying" port also has an
+  optional int64 input `<port>_lengths` (batch,), by default every sequence at full length, fed
+  to the recurrent nodes' `sequence_lens` and to SequenceLastLayer: a zero-padded ragged batch
+  gives wlnet's results within each length (values past a length are unspecified).
+- recurrent states: each one not fed by an edge is an optional input `<NetPort>_initial`
+  (batch, n), zeros by default; the final value of every one is an extra output named after its
+  NetPort, e.g. `NetPort(1, "State")`.
+- outputs: one per output port, named after it; a "Scalar" port gives (batch,).
+- recurrent layers are ONNX's own LSTM, GRU (linear_before_reset = 1) and RNN nodes with the
+  gate tables of `kernels.cells`, time-major (layout 0, the only layout onnxruntime runs)
+  between two Transposes.
+- encoders and decoders stay outside the graph; the metadata ("wlnet.encoders",
+  "wlnet.decoders") records them as JSON, with their code.
+
+Each layer class has one converter in `CONVERTERS` (class name → function emitting nodes).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from typing import NamedTuple
+
+import numpy as np
+
+from ..containers import GRAPH, NetGraph
+from ..encoders import CharacterClass, NetEncoder
+from ..errors import NetError, NotSupportedError
+from ..net import Net
+
+OPSET = 17
+IR_VERSION = 8
+BIG_LENGTH = 2**62  # the default of a `<port>_lengths` input: min(length, T) is T
+MAX_BYTES = 2**31 - 1  # protobuf's limit on one message: the largest ONNX file without external data
+
+
+def require_onnx(what: str):
+    """The onnx package, or a NotSupportedError saying how to install it."""
+    try:
+        import onnx
+    except ImportError:
+        raise NotSupportedError(f"{what} needs the onnx package: pip install wlnet[onnx] (or pip install onnx).") \
+            from None
+    return onnx
+
+
+def port_name(position: tuple) -> str:
+    """The ONNX name of a recurrent state: NetPort(1, "State")."""
+    return "NetPort(" + ", ".join(json.dumps(p) if isinstance(p, str) else repr(p) for p in position) + ")"
+
+
+# ---- the graph under construction ------------------------------------------------------------
+class Value(NamedTuple):
+    """A tensor of the graph: its name, dims (ints, or "batch" / a time name for dynamic
+    sizes), whether it holds int64 indices, and the name of its lengths (batch,) int64 tensor
+    when it is a batch of "Varying" sequences (None otherwise)."""
+
+    name: str
+    dims: tuple
+    integer: bool = False
+    lengths: str | None = None
+
+
+class Builder:
+    """Nodes, initializers, inputs and outputs of the graph being written; names made unique."""
+
+    def __init__(self, onnx):
+        self.onnx = onnx
+        self.h = onnx.helper
+        self.nodes, self.inits, self.inputs, self.outputs = [], [], [], []
+        self.used: set = set()
+        self.batch = None  # (1,) int64: the batch size, from the first input
+
+    def fresh(self, base: str) -> str:
+        name, i = base, 1
+        while name in self.used:
+            i += 1
+            name = f"{base}_{i}"
+        self.used.add(name)
+        return name
+
+    def const(self, base: str, array) -> str:
+        name = self.fresh(base)
+        array = np.asarray(array)  # (np.ascontiguousarray would make a scalar a vector)
+        self.inits.append(self.onnx.numpy_helper.from_array(array if array.flags.c_contiguous else array.copy(), name))
+        return name
+
+    def ints(self, base: str, values) -> str:
+        return self.const(base, np.asarray(values, dtype=np.int64))
+
+    def op(self, op_type: str, inputs: list, base: str, n_out: int = 1, **attrs):
+        outs = [self.fresh(f"{base}/{op_type}" + (f"_{i}" if n_out > 1 else "")) for i in range(n_out)]
+        self.nodes.append(self.h.make_node(op_type, inputs, outs, name=outs[0], **attrs))  # (names of their own kind)
+        return outs[0] if n_out == 1 else outs
+
+    def input(self, name: str, integer: bool, dims: tuple, default=None) -> str:
+        """A graph input; with `default` (an array) an optional one whose default it is."""
+        if name in self.used:
+            raise NetError(f"ONNX export: two inputs of the net would both be named {name!r}; rename a port.")
+        self.used.add(name)
+        elem = self.onnx.TensorProto.INT64 if integer else self.onnx.TensorProto.FLOAT
+        self.inputs.append(self.h.make_tensor_value_info(name, elem, list(dims)))
+        if default is not None:
+            self.inits.append(self.onnx.numpy_helper.from_array(default, name))
+        return name
+
+    def output(self, name: str, v: Value) -> None:
+        if name in self.used:
+            raise NetError(f"ONNX export: the output {name!r} has the name of another tensor of the model; "
+                           "rename the port.")
+        self.used.add(name)
+        self.nodes.append(self.h.make_node("Identity", [v.name], [name], name=name))
+        elem = self.onnx.TensorProto.INT64 if v.integer else self.onnx.TensorProto.FLOAT
+        self.outputs.append(self.h.make_tensor_value_info(name, elem, list(v.dims)))
+
+
+# ---- one converter per layer class -----------------------------------------------------------
+def _arrays(layer) -> dict:
+    return {a: t.detach().numpy() for a, t in layer._arrays.items()}
+
+
+def _recurrent(b: Builder, layer, ins: dict, initial, where: str):
+    """ONNX's LSTM / GRU / RNN node, time-major between two Transposes."""
+    import torch
+
+    cell, n = layer.CELL, layer.n
+    x = ins["Input"]
+    w, r, bias, _ = (t.numpy() for t in cell.pack({a: torch.as_tensor(v) for a, v in _arrays(layer).items()},
+                                                  cell.onnx_table))
+    B = np.concatenate([bias, np.zeros_like(bias)])  # input biases, then zero recurrent biases
+    xt = b.op("Transpose", [x.name], where, perm=[1, 0, 2])  # (T, B, k)
+    seq_lens = b.op("Cast", [x.lengths], where, to=b.onnx.TensorProto.INT32) if x.lengths else ""
+    state_in = [b.op("Unsqueeze", [initial((s,), n), b.ints("axes0", [0])], where) for s in cell.states]
+    attrs = {"hidden_size": n}
+    if cell.onnx_op == "GRU":
+        attrs["linear_before_reset"] = 1
+    outs = b.op(cell.onnx_op, [xt, b.const(f"{where}/W", w[None]), b.const(f"{where}/R", r[None]),
+                               b.const(f"{where}/B", B[None]), seq_lens, *state_in],
+                where, n_out=1 + len(cell.states), **attrs)
+    y = b.op("Squeeze", [outs[0], b.ints("axes1", [1])], where)  # (T, B, n)
+    out = Value(b.op("Transpose", [y], where, perm=[1, 0, 2]), (*x.dims[:2], n), False, x.lengths)
+    finals = {s: Value(b.op("Squeeze", [h, b.ints("axes0", [0])], where), ("batch", n))
+              for s, h in zip(cell.states, outs[1:])}
+    return {"Output": out}, finals
+
+
+def _linear(b: Builder, layer, ins: dict, initial, where: str):
+    a = _arrays(layer)
+    x = ins["Input"]
+    y = b.op("MatMul", [x.name, b.const(f"{where}/Weights", a["Weights"].T)], where)
+    y = b.op("Add", [y, b.const(f"{where}/Biases", a["Biases"])], where)
+    return {"Output": Value(y, (*x.dims[:-1], layer.n), False, x.lengths)}, {}
+
+
+_FUNCTIONS = {"Tanh": "Tanh", "LogisticSigmoid": "Sigmoid", "Ramp": "Relu", "Sin": "Sin", "Exp": "Exp"}
+
+
+def _elementwise(b: Builder, layer, ins: dict, initial, where: str):
+    f = layer.f
+    if not isinstance(f, str) or f not in _FUNCTIONS:
+        name = getattr(f, "__name__", repr(f))
+        raise NotSupportedError(
+            f"ONNX export: the ElementwiseLayer at {where} applies the Python function {name}, which has no ONNX "
+            f"form; use one of the named functions {', '.join(repr(k) for k in _FUNCTIONS)}."
+        )
+    x = ins["Input"]
+    return {"Output": x._replace(name=b.op(_FUNCTIONS[f], [x.name], where))}, {}
+
+
+def _softmax(b: Builder, layer, ins: dict, initial, where: str):
+    x = ins["Input"]
+    return {"Output": x._replace(name=b.op("Softmax", [x.name], where, axis=-1))}, {}
+
+
+def _identity(b: Builder, layer, ins: dict, initial, where: str):
+    return {"Output": ins["Input"]}, {}
+
+
+def _sequence_last(b: Builder, layer, ins: dict, initial, where: str):
+    x = ins["Input"]
+    if x.lengths:  # x[i, lengths[i] - 1]
+        last = b.op("Sub", [x.lengths, b.ints("one", 1)], where)
+        idx = b.op("Unsqueeze", [last, b.ints("axes1", [1])], where)  # (B, 1)
+        y = b.op("GatherND", [x.name, idx], where, batch_dims=1)
+    else:
+        y = b.op("Gather", [x.name, b.ints("minus_one", -1)], where, axis=1)
+    return {"Output": Value(y, (x.dims[0], *x.dims[2:]), x.integer)}, {}
+
+
+def _sequence_reverse(b: Builder, layer, ins: dict, initial, where: str):
+    x = ins["Input"]
+    lengths = x.lengths
+    if lengths is None:  # every sequence at the full length T
+        T = b.op("Slice", [b.op("Shape", [x.name], where), b.ints("one1", [1]), b.ints("two1", [2])], where)
+        lengths = b.op("Expand", [T, b.batch], where)
+    y = b.op("ReverseSequence", [x.name, lengths], where, batch_axis=0, time_axis=1)
+    return {"Output": x._replace(name=y)}, {}
+
+
+def _zero_based(b: Builder, x: Value, where: str) -> str:
+    """Indices 1..n → 0..n-1 (the padding index 0 → 0)."""
+    return b.op("Max", [b.op("Sub", [x.name, b.ints("one", 1)], where), b.ints("zero", 0)], where)
+
+
+def _embedding(b: Builder, layer, ins: dict, initial, where: str):
+    x = ins["Input"]
+    y = b.op("Gather", [b.const(f"{where}/Weights", _arrays(layer)["Weights"]), _zero_based(b, x, where)], where,
+             axis=0)
+    return {"Output": Value(y, (*x.dims, layer.d), False, x.lengths)}, {}
+
+
+def _unit_vector(b: Builder, layer, ins: dict, initial, where: str):
+    x = ins["Input"]
+    y = b.op("OneHot", [_zero_based(b, x, where), b.ints("depth", layer.n),
+                        b.const("off_on", np.array([0, 1], np.float32))], where, axis=-1)
+    return {"Output": Value(y, (*x.dims, layer.n), False, x.lengths)}, {}
+
+
+CONVERTERS = {
+    "LongShortTermMemoryLayer": _recurrent,
+    "GatedRecurrentLayer": _recurrent,
+    "BasicRecurrentLayer": _recurrent,
+    "LinearLayer": _linear,
+    "ElementwiseLayer": _elementwise,
+    "SoftmaxLayer": _softmax,
+    "DropoutLayer": _identity,
+    "SequenceLastLayer": _sequence_last,
+    "EmbeddingLayer": _embedding,
+    "UnitVectorLayer": _unit_vector,
+    "SequenceReverseLayer": _sequence_reverse,
+}
+
+
+def _where(position: tuple) -> str:
+    return "layer " + "/".join(str(p) for p in position) if position else "the net"
+
+
+def _convert(b: Builder, net: Net, ins: dict, initial, position: tuple):
+    """The nodes of `net` on input values `ins` ({port: Value}); initial(state position, n) →
+    the name of a (batch, n) initial state. → ({output port: Value}, {state position: Value})."""
+    if isinstance(net, NetGraph):
+        return _convert_graph(b, net, ins, initial, position)
+    convert = CONVERTERS.get(type(net).__name__)
+    if convert is None:
+        raise NotSupportedError(
+            f"ONNX export: {_where(position)} is a {net.name}, which has no ONNX form yet; the layers that have one "
+            f"are {', '.join(CONVERTERS)}, in NetChain and NetGraph."
+        )
+    outs, finals = convert(b, net, ins, initial, "/".join(str(p) for p in position) or net.name)
+    return outs, {(s,): v for s, v in finals.items()}
+
+
+def _convert_graph(b: Builder, g: NetGraph, ins: dict, initial, position: tuple):
+    env, finals = {}, {}
+    for k in g._order:
+        node = g._nodes[k]
+        states = node.state_ports()
+        node_in, fed = {}, {}
+        for port, src in g._feeds[k].items():
+            v = ins[src[1]] if src[0] == GRAPH else env[src]
+            (fed if port in states else node_in)[port] = v
+
+        def node_initial(pos, n, k=k, fed=fed):
+            return fed[pos[0]].name if len(pos) == 1 and pos[0] in fed else initial((k, *pos), n)
+
+        outs, node_finals = _convert(b, node, node_in, node_initial, (*position, k))
+        for port, v in outs.items():
+            env[(k, port)] = v
+        for pos, v in node_finals.items():
+            finals[(k, *pos)] = v
+            if len(pos) == 1:
+                env[(k, pos[0])] = v
+    outs = {}
+    for port, src in g._graph_out.items():
+        v = ins[src[1]] if src[0] == GRAPH else env[src]
+        if port in g._scalar:
+            v = Value(b.op("Reshape", [v.name, b.ints("batch_only", [-1])], port), ("batch",), v.integer)
+        outs[port] = v
+    return outs, finals
+
+
+# ---- the model -------------------------------------------------------------------------------
+def _input_dims(t, time: str) -> tuple:
+    dims = t.dims
+    if dims is None or any(d is None for d in dims):
+        raise NotSupportedError(f"ONNX export: an input port's shape is not fully known ({dims!r}); give the net's "
+                                "Input option, e.g. Input=(\"Varying\", k).")
+    return ("batch", *(time if d == "Varying" else d for d in dims))
+
+
+def _coder_json(c) -> dict:
+    """An encoder or decoder as JSON data: its spec (None where its labels are not JSON values) and its code."""
+    if isinstance(c, NetEncoder) and c.kind == "Characters":
+        items = c._spec[1]
+        items = items if isinstance(items, str) else [{"class": i.name} if isinstance(i, CharacterClass) else i
+                                                      for i in items]
+        spec = {"type": "Characters", "alphabet": items, "form": c.form, "IgnoreCase": c.ignore_case}
+    else:
+        labels = c.labels
+        ok = all(isinstance(x, str | int | float | bool) for x in labels)
+        spec = {"type": "Class", "labels": labels, **({"form": c.form} if isinstance(c, NetEncoder) else {})} \
+            if ok else None
+    return {"spec": spec, "code": c.input_form()}
+
+
+def to_model(net: Net):
+    """The ONNX ModelProto of an initialized net."""
+    onnx = require_onnx("ONNX export")
+    if not isinstance(net, Net):
+        kind = type(net).__name__
+        fix = " Export the net it holds instead." if kind == "NetStateObject" else ""
+        raise NetError(f"ONNX export: expected a net, but was given a {kind}.{fix}")
+    net._require_initialized()
+    b = Builder(onnx)
+    ports = net.input_ports()
+    varying = [p for p, t in ports.items() if t.varying]
+    ins = {}
+    for port, t in ports.items():
+        time = "time" if len(varying) == 1 else f"time_{port}"
+        dims = _input_dims(t, time)
+        name = b.input(port, t.integer, dims)
+        shape = b.op("Shape", [name], port)
+        if b.batch is None:
+            b.batch = b.op("Slice", [shape, b.ints("zero1", [0]), b.ints("one1", [1])], "batch")
+        lengths = None
+        if t.varying:  # min(lengths, T), broadcast to (batch,)
+            given = b.input(f"{port}_lengths", True, ("batch",), np.array([BIG_LENGTH], np.int64))
+            T = b.op("Slice", [shape, b.ints("one1", [1]), b.ints("two1", [2])], port)
+            lengths = b.op("Expand", [b.op("Min", [given, T], port), b.batch], f"{port}_lengths")
+        ins[port] = Value(name, dims, t.integer, lengths)
+
+    state_inputs = {}
+
+    def initial(pos, n):
+        name = port_name(pos) + "_initial"
+        if pos not in state_inputs:
+            given = b.input(name, False, ("batch", n), np.zeros((1, n), np.float32))
+            state_inputs[pos] = b.op("Expand", [given, b.op("Concat", [b.batch, b.ints("one1", [1])], name, axis=0)],
+                                     name)
+        return state_inputs[pos]
+
+    outs, finals = _convert(b, net, ins, initial, ())
+    for port, v in outs.items():
+        b.output(port, v)
+    for pos, v in finals.items():
+        b.output(port_name(pos), v)
+    graph = b.h.make_graph(b.nodes, net.name, b.inputs, b.outputs, b.inits)
+    from .. import __name__ as package
+
+    model = b.h.make_model(graph, opset_imports=[b.h.make_opsetid("", OPSET)], producer_name=package,
+                           producer_version=_version())
+    model.ir_version = IR_VERSION
+    meta = {
+        "wlnet.encoders": json.dumps({p: _coder_json(e) for p, e in net.encoders.items()}),
+        "wlnet.decoders": json.dumps({p: _coder_json(d) for p, d in net.decoders.items()}),
+        "wlnet.states": json.dumps({port_name(pos): list(pos) for pos in finals}),
+    }
+    b.h.set_model_props(model, meta)
+    return model
+
+
+def _version() -> str:
+    try:
+        from importlib.metadata import version
+
+        return version("wlnet")
+    except Exception:  # not installed as a distribution (a source checkout)
+        return "0"
+
+
+def write_atomically(path, data: bytes, who: str) -> None:
+    """Write `data` to `path` through a temporary file in the same folder and a rename, so that
+    the target is never a partial file."""
+    path = os.fspath(path)
+    if os.path.isdir(path):
+        raise NetError(f"{who}: {path!r} is a directory; give a file name.")
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        raise NetError(f"{who}: the folder {folder!r} of {path!r} does not exist.")
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".wlnet-", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
+def export_onnx(path, net: Net) -> None:
+    """Write `net` (initialized) as an ONNX model to `path`; see the module's description."""
+    model = to_model(net)
+    size = model.ByteSize()
+    if size > MAX_BYTES:
+        raise NotSupportedError(f"Export: the net's ONNX model would take {size / 2**30:.1f} GB; an ONNX file holds at "
+                                f"most 2 GB, and wlnet writes no external data files.")
+    write_atomically(path, model.SerializeToString(), "Export")
+
+
+def import_onnx(path) -> Net:
+    """A net built from the ONNX model at `path` (see `onnx_in`)."""
+    from .onnx_in import import_onnx as run
+
+    return run(path)
+
+
+__all__ = ["export_onnx", "import_onnx", "to_model", "CONVERTERS", "port_name"]

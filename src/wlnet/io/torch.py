@@ -1,0 +1,178 @@
+"""Plain torch modules: `to_torch(net)` gives a `torch.nn.Module` to train in one's own loop or
+to `torch.export`; `from_torch(module)` turns torch's recurrent, linear and activation modules
+(and `nn.Sequential`s of them) into a net.
+
+Legend: B batch, T (padded) length, k input size, n output size.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from ..containers import GraphModule, NetChain, NetGraph
+from ..data import Seq
+from ..errors import NetError, NotSupportedError
+from ..kernels import cells
+from ..layers.basic import DropoutLayer, ElementwiseLayer, LinearLayer, SoftmaxLayer
+from ..layers.recurrent import BasicRecurrentLayer, GatedRecurrentLayer, LongShortTermMemoryLayer
+from ..net import Net
+from ..runtime import Ctx, module_arrays
+
+
+class TorchNet(torch.nn.Module):
+    """A net as a plain torch module.
+
+    Parameters: copies of the net's arrays, named by position and Wolfram name as in the
+    net's compiled modules ("1.InputGateInputWeights"; a lone layer's by the name alone).
+
+    forward(*inputs, lengths=None, states=None, return_states=False): `inputs` are tensors in
+    the order of the net's input ports, batch first: (B, T, k) zero-padded sequences of vectors,
+    int64 (B, T) sequences of indices, (B, k) vectors. `lengths`: int64 (B,) for a ragged batch
+    of the only "Varying" port, or a dict port → lengths. `states`: initial recurrent states
+    {position: (B, n)} (positions as in Information(net, "RecurrentStatesPositionList")). Returns
+    the output tensor ((B, T, n) for a sequence, zero past each length after a recurrent layer),
+    a dict port → tensor for several outputs, and with return_states also the final states
+    {position: (B, n)}. Dropout acts in training mode (`module.train()`), as in NetTrain.
+
+    `from_torch` turns it back into a net with its current parameters."""
+
+    def __init__(self, net: Net):
+        super().__init__()
+        net._require_initialized()
+        self.net = net
+        self.ports = net.input_ports()
+        built = net.build(trainable=True)
+        if isinstance(built, GraphModule):  # its children and plan, run by GraphModule.forward on self
+            for name, child in built.named_children():
+                self.add_module(name, child)
+            self.plan, self.outputs, self.scalar = built.plan, built.outputs, built.scalar
+        else:
+            for name, p in built.named_parameters():
+                self.register_parameter(name, p)
+        self.train(False)
+
+    def forward(self, *inputs, lengths=None, states=None, return_states: bool = False):
+        net = self.net
+        if len(inputs) != len(self.ports):
+            raise NetError(f"{net.name}: the module takes {len(self.ports)} input tensor(s), for the ports "
+                           f"{', '.join(repr(p) for p in self.ports)}, but was given {len(inputs)}.")
+        if lengths is not None and not isinstance(lengths, dict):
+            varying = [p for p, t in self.ports.items() if t.varying]
+            if len(varying) != 1:
+                raise NetError(f"{net.name}: give lengths as a dict port → lengths; the \"Varying\" ports are "
+                               f"{', '.join(repr(p) for p in varying) or 'none'}.")
+            lengths = {varying[0]: lengths}
+        values = {}
+        for (port, t), x in zip(self.ports.items(), inputs):
+            if t.varying:
+                ln = (lengths or {}).get(port)
+                ln = None if ln is None else torch.as_tensor(ln, dtype=torch.int64, device="cpu")
+                x = Seq(x, ln)
+            values[port] = x
+        ctx = Ctx(self.training, None, True)
+        states = {tuple(p) if isinstance(p, tuple) else (p,): v for p, v in (states or {}).items()}
+        if isinstance(net, NetGraph):
+            out, final = GraphModule.forward(self, values, states, ctx)
+        else:
+            out, final = net.run(self._parameters, values, states, ctx, None)
+        out = {p: v.data if isinstance(v, Seq) else v for p, v in out.items()}
+        result = out if len(out) > 1 else next(iter(out.values()))
+        return (result, final) if return_states else result
+
+    def extra_repr(self) -> str:
+        return self.net.name
+
+
+def to_torch(net: Net) -> TorchNet:
+    """A torch module computing `net`, whose parameters are copies of its arrays (see `TorchNet`).
+
+    >>> m = to_torch(NetInitialize(LongShortTermMemoryLayer(3, Input=("Varying", 2))))
+    >>> m(torch.zeros(4, 5, 2)).shape
+    torch.Size([4, 5, 3])
+    """
+    if not isinstance(net, Net):
+        raise NetError(f"to_torch: expected a net, but was given a {type(net).__name__}.")
+    return TorchNet(net)
+
+
+# ---- from torch --------------------------------------------------------------------------------
+_RECURRENT = {"LSTM": (LongShortTermMemoryLayer, cells.LSTM), "GRU": (GatedRecurrentLayer, cells.GRU),
+              "RNN": (BasicRecurrentLayer, cells.RNN)}
+_ACTIVATIONS = {"Tanh": "Tanh", "Sigmoid": "LogisticSigmoid", "ReLU": "Ramp"}
+
+
+def _recurrent(m, who: str) -> list:
+    kind = type(m).__name__
+    layer, cell = _RECURRENT[kind]
+    if m.bidirectional:
+        raise NotSupportedError(f"from_torch: {who} is a bidirectional nn.{kind}; only one direction maps to a "
+                                f"{layer.__name__}.")
+    if getattr(m, "proj_size", 0):
+        raise NotSupportedError(f"from_torch: {who} is an nn.LSTM with proj_size={m.proj_size}; "
+                                "LongShortTermMemoryLayer has no projection of its state.")
+    if kind == "RNN" and m.nonlinearity != "tanh":
+        raise NotSupportedError(f"from_torch: {who} is an nn.RNN with nonlinearity={m.nonlinearity!r}; "
+                                "BasicRecurrentLayer computes tanh.")
+    out = []
+    n, k = m.hidden_size, m.input_size
+    for i in range(m.num_layers):
+        w_ih, w_hh = (getattr(m, f"{p}_l{i}").detach() for p in ("weight_ih", "weight_hh"))
+        b_ih = getattr(m, f"bias_ih_l{i}").detach() if m.bias else torch.zeros(w_ih.shape[0])
+        b_hh = getattr(m, f"bias_hh_l{i}").detach() if m.bias else None
+        rows = cell.unfoldable_bias_rows(cell.torch_table, n)
+        if b_hh is not None and rows and bool((b_hh[rows] != 0).any()):
+            raise NotSupportedError(
+                f"from_torch: {who} has a nonzero bias_hh_l{i}[{rows[0]}:{rows[-1] + 1}] (b_hn): torch's GRU "
+                "multiplies it by the reset gate, r*(W_hn h + b_hn), and GatedRecurrentLayer has no such bias "
+                "(m = tanh(W_mx x + b_m + r*(W_ms s))). Set it to zero (and train so) to map the module."
+            )
+        arrays = cell.unpack(w_ih, w_hh, b_ih, b_hh)
+        if i and m.dropout:
+            out.append(DropoutLayer(m.dropout))
+        out.append(layer(n, Input=("Varying", k if i == 0 else n), **arrays))
+    return out
+
+
+def _layers(m, who: str) -> list:
+    kind = type(m).__name__
+    if isinstance(m, torch.nn.Sequential):
+        return [x for i, child in enumerate(m, 1) for x in _layers(child, f"module {i} of {who}")]
+    if kind in _RECURRENT and isinstance(m, torch.nn.RNNBase):
+        return _recurrent(m, who)
+    if isinstance(m, torch.nn.Linear):
+        b = m.bias.detach() if m.bias is not None else torch.zeros(m.out_features)
+        return [LinearLayer(m.out_features, Input=m.in_features, Weights=m.weight.detach(), Biases=b)]
+    if kind in _ACTIVATIONS:
+        return [ElementwiseLayer(_ACTIVATIONS[kind])]
+    if isinstance(m, torch.nn.Softmax):
+        if m.dim not in (-1,):
+            raise NotSupportedError(f"from_torch: {who} is an nn.Softmax over dim={m.dim}; SoftmaxLayer normalizes "
+                                    "the last dimension: use nn.Softmax(dim=-1).")
+        return [SoftmaxLayer()]
+    if isinstance(m, torch.nn.Dropout):
+        return [DropoutLayer(m.p)]
+    raise NotSupportedError(
+        f"from_torch: {who} is a {type(m).__module__}.{type(m).__qualname__}, which has no wlnet form; modules that "
+        "map are nn.LSTM, nn.GRU, nn.RNN, nn.Linear, nn.Tanh, nn.Sigmoid, nn.ReLU, nn.Softmax(dim=-1), nn.Dropout and "
+        "nn.Sequential of them (or a module made by to_torch)."
+    )
+
+
+def from_torch(module: torch.nn.Module) -> Net:
+    """A net computing `module`: nn.LSTM / nn.GRU / nn.RNN (batch first or not: nets take
+    batches first; a stack of num_layers becomes a NetChain, with DropoutLayers for torch's
+    dropout between layers; the two biases summed: a GRU maps only where its b_hn is zero),
+    nn.Linear, nn.Tanh / nn.Sigmoid / nn.ReLU, nn.Softmax(dim=-1), nn.Dropout, nn.Sequential of
+    these; or a module made by `to_torch`, which gives its net with the module's current
+    parameters."""
+    if isinstance(module, TorchNet):
+        return module.net.with_arrays(module_arrays(module.net, module))
+    if not isinstance(module, torch.nn.Module):
+        raise NetError(f"from_torch: expected a torch.nn.Module, but was given a {type(module).__name__}.")
+    layers = _layers(module, f"the {type(module).__name__}")
+    if not layers:
+        raise NetError("from_torch: the nn.Sequential is empty; a net needs at least one layer.")
+    return layers[0] if len(layers) == 1 else NetChain(layers)
+
+
+__all__ = ["TorchNet", "to_torch", "from_torch"]
