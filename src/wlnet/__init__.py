@@ -28,6 +28,7 @@ from .errors import (
 from .info import Information, NetExtract, Options
 from .initialize import NetInitialize
 from .layers.basic import DropoutLayer, ElementwiseLayer, LinearLayer, SoftmaxLayer
+from .layers.loss import CrossEntropyLossLayer, MeanAbsoluteLossLayer, MeanSquaredLossLayer
 from .layers.recurrent import BasicRecurrentLayer, GatedRecurrentLayer, LongShortTermMemoryLayer
 from .layers.sequence import EmbeddingLayer, SequenceLastLayer, UnitVectorLayer
 from .measure import NetMeasurements
@@ -41,6 +42,7 @@ __all__ = [
     "Automatic",
     "BasicRecurrentLayer",
     "ConstructionError",
+    "CrossEntropyLossLayer",
     "DigitCharacter",
     "DropoutLayer",
     "ElementwiseLayer",
@@ -54,6 +56,8 @@ __all__ = [
     "LinearLayer",
     "LongShortTermMemoryLayer",
     "LowercaseCharacter",
+    "MeanAbsoluteLossLayer",
+    "MeanSquaredLossLayer",
     "NetChain",
     "NetDecoder",
     "NetEncoder",
