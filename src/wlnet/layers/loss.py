@@ -220,8 +220,10 @@ class _LossLayer(Layer):
         self._in["Target"] = unify(self._in["Target"], want, f'{self.name} port "Target"',
                                    f'{self.name} (for its input {describe(self._in["Input"])})')
 
-    def loss(self, who: str = "", hint: str = "") -> Loss:
-        return Loss(self.kind, self.form, self.form == "Index", who or where(self.name, "Input"), hint)
+    def loss(self) -> Loss:
+        hint = ' Put ElementwiseLayer("LogisticSigmoid") before it.' if self.form == "Binary" else \
+            " Put a SoftmaxLayer before it."
+        return Loss(self.kind, self.form, self.form == "Index", where(self.name, "Input"), hint)
 
     def forward(self, arrays, inputs, ctx):
         x, t = inputs["Input"], inputs["Target"]
