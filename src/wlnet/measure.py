@@ -10,7 +10,8 @@ gives a list of values. Measurements:
   "MeanSquare"       mean over examples of the mean squared difference output − target
                      (for class outputs: probabilities against one-hot targets)
   "MeanDeviation"    the same with absolute differences
-  "Loss"             the mean of NetTrain's automatic loss
+  "Loss"             the mean of NetTrain's automatic loss (for a net whose output is a loss
+                     layer's: that output's mean)
 """
 
 from __future__ import annotations
