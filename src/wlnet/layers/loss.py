@@ -153,6 +153,8 @@ def _port_type(layer: str, option: str, spec) -> ArrayType:
         return ANY
     if spec == "Scalar":
         return SCALAR
+    if spec == VARYING:
+        return Real(VARYING)  # a sequence of numbers
     if isinstance(spec, int) and not isinstance(spec, bool) and spec > 0:
         return Real(spec)
     if isinstance(spec, tuple | list) and len(spec) == 2 and spec[0] == VARYING:
