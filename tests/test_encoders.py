@@ -102,4 +102,6 @@ def test_bad_decoder_specs():
     with pytest.raises(w.OptionError):
         NetDecoder(("Class", ["a", "a"]))
     with pytest.raises(w.OptionError):
-        NetDecoder(("Characters", "ab"))
+        NetDecoder(("Words", "ab"))
+    with pytest.raises(w.OptionError):
+        NetDecoder(("Characters", ""))

@@ -30,6 +30,7 @@ from .initialize import NetInitialize
 from .io.torch import from_torch, to_torch
 from .layers.basic import DropoutLayer, ElementwiseLayer, LinearLayer, SoftmaxLayer
 from .layers.join import CatenateLayer, ThreadingLayer, TotalLayer
+from .layers.loss import CrossEntropyLossLayer, MeanAbsoluteLossLayer, MeanSquaredLossLayer
 from .layers.recurrent import BasicRecurrentLayer, GatedRecurrentLayer, LongShortTermMemoryLayer
 from .layers.sequence import (
     AggregationLayer,
@@ -54,6 +55,7 @@ __all__ = [
     "BasicRecurrentLayer",
     "CatenateLayer",
     "ConstructionError",
+    "CrossEntropyLossLayer",
     "DigitCharacter",
     "DropoutLayer",
     "ElementwiseLayer",
@@ -68,6 +70,8 @@ __all__ = [
     "LongShortTermMemoryLayer",
     "LowercaseCharacter",
     "NetBidirectionalOperator",
+    "MeanAbsoluteLossLayer",
+    "MeanSquaredLossLayer",
     "NetChain",
     "NetDecoder",
     "NetEncoder",

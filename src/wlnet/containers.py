@@ -285,6 +285,8 @@ class NetGraph(Net):
                     raise ShapeError(f'{who}: Output="Scalar" needs a size-1 vector or a number, but the net '
                                      f"produces {describe(t)}. End the net with LinearLayer(1).")
                 t = SCALAR
+            elif port in self.decoders:  # a decoder reads vectors, or sequences of them, of its size
+                t = self.decoders[port].accept(t, self._src_text(src))
             elif declared.get(port) is not None:
                 t = unify(t, declared[port], f"{self._src_text(src)}", f'the {port}= option')
             self._out[port] = t

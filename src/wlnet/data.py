@@ -227,7 +227,7 @@ class PortReader:
             if _is_empty(data):
                 raise self._empty("the data is empty")
             value = self._tensor(data, kind)
-            self._check_values(value)
+            self._check_values(value, False)
             return Batch(value.unsqueeze(0), False, kind, 1)
         if depth not in (self.rank, self.rank + 1) and _is_empty(data):
             raise self._empty("the data is empty")
@@ -242,22 +242,59 @@ class PortReader:
             return self._read_batch(data, kind)
         raise self.fail(_received(data))
 
-    def _tensor(self, data, kind) -> torch.Tensor:
+    def _tensor(self, data, kind, batched: bool = False) -> torch.Tensor:
         try:
             if kind == "torch":
                 if data.dtype.is_complex or data.dtype == torch.bool:
                     raise TypeError
-                x = data if data.dtype == self.dtype else data.to(self.dtype)
+                if self.t.integer and data.dtype.is_floating_point:
+                    x = data.detach().to(torch.float64)
+                else:
+                    x = data if data.dtype == self.dtype else data.to(self.dtype)
             elif kind == "numpy":
                 if data.dtype.kind not in "biuf":
                     raise TypeError
-                x = np.asarray(data, dtype=_NUMPY[self.dtype])
+                real = self.t.integer and data.dtype.kind == "f"
+                x = np.asarray(data, dtype=np.float64 if real else _NUMPY[self.dtype])
                 x = torch.from_numpy(x if x.flags.c_contiguous else x.copy())  # (0-d arrays stay 0-d)
+            elif self.t.integer:
+                x = torch.tensor(data)
+                if x.dtype.is_floating_point:  # read again in float64: float32 would round large integers
+                    x = torch.tensor(data, dtype=torch.float64)
+                elif x.dtype != torch.int64:
+                    x = x.to(torch.int64)
             else:
                 x = torch.tensor(data, dtype=self.dtype)
         except (TypeError, ValueError, RuntimeError):
             raise self.fail(_received_kind(data), " Every entry must be a number.") from None
-        return x
+        return self._integral(x, batched) if self.t.integer and x.dtype.is_floating_point else x
+
+    def _integral(self, x: torch.Tensor, batched: bool) -> torch.Tensor:
+        """Real data for an index port → int64; integral values only (2.0 is 2, 1.5 an error)."""
+        bad = ~torch.isfinite(x) | (x != x.round())
+        if bool(bad.any()):
+            idx = tuple(int(i) for i in bad.nonzero()[0])
+            raise _entry_error(
+                f"{where(self.layer, self.port)}the index {x[idx].item():g}{self._place(idx, batched)} is not an "
+                f"integer; indices must be integers{self._range()}."
+            )
+        return x.to(torch.int64)
+
+    def _range(self) -> str:
+        return f" between 1 and {self.t.levels}" if self.t.levels is not None else ""
+
+    def _place(self, idx: tuple, batched: bool) -> str:
+        """' at example 2, step 3' for the entry at `idx` of the data (a batch when `batched`)."""
+        parts = []
+        if batched:
+            parts.append(f"example {idx[0] + 1}")
+            idx = idx[1:]
+        if idx and self.varying:
+            parts.append(f"step {idx[0] + 1}")
+            idx = idx[1:]
+        if idx:
+            parts.append(f"position {', '.join(str(i + 1) for i in idx)}")
+        return " at " + ", ".join(parts) if parts else ""
 
     def _empty(self, what: str) -> InputError:
         return InputError(
@@ -267,7 +304,7 @@ class PortReader:
 
     def _check(self, x: torch.Tensor, data) -> None:
         self._check_shape(x)
-        self._check_values(x)
+        self._check_values(x, False)
 
     def _check_shape(self, x: torch.Tensor) -> None:
         dims = self.t.dims
@@ -280,10 +317,14 @@ class PortReader:
             if isinstance(d, int) and d != s:
                 raise self.fail(describe_dims(tuple(shape)))
 
-    def _check_values(self, x: torch.Tensor) -> None:
+    def _check_values(self, x: torch.Tensor, batched: bool) -> None:
         if self.t.integer:
             if self.t.levels is not None and (x.min() < 1 or x.max() > self.t.levels):
-                raise self.fail("an index out of range", f" Indices must lie between 1 and {self.t.levels}.")
+                idx = tuple(int(i) for i in ((x < 1) | (x > self.t.levels)).nonzero()[0])
+                raise InputError(
+                    f"{where(self.layer, self.port)}the index {int(x[idx])}{self._place(idx, batched)} is out of "
+                    f"range: indices must be integers{self._range()}."
+                )
         elif not _all_finite(x):
             raise InputError(
                 f"{where(self.layer, self.port)}the data contains NaN or infinite values, which are not "
@@ -295,16 +336,18 @@ class PortReader:
         if n == 0:
             raise self._empty("the batch has no elements")
         if kind != "list":
-            x = self._tensor(data, kind)
+            x = self._tensor(data, kind, True)
             if len(x):
                 self._check_shape(x[0])  # the message describes one element, as for a single input
             self._check_batch(x)
             value = Seq(x, None) if self.varying else x
             return Batch(value, True, kind, n)
         try:
-            x = self._tensor(data, "list") if not any(
+            x = self._tensor(data, "list", True) if not any(
                 isinstance(e, np.ndarray | torch.Tensor) for e in data[:1]) else None
-        except InputError:
+        except InputError as err:
+            if getattr(err, "entry", False):
+                raise
             x = None
         if x is not None and x.ndim == self.rank + 1:
             self._check_batch(x)
@@ -340,7 +383,14 @@ class PortReader:
         for d, s in zip(dims[1:], shape[1:]):
             if isinstance(d, int) and d != s:
                 raise self.fail(f"a batch of {describe_dims(tuple(shape[1:]))}")
-        self._check_values(x)
+        self._check_values(x, True)
+
+
+def _entry_error(message: str) -> InputError:
+    """A bad entry of data whose shape was read: reported where it is, not element by element."""
+    err = InputError(message)
+    err.entry = True
+    return err
 
 
 class ListReader:

@@ -2,8 +2,7 @@
 
 Encoders: ("Characters", alphabet, "Index" | "UnitVector") turns a string into a sequence of
 1-based indices or one-hot vectors; ("Class", labels, "Index" | "UnitVector") turns a label
-into an index or a one-hot vector. Decoder: ("Class", labels) turns a probability vector into
-a label, or, with the property "Probabilities", a dict label → probability.
+into an index or a one-hot vector. Decoders (`decoders.py`) go the other way.
 """
 
 from __future__ import annotations
@@ -12,7 +11,7 @@ import string
 
 import torch
 
-from .data import Batch, PortReader, Seq, write_port
+from .data import Batch, Seq, write_port
 from .errors import EncodingError, OptionError, where
 from .shapes import VARYING, Index, Real
 
@@ -239,92 +238,5 @@ def _labels(spec, who: str) -> list:
     return list(spec)
 
 
-DECODER_PROPERTIES = ("Decision", "Probabilities", "TopProbabilities", "Entropy")
-
-
-class NetDecoder:
-    """NetDecoder(("Class", labels)): a probability vector → the most probable label.
-
-    net(x, "Probabilities") gives the dict label → probability; "TopProbabilities" the
-    labels with probability above 0.1, most probable first; "Entropy" the entropy in nats."""
-
-    def __init__(self, spec):
-        if not isinstance(spec, tuple | list) or len(spec) != 2 or spec[0] != "Class":
-            raise OptionError(f'NetDecoder: expected ("Class", labels), but was given {spec!r}.')
-        self.labels = _labels(spec[1], "NetDecoder")
-        self.index = {lab: i for i, lab in enumerate(self.labels)}
-        self.input_type = Real(len(self.labels))
-        self._spec = spec
-
-    def __repr__(self) -> str:
-        return f"NetDecoder({self._spec!r})"
-
-    def input_form(self) -> str:
-        return f"NetDecoder(('Class', [{', '.join(repr(lab) for lab in self.labels)}]))"
-
-    def __eq__(self, other) -> bool:
-        return isinstance(other, NetDecoder) and self.labels == other.labels
-
-    def __hash__(self) -> int:
-        return hash(tuple(self.labels))
-
-    def decode(self, probs: torch.Tensor, batched: bool, prop, layer: str, port: str):
-        if prop is None:
-            prop = "Decision"
-        if prop not in DECODER_PROPERTIES:
-            raise OptionError(
-                f"{where(layer, port)}{prop!r} is neither an output port nor a property of the Class decoder; the "
-                f"properties are {', '.join(DECODER_PROPERTIES)}."
-            )
-        p = probs.detach().to("cpu", torch.float64)
-        if prop == "Decision":
-            out = [self.labels[i] for i in p.argmax(1).tolist()]
-        elif prop == "Probabilities":
-            out = [dict(zip(self.labels, row)) for row in p.tolist()]
-        elif prop == "TopProbabilities":
-            out = [sorted(((lab, q) for lab, q in zip(self.labels, row) if q > 0.1), key=lambda lq: -lq[1])
-                   for row in p.tolist()]
-        else:
-            out = (-(p * p.clamp_min(1e-300).log()).sum(1)).tolist()
-        return out if batched else out[0]
-
-    def target_reader(self, layer: str, port: str) -> _TargetReader:
-        return _TargetReader(self, layer, port)
-
-    def __call__(self, probabilities, prop=None):
-        """The label of a probability vector (or the labels of a list of them); `prop` as for a
-        net's output port ("Probabilities", "TopProbabilities", "Entropy").
-
-        >>> NetDecoder(("Class", ["a", "b"]))([0.2, 0.8])
-        'b'
-        """
-        b = PortReader(self.input_type, "NetDecoder", "Input").read(probabilities)
-        return self.decode(b.value, b.batched, prop, "NetDecoder", "Input")
-
-
-class _TargetReader:
-    """Labels (one or a list) → a LongTensor (B,) of 0-based class indices."""
-
-    def __init__(self, dec: NetDecoder, layer: str, port: str):
-        self.dec = dec
-        self.layer = layer
-        self.port = port
-
-    def read(self, data) -> Batch:
-        index = self.dec.index
-        if _hashable(data) and data in index:
-            return Batch(torch.tensor([index[data]]), False, "list", 1)
-        if isinstance(data, list | tuple) and data:
-            idx = []
-            for j, lab in enumerate(data):
-                if not _hashable(lab) or lab not in index:
-                    raise EncodingError(
-                        f"{where(self.layer, self.port)}target {j + 1}, {lab!r}, is not one of the Class decoder's "
-                        f"labels {self.dec.labels!r}."
-                    )
-                idx.append(index[lab])
-            return Batch(torch.tensor(idx), True, "list", len(idx))
-        raise EncodingError(
-            f"{where(self.layer, self.port)}the target {_short(data)} is not one of the Class decoder's labels "
-            f"{self.dec.labels!r}."
-        )
+# NetDecoder lives in decoders.py, which reads the alphabets and labels above
+from .decoders import DECODER_PROPERTIES, NetDecoder  # noqa: E402, F401

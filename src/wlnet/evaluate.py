@@ -211,6 +211,8 @@ def select_outputs(net: Net, port):
         return [port], False
     if isinstance(port, str) and len(outs) == 1 and next(iter(outs)) in net.decoders:
         return [(next(iter(outs)), port)], False
+    if isinstance(port, tuple) and len(port) == 2 and isinstance(port[0], str) and port[0] in net.decoders:
+        return [port], False  # (port, decoder property)
     if isinstance(port, tuple) and len(port) == 2 and len(outs) == 1 and next(iter(outs)) in net.decoders:
         return [(next(iter(outs)), port)], False  # a decoder property with a parameter
     raise InputError(

@@ -10,7 +10,8 @@ gives a list of values. Measurements:
   "MeanSquare"       mean over examples of the mean squared difference output − target
                      (for class outputs: probabilities against one-hot targets)
   "MeanDeviation"    the same with absolute differences
-  "Loss"             the mean of NetTrain's automatic loss
+  "Loss"             the mean of NetTrain's automatic loss (for a net whose output is a loss
+                     layer's: that output's mean)
 """
 
 from __future__ import annotations
@@ -19,9 +20,10 @@ import torch
 
 from .data import Seq
 from .errors import OptionError, TrainingError
+from .layers.loss import Loss
 from .net import Net
 from .runtime import TEST, compiled
-from .train_data import class_decoder, example_losses, read_dataset, run_module
+from .train_data import class_decoder, read_dataset, run_module
 
 MEASUREMENTS = ("Accuracy", "ErrorRate", "ConfusionMatrix", "MeanSquare", "MeanDeviation", "Loss")
 WHO = "NetMeasurements"
@@ -41,8 +43,8 @@ def NetMeasurements(net: Net, data, measurement):
     net._require_initialized()
     problem = read_dataset(net, data, WHO)
     if len(problem.losses) != 1:
-        raise TrainingError(f"{WHO}: give targets for one output port; the data gives targets for "
-                            f"{', '.join(repr(p) for p in problem.losses)}.")
+        raise TrainingError(f"{WHO}: give targets for one output port (or measure a net with one loss port); "
+                            f"the data gives losses for {', '.join(repr(p) for p in problem.losses)}.")
     port = next(iter(problem.losses))
     outputs, targets = _evaluate(net, problem.data, port)
     values = measure_outputs(wanted, net, port, problem.losses[port], outputs, targets, problem.index_targets[port])
@@ -69,14 +71,18 @@ def _evaluate(net: Net, data, port: str) -> tuple[list, list]:
             idx = torch.arange(start, min(start + _CHUNK, data.size))
             xs, ts = data.rows(idx)
             outs.append(run_module(module, xs, TEST)[port])
-            tgts.append(ts[port])
+            tgts.append(ts.get(port))
     return outs, tgts
 
 
 def _measure(m: str, net, port, loss_kind, outputs, targets, classes: bool, size: int, reduce):
+    if loss_kind.kind == "Port" and m != "Loss":
+        raise TrainingError(f'{WHO}: "{m}" compares outputs with targets, but port "{port}" of the {net.name} is a '
+                            'loss itself and has no targets; measure its "Loss".')
     if m in ("MeanSquare", "MeanDeviation", "Loss"):
-        kind = {"MeanSquare": "MeanSquaredLoss", "MeanDeviation": "MeanAbsoluteLoss"}.get(m, loss_kind)
-        total = sum(float(example_losses(kind, o, t, classes).sum()) for o, t in zip(outputs, targets))
+        loss = loss_kind if m == "Loss" else \
+            Loss({"MeanSquare": "MeanSquaredLoss", "MeanDeviation": "MeanAbsoluteLoss"}[m], index=classes)
+        total = sum(float(loss.examples(o, t).sum()) for o, t in zip(outputs, targets))
         total, size = reduce(torch.tensor([total, size], dtype=torch.float64)).tolist()
         return total / size
     predicted, actual = _decisions(net, port, outputs, targets, classes, m)

@@ -207,8 +207,11 @@ def NetTrain(net: Net, data, prop="TrainedNet", **options):
     "Validation"}.
     Options: BatchSize, MaxTrainingRounds, TimeGoal, RoundLength (examples per round; Automatic:
     the data, or one batch of a generator), ValidationSet (data in the same forms, or Scaled(f)),
-    LossFunction, Method ("ADAM", "SGD", "RMSProp", or (method, {setting: value}); see
-    train_options), LearningRate, LearningRateMultipliers, TargetDevice, WorkingPrecision
+    LossFunction (Automatic: the net's loss-layer outputs as they are, and CrossEntropyLoss or
+    MeanSquaredLoss attached to each port given targets; a loss name, a loss layer, a function, the
+    name of an output port that is the loss, or a dict port → loss), Method ("ADAM", "SGD",
+    "RMSProp", or (method, {setting: value}); see train_options), LearningRate,
+    LearningRateMultipliers, TargetDevice, WorkingPrecision
     ("Real32", "Real64"; "Mixed" is refused with a clear error), RandomSeeding, TrainingStoppingCriterion,
     TrainingProgressMeasurements, TrainingProgressFunction, TrainingProgressReporting,
     LengthBucketing (Automatic/True: batches of similar lengths; False).

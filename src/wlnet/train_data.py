@@ -18,16 +18,16 @@ from typing import NamedTuple
 
 import torch
 
-from .data import Seq, move_all, take_rows
+from .data import PortReader, Seq, _depth, move_all, take_rows
 from .encoders import NetDecoder
-from .errors import NetError, TrainingError
+from .errors import NetError, ShapeError, TrainingError
 from .evaluate import readers
+from .layers.loss import KINDS as LOSSES
+from .layers.loss import Loss, is_loss_layer
 from .net import Net
 from .runtime import TEST, compiled
-from .shapes import ArrayType, Index
-
-LOSSES = ("MeanSquaredLoss", "MeanAbsoluteLoss", "CrossEntropyLoss")
-_EPS = 1e-7  # probabilities are clamped to at least this before the log
+from .shapes import VARYING, Index, describe
+from .symbols import Automatic
 
 
 # ---- the one place a compiled module is called ---------------------------------------------------
@@ -65,28 +65,48 @@ def _transpose(items: list, ports, who: str, what: str) -> dict:
     return cols
 
 
-def columns(net: Net, data, who: str) -> tuple[dict, dict, int]:
-    """User data in any accepted form → ({input port: examples}, {output port: examples}, count)."""
-    ins, outs = list(net.input_ports()), list(net.output_ports())
+def columns(net: Net, data, who: str, own=()) -> tuple[dict, dict, int]:
+    """User data in any accepted form → ({input port: examples}, {output port: examples}, count).
+    `own`: the output ports that are losses themselves (a loss layer's output): they take no
+    targets. A net whose outputs are all such losses, with input ports "Input" and "Target",
+    reads (input, target) pairs into those two."""
+    ins = list(net.input_ports())
+    outs = [p for p in net.output_ports() if p not in own]
+    x_ports, y_ports = ins, outs
+    if not outs and set(ins) == {"Input", "Target"}:
+        x_ports, y_ports = ["Input"], ["Target"]
     if isinstance(data, dict) and data and all(isinstance(k, str) for k in data) and set(ins) <= set(data) \
-            and set(data) <= set(ins) | set(outs):
+            and set(data) <= set(ins) | set(net.output_ports()):
         cols = dict(data)
+    elif isinstance(data, dict) and data and set(data) & set(ins) and set(data) <= set(ins) | set(net.output_ports()):
+        missing = [p for p in ins if p not in data]
+        raise TrainingError(f'{who}: the data gives no examples for the input port "{missing[0]}"; give a list of '
+                            f"examples for each input port ({', '.join(repr(p) for p in ins)}).")
+    elif not y_ports and not (isinstance(data, list | tuple) and data and all(isinstance(e, dict) for e in data)):
+        raise TrainingError(
+            f"{who}: the outputs of the {net.name} are losses ({', '.join(repr(p) for p in own)}), so the data "
+            f"supplies its input ports ({', '.join(repr(p) for p in ins)}): give a dict of port → list of examples "
+            "or a list of dicts port → value.")
     elif isinstance(data, dict):
-        cols = _pair_columns(list(data.items()), ins, outs, who)
+        cols = _pair_columns(list(data.items()), x_ports, y_ports, who)
     elif _is_inputs_targets(data):
-        cols = _inputs_targets_columns(data, ins, outs, who)
+        cols = _inputs_targets_columns(data, x_ports, y_ports, who)
     elif isinstance(data, list | tuple) and data and all(isinstance(e, dict) for e in data):
         cols = _transpose(list(data), ins + [p for p in outs if p in data[0]], who, "")
     elif isinstance(data, list | tuple):
-        cols = _pair_columns(data, ins, outs, who)
+        cols = _pair_columns(data, x_ports, y_ports, who)
     else:
         raise TrainingError(
             f"{who}: the data must be a list of (input, target) pairs, a tuple (inputs, targets), a dict "
             f"{{input: target}}, a dict of port → list of examples, or a generator function, but was given "
             f"{type(data).__name__}."
         )
+    given_own = [p for p in own if p in cols]
+    if given_own:
+        raise TrainingError(f'{who}: the output port "{given_own[0]}" is a loss (its value is minimized), so it takes '
+                            "no targets; leave it out of the data.")
     targets = {p: cols.pop(p) for p in outs if p in cols}
-    if not targets:
+    if not targets and not own:
         raise TrainingError(
             f"{who}: the data gives no targets: supply examples for at least one output port "
             f"({', '.join(repr(p) for p in outs)})."
@@ -183,7 +203,7 @@ def _first_bad(reader, port: str, items, who: str) -> TrainingError | None:
 
 
 def class_decoder(net: Net, port: str):
-    """The port's Class decoder, or None."""
+    """The port's decoder (Class or Characters: it reads labels as class indices), or None."""
     dec = net.decoders.get(port)
     return dec if isinstance(dec, NetDecoder) else None
 
@@ -192,27 +212,16 @@ def _last_is_softmax(net: Net, port: str) -> bool:
     return type(net.output_leaf(port)).__name__ == "SoftmaxLayer"
 
 
-def _target_reader(net: Net, port: str, t: ArrayType, probabilities: bool, items):
-    """Reader for one output port's targets (and whether they come out as class indices)."""
-    from .data import PortReader
-
-    dec = class_decoder(net, port)
-    if dec is not None:
-        return dec.target_reader(net.name, port), True
-    reader = PortReader(t, net.name, port)
-    if probabilities and t.dims and isinstance(t.dims[-1], int):
-        # targets may also be 1-based class indices, one rank lower than the probabilities
-        index = PortReader(Index(*t.dims[:-1], levels=t.dims[-1]), net.name, port)
-        try:
-            index.read(items)
-            return _OneBased(index), True
-        except (NetError, TypeError, ValueError):
-            pass
-    return reader, False
+def _example_depth(items) -> int | None:
+    """The nesting depth of one example of a port's column of examples."""
+    if isinstance(items, list | tuple):
+        return _depth(items[0]) if items else None
+    shape = getattr(items, "shape", None)
+    return len(shape) - 1 if shape is not None else None
 
 
 class _OneBased:
-    """Reads 1-based class indices as 0-based ones."""
+    """Reads 1-based class indices as 0-based ones (a ragged batch's padding stays 0)."""
 
     def __init__(self, reader):
         self.reader = reader
@@ -220,7 +229,7 @@ class _OneBased:
     def read(self, items):
         b = self.reader.read(items)
         v = b.value
-        v = Seq(v.data - 1, v.lengths) if isinstance(v, Seq) else v - 1
+        v = Seq((v.data - 1).clamp(min=0), v.lengths) if isinstance(v, Seq) else v - 1
         return b._replace(value=v)
 
 
@@ -250,42 +259,142 @@ class Dataset(NamedTuple):
 
 
 class Problem(NamedTuple):
-    """What is trained or measured: the data and, per target port, its loss."""
+    """What is trained or measured: the data and, per port, its loss (ports whose value is a loss
+    themselves have no targets)."""
 
     data: Dataset
-    losses: dict  # port → loss name
+    losses: dict  # port → Loss
     index_targets: dict  # port → whether targets are 0-based class indices
 
 
 def read_dataset(net: Net, data, who: str, loss_spec=None) -> Problem:
     """Check and convert user data for `net`; every error names the example and port."""
-    cols, target_cols, n = columns(net, data, who)
+    own, specs = loss_plan(net, loss_spec, who)
+    cols, target_cols, n = columns(net, data, who, own)
+    if specs is not None:
+        bad = [p for p in target_cols if p not in specs]
+        if bad:
+            raise TrainingError(f'{who}: the data gives targets for the port "{bad[0]}", but LossFunction names '
+                                f"no loss for it; the losses are {', '.join(repr(p) for p in [*specs, *own])}.")
     ports = readers(net)
     inputs = {p: _read_all(ports[p], p, items, who) for p, items in cols.items()}
-    out_types = net.output_ports()
     targets, losses, index = {}, {}, {}
     for port, items in target_cols.items():
-        probabilities = class_decoder(net, port) is not None or _last_is_softmax(net, port)
-        reader, is_index = _target_reader(net, port, out_types[port], probabilities, items)
+        spec = loss_spec if specs is None else specs[port]
+        loss, reader = _port_loss(net, port, spec, items, who)
         targets[port] = _read_all(reader, port, items, who)
-        losses[port] = choose_loss(loss_spec, probabilities, who)
-        index[port] = is_index
+        if loss.kind == "CrossEntropyLoss" and loss.form == "Binary" and not loss.index:
+            _check_binary_targets(targets[port], port, who)
+        losses[port], index[port] = loss, loss.index
+    for port in own:
+        losses[port], index[port] = Loss("Port", who=f'{who}, port "{port}": '), False
     ds = Dataset(inputs, targets, n)
     _check_lengths(net, ds, who)
     return Problem(ds, losses, index)
 
 
-def choose_loss(spec, probabilities: bool, who: str):
-    from .symbols import Automatic
+def loss_plan(net: Net, spec, who: str) -> tuple[list, dict | None]:
+    """LossFunction → (the output ports that are losses themselves, {target port: its loss spec}
+    or None when one spec applies to every port given targets).
 
-    if spec is Automatic or spec is None:
-        return "CrossEntropyLoss" if probabilities else "MeanSquaredLoss"
-    if spec in LOSSES or callable(spec):
-        return spec
+    Automatic, a loss name, a loss layer or a function: the outputs of the net's loss layers are
+    minimized as they are, and the spec is attached to every other port the data gives targets
+    for. The name of an output port (or a list of names): those ports are the loss. A dict
+    {port: spec}: each spec attached to its port, the loss layers' outputs minimized besides."""
+    outs = net.output_ports()
+    layered = [p for p in outs if is_loss_layer(net.output_leaf(p))]
+    if isinstance(spec, str) and spec not in LOSSES and spec in outs:
+        spec = [spec]
+    if isinstance(spec, list) and spec and all(isinstance(p, str) for p in spec):
+        bad = [p for p in spec if p not in outs]
+        if bad:
+            raise TrainingError(f"{who}: LossFunction names {bad[0]!r}, which is not an output port of the "
+                                f"{net.name}; its output ports are {', '.join(repr(p) for p in outs)}.")
+        for p in spec:
+            t = outs[p]
+            if t.dims is not None and t.dims != ():
+                raise TrainingError(f'{who}: LossFunction names the port "{p}" as the loss, but it gives '
+                                    f"{describe(t)}; a loss port gives one real number per example.")
+        return list(spec), {}
+    if isinstance(spec, dict):
+        bad = [p for p in spec if p not in outs]
+        if bad:
+            raise TrainingError(f"{who}: LossFunction gives a loss for {bad[0]!r}, which is not an output port of "
+                                f"the {net.name}; its output ports are {', '.join(repr(p) for p in outs)}.")
+        for s in spec.values():
+            _check_spec(s, who)
+        return [p for p in layered if p not in spec], dict(spec)
+    _check_spec(spec, who)
+    return layered, None
+
+
+def _check_spec(spec, who: str) -> None:
+    if spec is Automatic or spec is None or spec in LOSSES or is_loss_layer(spec):
+        return
+    if callable(spec) and not isinstance(spec, Net):
+        return
     raise TrainingError(
-        f"{who}: LossFunction must be Automatic, one of {', '.join(repr(x) for x in LOSSES)}, or a function "
-        f"(output, target) → scalar tensor, but was given {spec!r}."
+        f"{who}: LossFunction must be Automatic, one of {', '.join(repr(x) for x in LOSSES)}, a loss layer "
+        "(CrossEntropyLossLayer, MeanSquaredLossLayer, MeanAbsoluteLossLayer), the name of an output port, a dict "
+        f"port → loss, or a function (output, target) → scalar tensor, but was given {spec!r}."
     )
+
+
+def _hint(dec, form: str | None) -> str:
+    if form == "Binary":
+        return ' End the net with ElementwiseLayer("LogisticSigmoid") to give probabilities.'
+    if dec is not None:
+        return f" The port's {dec.kind} decoder reads probability vectors: end the net with a SoftmaxLayer."
+    return " End the net with a SoftmaxLayer."
+
+
+def _port_loss(net: Net, port: str, spec, items, who: str):
+    """(the port's Loss, the reader of its targets) for a loss spec other than a port name."""
+    t = net.output_ports()[port]
+    dec = class_decoder(net, port)
+    place = f'{who}, port "{port}": '
+    if is_loss_layer(spec):
+        try:
+            layer = spec.infer({"Input": t})
+        except ShapeError as e:
+            raise TrainingError(f'{who}: LossFunction {spec.name} cannot take the output port "{port}": {e}') from None
+        if dec is not None:
+            reader, index = dec.target_reader(net.name, port, t), True
+        else:
+            target = layer.input_ports()["Target"]
+            index = layer.form == "Index"
+            reader = PortReader(target, net.name, port)
+            reader = _OneBased(reader) if index else reader
+        return Loss(layer.kind, layer.form, index, place, _hint(dec, layer.form)), reader
+    if dec is not None:
+        reader, index = dec.target_reader(net.name, port, t), True
+    else:
+        probabilities = _last_is_softmax(net, port) or spec == "CrossEntropyLoss"
+        index = probabilities and bool(t.dims) and isinstance(t.dims[-1], int) \
+            and _example_depth(items) == len(t.dims) - 1  # class indices, one rank lower than the probabilities
+        reader = _OneBased(PortReader(Index(*t.dims[:-1], levels=t.dims[-1]), net.name, port)) if index \
+            else PortReader(t, net.name, port)
+    if callable(spec) and not isinstance(spec, str):
+        return Loss(spec, None, index, place), reader
+    kind = spec if spec in LOSSES else "CrossEntropyLoss" if dec is not None or _last_is_softmax(net, port) \
+        else "MeanSquaredLoss"
+    form = None
+    if kind == "CrossEntropyLoss":
+        # "Index" for class targets, "Binary" for a number (or a sequence of numbers) per example
+        form = "Index" if index else "Binary" if t.dims is not None and (not t.dims or t.dims[-1] == VARYING) \
+            else "Probabilities"
+    return Loss(kind, form, index, place, _hint(dec, form)), reader
+
+
+def _check_binary_targets(v, port: str, who: str) -> None:
+    d = v.data if isinstance(v, Seq) else v
+    bad = ((d < 0) | (d > 1)).reshape(d.shape[0], -1).any(1).nonzero()
+    if len(bad):
+        j = int(bad[0])
+        row = d[j].reshape(-1)
+        value = float(row[((row < 0) | (row > 1)).nonzero()[0]])
+        raise TrainingError(f'{who}: example {j + 1}, port "{port}": the target {value:g} is not a probability; the '
+                            "binary cross-entropy's targets lie between 0 and 1.")
 
 
 def _check_lengths(net: Net, ds: Dataset, who: str) -> None:
@@ -329,52 +438,15 @@ def _same_lengths(a: Seq, b: Seq) -> bool:
 
 
 # ---- losses --------------------------------------------------------------------------------------
-def _per_example(d: torch.Tensor, out) -> torch.Tensor:
-    """Elementwise losses d (B, ...) → the mean per example (B,), over real steps only for a
-    ragged sequence output."""
-    if isinstance(out, Seq) and out.lengths is not None:
-        lengths = out.lengths.to(d.device)
-        T = d.shape[1]
-        mask = torch.arange(T, device=d.device) < lengths.unsqueeze(1)  # (B, T)
-        per_step = d.flatten(2) if d.dim() > 2 else d.unsqueeze(2)  # (B, T, F); flatten: B may be 0
-        total = (per_step.sum(2) * mask).sum(1)
-        return total / (lengths * per_step.shape[2])
-    return d.flatten(1).mean(1) if d.dim() > 1 else d
-
-
-def example_losses(kind, out, target, is_index: bool) -> torch.Tensor:
+def example_losses(loss: Loss, out, target) -> torch.Tensor:
     """The loss of each example (B,) of one port."""
-    o = out.data if isinstance(out, Seq) else out
-    t = target.data if isinstance(target, Seq) else target
-    if callable(kind):
-        value = kind(o, t)
-        return value.expand(o.shape[0]) if value.dim() == 0 else value
-    if kind == "CrossEntropyLoss":
-        p = o.clamp_min(_EPS)
-        if is_index:
-            d = -torch.log(p.gather(-1, t.unsqueeze(-1))).squeeze(-1)  # (B, ...)
-        else:
-            d = -(t * torch.log(p)).sum(-1)
-        return _per_example(d, out) if d.dim() > 1 else d
-    if is_index:  # a squared or absolute loss against class indices: compare with one-hot vectors
-        t = torch.nn.functional.one_hot(t, o.shape[-1]).to(o.dtype)
-    d = (o - t).abs() if kind == "MeanAbsoluteLoss" else (o - t).square()
-    return _per_example(d, out)
+    return loss.examples(out, target)
 
 
 def batch_loss(problem: Problem, outputs: dict, targets: dict) -> torch.Tensor:
     """The mean over the batch of the summed per-port losses (a 0-dim tensor)."""
     total = None
-    for port, kind in problem.losses.items():
-        out, target = outputs[port], targets[port]
-        if kind in _FLAT and not problem.index_targets[port] and not (isinstance(out, Seq) and out.lengths is not None):
-            # every example the same size: the mean of the per-example means is the overall mean
-            o = out.data if isinstance(out, Seq) else out
-            loss = _FLAT[kind](o, target.data if isinstance(target, Seq) else target)
-        else:
-            loss = example_losses(kind, out, target, problem.index_targets[port]).mean()
-        total = loss if total is None else total + loss
+    for port, loss in problem.losses.items():
+        value = loss.mean(outputs[port], targets.get(port))
+        total = value if total is None else total + value
     return total
-
-
-_FLAT = {"MeanSquaredLoss": torch.nn.functional.mse_loss, "MeanAbsoluteLoss": torch.nn.functional.l1_loss}

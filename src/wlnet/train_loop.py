@@ -32,7 +32,7 @@ from .data import Seq
 from .errors import NetWarning, TrainingError
 from .measure import measure_outputs
 from .runtime import Ctx, module_arrays
-from .train_data import Dataset, batch_loss, example_losses, read_dataset, run_module
+from .train_data import Dataset, batch_loss, read_dataset, run_module
 from .train_options import schedule_factor
 from .train_report import Progress
 
@@ -176,6 +176,8 @@ def _detach(v):
 
 def _none(v):
     """No rows of v (its shape otherwise): the part of a measurement a rank without examples adds."""
+    if v is None:
+        return None
     if isinstance(v, Seq):
         return Seq(v.data.detach()[:0], v.lengths[:0] if v.lengths is not None else None)
     return v.detach()[:0]
@@ -219,6 +221,9 @@ class Run:
         if self.measured and len(problem.losses) != 1:
             raise TrainingError(f"{WHO}: TrainingProgressMeasurements need targets for one output port; the data "
                                 f"gives targets for {', '.join(repr(p) for p in problem.losses)}.")
+        if self.port is not None and problem.losses[self.port].kind == "Port" and set(self.measured) - {"Loss"}:
+            raise TrainingError(f'{WHO}: TrainingProgressMeasurements compare outputs with targets, but port '
+                                f'"{self.port}" is a loss itself and has no targets; measure only its "Loss".')
 
     # ---- the loop ----
     def loop(self):
@@ -250,7 +255,7 @@ class Run:
                         self._backward_and_step(loss, weight, t0)
                         if self.measured:  # a rank without examples (weight 0) ran one only to join DDP
                             outputs.append(_detach(out[self.port]) if weight else _none(out[self.port]))
-                            targets.append(ts[self.port] if weight else _none(ts[self.port]))
+                            targets.append(ts.get(self.port) if weight else _none(ts.get(self.port)))
                         self.batch_losses.append(value)
                         total += value * size
                         seen += size
@@ -486,11 +491,11 @@ class Run:
             xs, ts = data.rows(idx)
             out = run_module(self.module, xs, ctx)
             if start is not None:
-                for port, kind in self.validation.losses.items():
-                    total += example_losses(kind, out[port], ts[port], self.validation.index_targets[port]).sum()
+                for port, loss in self.validation.losses.items():
+                    total += loss.examples(out[port], ts.get(port)).sum()
             if self.measured:
                 outputs.append(out[self.port] if start is not None else _none(out[self.port]))
-                targets.append(ts[self.port] if start is not None else _none(ts[self.port]))
+                targets.append(ts.get(self.port) if start is not None else _none(ts.get(self.port)))
         self.module.train()
         loss = float(self.group.sum(total)) / data.size
         self.val_measurements["Loss"].append(loss)
