@@ -1,0 +1,240 @@
+"""wlnet's own file format, ".wlnet": one safetensors file.
+
+The arrays are its tensors; the net's structure (`structure.py`: classes, constructor arguments,
+options, port types, a format name and version) is a JSON document in its metadata under the
+key "wlnet". Reading checks the safetensors header itself (sizes, offsets, dtypes) before the
+safetensors library parses it, and loads nothing but tensors and JSON: no pickle, no code.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+
+from ..errors import ExportError, FileFormatError, NotSupportedError
+from ..net import Net
+from ..state import NetStateObject
+from . import structure
+from .files import atomic_write
+
+MAX_HEADER = 64 * 2**20  # bytes of safetensors header (the JSON) accepted
+HDF5 = b"\x89HDF\r\n\x1a\n"  # the signature of an HDF5 file (Wolfram's own .wlnet), at 0, 512, 1024, 2048, ...
+ITEM_SIZES = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2, "I64": 8, "I32": 4, "I16": 2, "I8": 1, "U8": 1, "BOOL": 1}
+
+
+def _safetensors():
+    try:
+        import safetensors.torch
+    except ImportError:
+        raise NotSupportedError(
+            "Export/Import of .wlnet files needs the safetensors package: pip install 'wlnet[save]'."
+        ) from None
+    return safetensors.torch
+
+
+# ---- writing --------------------------------------------------------------------------------------
+def export_wlnet(path, obj) -> None:
+    """Write a net or NetStateObject to `path` (atomically). Nothing is written when the net cannot
+    be saved faithfully."""
+    if not isinstance(obj, Net | NetStateObject):
+        raise ExportError(f"Export: expected a net or a NetStateObject, but was given {type(obj).__name__}.")
+    doc, tensors = structure.encode(obj)
+    name = obj.net.name if isinstance(obj, NetStateObject) else obj.name
+    try:  # what is written must read back: rebuild the net from the document now
+        rebuilt = structure.decode(doc, tensors)
+    except structure.StructureError as e:
+        raise ExportError(f"Export: the {name} cannot be saved: rebuilt from what it keeps, {e}") from None
+    _check_same(obj, rebuilt, name)
+    text = json.dumps(doc, allow_nan=False, ensure_ascii=False, separators=(",", ":"))
+    atomic_write(path, _safetensors().save(tensors, metadata={"wlnet": text}))
+
+
+def _check_same(obj, rebuilt, name: str) -> None:
+    a = obj.net if isinstance(obj, NetStateObject) else obj
+    b = rebuilt.net if isinstance(rebuilt, NetStateObject) else rebuilt
+
+    def summary(net):
+        return ([(pos, leaf.name) for pos, leaf in net.leaves()],
+                {k: None if t is None else (tuple(t.shape), t.dtype) for k, t in net.arrays().items()},
+                net.input_ports(), net.output_ports(), net.state_positions())
+
+    if summary(a) != summary(b):
+        raise ExportError(f"Export: the {name} cannot be saved: rebuilt from the arguments it keeps, its layers, "
+                          "arrays or ports differ from its own.")
+
+
+# ---- reading --------------------------------------------------------------------------------------
+def import_wlnet(path):
+    """The net (or NetStateObject) in the .wlnet file `path`; a FileFormatError naming the file
+    and what is wrong with it otherwise."""
+    path = os.fspath(path)
+    data = _read(path)
+    header, doc = _parse_header(data, path)
+    try:
+        structure_version(doc)
+    except structure.StructureError as e:
+        raise _bad(path, str(e)) from None
+    try:
+        tensors = _safetensors().load(data) if len(header) > 1 else {}
+    except NotSupportedError:
+        raise
+    except Exception as e:  # the library's own checks (SafetensorError and kin)
+        raise _bad(path, f"the safetensors library cannot read its arrays ({type(e).__name__}: {e})") from None
+    try:
+        return structure.decode(doc, tensors)
+    except structure.StructureError as e:
+        raise FileFormatError(f"Import: {path!r} cannot be read as a net: {e}") from None
+    except RecursionError:
+        raise _bad(path, "its structure is nested too deeply") from None
+
+
+def structure_version(doc) -> None:
+    if not isinstance(doc, dict):
+        raise structure.StructureError("the structure is not a JSON object.")
+    version = doc.get("version")
+    if doc.get("format") == structure.FORMAT and isinstance(version, int) and version > structure.VERSION:
+        raise structure.StructureError(
+            f"it was written in format version {version} by a newer wlnet; this wlnet reads versions up to "
+            f"{structure.VERSION}. Upgrade wlnet to read it."
+        )
+
+
+def _bad(path: str, reason: str) -> FileFormatError:
+    return FileFormatError(f"Import: {path!r} is not a readable .wlnet file: {reason}.")
+
+
+def _read(path: str) -> bytes:
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        raise FileFormatError(f"Import: {path!r} does not exist.") from None
+    except OSError as e:
+        raise FileFormatError(f"Import: cannot read {path!r}: {e.strerror or e}.") from None
+    if stat.S_ISDIR(st.st_mode):
+        raise FileFormatError(f"Import: {path!r} is a directory, not a file.")
+    if not stat.S_ISREG(st.st_mode):
+        raise FileFormatError(f"Import: {path!r} is not a regular file.")
+    try:
+        with open(path, "rb") as f:
+            size = os.fstat(f.fileno()).st_size
+            head = f.read(8)
+
+            def read_at(offset: int) -> bytes:
+                f.seek(offset)
+                return f.read(8)
+
+            if len(head) < 8:
+                _recognise(path, read_at, size)
+                raise _bad(path, "the file is empty" if not head else
+                           f"it has {len(head)} bytes, fewer than the 8 of a .wlnet file's header length (truncated)")
+            n = int.from_bytes(head, "little")
+            if n > MAX_HEADER or n > size - 8:
+                _recognise(path, read_at, size)
+                raise _bad(path, f"its first 8 bytes give a header of {n} bytes, but "
+                           + (f"at most {MAX_HEADER} are allowed (corrupt, or not a .wlnet file)" if n > MAX_HEADER
+                              else f"only {size - 8} bytes follow (truncated, or not a .wlnet file)"))
+            f.seek(0)
+            data = f.read()
+    except OSError as e:
+        raise FileFormatError(f"Import: cannot read {path!r}: {e.strerror or e}.") from None
+    if len(data) != size:
+        raise _bad(path, "it changed while it was read")
+    return data
+
+
+def _recognise(path: str, read_at, size: int) -> None:
+    """Name the formats a user may mistake for a .wlnet file (called once the file is known not
+    to be a safetensors file: a header length may look like a pickle's first bytes)."""
+    head = read_at(0)
+    if head.startswith(HDF5):
+        raise _wolfram(path)
+    if len(head) >= 2 and head[0] == 0x80 and 2 <= head[1] <= 5:
+        raise _bad(path, "it is a Python pickle (as pickle.dump and old torch.save write), and wlnet never loads "
+                   "pickles: loading one can run any code. Save nets with Export(path, net)")
+    if head[:4] in (b"PK\x03\x04", b"PK\x05\x06"):
+        raise _bad(path, "it is a zip archive (torch.save writes zip archives of pickles), and wlnet never loads "
+                   "pickles: loading one can run any code. Save nets with Export(path, net)")
+    offset = 512  # an HDF5 file may start after a user block of 512, 1024, 2048, ... bytes
+    while offset + 8 <= size:
+        if read_at(offset) == HDF5:
+            raise _wolfram(path)
+        offset *= 2
+
+
+def _wolfram(path: str) -> FileFormatError:
+    return FileFormatError(
+        f"Import: {path!r} is a Wolfram Language .wlnet file (HDF5 holding Wolfram-internal expressions), "
+        "which wlnet cannot read. In Wolfram, export the net to ONNX (Export[\"net.onnx\", net]) and Import "
+        "that file here."
+    )
+
+
+def _no_duplicates(pairs):
+    out = {}
+    for k, v in pairs:
+        if k in out:
+            raise ValueError(f"the key {k!r} appears twice")
+        out[k] = v
+    return out
+
+
+def _no_constants(name):
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _json(text: str):
+    return json.loads(text, object_pairs_hook=_no_duplicates, parse_constant=_no_constants)
+
+
+def _parse_header(data: bytes, path: str) -> tuple[dict, dict]:
+    """The safetensors header ({name: entry}, checked entry by entry against the bytes that
+    follow it) and the wlnet document in its metadata."""
+    n = int.from_bytes(data[:8], "little")
+    try:
+        header = _json(data[8:8 + n].decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError) as e:
+        _recognise(path, lambda offset: data[offset:offset + 8], len(data))
+        raise _bad(path, f"its header is not valid JSON ({e}): corrupt, or not a .wlnet file") from None
+    if not isinstance(header, dict):
+        raise _bad(path, "its header is not a JSON object")
+    meta = header.get("__metadata__")
+    if not isinstance(meta, dict) or not all(isinstance(v, str) for v in meta.values()) or "wlnet" not in meta:
+        raise _bad(path, "it is not one written by wlnet's Export (its header holds no wlnet structure)")
+    spans = []
+    for name, e in header.items():
+        if name == "__metadata__":
+            continue
+        if not isinstance(e, dict) or set(e) != {"dtype", "shape", "data_offsets"}:
+            raise _bad(path, f"its header entry for the array {name!r} is not dtype, shape and data_offsets")
+        dtype, shape, offsets = e["dtype"], e["shape"], e["data_offsets"]
+        if dtype not in ITEM_SIZES:
+            raise _bad(path, f"the array {name!r} has the unknown dtype {dtype!r}")
+        if not isinstance(shape, list) or len(shape) > 32 or not all(_count(d) for d in shape):
+            raise _bad(path, f"the array {name!r} has the shape {str(shape)[:60]}, not a list of sizes")
+        if not isinstance(offsets, list) or len(offsets) != 2 or not all(_count(d) for d in offsets):
+            raise _bad(path, f"the array {name!r} has the data offsets {str(offsets)[:60]}, not two byte positions")
+        count = 1
+        for d in shape:
+            count *= d
+        if offsets[1] - offsets[0] != count * ITEM_SIZES[dtype]:
+            raise _bad(path, f"the array {name!r} ({dtype} {shape}) needs {count * ITEM_SIZES[dtype]} bytes, but "
+                       f"its data offsets span {offsets[1] - offsets[0]}")
+        spans.append((offsets[0], offsets[1], name))
+    end = 0
+    for begin, stop, name in sorted(spans):
+        if begin != end:
+            raise _bad(path, f"the data of the array {name!r} starts at byte {begin} of the data, not at {end}")
+        end = stop
+    if end != len(data) - 8 - n:
+        raise _bad(path, f"its arrays take {end} bytes after the header, but {len(data) - 8 - n} follow "
+                   + ("(truncated)" if end > len(data) - 8 - n else "(extra bytes: corrupt)"))
+    try:
+        doc = _json(meta["wlnet"])
+    except (ValueError, RecursionError) as e:
+        raise _bad(path, f"its wlnet structure is not valid JSON ({e})") from None
+    return header, doc
+
+
+def _count(d) -> bool:
+    return isinstance(d, int) and not isinstance(d, bool) and d >= 0
