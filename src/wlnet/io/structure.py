@@ -334,15 +334,15 @@ class Decoder:
                     raise StructureError(f"{where}: the $dict key {_short(key)} cannot be a key.") from None
             return out
         if tag == "$float":
-            if x not in _NONFINITE:
+            if not isinstance(x, str) or x not in _NONFINITE:
                 raise StructureError(f"{where}: $float must be one of {', '.join(_NONFINITE)}, but is {_short(x)}.")
             return _NONFINITE[x]
         if tag == "$value":
-            if x not in self.values:
+            if not isinstance(x, str) or x not in self.values:
                 raise StructureError(f"{where} names the constant {_short(x)}, which wlnet does not know.")
             return self.values[x]
         if tag == "$function":
-            if x not in self.functions:
+            if not isinstance(x, str) or x not in self.functions:
                 raise StructureError(f"{where} names the function {_short(x)}, which is not one of wlnet's named "
                                      f"functions ({', '.join(self.functions)}).")
             return self.functions[x]
