@@ -13,6 +13,7 @@ import random
 
 import numpy as np
 import pytest
+import safetensors.torch
 import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -378,27 +379,15 @@ def test_a_mutated_array_value_still_loads_and_evaluates(exported, tmp_path):
 
 
 # ---- atomic writes ---------------------------------------------------------------------------------
-class FailingFile:
-    """A file object whose writes stop with an error after `budget` bytes."""
+def half_then(error):
+    """A safetensors writer that writes half of the file, then fails with `error`."""
+    def save_file(tensors, path, metadata=None):
+        data = st_save(tensors, metadata=metadata)
+        with open(path, "wb") as f:
+            f.write(data[:len(data) // 2])
+        raise error
 
-    def __init__(self, f, budget, error):
-        self.f, self.budget, self.error = f, budget, error
-
-    def write(self, b):
-        if len(b) > self.budget:
-            self.f.write(b[:self.budget])
-            raise self.error
-        self.budget -= len(b)
-        return self.f.write(b)
-
-    def __getattr__(self, name):
-        return getattr(self.f, name)
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.f.close()
+    return save_file
 
 
 @pytest.mark.parametrize("error", [OSError(errno.ENOSPC, "No space left on device"), KeyboardInterrupt()])
@@ -407,8 +396,7 @@ def test_a_write_that_fails_midway_leaves_the_old_file_and_no_temporary(tmp_path
     old = small_net()
     Export(path, old)
     before = path.read_bytes()
-    real = os.fdopen
-    monkeypatch.setattr(files.os, "fdopen", lambda fd, mode: FailingFile(real(fd, mode), 100, error))
+    monkeypatch.setattr(safetensors.torch, "save_file", half_then(error))
     bigger = NetInitialize(LongShortTermMemoryLayer(16, Input=("Varying", 8)))
     if isinstance(error, OSError):
         with pytest.raises(ExportError, match="cannot write .*No space left on device"):
@@ -425,11 +413,44 @@ def test_a_write_that_fails_midway_leaves_the_old_file_and_no_temporary(tmp_path
     assert os.listdir(tmp_path) == ["net.wlnet"]
 
 
-def test_a_failing_rename_leaves_no_temporary(tmp_path, monkeypatch):
+class FailingFile:
+    """A file object whose writes stop with an error after `budget` bytes."""
+
+    def __init__(self, f, budget):
+        self.f, self.budget = f, budget
+
+    def write(self, b):
+        if len(b) > self.budget:
+            self.f.write(b[:self.budget])
+            raise OSError(errno.EIO, "Input/output error")
+        self.budget -= len(b)
+        return self.f.write(b)
+
+    def __getattr__(self, name):
+        return getattr(self.f, name)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.f.close()
+
+
+def test_atomic_writes_of_chunks_that_fail_midway_or_at_the_rename(tmp_path, monkeypatch):
+    path = tmp_path / "model.bin"
+    files.atomic_write(path, [b"old ", b"bytes"])
+    assert path.read_bytes() == b"old bytes"
+    real = os.fdopen
+    monkeypatch.setattr(files.os, "fdopen", lambda fd, mode: FailingFile(real(fd, mode), 6))
+    with pytest.raises(ExportError, match=r"cannot write .*model\.bin.*Input/output error"):
+        files.atomic_write(path, [b"new ", b"bytes, more of them"])
+    assert path.read_bytes() == b"old bytes" and os.listdir(tmp_path) == ["model.bin"]
+    monkeypatch.undo()
+
     def fail(a, b):
         raise OSError(errno.EACCES, "Permission denied")
 
     monkeypatch.setattr(files.os, "replace", fail)
     with pytest.raises(ExportError, match="Permission denied"):
         Export(tmp_path / "net.wlnet", LinearLayer(2))
-    assert os.listdir(tmp_path) == []
+    assert os.listdir(tmp_path) == ["model.bin"]

@@ -8,25 +8,28 @@ import tempfile
 from ..errors import ExportError
 
 
-def atomic_write(path: str, data, who: str = "Export") -> None:
-    """Write `data` (bytes-like, or an iterable of bytes-like chunks) to `path`: into a
-    temporary file in the same directory, flushed to disk, then renamed over `path` (a rename
-    within a directory is atomic). On failure the temporary file is removed and any old file
-    under `path` is left as it was; an OSError becomes an ExportError naming the file."""
+def atomic_write(path, data, who: str = "Export") -> None:
+    """Write `data` to `path`: into a temporary file in the same directory, flushed to disk, then
+    renamed over `path` (a rename within a directory is atomic). `data` is bytes-like, an
+    iterable of bytes-like chunks, or a function that writes the file whose path it is given.
+    On failure the temporary file is removed and any old file under `path` is left as it was;
+    an OSError becomes an ExportError naming the file."""
     path = os.fspath(path)
     folder = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(folder):
         raise ExportError(f"{who}: cannot write {path!r}: the directory {folder!r} does not exist.")
     if os.path.isdir(path):
         raise ExportError(f"{who}: cannot write {path!r}: it is a directory.")
-    chunks = (data,) if isinstance(data, bytes | bytearray | memoryview) else data
     tmp = None
     try:
         fd, tmp = tempfile.mkstemp(dir=folder, prefix="." + os.path.basename(path) + ".", suffix=".tmp")
-        with os.fdopen(fd, "wb") as f:
-            for chunk in chunks:
-                f.write(chunk)
-            f.flush()
+        with os.fdopen(fd, "r+b") as f:
+            if callable(data):
+                data(tmp)
+            else:
+                for chunk in (data,) if isinstance(data, bytes | bytearray | memoryview) else data:
+                    f.write(chunk)
+                f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
         tmp = None

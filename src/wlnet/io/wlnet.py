@@ -47,7 +47,8 @@ def export_wlnet(path, obj) -> None:
         raise ExportError(f"Export: the {name} cannot be saved: rebuilt from what it keeps, {e}") from None
     _check_same(obj, rebuilt, name)
     text = json.dumps(doc, allow_nan=False, ensure_ascii=False, separators=(",", ":"))
-    atomic_write(path, _safetensors().save(tensors, metadata={"wlnet": text}))
+    st = _safetensors()
+    atomic_write(path, lambda tmp: st.save_file(tensors, tmp, metadata={"wlnet": text}))
 
 
 def _check_same(obj, rebuilt, name: str) -> None:
@@ -69,18 +70,12 @@ def import_wlnet(path):
     """The net (or NetStateObject) in the .wlnet file `path`; a FileFormatError naming the file
     and what is wrong with it otherwise."""
     path = os.fspath(path)
-    data = _read(path)
-    header, doc = _parse_header(data, path)
+    header, doc, identity = _read_header(path)
     try:
         structure_version(doc)
     except structure.StructureError as e:
         raise _bad(path, str(e)) from None
-    try:
-        tensors = _safetensors().load(data) if len(header) > 1 else {}
-    except NotSupportedError:
-        raise
-    except Exception as e:  # the library's own checks (SafetensorError and kin)
-        raise _bad(path, f"the safetensors library cannot read its arrays ({type(e).__name__}: {e})") from None
+    tensors = _load_tensors(path, header, identity)
     try:
         return structure.decode(doc, tensors)
     except structure.StructureError as e:
@@ -104,7 +99,12 @@ def _bad(path: str, reason: str) -> FileFormatError:
     return FileFormatError(f"Import: {path!r} is not a readable .wlnet file: {reason}.")
 
 
-def _read(path: str) -> bytes:
+def _identity(st) -> tuple:
+    return st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns
+
+
+def _read_header(path: str) -> tuple[dict, dict, tuple]:
+    """(the checked safetensors header, the wlnet document in it, the file's identity)."""
     try:
         st = os.stat(path)
     except FileNotFoundError:
@@ -117,13 +117,14 @@ def _read(path: str) -> bytes:
         raise FileFormatError(f"Import: {path!r} is not a regular file.")
     try:
         with open(path, "rb") as f:
-            size = os.fstat(f.fileno()).st_size
-            head = f.read(8)
+            st = os.fstat(f.fileno())
+            size = st.st_size
 
             def read_at(offset: int) -> bytes:
                 f.seek(offset)
                 return f.read(8)
 
+            head = f.read(8)
             if len(head) < 8:
                 _recognise(path, read_at, size)
                 raise _bad(path, "the file is empty" if not head else
@@ -134,13 +135,38 @@ def _read(path: str) -> bytes:
                 raise _bad(path, f"its first 8 bytes give a header of {n} bytes, but "
                            + (f"at most {MAX_HEADER} are allowed (corrupt, or not a .wlnet file)" if n > MAX_HEADER
                               else f"only {size - 8} bytes follow (truncated, or not a .wlnet file)"))
-            f.seek(0)
-            data = f.read()
+            text = f.read(n)
+            header, doc = _parse_header(text, size - 8 - n, path, lambda: _recognise(path, read_at, size))
     except OSError as e:
         raise FileFormatError(f"Import: cannot read {path!r}: {e.strerror or e}.") from None
-    if len(data) != size:
-        raise _bad(path, "it changed while it was read")
-    return data
+    return header, doc, _identity(st)
+
+
+def _load_tensors(path: str, header: dict, identity: tuple) -> dict:
+    """The file's arrays, read by the safetensors library (its header already checked here)."""
+    names = {k for k in header if k != "__metadata__"}
+    if not names:
+        return {}
+    _safetensors()
+    from safetensors import safe_open
+
+    try:
+        with safe_open(path, framework="pt") as f:
+            if f.metadata() != header["__metadata__"] or set(f.keys()) != names:
+                raise _bad(path, "it changed while it was read")
+            tensors = {k: f.get_tensor(k) for k in names}
+        if _identity(os.stat(path)) != identity:
+            raise _bad(path, "it changed while it was read")
+    except FileFormatError:
+        raise
+    except Exception as e:  # the library's own checks (SafetensorError), or the file gone meanwhile
+        raise _bad(path, f"the safetensors library cannot read its arrays ({type(e).__name__}: {e})") from None
+    for k, t in tensors.items():
+        e = header[k]
+        if list(t.shape) != e["shape"] or structure.DTYPE_NAMES.get(t.dtype) != e["dtype"]:
+            raise _bad(path, f"the safetensors library read the array {k!r} as {t.dtype} {list(t.shape)}, not as "
+                       f"its header says")
+    return tensors
 
 
 def _recognise(path: str, read_at, size: int) -> None:
@@ -187,14 +213,13 @@ def _json(text: str):
     return json.loads(text, object_pairs_hook=_no_duplicates, parse_constant=_no_constants)
 
 
-def _parse_header(data: bytes, path: str) -> tuple[dict, dict]:
-    """The safetensors header ({name: entry}, checked entry by entry against the bytes that
+def _parse_header(text: bytes, data_size: int, path: str, recognise) -> tuple[dict, dict]:
+    """The safetensors header ({name: entry}, each checked against the `data_size` bytes that
     follow it) and the wlnet document in its metadata."""
-    n = int.from_bytes(data[:8], "little")
     try:
-        header = _json(data[8:8 + n].decode("utf-8"))
+        header = _json(text.decode("utf-8"))
     except (UnicodeDecodeError, ValueError, RecursionError) as e:
-        _recognise(path, lambda offset: data[offset:offset + 8], len(data))
+        recognise()
         raise _bad(path, f"its header is not valid JSON ({e}): corrupt, or not a .wlnet file") from None
     if not isinstance(header, dict):
         raise _bad(path, "its header is not a JSON object")
@@ -226,9 +251,9 @@ def _parse_header(data: bytes, path: str) -> tuple[dict, dict]:
         if begin != end:
             raise _bad(path, f"the data of the array {name!r} starts at byte {begin} of the data, not at {end}")
         end = stop
-    if end != len(data) - 8 - n:
-        raise _bad(path, f"its arrays take {end} bytes after the header, but {len(data) - 8 - n} follow "
-                   + ("(truncated)" if end > len(data) - 8 - n else "(extra bytes: corrupt)"))
+    if end != data_size:
+        raise _bad(path, f"its arrays take {end} bytes after the header, but {data_size} follow "
+                   + ("(truncated)" if end > data_size else "(extra bytes: corrupt)"))
     try:
         doc = _json(meta["wlnet"])
     except (ValueError, RecursionError) as e:
