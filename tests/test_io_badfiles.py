@@ -148,7 +148,7 @@ def test_a_wolfram_wlnet_file_is_recognised_and_onnx_named_as_the_bridge(tmp_pat
 def test_other_safetensors_files_and_bad_headers(exported, tmp_path):
     data, doc, tensors = exported
     refused(write(tmp_path / "plain.wlnet", doc, {"x": torch.zeros(2)}, meta={"other": "1"}),
-            "not one written by wlnet's Export")
+            "a safetensors file, but not one wlnet wrote")
     n = int.from_bytes(data[:8], "little")
     path = tmp_path / "bad.wlnet"
     path.write_bytes((2**40).to_bytes(8, "little") + data[8:])

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import stat
+from typing import NamedTuple
 
 from ..errors import ExportError, FileFormatError, NotSupportedError
 from ..net import Net
@@ -46,9 +47,14 @@ def export_wlnet(path, obj) -> None:
     except structure.StructureError as e:
         raise ExportError(f"Export: the {name} cannot be saved: rebuilt from what it keeps, {e}") from None
     _check_same(obj, rebuilt, name)
+    write_document(path, doc, tensors)
+
+
+def write_document(path, doc: dict, tensors: dict, key: str = "wlnet", who: str = "Export") -> None:
+    """Write a safetensors file (atomically) of `tensors` whose metadata holds the JSON `doc` under `key`."""
     text = json.dumps(doc, allow_nan=False, ensure_ascii=False, separators=(",", ":"))
     st = _safetensors()
-    atomic_write(path, lambda tmp: st.save_file(tensors, tmp, metadata={"wlnet": text}))
+    atomic_write(path, lambda tmp: st.save_file(tensors, tmp, metadata={key: text}), who)
 
 
 def _check_same(obj, rebuilt, name: str) -> None:
@@ -70,18 +76,37 @@ def import_wlnet(path):
     """The net (or NetStateObject) in the .wlnet file `path`; a FileFormatError naming the file
     and what is wrong with it otherwise."""
     path = os.fspath(path)
-    header, doc, identity = _read_header(path)
-    try:
-        structure_version(doc)
-    except structure.StructureError as e:
-        raise _bad(path, str(e)) from None
-    tensors = _load_tensors(path, header, identity)
+    doc, tensors = read_document(path, WLNET, structure_version)
     try:
         return structure.decode(doc, tensors)
     except structure.StructureError as e:
         raise FileFormatError(f"Import: {path!r} cannot be read as a net: {e}") from None
     except RecursionError:
-        raise _bad(path, "its structure is nested too deeply") from None
+        raise _bad(path, WLNET, "its structure is nested too deeply") from None
+
+
+class Kind(NamedTuple):
+    """What a file is read as: its metadata key and the words of the messages."""
+
+    key: str
+    who: str
+    what: str
+
+
+WLNET = Kind("wlnet", "Import", ".wlnet file")
+
+
+def read_document(path: str, kind: Kind, check=None) -> tuple[dict, dict]:
+    """(the JSON document under kind.key in the metadata, {name: tensor}) of a safetensors file,
+    its header checked before the library reads it; `check(doc)` may raise a StructureError
+    (a newer version) before the arrays are read."""
+    header, doc, identity = _read_header(path, kind)
+    if check is not None:
+        try:
+            check(doc)
+        except structure.StructureError as e:
+            raise _bad(path, kind, str(e)) from None
+    return doc, _load_tensors(path, header, identity, kind)
 
 
 def structure_version(doc) -> None:
@@ -95,26 +120,26 @@ def structure_version(doc) -> None:
         )
 
 
-def _bad(path: str, reason: str) -> FileFormatError:
-    return FileFormatError(f"Import: {path!r} is not a readable .wlnet file: {reason}.")
+def _bad(path: str, kind: Kind, reason: str) -> FileFormatError:
+    return FileFormatError(f"{kind.who}: {path!r} is not a readable {kind.what}: {reason}.")
 
 
 def _identity(st) -> tuple:
     return st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns
 
 
-def _read_header(path: str) -> tuple[dict, dict, tuple]:
+def _read_header(path: str, kind: Kind) -> tuple[dict, dict, tuple]:
     """(the checked safetensors header, the wlnet document in it, the file's identity)."""
     try:
         st = os.stat(path)
     except FileNotFoundError:
-        raise FileFormatError(f"Import: {path!r} does not exist.") from None
+        raise FileFormatError(f"{kind.who}: {path!r} does not exist.") from None
     except OSError as e:
-        raise FileFormatError(f"Import: cannot read {path!r}: {e.strerror or e}.") from None
+        raise FileFormatError(f"{kind.who}: cannot read {path!r}: {e.strerror or e}.") from None
     if stat.S_ISDIR(st.st_mode):
-        raise FileFormatError(f"Import: {path!r} is a directory, not a file.")
+        raise FileFormatError(f"{kind.who}: {path!r} is a directory, not a file.")
     if not stat.S_ISREG(st.st_mode):
-        raise FileFormatError(f"Import: {path!r} is not a regular file.")
+        raise FileFormatError(f"{kind.who}: {path!r} is not a regular file.")
     try:
         with open(path, "rb") as f:
             st = os.fstat(f.fileno())
@@ -126,23 +151,24 @@ def _read_header(path: str) -> tuple[dict, dict, tuple]:
 
             head = f.read(8)
             if len(head) < 8:
-                _recognise(path, read_at, size)
-                raise _bad(path, "the file is empty" if not head else
+                _recognise(path, read_at, size, kind)
+                raise _bad(path, kind, "the file is empty" if not head else
                            f"it has {len(head)} bytes, fewer than the 8 of a .wlnet file's header length (truncated)")
             n = int.from_bytes(head, "little")
             if n > MAX_HEADER or n > size - 8:
-                _recognise(path, read_at, size)
-                raise _bad(path, f"its first 8 bytes give a header of {n} bytes, but "
+                _recognise(path, read_at, size, kind)
+                raise _bad(path, kind, f"its first 8 bytes give a header of {n} bytes, but "
                            + (f"at most {MAX_HEADER} are allowed (corrupt, or not a .wlnet file)" if n > MAX_HEADER
                               else f"only {size - 8} bytes follow (truncated, or not a .wlnet file)"))
             text = f.read(n)
-            header, doc = _parse_header(text, size - 8 - n, path, lambda: _recognise(path, read_at, size))
+            header, doc = _parse_header(text, size - 8 - n, path, lambda: _recognise(path, read_at, size, kind),
+                                        kind)
     except OSError as e:
-        raise FileFormatError(f"Import: cannot read {path!r}: {e.strerror or e}.") from None
+        raise FileFormatError(f"{kind.who}: cannot read {path!r}: {e.strerror or e}.") from None
     return header, doc, _identity(st)
 
 
-def _load_tensors(path: str, header: dict, identity: tuple) -> dict:
+def _load_tensors(path: str, header: dict, identity: tuple, kind: Kind) -> dict:
     """The file's arrays, read by the safetensors library (its header already checked here)."""
     names = {k for k in header if k != "__metadata__"}
     if not names:
@@ -153,44 +179,44 @@ def _load_tensors(path: str, header: dict, identity: tuple) -> dict:
     try:
         with safe_open(path, framework="pt") as f:
             if f.metadata() != header["__metadata__"] or set(f.keys()) != names:
-                raise _bad(path, "it changed while it was read")
+                raise _bad(path, kind, "it changed while it was read")
             tensors = {k: f.get_tensor(k) for k in names}
         if _identity(os.stat(path)) != identity:
-            raise _bad(path, "it changed while it was read")
+            raise _bad(path, kind, "it changed while it was read")
     except FileFormatError:
         raise
     except Exception as e:  # the library's own checks (SafetensorError), or the file gone meanwhile
-        raise _bad(path, f"the safetensors library cannot read its arrays ({type(e).__name__}: {e})") from None
+        raise _bad(path, kind, f"the safetensors library cannot read its arrays ({type(e).__name__}: {e})") from None
     for k, t in tensors.items():
         e = header[k]
         if list(t.shape) != e["shape"] or structure.DTYPE_NAMES.get(t.dtype) != e["dtype"]:
-            raise _bad(path, f"the safetensors library read the array {k!r} as {t.dtype} {list(t.shape)}, not as "
-                       f"its header says")
+            raise _bad(path, kind, f"the safetensors library read the array {k!r} as {t.dtype} {list(t.shape)}, "
+                       "not as its header says")
     return tensors
 
 
-def _recognise(path: str, read_at, size: int) -> None:
+def _recognise(path: str, read_at, size: int, kind: Kind) -> None:
     """Name the formats a user may mistake for a .wlnet file (called once the file is known not
     to be a safetensors file: a header length may look like a pickle's first bytes)."""
     head = read_at(0)
     if head.startswith(HDF5):
-        raise _wolfram(path)
+        raise _wolfram(path, kind)
     if len(head) >= 2 and head[0] == 0x80 and 2 <= head[1] <= 5:
-        raise _bad(path, "it is a Python pickle (as pickle.dump and old torch.save write), and wlnet never loads "
-                   "pickles: loading one can run any code. Save nets with Export(path, net)")
+        raise _bad(path, kind, "it is a Python pickle (as pickle.dump and old torch.save write), and wlnet never "
+                   "loads pickles: loading one can run any code. Save nets with Export(path, net)")
     if head[:4] in (b"PK\x03\x04", b"PK\x05\x06"):
-        raise _bad(path, "it is a zip archive (torch.save writes zip archives of pickles), and wlnet never loads "
-                   "pickles: loading one can run any code. Save nets with Export(path, net)")
+        raise _bad(path, kind, "it is a zip archive (torch.save writes zip archives of pickles), and wlnet never "
+                   "loads pickles: loading one can run any code. Save nets with Export(path, net)")
     offset = 512  # an HDF5 file may start after a user block of 512, 1024, 2048, ... bytes
     while offset + 8 <= size:
         if read_at(offset) == HDF5:
-            raise _wolfram(path)
+            raise _wolfram(path, kind)
         offset *= 2
 
 
-def _wolfram(path: str) -> FileFormatError:
+def _wolfram(path: str, kind: Kind) -> FileFormatError:
     return FileFormatError(
-        f"Import: {path!r} is a Wolfram Language .wlnet file (HDF5 holding Wolfram-internal expressions), "
+        f"{kind.who}: {path!r} is a Wolfram Language .wlnet file (HDF5 holding Wolfram-internal expressions), "
         "which wlnet cannot read. In Wolfram, export the net to ONNX (Export[\"net.onnx\", net]) and Import "
         "that file here."
     )
@@ -213,51 +239,53 @@ def _json(text: str):
     return json.loads(text, object_pairs_hook=_no_duplicates, parse_constant=_no_constants)
 
 
-def _parse_header(text: bytes, data_size: int, path: str, recognise) -> tuple[dict, dict]:
+def _parse_header(text: bytes, data_size: int, path: str, recognise, kind: Kind) -> tuple[dict, dict]:
     """The safetensors header ({name: entry}, each checked against the `data_size` bytes that
     follow it) and the wlnet document in its metadata."""
     try:
         header = _json(text.decode("utf-8"))
     except (UnicodeDecodeError, ValueError, RecursionError) as e:
         recognise()
-        raise _bad(path, f"its header is not valid JSON ({e}): corrupt, or not a .wlnet file") from None
+        raise _bad(path, kind, f"its header is not valid JSON ({e}): corrupt, or not a {kind.what}") from None
     if not isinstance(header, dict):
-        raise _bad(path, "its header is not a JSON object")
+        raise _bad(path, kind, "its header is not a JSON object")
     meta = header.get("__metadata__")
-    if not isinstance(meta, dict) or not all(isinstance(v, str) for v in meta.values()) or "wlnet" not in meta:
-        raise _bad(path, "it is not one written by wlnet's Export (its header holds no wlnet structure)")
+    if not isinstance(meta, dict) or not all(isinstance(v, str) for v in meta.values()) or kind.key not in meta:
+        raise _bad(path, kind, f"it is a safetensors file, but not one wlnet wrote (its header holds no {kind.key!r} "
+                   "structure)")
     spans = []
     for name, e in header.items():
         if name == "__metadata__":
             continue
         if not isinstance(e, dict) or set(e) != {"dtype", "shape", "data_offsets"}:
-            raise _bad(path, f"its header entry for the array {name!r} is not dtype, shape and data_offsets")
+            raise _bad(path, kind, f"its header entry for the array {name!r} is not dtype, shape and data_offsets")
         dtype, shape, offsets = e["dtype"], e["shape"], e["data_offsets"]
         if dtype not in ITEM_SIZES:
-            raise _bad(path, f"the array {name!r} has the unknown dtype {dtype!r}")
+            raise _bad(path, kind, f"the array {name!r} has the unknown dtype {dtype!r}")
         if not isinstance(shape, list) or len(shape) > 32 or not all(_count(d) for d in shape):
-            raise _bad(path, f"the array {name!r} has the shape {str(shape)[:60]}, not a list of sizes")
+            raise _bad(path, kind, f"the array {name!r} has the shape {str(shape)[:60]}, not a list of sizes")
         if not isinstance(offsets, list) or len(offsets) != 2 or not all(_count(d) for d in offsets):
-            raise _bad(path, f"the array {name!r} has the data offsets {str(offsets)[:60]}, not two byte positions")
+            raise _bad(path, kind, f"the array {name!r} has the data offsets {str(offsets)[:60]}, not two byte "
+                       "positions")
         count = 1
         for d in shape:
             count *= d
         if offsets[1] - offsets[0] != count * ITEM_SIZES[dtype]:
-            raise _bad(path, f"the array {name!r} ({dtype} {shape}) needs {count * ITEM_SIZES[dtype]} bytes, but "
+            raise _bad(path, kind, f"the array {name!r} ({dtype} {shape}) needs {count * ITEM_SIZES[dtype]} bytes, but "
                        f"its data offsets span {offsets[1] - offsets[0]}")
         spans.append((offsets[0], offsets[1], name))
     end = 0
     for begin, stop, name in sorted(spans):
         if begin != end:
-            raise _bad(path, f"the data of the array {name!r} starts at byte {begin} of the data, not at {end}")
+            raise _bad(path, kind, f"the data of the array {name!r} starts at byte {begin} of the data, not at {end}")
         end = stop
     if end != data_size:
-        raise _bad(path, f"its arrays take {end} bytes after the header, but {data_size} follow "
+        raise _bad(path, kind, f"its arrays take {end} bytes after the header, but {data_size} follow "
                    + ("(truncated)" if end > data_size else "(extra bytes: corrupt)"))
     try:
-        doc = _json(meta["wlnet"])
+        doc = _json(meta[kind.key])
     except (ValueError, RecursionError) as e:
-        raise _bad(path, f"its wlnet structure is not valid JSON ({e})") from None
+        raise _bad(path, kind, f"its {kind.key} structure is not valid JSON ({e})") from None
     return header, doc
 
 
