@@ -68,6 +68,11 @@ def comparison(n=30, seed=1):
     return out
 
 
+def generated(info):
+    """A batch of regression examples that depends only on the batch's number."""
+    return regression(info["BatchSize"], seed=info["AbsoluteBatch"] + 100 * info["Validation"])
+
+
 def same_results(a, b):
     for key in ("TrainedNet", "FinalNet"):
         arrays_a, arrays_b = a[key].arrays(), b[key].arrays()
@@ -105,6 +110,9 @@ CASES = {
         lambda: regression_net(Dropout={"VariationalState": 0.3}), regression,
         {"Method": "SGD", "RoundLength": 28, "BatchSize": 8, "WorkingPrecision": "Real64", "MaxTrainingRounds": 6,
          "interval": 2}),
+    "a generator, RoundLength": (
+        regression_net, lambda: generated, {"BatchSize": 6, "RoundLength": 12, "MaxTrainingRounds": 4,
+                                            "ValidationSet": generated}),
     "RMSProp, measurements, a stopping criterion, no bucketing": (
         classifier_net, comparison, {"Method": ("RMSProp", {"GradientClipping": 0.5}), "BatchSize": 6,
                                      "TrainingProgressMeasurements": ["Accuracy", "ConfusionMatrix"],

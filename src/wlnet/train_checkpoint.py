@@ -200,7 +200,9 @@ class Checkpointer:
         for path in self.spec.candidates():
             try:
                 doc, tensors = read_document(path, kind, _check_version)
-                if not isinstance(doc, dict) or doc.get("format") != KEY or not isinstance(doc.get("written"), float):
+                fields = {"written": float, "round": int, "seed": int, "run": str, "fingerprint": dict}
+                if not isinstance(doc, dict) or doc.get("format") != KEY or \
+                        not all(isinstance(doc.get(k), t) for k, t in fields.items()):
                     raise FileFormatError(f"{WHO}: {path!r} is not a readable checkpoint: it holds no training state.")
             except FileFormatError as e:
                 warnings.warn(f"{WHO}: skipping the checkpoint {path!r}: {e}", NetWarning, stacklevel=4)
@@ -247,12 +249,14 @@ class Checkpointer:
         dropout = _gather_states(run.ctx.generator, self.group)
         if self.group.rank != 0:
             return
-        from .io import Export
-        from .io.wlnet import write_document
+        from .io.wlnet import export_wlnet, write_document
         from .runtime import module_arrays
 
         net_file, state_file = self.spec.files(self.run, r)
-        Export(net_file, run.net.with_arrays(module_arrays(run.net, run.module)), "WLNet")
+        # the net's structure is checked at the first checkpoint (it does not change); the rename of
+        # the net's file is flushed with the state's, in the same directory
+        export_wlnet(net_file, run.net.with_arrays(module_arrays(run.net, run.module)), check=not self.written,
+                     sync_directory=False)
         tensors: dict = {}
         doc = _state(run, r, fp, dropout, tensors)
         doc["run"] = self.run

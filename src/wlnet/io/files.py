@@ -8,12 +8,13 @@ import tempfile
 from ..errors import ExportError
 
 
-def atomic_write(path, data, who: str = "Export") -> None:
+def atomic_write(path, data, who: str = "Export", sync_directory: bool = True) -> None:
     """Write `data` to `path`: into a temporary file in the same directory, flushed to disk, then
     renamed over `path` (a rename within a directory is atomic). `data` is bytes-like, an
     iterable of bytes-like chunks, or a function that writes the file whose path it is given.
     On failure the temporary file is removed and any old file under `path` is left as it was;
-    an OSError becomes an ExportError naming the file."""
+    an OSError becomes an ExportError naming the file. sync_directory=False leaves the flush of
+    the rename itself to a later write in the same directory (the file is whole either way)."""
     path = os.fspath(path)
     folder = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(folder):
@@ -33,7 +34,8 @@ def atomic_write(path, data, who: str = "Export") -> None:
             os.fsync(f.fileno())
         os.replace(tmp, path)
         tmp = None
-        _sync_directory(folder)
+        if sync_directory:
+            _sync_directory(folder)
     except OSError as e:
         raise ExportError(f"{who}: cannot write {path!r}: {e.strerror or e}.") from e
     finally:

@@ -35,26 +35,29 @@ def _safetensors():
 
 
 # ---- writing --------------------------------------------------------------------------------------
-def export_wlnet(path, obj) -> None:
+def export_wlnet(path, obj, check: bool = True, sync_directory: bool = True) -> None:
     """Write a net or NetStateObject to `path` (atomically). Nothing is written when the net cannot
-    be saved faithfully."""
+    be saved faithfully (check=False skips rebuilding it to make sure, for a net whose structure
+    was checked before, such as each checkpoint of a run after the first)."""
     if not isinstance(obj, Net | NetStateObject):
         raise ExportError(f"Export: expected a net or a NetStateObject, but was given {type(obj).__name__}.")
     doc, tensors = structure.encode(obj)
     name = obj.net.name if isinstance(obj, NetStateObject) else obj.name
-    try:  # what is written must read back: rebuild the net from the document now
-        rebuilt = structure.decode(doc, tensors)
-    except structure.StructureError as e:
-        raise ExportError(f"Export: the {name} cannot be saved: rebuilt from what it keeps, {e}") from None
-    _check_same(obj, rebuilt, name)
-    write_document(path, doc, tensors)
+    if check:
+        try:  # what is written must read back: rebuild the net from the document now
+            rebuilt = structure.decode(doc, tensors)
+        except structure.StructureError as e:
+            raise ExportError(f"Export: the {name} cannot be saved: rebuilt from what it keeps, {e}") from None
+        _check_same(obj, rebuilt, name)
+    write_document(path, doc, tensors, sync_directory=sync_directory)
 
 
-def write_document(path, doc: dict, tensors: dict, key: str = "wlnet", who: str = "Export") -> None:
+def write_document(path, doc: dict, tensors: dict, key: str = "wlnet", who: str = "Export",
+                   sync_directory: bool = True) -> None:
     """Write a safetensors file (atomically) of `tensors` whose metadata holds the JSON `doc` under `key`."""
     text = json.dumps(doc, allow_nan=False, ensure_ascii=False, separators=(",", ":"))
     st = _safetensors()
-    atomic_write(path, lambda tmp: st.save_file(tensors, tmp, metadata={key: text}), who)
+    atomic_write(path, lambda tmp: st.save_file(tensors, tmp, metadata={key: text}), who, sync_directory)
 
 
 def _check_same(obj, rebuilt, name: str) -> None:
