@@ -20,6 +20,7 @@ import torch
 
 from wlnet import (
     All,
+    FileFormatError,
     Import,
     LinearLayer,
     LongShortTermMemoryLayer,
@@ -153,6 +154,8 @@ def test_a_checkpoint_net_is_the_net_of_its_round_and_file_mode_overwrites(tmp_p
     assert two["CheckpointingFiles"] == [str(path), str(path) + ".training"]
     assert sorted(os.listdir(tmp_path)) == ["latest.wlnet", "latest.wlnet.training"]
     saved = Import(path)
+    with pytest.raises(FileFormatError, match="training state of a NetTrain checkpoint, not a net; Import the .wlnet"):
+        Import(str(path) + ".training", "WLNet")
     for k, t in two["FinalNet"].arrays().items():
         assert torch.equal(saved.arrays()[k], t), k
     # resuming a finished run trains nothing more; raising MaxTrainingRounds trains on as one longer run

@@ -196,19 +196,30 @@ class Checkpointer:
         from .io.wlnet import Kind, read_document
 
         kind = Kind(KEY, WHO, "checkpoint")
-        found = []
-        for path in self.spec.candidates():
+        fields = {"written": float, "round": int, "seed": int, "run": str, "fingerprint": dict}
+
+        def read(path, arrays):
             try:
-                doc, tensors = read_document(path, kind, _check_version)
-                fields = {"written": float, "round": int, "seed": int, "run": str, "fingerprint": dict}
+                doc, tensors = read_document(path, kind, _check_version, arrays)
                 if not isinstance(doc, dict) or doc.get("format") != KEY or \
                         not all(isinstance(doc.get(k), t) for k, t in fields.items()):
                     raise FileFormatError(f"{WHO}: {path!r} is not a readable checkpoint: it holds no training state.")
+                return doc, tensors
             except FileFormatError as e:
-                warnings.warn(f"{WHO}: skipping the checkpoint {path!r}: {e}", NetWarning, stacklevel=4)
-                continue
-            found.append((doc["written"], doc.get("round", 0), path, doc, tensors))
-        chosen = max(found, key=lambda f: f[:2]) if found else None
+                warnings.warn(f"{WHO}: skipping the checkpoint {path!r}: {e}", NetWarning, stacklevel=5)
+                return None
+
+        found = []  # the documents first (the headers alone), the arrays of the latest only
+        for path in self.spec.candidates():
+            got = read(path, False)
+            if got is not None:
+                found.append((got[0]["written"], got[0]["round"], path))
+        chosen = None
+        for _, _, path in sorted(found, reverse=True):
+            got = read(path, True)
+            if got is not None:
+                chosen = (got[0]["written"], got[0]["round"], path, *got)
+                break
         mine = chosen[1] if chosen else -1
         rounds = self.group.share(mine)
         if rounds != mine:

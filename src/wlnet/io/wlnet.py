@@ -99,17 +99,17 @@ class Kind(NamedTuple):
 WLNET = Kind("wlnet", "Import", ".wlnet file")
 
 
-def read_document(path: str, kind: Kind, check=None) -> tuple[dict, dict]:
-    """(the JSON document under kind.key in the metadata, {name: tensor}) of a safetensors file,
-    its header checked before the library reads it; `check(doc)` may raise a StructureError
-    (a newer version) before the arrays are read."""
+def read_document(path: str, kind: Kind, check=None, arrays: bool = True) -> tuple[dict, dict | None]:
+    """(the JSON document under kind.key in the metadata, {name: tensor}, or None without
+    `arrays`) of a safetensors file, its header checked before the library reads it;
+    `check(doc)` may raise a StructureError (a newer version) before the arrays are read."""
     header, doc, identity = _read_header(path, kind)
     if check is not None:
         try:
             check(doc)
         except structure.StructureError as e:
             raise _bad(path, kind, str(e)) from None
-    return doc, _load_tensors(path, header, identity, kind)
+    return doc, _load_tensors(path, header, identity, kind) if arrays else None
 
 
 def structure_version(doc) -> None:
@@ -253,6 +253,9 @@ def _parse_header(text: bytes, data_size: int, path: str, recognise, kind: Kind)
     if not isinstance(header, dict):
         raise _bad(path, kind, "its header is not a JSON object")
     meta = header.get("__metadata__")
+    if kind.key == WLNET.key and isinstance(meta, dict) and "wlnet-training" in meta:
+        raise _bad(path, kind, "it holds the training state of a NetTrain checkpoint, not a net; Import the .wlnet "
+                   "file written beside it")
     if not isinstance(meta, dict) or not all(isinstance(v, str) for v in meta.values()) or kind.key not in meta:
         raise _bad(path, kind, f"it is a safetensors file, but not one wlnet wrote (its header holds no {kind.key!r} "
                    "structure)")
