@@ -302,7 +302,7 @@ def mutate(data: bytes, header_end: int, mutation, in_header: bool) -> bytes:
     return data
 
 
-@settings(max_examples=150, deadline=2000, database=None,
+@settings(max_examples=150, deadline=5000, database=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(mutations=st.lists(MUTATION, min_size=1, max_size=3), in_header=st.booleans())
 def test_mutated_bytes_load_and_evaluate_or_raise_a_net_error(exported, tmp_path, mutations, in_header):
@@ -348,7 +348,7 @@ def nudge(x, step: int):
     return x
 
 
-@settings(max_examples=150, deadline=2000, database=None,
+@settings(max_examples=150, deadline=5000, database=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(choice=st.integers(0, 10**6), value=JSON_VALUES, action=st.sampled_from(["replace", "delete", "nudge"]),
        step=st.integers(-3, 3), skip_arrays=st.booleans())
