@@ -316,3 +316,22 @@ def test_importing_wlnet_imports_no_file_format_library():
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
     assert r.returncode == 0, r.stdout + r.stderr
+
+
+def test_every_kind_of_option_value_encodes_and_decodes_to_itself():
+    from wlnet.io.structure import Decoder, Encoder
+
+    owner = LinearLayer(2)
+    enc, dec = Encoder(owner), Decoder({})
+    values = [None, True, 0, -7, 10**30, 0.1, -0.0, math.inf, -math.inf, "Varying", "$x", [1, [2, (3,)]], (),
+              ("Varying", Automatic), {"a": 1, "$b": 2}, {1: "x", (1, "State"): [0.5]}, slice(2, None),
+              slice(1, -1, 2), All, DigitCharacter, NetPort(1, "State"), torch.tanh, np.int64(3), np.float32(0.5)]
+    for v in values:
+        got = dec.value(enc.value(v, owner), 0, "a value")
+        want = v.item() if isinstance(v, np.generic) else v  # numpy scalars come back as Python numbers
+        assert type(got) is type(want) and repr(got) == repr(want), v
+    nan = dec.value(enc.value(math.nan, owner), 0, "a value")
+    assert math.isnan(nan)
+    for bad in (object(), b"bytes", {1, 2}, torch.zeros(2)):
+        with pytest.raises(ExportError, match="cannot be saved"):
+            enc.value(bad, owner)

@@ -5,9 +5,10 @@ arrays: `{"class": "LinearLayer", "args": [2], "options": {"Input": 3}, "arrays"
 REF, "Biases": REF}}`, REF `{"tensor": name, "dtype": "F32", "shape": [2, 3]}` naming a tensor
 of the file. Option values are JSON, with tags for what JSON lacks: `{"$tuple": [...]}`,
 `{"$dict": [[key, value], ...]}` (keys that are not strings), `{"$float": "NaN"}` (and
-"Infinity", "-Infinity"), `{"$value": "Automatic"}` (wlnet's public constants: Automatic, All,
-the character classes), `{"$function": "Tanh"}` (a named function), `{"$NetPort": [...]}` and
-`{"$new": NODE}` (a net, encoder or decoder inside an option).
+"Infinity", "-Infinity"), `{"$slice": [start, stop, step]}`, `{"$value": "Automatic"}`
+(wlnet's public constants: Automatic, All, the character classes), `{"$function": "Tanh"}` (a
+named function), `{"$NetPort": [...]}` and `{"$new": NODE}` (a net, encoder or decoder inside an
+option).
 
 Decoding builds only the classes wlnet exports (`wlnet.__all__`), from data: no pickle, no
 eval, no module named by the file is imported.
@@ -16,8 +17,9 @@ What a class needs to be saved: to be exported from `wlnet/__init__.py`, and to 
 `cls(*args, **options, **arrays)` from what it keeps (`CONSTRUCTORS`): a Layer keeps `_args`
 (its positional arguments), `_given` (its options, arrays left out) and `_arrays` (accepted
 back as options of the same names); NetGraph and NetChain keep `_nodes`, `_user_edges` and
-`_port_options`. An operator holding nets in `_args` or `_given` has them written recursively,
-so they must be its current inner nets (the ones `map_leaves` gives it).
+`_port_options`; any other net keeps `_args` and `_given` (its arrays are its inner nets').
+An operator holding nets in `_args` or `_given` has them written recursively, so they must be
+its current inner nets (the ones `map_leaves` gives it). Export checks this by rebuilding.
 """
 
 from __future__ import annotations
@@ -57,7 +59,7 @@ CONSTRUCTORS = (
     (NetGraph, lambda n: ((_graph_layers(n), list(n._user_edges)), dict(n._port_options), {})),
     (NetEncoder, lambda e: ((e._spec,), {"IgnoreCase": True} if e.ignore_case else {}, {})),
     (NetDecoder, lambda d: ((d._spec,), {}, {})),
-    (Net, lambda n: (tuple(n._args), dict(n._given), dict(n._arrays))),
+    (Net, lambda n: (tuple(n._args), dict(n._given), dict(n._arrays) if isinstance(n, Layer) else {})),
 )
 
 _REGISTRY = None
@@ -173,6 +175,8 @@ class Encoder:
             return {"$value": self.value_names[id(v)]}
         if isinstance(v, NetPort):
             return {"$NetPort": [self.value(x, owner, option) for x in v.spec]}
+        if isinstance(v, slice):
+            return {"$slice": [self.value(x, owner, option) for x in (v.start, v.stop, v.step)]}
         if isinstance(v, Net | NetEncoder | NetDecoder):
             return {"$new": self.node(v)}
         if hasattr(v, "item") and getattr(v, "shape", None) == ():  # a numpy or torch scalar
@@ -183,11 +187,12 @@ class Encoder:
             if id(v) in self.function_names:
                 return {"$function": self.function_names[id(v)]}
             _, _, functions = registry()
+            fix = (f"Use one of the named functions {', '.join(repr(f) for f in functions)} instead, e.g. "
+                   f"ElementwiseLayer({next(iter(functions))!r})" if type(owner).__name__ == "ElementwiseLayer" else
+                   f"Give the function by one of the names {type(owner).__name__} knows (a string) instead")
             raise ExportError(
                 f"Export: {self.where(owner)} holds the Python function {name} ({what}), which cannot be saved: "
-                f"a file that held code would run it when loaded. Use one of the named functions "
-                f"{', '.join(repr(f) for f in functions)} instead, e.g. "
-                f"{type(owner).__name__}({next(iter(functions))!r})."
+                f"a file that held code would run it when loaded. {fix}."
             )
         raise ExportError(f"Export: {self.where(owner)} holds {v!r} ({what}, of type {type(v).__name__}), which "
                           "cannot be saved.")
@@ -346,6 +351,11 @@ class Decoder:
                 raise StructureError(f"{where} names the function {_short(x)}, which is not one of wlnet's named "
                                      f"functions ({', '.join(self.functions)}).")
             return self.functions[x]
+        if tag == "$slice":
+            parts = [self.value(y, depth + 1, where) for y in _type(x, list, where)]
+            if len(parts) != 3:
+                raise StructureError(f"{where}: a $slice must be [start, stop, step], but is {_short(x)}.")
+            return slice(*parts)
         if tag == "$NetPort":
             spec = [self.value(y, depth + 1, where) for y in _type(x, list, where)]
             try:
