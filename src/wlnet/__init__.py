@@ -15,6 +15,8 @@ from .encoders import (
 from .errors import (
     ConstructionError,
     EncodingError,
+    ExportError,
+    FileFormatError,
     InitializationError,
     InputError,
     NetError,
@@ -27,6 +29,7 @@ from .errors import (
 )
 from .info import Information, NetExtract, Options
 from .initialize import NetInitialize
+from .io import Export, Import
 from .io.torch import from_torch, to_torch
 from .layers.basic import DropoutLayer, ElementwiseLayer, LinearLayer, SoftmaxLayer
 from .layers.join import CatenateLayer, ThreadingLayer, TotalLayer
@@ -61,7 +64,11 @@ __all__ = [
     "ElementwiseLayer",
     "EmbeddingLayer",
     "EncodingError",
+    "Export",
+    "ExportError",
+    "FileFormatError",
     "GatedRecurrentLayer",
+    "Import",
     "Information",
     "InitializationError",
     "InputError",

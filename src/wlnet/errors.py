@@ -47,6 +47,16 @@ class NotSupportedError(NetError, NotImplementedError):
     """A valid request that this version cannot carry out."""
 
 
+class FileFormatError(NetError, ValueError):
+    """A file that Import cannot read as a net: missing, not a regular file, empty, truncated,
+    corrupt, of another format, or written by a newer wlnet."""
+
+
+class ExportError(NetError, ValueError):
+    """A net that Export cannot write (a Python function where a named one is needed, a class
+    that is not wlnet's), or a destination it cannot write to."""
+
+
 def where(layer: str | None, port: str | None = None) -> str:
     """The prefix that places a message: 'LongShortTermMemoryLayer, port "Input": '."""
     parts = []

@@ -34,6 +34,7 @@ from .initialize import NetInitialize
 from .net import Net
 from .runtime import module_arrays
 from .symbols import All, Automatic
+from .train_checkpoint import Checkpointer, fingerprint
 from .train_data import Dataset, Problem, read_dataset
 from .train_loop import GeneratorSource, ListSource, Run
 from .train_options import METHODS, OPTIONS, multipliers, optimizer, parse, precision
@@ -214,7 +215,9 @@ def NetTrain(net: Net, data, prop="TrainedNet", **options):
     LearningRateMultipliers, TargetDevice, WorkingPrecision
     ("Real32", "Real64"; "Mixed" is refused with a clear error), RandomSeeding, TrainingStoppingCriterion,
     TrainingProgressMeasurements, TrainingProgressFunction, TrainingProgressReporting,
-    LengthBucketing (Automatic/True: batches of similar lengths; False).
+    LengthBucketing (Automatic/True: batches of similar lengths; False), TrainingProgressCheckpointing
+    (("Directory", dir) or ("File", path), optionally with {"Interval": rounds, "Resume": True}; see
+    train_checkpoint).
 
     >>> trained = NetTrain(NetInitialize(LongShortTermMemoryLayer(2, Input=(3, 1))),
     ...                    [([[1], [2], [3]], [[0, 1], [1, 0], [1, 1]])], MaxTrainingRounds=5,
@@ -233,7 +236,10 @@ def NetTrain(net: Net, data, prop="TrainedNet", **options):
 
 
 def _train(net: Net, data, prop, o: dict, group: _Group):
-    seed = group.seed(o["RandomSeeding"])
+    checkpoints = Checkpointer(o["TrainingProgressCheckpointing"], group) if o["TrainingProgressCheckpointing"] \
+        else None
+    resumed = checkpoints.find() if checkpoints is not None else None
+    seed = resumed["seed"] if resumed is not None else group.seed(o["RandomSeeding"])
     dtype = precision(o["WorkingPrecision"])
     if not net.initialized():
         net = NetInitialize(net, RandomSeeding=seed)
@@ -277,6 +283,12 @@ def _train(net: Net, data, prop, o: dict, group: _Group):
     model = group.wrap(module, find_unused=len(problem.losses) < len(net.output_ports()))
     run = Run(net, problem, source, validation, model, module, opt, group, o,
               O.generator(seed + 1 + group.rank, WHO, group.device), AUTOMATIC_SECONDS, dtype)
+    run.seed = seed
+    if checkpoints is not None:
+        run.checkpointer = checkpoints
+        run.fingerprint = fingerprint(module, problem, validation, batch, o["Method"], dtype, group.world, source)
+        if resumed is not None:
+            checkpoints.restore(run, run.fingerprint)
     best = run.loop()
 
     group.same_arrays(module)
@@ -317,7 +329,7 @@ def _train(net: Net, data, prop, o: dict, group: _Group):
         "OptimizationMethod": (name, dict(settings)),
         "TargetDevice": "GPU" if group.device.type == "cuda" else "CPU",
         "WorkingPrecision": o["WorkingPrecision"] if o["WorkingPrecision"] is not Automatic else "Real32",
-        "CheckpointingFiles": [],
+        "CheckpointingFiles": list(checkpoints.written) if checkpoints is not None else [],
     }
     results = NetTrainResultsObject(values)
     return results if prop is All else results[prop]

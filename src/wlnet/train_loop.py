@@ -218,6 +218,11 @@ class Run:
         self.lr_first = self.lr_last = None
         self.planned_rounds = self.max_rounds
         self.port = next(iter(problem.losses)) if self.measured else None
+        self.best, self.best_loss = None, math.inf  # the arrays of the best validation loss so far
+        # where a resumed run starts (train_checkpoint restores these), and the checkpoints it writes
+        self.start_round, self.elapsed_before, self.val_time = 0, 0.0, 0.0
+        self.checkpointer = self.fingerprint = self.seed = None
+        self.t0 = 0.0
         if self.measured and len(problem.losses) != 1:
             raise TrainingError(f"{WHO}: TrainingProgressMeasurements need targets for one output port; the data "
                                 f"gives targets for {', '.join(repr(p) for p in problem.losses)}.")
@@ -229,11 +234,9 @@ class Run:
     def loop(self):
         world = self.group.world
         steps = self.source.steps()
-        best, best_loss = None, math.inf
-        t0 = time.perf_counter()
-        val_time = 0.0
-        r = 0
-        stop = False
+        t0 = self.t0 = time.perf_counter() - self.elapsed_before
+        r = self.start_round
+        stop = r > 0 and self._finished(r)
         with _Interrupt() as interrupt:
             try:
                 while not stop:
@@ -242,6 +245,7 @@ class Run:
                     total = 0.0  # the sum of the round's example losses (all ranks)
                     seen = 0
                     outputs, targets = [], []
+                    done = 0  # the round's batches stepped
                     for j, part in enumerate(self.source.plan(), 1):
                         xs, ts = self.source.rows(part) if world == 1 else self._shard(part)
                         size = _size(xs) if world == 1 else self._global_size
@@ -261,6 +265,7 @@ class Run:
                         seen += size
                         self.batches += 1
                         self.examples += size
+                        done = j
                         now = time.perf_counter()
                         elapsed = now - t0
                         if self.progress_fn is not None and self.progress_fn[1] == "Batches" \
@@ -273,7 +278,7 @@ class Run:
                             self.reason, stop = "TimeGoal", True
                             break
                         if self.progress.due(now):
-                            rate = self.examples / max(elapsed - val_time, 1e-9)
+                            rate = self.examples / max(elapsed - self.val_time, 1e-9)
                             running = total / max(seen, 1)
                             last_val = self.val_losses[-1] if self.val_losses else None
                             self.progress.show(now, elapsed, r, running, last_val, rate)
@@ -285,11 +290,11 @@ class Run:
                     if self.val_data is not None and self.reason != "Divergence":
                         tv = time.perf_counter()
                         val = self._validate()
-                        val_time += time.perf_counter() - tv
+                        self.val_time += time.perf_counter() - tv
                         self.val_losses.append(val)
-                        if val < best_loss:
-                            best_loss = val
-                            best = {k: p.detach().clone() for k, p in self.module.named_parameters()}
+                        if val < self.best_loss:
+                            self.best_loss = val
+                            self.best = {k: p.detach().clone() for k, p in self.module.named_parameters()}
                     now = time.perf_counter()
                     elapsed = now - t0
                     self._warn_growth(r)
@@ -307,17 +312,27 @@ class Run:
                         info = info or self._info(r, steps, self.batch_losses[-1], elapsed, total, seen)
                         if self.group.agree(self.stopping.check(r, values, info)):
                             self.reason, stop = "StoppingCriterion", True
-                    rate = self.examples / max(elapsed - val_time, 1e-9)
+                    rate = self.examples / max(elapsed - self.val_time, 1e-9)
                     self.progress.round_end(now, elapsed, r, round_loss,
                                             self.val_losses[-1] if self.val_losses else None, rate,
                                             {m: v[-1] for m, v in self.round_measurements.items() if v},
                                             {m: v[-1] for m, v in self.val_measurements.items() if v})
+                    # a checkpoint of a round that ran to its end as an uninterrupted run's would
+                    if self.checkpointer is not None and done == steps and self.checkpointer.due(r) \
+                            and self.reason in (None, "MaxTrainingRounds", "StoppingCriterion"):
+                        self.checkpointer.write(self, r, self.fingerprint)
             finally:
                 self.elapsed = time.perf_counter() - t0
-                self.train_time = self.elapsed - val_time
+                self.train_time = self.elapsed - self.val_time
                 self.progress.close(self.elapsed)
         self._check_final_arrays()
-        return best
+        return self.best
+
+    def _finished(self, r: int) -> bool:
+        """Whether a run resumed after round r has nothing left to do."""
+        if self.reason is None and self.planned_rounds is not None and r >= self.planned_rounds:
+            self.reason = "MaxTrainingRounds"
+        return self.reason is not None
 
     def _round_stop(self, r: int, elapsed: float, steps: int) -> bool:
         if self.automatic and (self.planned_rounds is None or elapsed < 0.1 * self.automatic_seconds):

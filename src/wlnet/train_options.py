@@ -30,6 +30,7 @@ from . import options as O
 from .errors import NotSupportedError, OptionError, TrainingError
 from .measure import MEASUREMENTS
 from .symbols import All, Automatic
+from .train_checkpoint import parse as checkpointing
 
 WHO = "NetTrain"
 OPTIONS = {
@@ -49,6 +50,7 @@ OPTIONS = {
     "TrainingProgressMeasurements": None,
     "TrainingProgressFunction": None,
     "TrainingProgressReporting": Automatic,
+    "TrainingProgressCheckpointing": None,
     "LengthBucketing": Automatic,
 }
 COMMON = {"LearningRateSchedule": Automatic, "GradientClipping": None, "WeightClipping": None,
@@ -310,6 +312,7 @@ def parse(options: dict) -> dict:
     o["TrainingProgressMeasurements"] = measurements(o["TrainingProgressMeasurements"])
     o["TrainingStoppingCriterion"] = Stopping(o["TrainingStoppingCriterion"], o["TrainingProgressMeasurements"])
     o["TrainingProgressFunction"] = progress_function(o["TrainingProgressFunction"])
+    o["TrainingProgressCheckpointing"] = checkpointing(o["TrainingProgressCheckpointing"])
     b = o["LengthBucketing"]
     if b not in (Automatic, True, False):
         raise OptionError(f"{WHO}: LengthBucketing must be Automatic, True or False, but was given {b!r}.")

@@ -103,7 +103,8 @@ class NetTrainResultsObject:
     (validation passes excluded), "TotalTrainingTime" (seconds in the training loop)
     "TrainingExamples", "ValidationExamples"  examples per round, validation examples (0 without)
     "BatchSize", "OptimizationMethod" ((name, settings)), "TargetDevice", "WorkingPrecision"
-    "CheckpointingFiles"  files written by checkpointing ([]: checkpointing is not built yet)
+    "CheckpointingFiles"  the files TrainingProgressCheckpointing wrote (each checkpoint's .wlnet net
+    and its .training state), in the order first written
     "LossPlot"  a matplotlib figure of the losses (fig.savefig("loss.png"))
     "FinalPlots"  {"Loss": figure, measurement: figure, ...}
     """

@@ -9,6 +9,7 @@ import numpy as np
 import torch
 
 from .. import options as O
+from ..data import _all_finite
 from ..encoders import NetDecoder, NetEncoder
 from ..errors import OptionError, ShapeError, where
 from ..net import Net
@@ -172,7 +173,7 @@ class Layer(Net):
                 f"{where(self.name)}array {name} must have dimensions {want}, but was given an array of "
                 f"dimensions {got}."
             )
-        if not bool(torch.isfinite(t).all()):
+        if not _all_finite(t):
             raise ShapeError(f"{where(self.name)}array {name} contains NaN or infinite values.")
         return t
 

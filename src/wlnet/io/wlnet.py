@@ -1,0 +1,299 @@
+"""wlnet's own file format, ".wlnet": one safetensors file.
+
+The arrays are its tensors; the net's structure (`structure.py`: classes, constructor arguments,
+options, port types, a format name and version) is a JSON document in its metadata under the
+key "wlnet". Reading checks the safetensors header itself (sizes, offsets, dtypes) before the
+safetensors library parses it, and loads nothing but tensors and JSON: no pickle, no code.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+from typing import NamedTuple
+
+from ..errors import ExportError, FileFormatError, NotSupportedError
+from ..net import Net
+from ..state import NetStateObject
+from . import structure
+from .files import atomic_write
+
+MAX_HEADER = 64 * 2**20  # bytes of safetensors header (the JSON) accepted
+HDF5 = b"\x89HDF\r\n\x1a\n"  # the signature of an HDF5 file (Wolfram's own .wlnet), at 0, 512, 1024, 2048, ...
+ITEM_SIZES = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2, "I64": 8, "I32": 4, "I16": 2, "I8": 1, "U8": 1, "BOOL": 1}
+
+
+def _safetensors():
+    try:
+        import safetensors.torch
+    except ImportError:
+        raise NotSupportedError(
+            "Export/Import of .wlnet files needs the safetensors package: pip install 'wlnet[save]'."
+        ) from None
+    return safetensors.torch
+
+
+# ---- writing --------------------------------------------------------------------------------------
+def export_wlnet(path, obj, check: bool = True, sync_directory: bool = True) -> None:
+    """Write a net or NetStateObject to `path` (atomically). Nothing is written when the net cannot
+    be saved faithfully (check=False skips rebuilding it to make sure, for a net whose structure
+    was checked before, such as each checkpoint of a run after the first)."""
+    if not isinstance(obj, Net | NetStateObject):
+        raise ExportError(f"Export: expected a net or a NetStateObject, but was given {type(obj).__name__}.")
+    doc, tensors = structure.encode(obj)
+    name = obj.net.name if isinstance(obj, NetStateObject) else obj.name
+    if check:
+        try:  # what is written must read back: rebuild the net from the document now
+            rebuilt = structure.decode(doc, tensors)
+        except structure.StructureError as e:
+            raise ExportError(f"Export: the {name} cannot be saved: rebuilt from what it keeps, {e}") from None
+        _check_same(obj, rebuilt, name)
+    write_document(path, doc, tensors, sync_directory=sync_directory)
+
+
+def write_document(path, doc: dict, tensors: dict, key: str = "wlnet", who: str = "Export",
+                   sync_directory: bool = True) -> None:
+    """Write a safetensors file (atomically) of `tensors` whose metadata holds the JSON `doc` under `key`."""
+    text = json.dumps(doc, allow_nan=False, ensure_ascii=False, separators=(",", ":"))
+    st = _safetensors()
+    atomic_write(path, lambda tmp: st.save_file(tensors, tmp, metadata={key: text}), who, sync_directory)
+
+
+def _check_same(obj, rebuilt, name: str) -> None:
+    a = obj.net if isinstance(obj, NetStateObject) else obj
+    b = rebuilt.net if isinstance(rebuilt, NetStateObject) else rebuilt
+
+    def summary(net):
+        return ([(pos, leaf.name) for pos, leaf in net.leaves()],
+                {k: None if t is None else (tuple(t.shape), t.dtype) for k, t in net.arrays().items()},
+                net.input_ports(), net.output_ports(), net.state_positions())
+
+    if summary(a) != summary(b):
+        raise ExportError(f"Export: the {name} cannot be saved: rebuilt from the arguments it keeps, its layers, "
+                          "arrays or ports differ from its own.")
+
+
+# ---- reading --------------------------------------------------------------------------------------
+def import_wlnet(path):
+    """The net (or NetStateObject) in the .wlnet file `path`; a FileFormatError naming the file
+    and what is wrong with it otherwise."""
+    path = os.fspath(path)
+    doc, tensors = read_document(path, WLNET, structure_version)
+    try:
+        return structure.decode(doc, tensors)
+    except structure.StructureError as e:
+        raise FileFormatError(f"Import: {path!r} cannot be read as a net: {e}") from None
+    except RecursionError:
+        raise _bad(path, WLNET, "its structure is nested too deeply") from None
+
+
+class Kind(NamedTuple):
+    """What a file is read as: its metadata key and the words of the messages."""
+
+    key: str
+    who: str
+    what: str
+
+
+WLNET = Kind("wlnet", "Import", ".wlnet file")
+
+
+def read_document(path: str, kind: Kind, check=None, arrays: bool = True) -> tuple[dict, dict | None]:
+    """(the JSON document under kind.key in the metadata, {name: tensor}, or None without
+    `arrays`) of a safetensors file, its header checked before the library reads it;
+    `check(doc)` may raise a StructureError (a newer version) before the arrays are read."""
+    header, doc, identity = _read_header(path, kind)
+    if check is not None:
+        try:
+            check(doc)
+        except structure.StructureError as e:
+            raise _bad(path, kind, str(e)) from None
+    return doc, _load_tensors(path, header, identity, kind) if arrays else None
+
+
+def structure_version(doc) -> None:
+    if not isinstance(doc, dict):
+        raise structure.StructureError("the structure is not a JSON object.")
+    version = doc.get("version")
+    if doc.get("format") == structure.FORMAT and isinstance(version, int) and version > structure.VERSION:
+        raise structure.StructureError(
+            f"it was written in format version {version} by a newer wlnet; this wlnet reads versions up to "
+            f"{structure.VERSION}. Upgrade wlnet to read it."
+        )
+
+
+def _bad(path: str, kind: Kind, reason: str) -> FileFormatError:
+    return FileFormatError(f"{kind.who}: {path!r} is not a readable {kind.what}: {reason}.")
+
+
+def _identity(st) -> tuple:
+    return st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns
+
+
+def _read_header(path: str, kind: Kind) -> tuple[dict, dict, tuple]:
+    """(the checked safetensors header, the wlnet document in it, the file's identity)."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        raise FileFormatError(f"{kind.who}: {path!r} does not exist.") from None
+    except OSError as e:
+        raise FileFormatError(f"{kind.who}: cannot read {path!r}: {e.strerror or e}.") from None
+    if stat.S_ISDIR(st.st_mode):
+        raise FileFormatError(f"{kind.who}: {path!r} is a directory, not a file.")
+    if not stat.S_ISREG(st.st_mode):
+        raise FileFormatError(f"{kind.who}: {path!r} is not a regular file.")
+    try:
+        with open(path, "rb") as f:
+            st = os.fstat(f.fileno())
+            size = st.st_size
+
+            def read_at(offset: int) -> bytes:
+                f.seek(offset)
+                return f.read(8)
+
+            head = f.read(8)
+            if len(head) < 8:
+                _recognise(path, read_at, size, kind)
+                raise _bad(path, kind, "the file is empty" if not head else
+                           f"it has {len(head)} bytes, fewer than the 8 of a .wlnet file's header length (truncated)")
+            n = int.from_bytes(head, "little")
+            if n > MAX_HEADER or n > size - 8:
+                _recognise(path, read_at, size, kind)
+                raise _bad(path, kind, f"its first 8 bytes give a header of {n} bytes, but "
+                           + (f"at most {MAX_HEADER} are allowed (corrupt, or not a .wlnet file)" if n > MAX_HEADER
+                              else f"only {size - 8} bytes follow (truncated, or not a .wlnet file)"))
+            text = f.read(n)
+            header, doc = _parse_header(text, size - 8 - n, path, lambda: _recognise(path, read_at, size, kind),
+                                        kind)
+    except OSError as e:
+        raise FileFormatError(f"{kind.who}: cannot read {path!r}: {e.strerror or e}.") from None
+    return header, doc, _identity(st)
+
+
+def _load_tensors(path: str, header: dict, identity: tuple, kind: Kind) -> dict:
+    """The file's arrays, read by the safetensors library (its header already checked here)."""
+    names = {k for k in header if k != "__metadata__"}
+    if not names:
+        return {}
+    _safetensors()
+    from safetensors import safe_open
+
+    try:
+        with safe_open(path, framework="pt") as f:
+            if f.metadata() != header["__metadata__"] or set(f.keys()) != names:
+                raise _bad(path, kind, "it changed while it was read")
+            tensors = {k: f.get_tensor(k) for k in names}
+        if _identity(os.stat(path)) != identity:
+            raise _bad(path, kind, "it changed while it was read")
+    except FileFormatError:
+        raise
+    except Exception as e:  # the library's own checks (SafetensorError), or the file gone meanwhile
+        raise _bad(path, kind, f"the safetensors library cannot read its arrays ({type(e).__name__}: {e})") from None
+    for k, t in tensors.items():
+        e = header[k]
+        if list(t.shape) != e["shape"] or structure.DTYPE_NAMES.get(t.dtype) != e["dtype"]:
+            raise _bad(path, kind, f"the safetensors library read the array {k!r} as {t.dtype} {list(t.shape)}, "
+                       "not as its header says")
+    return tensors
+
+
+def _recognise(path: str, read_at, size: int, kind: Kind) -> None:
+    """Name the formats a user may mistake for a .wlnet file (called once the file is known not
+    to be a safetensors file: a header length may look like a pickle's first bytes)."""
+    head = read_at(0)
+    if head.startswith(HDF5):
+        raise _wolfram(path, kind)
+    if len(head) >= 2 and head[0] == 0x80 and 2 <= head[1] <= 5:
+        raise _bad(path, kind, "it is a Python pickle (as pickle.dump and old torch.save write), and wlnet never "
+                   "loads pickles: loading one can run any code. Save nets with Export(path, net)")
+    if head[:4] in (b"PK\x03\x04", b"PK\x05\x06"):
+        raise _bad(path, kind, "it is a zip archive (torch.save writes zip archives of pickles), and wlnet never "
+                   "loads pickles: loading one can run any code. Save nets with Export(path, net)")
+    offset = 512  # an HDF5 file may start after a user block of 512, 1024, 2048, ... bytes
+    while offset + 8 <= size:
+        if read_at(offset) == HDF5:
+            raise _wolfram(path, kind)
+        offset *= 2
+
+
+def _wolfram(path: str, kind: Kind) -> FileFormatError:
+    return FileFormatError(
+        f"{kind.who}: {path!r} is a Wolfram Language .wlnet file (HDF5 holding Wolfram-internal expressions), "
+        "which wlnet cannot read. In Wolfram, export the net to ONNX (Export[\"net.onnx\", net]) and Import "
+        "that file here."
+    )
+
+
+def _no_duplicates(pairs):
+    out = {}
+    for k, v in pairs:
+        if k in out:
+            raise ValueError(f"the key {k!r} appears twice")
+        out[k] = v
+    return out
+
+
+def _no_constants(name):
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _json(text: str):
+    return json.loads(text, object_pairs_hook=_no_duplicates, parse_constant=_no_constants)
+
+
+def _parse_header(text: bytes, data_size: int, path: str, recognise, kind: Kind) -> tuple[dict, dict]:
+    """The safetensors header ({name: entry}, each checked against the `data_size` bytes that
+    follow it) and the wlnet document in its metadata."""
+    try:
+        header = _json(text.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError) as e:
+        recognise()
+        raise _bad(path, kind, f"its header is not valid JSON ({e}): corrupt, or not a {kind.what}") from None
+    if not isinstance(header, dict):
+        raise _bad(path, kind, "its header is not a JSON object")
+    meta = header.get("__metadata__")
+    if kind.key == WLNET.key and isinstance(meta, dict) and "wlnet-training" in meta:
+        raise _bad(path, kind, "it holds the training state of a NetTrain checkpoint, not a net; Import the .wlnet "
+                   "file written beside it")
+    if not isinstance(meta, dict) or not all(isinstance(v, str) for v in meta.values()) or kind.key not in meta:
+        raise _bad(path, kind, f"it is a safetensors file, but not one wlnet wrote (its header holds no {kind.key!r} "
+                   "structure)")
+    spans = []
+    for name, e in header.items():
+        if name == "__metadata__":
+            continue
+        if not isinstance(e, dict) or set(e) != {"dtype", "shape", "data_offsets"}:
+            raise _bad(path, kind, f"its header entry for the array {name!r} is not dtype, shape and data_offsets")
+        dtype, shape, offsets = e["dtype"], e["shape"], e["data_offsets"]
+        if dtype not in ITEM_SIZES:
+            raise _bad(path, kind, f"the array {name!r} has the unknown dtype {dtype!r}")
+        if not isinstance(shape, list) or len(shape) > 32 or not all(_count(d) for d in shape):
+            raise _bad(path, kind, f"the array {name!r} has the shape {str(shape)[:60]}, not a list of sizes")
+        if not isinstance(offsets, list) or len(offsets) != 2 or not all(_count(d) for d in offsets):
+            raise _bad(path, kind, f"the array {name!r} has the data offsets {str(offsets)[:60]}, not two byte "
+                       "positions")
+        count = 1
+        for d in shape:
+            count *= d
+        if offsets[1] - offsets[0] != count * ITEM_SIZES[dtype]:
+            raise _bad(path, kind, f"the array {name!r} ({dtype} {shape}) needs {count * ITEM_SIZES[dtype]} bytes, but "
+                       f"its data offsets span {offsets[1] - offsets[0]}")
+        spans.append((offsets[0], offsets[1], name))
+    end = 0
+    for begin, stop, name in sorted(spans):
+        if begin != end:
+            raise _bad(path, kind, f"the data of the array {name!r} starts at byte {begin} of the data, not at {end}")
+        end = stop
+    if end != data_size:
+        raise _bad(path, kind, f"its arrays take {end} bytes after the header, but {data_size} follow "
+                   + ("(truncated)" if end > data_size else "(extra bytes: corrupt)"))
+    try:
+        doc = _json(meta[kind.key])
+    except (ValueError, RecursionError) as e:
+        raise _bad(path, kind, f"its {kind.key} structure is not valid JSON ({e})") from None
+    return header, doc
+
+
+def _count(d) -> bool:
+    return isinstance(d, int) and not isinstance(d, bool) and d >= 0
