@@ -314,3 +314,18 @@ def test_state_object_bad_seed():
         w.NetStateObject(lstm, {("Foo",): [1, 2]})
     with pytest.raises(w.InputError, match="size 3.*size 2"):
         w.NetStateObject(lstm, {("State",): [1, 2, 3]})
+
+
+def test_nested_chain_takes_integer_sequences_from_the_layer_before_it():
+    # the type a nested net is fed (a sequence of indices 1..3) reaches its first layer whole,
+    # and InputForm still shows only the options that were given
+    enc = w.NetEncoder(("Characters", "abc"))
+    chain = w.NetChain([w.SequenceMostLayer(), w.NetChain([w.EmbeddingLayer(4)])], Input=enc)
+    assert w.Information(chain, "InputForm") == (
+        "NetChain([SequenceMostLayer(), NetChain([EmbeddingLayer(4)])], "
+        "Input=NetEncoder(('Characters', 'abc', 'Index')))"
+    )
+    nested = w.NetInitialize(chain)
+    assert w.NetExtract(nested, (2, 1, "Weights")).shape == (3, 4)
+    weights = w.NetExtract(nested, (2, 1, "Weights"))
+    np.testing.assert_allclose(np.asarray(nested("cab")), weights[[2, 0]], rtol=1e-6)

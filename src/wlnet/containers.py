@@ -16,7 +16,7 @@ from .encoders import NetDecoder, NetEncoder
 from .errors import ConstructionError, ShapeError
 from .layers.base import value_code
 from .net import Net, NetPort
-from .shapes import ANY, SCALAR, ArrayType, ListType, Real, describe, parse_sequence_shape, unify
+from .shapes import ANY, SCALAR, ListType, Real, describe, parse_sequence_shape, unify
 from .symbols import Automatic
 
 GRAPH = "graph"
@@ -86,6 +86,7 @@ class NetGraph(Net):
             raise ConstructionError(f"{who}: a net needs at least one layer.")
         self._nodes = nodes
         self._port_options = dict(ports)
+        self._outer_types = {}  # port → the type the enclosing net feeds it (set by `infer`)
         self._edges = self._normalize(edges)
         self._user_edges = list(edges)
         self._build()
@@ -199,6 +200,7 @@ class NetGraph(Net):
                 self.decoders[port] = dec
             if scalar:
                 self._scalar.add(port)
+        declared.update(self._outer_types)
         return declared
 
     def _wire(self, order: list) -> tuple[dict, dict]:
@@ -327,17 +329,14 @@ class NetGraph(Net):
         changed = {p: t for p, t in inputs.items() if p in self._in and t != self._in[p]}
         if not changed:
             return self
-        opts = dict(self._port_options)
+        outer = dict(self._outer_types)
         for p, t in changed.items():
             if p not in self.encoders:
-                opts[p] = _type_option(unify(t, self._in[p], "the preceding layer", f'{self.name} port "{p}"'))
-        return self._rebuilt(opts)
-
-    def _rebuilt(self, port_options: dict) -> NetGraph:
+                outer[p] = unify(t, self._in[p], "the preceding layer", f'{self.name} port "{p}"')
         new = copy.copy(self)
         new.__dict__.pop("_module_cache", None)
         new.__dict__.pop("_reader_cache", None)
-        new._port_options = port_options
+        new._outer_types = outer  # kept apart from the port options, so InputForm shows what was given
         new._build()
         return new
 
@@ -378,14 +377,6 @@ class NetGraph(Net):
 def _sources(feeds) -> list:
     """The endpoints of feeds, a list port's sources one by one."""
     return [s for src in feeds for s in (src if isinstance(src, list) else [src])]
-
-
-def _type_option(t: ArrayType):
-    if isinstance(t, ListType):
-        return t
-    if t.dims is None:
-        return Automatic
-    return tuple(Automatic if d is None else d for d in t.dims)
 
 
 def _edge_code(e) -> str:
