@@ -329,3 +329,30 @@ def test_per_step_targets_out_of_range_name_example_step_value_and_range():
         NetTrain(tagger(), list(zip(xs, ys)), **QUIET)
     with pytest.raises(w.InputError, match=r'port "Input": the index 0 at example 2, step 1 is out of range'):
         w.NetInitialize(w.EmbeddingLayer(2, 3))([[1, 2], [0, 1]])
+
+
+def _next_character_graph():
+    predictor = w.NetChain([w.EmbeddingLayer(4), w.LongShortTermMemoryLayer(6),
+                            w.NetMapOperator(w.LinearLayer(3)), w.SoftmaxLayer()])
+    return w.NetGraph(
+        {"most": w.SequenceMostLayer(), "rest": w.SequenceRestLayer(), "predict": predictor,
+         "loss": w.CrossEntropyLossLayer("Index")},
+        [(w.NetPort("Input"), "most", "predict", w.NetPort("loss", "Input")),
+         (w.NetPort("Input"), "rest", w.NetPort("loss", "Target"))],
+        Input=w.NetEncoder(("Characters", "abc")),
+    )
+
+
+def test_a_graph_whose_one_output_is_a_loss_names_it_loss_and_trains_on_a_list_of_inputs():
+    graph = _next_character_graph()
+    assert list(graph.output_ports()) == ["Loss"]
+    texts = ["abcabc", "cab", "bbca", "acbac", "abcab"] * 4
+    opts = dict(MaxTrainingRounds=3, BatchSize=4, RandomSeeding=3, TrainingProgressReporting=None)
+    from_list = w.NetTrain(graph, texts, All, **opts)
+    from_dict = w.NetTrain(graph, {"Input": texts}, All, **opts)
+    assert from_list["RoundLossList"] == from_dict["RoundLossList"]
+    assert from_list["RoundLossList"][-1] < from_list["RoundLossList"][0]
+    # the loss of one string: the mean over its steps of -log p(next character)
+    net = from_list["TrainedNet"]
+    p = np.asarray(w.NetExtract(net, "predict")([1, 2, 3]), dtype=np.float64)  # "abc" → predicts "bc?"
+    assert abs(float(net("abc")) - float(-(np.log(p[0, 1]) + np.log(p[1, 2])) / 2)) < 1e-5

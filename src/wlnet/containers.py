@@ -62,7 +62,8 @@ class NetGraph(Net):
     chains a → b → c. A list of sources, (["a", "b"], "cat"), feeds a port that takes a list of
     arrays (CatenateLayer's, TotalLayer's, ThreadingLayer's "Input") in order; several edges into
     such a port add to its list in the order given. Unconnected layer inputs become graph inputs;
-    unconsumed outputs become the graph output "Output". Keyword options give a port's shape,
+    an unconsumed output becomes the graph output of its port's name ("Output"; "Loss" for a loss
+    layer), several become "Output1", "Output2", .... Keyword options give a port's shape,
     encoder or decoder.
     """
 
@@ -221,11 +222,12 @@ class NetGraph(Net):
             fed = feeds[k]
             feeds[k] = {p: fed.get(p, (GRAPH, p)) for p in node.input_ports()}
             feeds[k].update(fed)
-        # every output nothing consumes is an output of the graph: "Output" if it is the only
-        # one, else "Output1", "Output2", ... in the order of the layers
+        # every output nothing consumes is an output of the graph: named after its port ("Output",
+        # a loss layer's "Loss") if it is the only one, else "Output1", "Output2", ... in the order
+        # of the layers
         sinks = [(k, p) for k in order for p in self._nodes[k].output_ports() if (k, p) not in consumed]
-        if len(sinks) == 1 and "Output" not in graph_out:
-            graph_out = {"Output": sinks[0], **graph_out}
+        if len(sinks) == 1 and sinks[0][1] not in graph_out:
+            graph_out = {sinks[0][1]: sinks[0], **graph_out}
         elif sinks:
             names = (f"Output{i}" for i in range(1, len(sinks) + len(graph_out) + 1))
             free = [name for name in names if name not in graph_out]

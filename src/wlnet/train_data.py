@@ -82,6 +82,9 @@ def columns(net: Net, data, who: str, own=()) -> tuple[dict, dict, int]:
         missing = [p for p in ins if p not in data]
         raise TrainingError(f'{who}: the data gives no examples for the input port "{missing[0]}"; give a list of '
                             f"examples for each input port ({', '.join(repr(p) for p in ins)}).")
+    elif not y_ports and len(ins) == 1 and isinstance(data, list | tuple) and data \
+            and not any(isinstance(e, dict) for e in data):
+        cols = {ins[0]: list(data)}  # a net that is its own loss, with one input: a list of its examples
     elif not y_ports and not (isinstance(data, list | tuple) and data and all(isinstance(e, dict) for e in data)):
         raise TrainingError(
             f"{who}: the outputs of the {net.name} are losses ({', '.join(repr(p) for p in own)}), so the data "

@@ -1,14 +1,14 @@
 """The reference page's examples, runnable: `python -m wlnet.examples [N ...]`.
 
 `page` holds the layer's own examples (scenarios 1-8, 11), `applications` the two trained
-nets (9, 10); each scenario prints what the page shows and returns its values (the tests pin
-them)."""
+nets (9, 10), `sequences` three sequence models beyond the page (12-14); each scenario prints
+what it shows and returns its values (the tests pin them)."""
 
 from __future__ import annotations
 
 import time
 
-from . import applications, page  # noqa: F401  (register their scenarios)
+from . import applications, page, sequences  # noqa: F401  (register their scenarios)
 from .registry import SCENARIOS
 
 
