@@ -131,11 +131,25 @@ def test_time_goal_stops_training_on_time():
 
 
 def test_automatic_rounds_train_for_about_the_automatic_time(monkeypatch):
-    monkeypatch.setattr(T, "AUTOMATIC_SECONDS", 0.5)
+    # a clock that ticks 0.02 s at every reading, and 0.5 s once in the first round (a slow
+    # first round: the warm-up must not shorten the run to the 10-round floor)
+    import types
+
+    from wlnet import train_loop
+
+    readings = []
+
+    def perf_counter():
+        readings.append(None)
+        return 0.02 * len(readings) + (0.5 if len(readings) >= 2 else 0.0)
+
+    monkeypatch.setattr(train_loop, "time", types.SimpleNamespace(perf_counter=perf_counter))
+    monkeypatch.setattr(T, "AUTOMATIC_SECONDS", 2.0)
     xs, ys = ragged_data(n=8)
     res = NetTrain(lstm(), list(zip(xs, ys)), All, **QUIET)
-    assert 0.3 <= res["TotalTrainingTime"] < 2.0
-    assert res["TotalRounds"] == len(res["RoundLossList"]) > 1
+    per_round = (res["TotalTrainingTime"] - 0.5) / res["TotalRounds"]
+    assert res["TotalRounds"] == len(res["RoundLossList"]) > 10
+    assert abs(res["TotalTrainingTime"] - 2.0) <= 2 * per_round
 
 
 def test_methods_and_learning_rate():

@@ -217,6 +217,7 @@ class Run:
         self.reason = None
         self.lr_first = self.lr_last = None
         self.planned_rounds = self.max_rounds
+        self.first_round_seconds = 0.0  # the first round's time, kept apart from the automatic estimate
         self.port = next(iter(problem.losses)) if self.measured else None
         self.best, self.best_loss = None, math.inf  # the arrays of the best validation loss so far
         # where a resumed run starts (train_checkpoint restores these), and the checkpoints it writes
@@ -335,10 +336,14 @@ class Run:
         return self.reason is not None
 
     def _round_stop(self, r: int, elapsed: float, steps: int) -> bool:
-        if self.automatic and (self.planned_rounds is None or elapsed < 0.1 * self.automatic_seconds):
+        if r == 1:
+            self.first_round_seconds = elapsed
+        if self.automatic and (self.planned_rounds is None or r == 2 or elapsed < 0.1 * self.automatic_seconds):
             # Wolfram's rule: Clip[⌈20 s / seconds per round⌉, {10, 10000}], the time per round measured
-            # over the first rounds (until a tenth of the time is spent)
-            want = math.ceil(self.automatic_seconds / max(elapsed / r, 1e-9))
+            # over the first rounds (until a tenth of the time is spent), from the second round on
+            # without the first (which carries the warm-up: kernel choice, allocations)
+            per_round = elapsed if r == 1 else (elapsed - self.first_round_seconds) / (r - 1)
+            want = math.ceil((self.automatic_seconds - (elapsed - per_round * r)) / max(per_round, 1e-9))
             self.planned_rounds = self.group.share(min(MAX_AUTOMATIC_ROUNDS, max(MIN_AUTOMATIC_ROUNDS, want)))
         if self.planned_rounds is not None and r >= self.planned_rounds:
             self.reason = "MaxTrainingRounds"
