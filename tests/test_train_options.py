@@ -256,6 +256,12 @@ def test_progress_measurements_on_training_and_validation_data(capsys):
     assert res["ValidationMeasurementsLists"]["Loss"] == pytest.approx(res["ValidationLossList"])
     lines = capsys.readouterr().out.splitlines()
     assert len(lines) == 3 and "accuracy" in lines[-1] and "errorRate" in lines[-1]
+    # "Loss" asked for as a measurement is the round loss, recorded once a round
+    with_loss = NetTrain(net, train, All, MaxTrainingRounds=2, TrainingProgressMeasurements=["Loss", "Accuracy"],
+                         ValidationSet=held, **QUIET)
+    assert with_loss["RoundMeasurementsLists"]["Loss"] == with_loss["RoundLossList"]
+    assert with_loss["ValidationMeasurementsLists"]["Loss"] == pytest.approx(with_loss["ValidationLossList"])
+    assert len(with_loss["RoundMeasurementsLists"]["Accuracy"]) == 2
 
 
 def test_progress_function_each_round_and_each_batch():

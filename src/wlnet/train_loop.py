@@ -469,7 +469,8 @@ class Run:
             values = measure_outputs(self.measured, self.net, port, self.problem.losses[port], outputs, targets,
                                      self.problem.index_targets[port], self._reduce)
             for m, v in zip(self.measured, values):
-                self.round_measurements[m].append(v)
+                if m != "Loss":  # recorded above, once
+                    self.round_measurements[m].append(v)
 
     def _reduce(self, t: torch.Tensor):
         """Measurements' sums over the ranks (None in one process: nothing to sum)."""
@@ -524,5 +525,6 @@ class Run:
             values = measure_outputs(self.measured, self.net, port, self.validation.losses[port], outputs, targets,
                                      self.validation.index_targets[port], self._reduce)
             for m, v in zip(self.measured, values):
-                self.val_measurements[m].append(v)
+                if m != "Loss":  # recorded above, once
+                    self.val_measurements[m].append(v)
         return loss
