@@ -36,42 +36,15 @@ from typing import NamedTuple
 import numpy as np
 
 from ..containers import NetGraph
-from ..data import Seq
 from ..encoders import CHARACTER_CLASSES, NetDecoder, NetEncoder
 from ..errors import NetError, NotSupportedError
-from ..layers.base import Layer
 from ..layers.sequence import SequenceLastLayer
 from ..net import NetPort
-from ..shapes import VARYING, ArrayType
-from ..symbols import Automatic
+from ..shapes import VARYING
 from .onnx import require_onnx
 
 BATCH, TIME = "batch", "time"
 BIG = 2**31  # a Slice end or a Min bound at least this large means "to the end"
-
-
-class SequenceReverseLayer(Layer):
-    """Each sequence reversed within its own length (the reverse direction of an imported
-    recurrent node runs between two of these)."""
-
-    OPTIONS = {"Input": Automatic}
-
-    def __init__(self, **options):
-        super().__init__((), options)
-        self._in = {"Input": ArrayType((VARYING, None))}
-        self._out = {"Output": ArrayType((VARYING, None))}
-
-    def infer(self, inputs: dict) -> Layer:
-        t = inputs.get("Input")
-        if t is None or t.dims is None:
-            return self
-        new = self._copy()
-        new._in["Input"] = new._out["Output"] = t
-        return new
-
-    def forward(self, arrays, inputs, ctx):
-        x = inputs["Input"]
-        return {"Output": x.flip() if isinstance(x, Seq) else x.flip(1)}
 
 
 # ---- abstract values -------------------------------------------------------------------------
@@ -514,4 +487,4 @@ def import_onnx(path):
         raise NetError(f"ONNX import of {path}: the model does not fit together ({type(e).__name__}: {e}).") from None
 
 
-__all__ = ["import_onnx", "SequenceReverseLayer"]
+__all__ = ["import_onnx"]

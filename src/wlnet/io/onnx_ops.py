@@ -10,9 +10,9 @@ from ..errors import NetError
 from ..kernels import cells
 from ..layers.basic import ElementwiseLayer, LinearLayer, SoftmaxLayer
 from ..layers.recurrent import BasicRecurrentLayer, GatedRecurrentLayer, LongShortTermMemoryLayer
-from ..layers.sequence import EmbeddingLayer, SequenceLastLayer, UnitVectorLayer
+from ..layers.sequence import EmbeddingLayer, SequenceLastLayer, SequenceReverseLayer, UnitVectorLayer
 from ..shapes import VARYING
-from .onnx_in import BATCH, BIG, TIME, Const, Data, Lazy, Lengths, SequenceReverseLayer, Shp, Stacked, Var, Zeros
+from .onnx_in import BATCH, BIG, TIME, Const, Data, Lazy, Lengths, Shp, Stacked, Var, Zeros
 
 
 def _norm(axis: int, rank: int) -> int:
