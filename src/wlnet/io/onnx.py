@@ -247,9 +247,23 @@ def _convert_graph(b: Builder, g: NetGraph, ins: dict, initial, position: tuple)
 
 
 # ---- operators ---------------------------------------------------------------------------------
+POINTWISE = {"LinearLayer", "ElementwiseLayer", "SoftmaxLayer", "DropoutLayer", "EmbeddingLayer", "UnitVectorLayer"}
+
+
+def _pointwise(net) -> bool:
+    """Whether the net's nodes act on the last axis alone, whatever the axes before it."""
+    if isinstance(net, NetGraph):
+        return not net._scalar and all(_pointwise(node) for node in net._nodes.values())
+    return type(net).__name__ in POINTWISE
+
+
 def _map(b: Builder, op, ins: dict, initial, position: tuple):
-    """NetMapOperator: the sequences' elements (B, T, ...) as one batch (B·T, ...) through the
-    mapped net's nodes, and back."""
+    """NetMapOperator: a net of layers that act on the last axis alone (LinearLayer, ...) on the
+    sequences themselves (a MatMul on (B, T, k)); any other net on the sequences' elements
+    (B, T, ...) as one batch (B·T, ...), and back."""
+    if _pointwise(op.net):
+        outs, _ = _convert(b, op.net, ins, initial, (*position, "Net"))
+        return outs, {}
     where = "/".join(str(p) for p in (*position, "Net"))
     first = next(iter(ins.values()))
     shape = b.op("Shape", [first.name], where)
