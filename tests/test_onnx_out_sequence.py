@@ -152,6 +152,21 @@ def test_catenate_a_vector_to_every_step_of_sequences_from_two_ports():
         np.testing.assert_allclose(longer[i, :t], got["Output"][i, :t], atol=TOL)
 
 
+def test_shortened_sequences_from_two_ports_padded_differently_are_aligned():
+    net = init(w.NetGraph({"a": w.LongShortTermMemoryLayer(3), "b": w.GatedRecurrentLayer(3),
+                           "ma": w.SequenceMostLayer(), "rb": w.SequenceRestLayer(), "j": w.TotalLayer()},
+                          [(P("s"), "a", "ma"), (P("t"), "b", "rb"), (["ma", "rb"], "j")], s=("Varying", 2),
+                          t=("Varying", 2)))
+    lengths = (3, 2, 4)
+    data = {"s": seqs(2, lengths), "t": seqs(2, lengths)}
+    model, got = check(net, data)
+    feeds = {"s": pad(data["s"], np.float32)[0], "t": np.pad(pad(data["t"], np.float32)[0], ((0, 0), (0, 3), (0, 0))),
+             "s_lengths": np.array(lengths), "t_lengths": np.array(lengths)}
+    longer = session(model).run(None, feeds)[0]
+    for i, t in enumerate(lengths):
+        np.testing.assert_allclose(longer[i, :t - 1], got["Output"][i, :t - 1], atol=TOL)
+
+
 def test_catenate_sequences_one_after_another_each_to_its_own_length():
     net = init(w.NetGraph({"a": w.LongShortTermMemoryLayer(3), "b": w.GatedRecurrentLayer(3), "j": w.CatenateLayer(),
                            "r": w.BasicRecurrentLayer(2)},

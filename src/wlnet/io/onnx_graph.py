@@ -108,11 +108,18 @@ def reverse(b: Builder, x: Value, where: str) -> Value:
     return x._replace(name=y)
 
 
+def derived(dim, change: str):
+    """The name of a dynamic dimension computed from `dim`: "time-1" from "time" (None: unknown)."""
+    return f"{dim}{change}" if isinstance(dim, str) else None
+
+
 def same_time(b: Builder, xs: list, where: str) -> list:
     """Sequences of the same lengths padded to different T (from different ports), cut to the
-    shortest T (which no length exceeds); values of one T unchanged."""
-    if len({x.dims[1] for x in xs}) <= 1:
+    shortest T (which no length exceeds); values of one named T unchanged."""
+    times = {x.dims[1] for x in xs}
+    if len(times) <= 1 and None not in times:
         return xs
     T = b.op("Min", [time_of(b, x, where) for x in xs], where)
+    dim = "min(" + ",".join(sorted(str(t) for t in times)) + ")" if None not in times else None
     return [x._replace(name=b.op("Slice", [x.name, b.ints("zero1", [0]), T, b.ints("axes1", [1])], where),
-                       dims=(x.dims[0], None, *x.dims[2:])) for x in xs]
+                       dims=(x.dims[0], dim, *x.dims[2:])) for x in xs]

@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import NotSupportedError
-from .onnx_graph import BIG, Builder, Value, lengths_of, reverse, same_time, step_mask, time_of
+from .onnx_graph import BIG, Builder, Value, derived, lengths_of, reverse, same_time, step_mask, time_of
 
 
 def _drop(b: Builder, layer, ins: dict, initial, where: str):
@@ -23,7 +23,7 @@ def _drop(b: Builder, layer, ins: dict, initial, where: str):
     start, end = (1, BIG) if rest else (0, -1)
     y = b.op("Slice", [x.name, b.ints("start", [start]), b.ints("end", [end]), b.ints("axes1", [1])], where)
     lengths = b.op("Sub", [x.lengths, b.ints("one", 1)], where) if x.lengths else None
-    T = x.dims[1] - 1 if isinstance(x.dims[1], int) else None
+    T = x.dims[1] - 1 if isinstance(x.dims[1], int) else derived(x.dims[1], "-1")
     return {"Output": Value(y, (x.dims[0], T, *x.dims[2:]), x.integer, lengths)}, {}
 
 
@@ -132,7 +132,8 @@ def _join_sequences(b: Builder, xs: list, where: str) -> Value:
         base = T if base is None else b.op("Add", [base, T], where)
     idx = b.op("Unsqueeze", [src, b.ints("axes2", [2])], where)  # (B, ΣT_i, 1)
     y = b.op("GatherND", [stacked, idx], where, batch_dims=1)
-    return Value(y, (xs[0].dims[0], None, *xs[0].dims[2:]), xs[0].integer, start)
+    T = derived("+".join(str(x.dims[1]) for x in xs), "") if all(x.dims[1] is not None for x in xs) else None
+    return Value(y, (xs[0].dims[0], T, *xs[0].dims[2:]), xs[0].integer, start)
 
 
 def _total(b: Builder, layer, ins: dict, initial, where: str):
