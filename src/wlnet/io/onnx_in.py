@@ -1,13 +1,17 @@
 """ONNX in: `import_onnx(path)` builds a NetGraph from an ONNX model.
 
 Supported: ONNX's LSTM (no peepholes, default activations, no clip, input_forget 0), GRU with
-linear_before_reset = 1 and RNN with tanh, each forward or reverse, either layout; Gemm and
-MatMul + Add (LinearLayer), Softmax, Tanh / Sigmoid / Relu / Sin / Exp (ElementwiseLayer),
+linear_before_reset = 1 and RNN with tanh, each forward, reverse or bidirectional, either
+layout (a bidirectional node is a NetBidirectionalOperator where its Y is read whole, see
+`onnx_join`); Gemm and MatMul + Add (LinearLayer; on every step of a sequence,
+NetMapOperator(LinearLayer)), Softmax, Tanh / Sigmoid / Relu / Sin / Exp (ElementwiseLayer),
 Identity / Dropout, the last step of a sequence (Gather or Slice of the time axis, GatherND at
-the lengths: SequenceLastLayer), Gather of an initializer by indices (EmbeddingLayer), OneHot
-(UnitVectorLayer), and the glue exporters put around recurrent nodes: Transpose, Squeeze,
-Unsqueeze, Reshape, Slice, Concat, Shape, Gather, ConstantOfShape, Expand, Constant, Cast and
-arithmetic on shapes, initializers.
+the lengths: SequenceLastLayer), ReverseSequence (SequenceReverseLayer), Concat of values along
+a feature axis (CatenateLayer), ReduceSum / ReduceMean over a bidirectional node's directions,
+Gather of an initializer by indices (EmbeddingLayer), OneHot (UnitVectorLayer), and the glue
+exporters put around recurrent nodes: Transpose, Squeeze, Unsqueeze, Reshape, Slice, Concat,
+Shape, Gather, ConstantOfShape, Expand, Constant, Cast and arithmetic on shapes, initializers
+(also from external data files beside the model, as torch.onnx.export writes them).
 
 How the graph is read: each ONNX tensor becomes an abstract value, computed node by node (only
 the nodes the outputs need): a constant (folded with onnx's reference evaluator), a shape
