@@ -507,7 +507,16 @@ def test_graphs_that_do_not_map_are_clear_errors(tmp_path):
     t.ClearField("raw_data")
     t.data_location = TP.EXTERNAL
     t.external_data.add(key="location", value="weights.bin")
-    with pytest.raises(w.NetError, match=r"external|weights\.bin"):
+    with pytest.raises(w.NetError, match=r"external data of .*cannot be read"):
         import_onnx(save(model, tmp_path))
+    t.external_data[0].value = "../weights.bin"  # outside the model's folder
+    (tmp_path.parent / "weights.bin").write_bytes(np.ones(9, np.float32).tobytes())
+    with pytest.raises(w.NetError, match=r"external data of .*cannot be read"):
+        import_onnx(save(model, tmp_path))
+    model = vector_model([h.make_node("MatMul", ["x", "w"], ["y"])], [w3])
+    onnx.save_model(model, str(tmp_path / "ext.onnx"), save_as_external_data=True, size_threshold=0,
+                    location="ext.onnx.data")
+    assert (tmp_path / "ext.onnx.data").exists()
+    np.testing.assert_allclose(import_onnx(tmp_path / "ext.onnx")([1.0, 2.0, 3.0]), [6.0, 6.0, 6.0])
     net = import_onnx(save(vector_model([h.make_node("MatMul", ["x", "w"], ["y"])], [w3]), tmp_path))
     np.testing.assert_allclose(net([1.0, 2.0, 3.0]), [6.0, 6.0, 6.0])

@@ -205,10 +205,6 @@ class Importer:
     def run(self):
         g = self.graph
         inits = {t.name: t for t in g.initializer}
-        for t in g.initializer:
-            if t.data_location == self.onnx.TensorProto.EXTERNAL:
-                raise self.fail(f"the initializer {t.name!r} is stored in an external file; only self-contained "
-                                "models can be imported.")
         for name, t in inits.items():
             self.values[name] = Const(self.onnx.numpy_helper.to_array(t))
         for vi in g.input:
