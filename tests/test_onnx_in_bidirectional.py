@@ -209,6 +209,41 @@ def test_refusals_name_the_node_and_the_reason(tmp_path):
         import_onnx(save(model, tmp_path))
 
 
+def vector_graph(nodes, x_shape=("N", 3)):
+    x = h.make_tensor_value_info("x", TP.FLOAT, x_shape)
+    inits = [numpy_helper.from_array(np.array([1], np.int64), name) for name in ("a1", "axes")]
+    return h.make_model(h.make_graph(nodes, "g", [x], [out("y")], inits), opset_imports=[h.make_opsetid("", 17)])
+
+
+@pytest.mark.parametrize("case", ["ranks", "axes", "sum", "mean of stacked", "mean beside"])
+def test_joins_and_reductions_that_do_not_map(case, tmp_path):
+    if case == "ranks":
+        model = vector_graph([h.make_node("Unsqueeze", ["x", "a1"], ["u"]), h.make_node("Concat", ["x", "u"], ["y"],
+                                                                                        axis=-1)])
+        message = "different ranks"
+    elif case == "axes":  # a sequence and its transpose
+        model = vector_graph([h.make_node("Transpose", ["x"], ["t"], perm=[1, 0, 2]),
+                              h.make_node("Concat", ["x", "t"], ["y"], axis=2)], x_shape=("N", "T", 3))
+        message = "their other axes differ"
+    elif case == "sum":
+        model = vector_graph([h.make_node("ReduceSum", ["x", "axes"], ["y"])])
+        message = "ReduceSum is supported over the two directions"
+    elif case == "mean of stacked":
+        model = vector_graph([h.make_node("Unsqueeze", ["x", "a1"], ["u"]), h.make_node("Concat", ["u", "u"], ["c"],
+                                                                                        axis=1),
+                              h.make_node("ReduceMean", ["c"], ["y"], axes=[1], keepdims=0)])
+        message = "ReduceMean over wlnet values stacked"
+    else:
+        tail = [h.make_node("ReduceMean", ["Y"], ["m"], axes=[1], keepdims=0),
+                h.make_node("Gather", ["Y", "zero"], ["f"], axis=1)]
+        model = with_inits(bidirectional_model("RNN", 2, 3, tail=tail, outputs=("m", "f")),
+                           numpy_helper.from_array(np.array(0, np.int64), "zero"))
+        message = "mean of the two directions' Y is used beside another use"
+    with pytest.raises(w.NotSupportedError, match=message) as e:
+        import_onnx(save(model, tmp_path))
+    assert str(tmp_path) in str(e.value)
+
+
 # ---- wlnet → ONNX → wlnet ---------------------------------------------------------------------------
 def init(net, seed=2):
     return w.NetInitialize(net, RandomSeeding=seed)

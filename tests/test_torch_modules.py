@@ -246,6 +246,11 @@ def test_torch_export_of_an_lstm_chain():
 def test_refused_modules_and_options():
     with pytest.raises(w.NotSupportedError, match=r"b_hn.*reset gate"):
         w.from_torch(torch.nn.GRU(2, 3))
+    gru = torch.nn.GRU(2, 3, bidirectional=True)
+    with torch.no_grad():
+        gru.bias_hh_l0[6:] = 0
+    with pytest.raises(w.NotSupportedError, match=r"bias_hh_l0_reverse\[6:9\] \(b_hn\)"):
+        w.from_torch(gru)
     with pytest.raises(w.NotSupportedError, match="proj_size=2"):
         w.from_torch(torch.nn.LSTM(2, 3, proj_size=2))
     with pytest.raises(w.NotSupportedError, match="nonlinearity='relu'"):

@@ -47,7 +47,7 @@ class Part:
         return f"<{self.what} {self.d} of a bidirectional node>"
 
 
-def outputs(im, bi: Bidirectional, layout: int, states: tuple) -> list:
+def outputs(bi: Bidirectional, layout: int, states: tuple) -> list:
     """The node's Y, Y_h (and Y_c) as Stacked values of the two directions."""
     x, n = bi.x, bi.n
     if layout == 0:  # Y (T, 2, B, n), Y_h (2, B, n)

@@ -579,7 +579,7 @@ def op_recurrent(im, args, attrs, n_out):
     if D == 2:
         bi = Bidirectional(im, layer_cls, n, k, arrays, x, given)
         im.bidirectional.append(bi)
-        return outputs(im, bi, layout, cell.states)[:n_out]
+        return outputs(bi, layout, cell.states)[:n_out]
     src = x
     if direction == "reverse":
         src = (im.add(SequenceReverseLayer, {"Input": x}), "Output")
@@ -647,5 +647,5 @@ OPS = {
 }
 FOLDABLE = {"Constant", "Identity", "Cast", "Shape", "Gather", "Unsqueeze", "Squeeze", "Concat", "Slice", "Reshape",
             "Transpose", "Expand", "ConstantOfShape", "Add", "Sub", "Mul", "Div", "Min", "Max", "Neg", "Equal",
-            "Where", "Range"}
+            "Where", "Range", "ReduceSum", "ReduceMean"}
 SUPPORTED = sorted(set(OPS) | {"Constant"})
