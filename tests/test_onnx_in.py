@@ -193,6 +193,14 @@ def test_torch_onnx_export_dynamo(kind, layers, batch_first, head, tmp_path):
     check_torch(m, import_onnx(path), batch_first)
 
 
+@pytest.mark.parametrize("kind, layers, batch_first", [("LSTM", 1, False), ("GRU", 2, True), ("RNN", 1, True)])
+def test_torch_onnx_export_with_a_head_on_every_step(kind, layers, batch_first, tmp_path):
+    m, path = torch_export(tmp_path, kind, layers, batch_first, "every", dynamo=False)
+    net = import_onnx(path)
+    assert [type(x).__name__ for x in net._nodes.values()].count("NetMapOperator") == 1
+    check_torch(m, net, batch_first)
+
+
 BIDIRECTIONAL = [(kind, layers, batch_first, head) for kind in ("LSTM", "GRU", "RNN") for layers in (1, 2)
                  for batch_first, head in ((True, "every"), (False, "last"))]
 BIDIRECTIONAL += [("LSTM", 2, True, "hn"), ("GRU", 1, False, "hn"), ("RNN", 1, True, "hn")]
