@@ -249,6 +249,10 @@ def init(net, seed=2):
     return w.NetInitialize(net, RandomSeeding=seed)
 
 
+def sequences(lengths=(4, 1, 3)):
+    return [RNG.normal(size=(t, 2)) for t in lengths]
+
+
 ROUND_TRIPS = {
     "bidirectional": lambda: init(w.NetChain([w.NetBidirectionalOperator(w.LongShortTermMemoryLayer(3)),
                                               w.NetBidirectionalOperator(w.GatedRecurrentLayer(2), "Total"),
@@ -259,7 +263,13 @@ ROUND_TRIPS = {
                                          "out": w.LinearLayer(2)},
                                         [(P("Input"), "a"), (P("Input"), "b"), (["a", "b"], "cat", "last", "out")],
                                         Input=("Varying", 2))),
+    "state ports": lambda: init(w.NetGraph({"bi": w.NetBidirectionalOperator(w.LongShortTermMemoryLayer(3)),
+                                            "last": w.SequenceLastLayer()},
+                                           [("bi", "last"), (P("s0"), P("bi", "BackwardState")),
+                                            (P("bi", "ForwardCellState"), P("c")), ("last", P("y"))],
+                                           Input=("Varying", 2))),
 }
+DATA = {"state ports": lambda: {"Input": sequences(), "s0": RNG.normal(size=(3, 3))}}
 
 
 @pytest.mark.parametrize("name", sorted(ROUND_TRIPS))
@@ -272,9 +282,11 @@ def test_round_trip_through_onnx(name, tmp_path):
     if name == "bidirectional":
         ops = [x for x in back._nodes.values() if isinstance(x, w.NetBidirectionalOperator)]
         assert [op.aggregator for op in ops] == ["Catenate", "Total", "Mean"]
-    x = [RNG.normal(size=(t, 2)) for t in (4, 1, 3)]
-    for a, b in zip(net(x), back(x)):
-        np.testing.assert_allclose(np.asarray(b), np.asarray(a), atol=1e-6)
+    x = DATA.get(name, sequences)()
+    a, b = net(x), back(x)
+    for key in a if isinstance(a, dict) else [None]:
+        for u, v in zip(*(y if key is None else y[key] for y in (a, b))):
+            np.testing.assert_allclose(np.asarray(v), np.asarray(u), atol=1e-6)
     def arrays(n):  # (+ 0.0: a GRU's zero input-gate bias comes back as -0.0, negated twice)
         return sorted((k[-1], (v + 0.0).tobytes()) for k, v in w.Information(n, "Arrays").items())
 

@@ -100,7 +100,8 @@ class Data(NamedTuple):
 
 class Stacked(NamedTuple):
     """wlnet values concatenated along a size-1 feature axis (torch's h_n of several layers, the
-    two directions of a bidirectional node), to be picked out again or joined (`onnx_join`)."""
+    two directions of a bidirectional node), to be picked out again or joined (`onnx_join`);
+    a part may be Zeros (a direction's initial state left at zero)."""
 
     parts: tuple
     axis: int

@@ -61,7 +61,8 @@ def outputs(bi: Bidirectional, layout: int, states: tuple) -> list:
 
 def directions(parts: tuple):
     """The Bidirectional whose Y the parts are, forward then backward, or None."""
-    if len(parts) != 2 or not all(isinstance(p.src, Part) and p.src.what == "Y" for p in parts):
+    if len(parts) != 2 or not all(isinstance(p, Data) and isinstance(p.src, Part) and p.src.what == "Y"
+                                  for p in parts):
         return None
     a, b = parts[0].src, parts[1].src
     return a.node if a.node is b.node and (a.d, b.d) == (0, 1) else None
@@ -73,6 +74,9 @@ def joined(im, parts: tuple, axis: int) -> Data:
     the result are the parts' one after another only if every feature axis before `axis` has
     size 1."""
     bi = directions(parts)
+    if not all(isinstance(p, Data) for p in parts):
+        raise im.fail("zeros joined with wlnet values are supported as the initial states of a bidirectional node "
+                      "only.")
     first = parts[0]
     axes = [im.axes(p) for p in parts]
     size = sum(a[axis] if isinstance(a[axis], int) else 0 for a in axes)
@@ -101,6 +105,8 @@ def materialize(im, v):
 def reduced(im, v: Stacked, axis: int, how: str, keep: bool) -> Data:
     """ReduceSum / ReduceMean over the stacked axis: a bidirectional node's "Total" / "Mean" of its
     two directions, or a TotalLayer of the parts."""
+    if not all(isinstance(p, Data) for p in v.parts):
+        raise im.fail("a reduction of zeros joined with wlnet values is not supported.")
     axes = v.parts[0].axes
     out_axes = axes[:axis] + ((1,) if keep else ()) + axes[axis + 1:]
     bi = directions(v.parts)
@@ -148,7 +154,8 @@ def _make(im, bi: Bidirectional, used: set) -> dict:
                      at=bi.slot)
         for s, srcs in bi.states_in.items():
             for prefix, src in zip(PREFIXES, srcs):
-                im.edges.append((im.src(src), (key, prefix + s)))
+                if src is not None:
+                    im.edges.append((im.src(src), (key, prefix + s)))
         made = {("Y", how): (key, "Output")}
         made.update({(s, d): (key, PREFIXES[d] + s) for s in cls.CELL.states for d in (0, 1)})
         return made
@@ -158,7 +165,7 @@ def _make(im, bi: Bidirectional, used: set) -> dict:
     keys = []  # two layers, the backward one reading the sequence reversed
     for d, arrays in enumerate(bi.arrays):
         x = bi.x if d == 0 else (im.add(SequenceReverseLayer, {"Input": bi.x}), "Output")
-        feeds = {"Input": x, **{s: srcs[d] for s, srcs in bi.states_in.items()}}
+        feeds = {"Input": x, **{s: srcs[d] for s, srcs in bi.states_in.items() if srcs[d] is not None}}
         keys.append(im.add(cls, feeds, bi.n, **options, **arrays, at=bi.slot if d == 0 else None))
     im.recurrent.extend(keys)
     made = {(s, d): (keys[d], s) for s in cls.CELL.states for d in (0, 1)}

@@ -33,13 +33,18 @@ def op_shape(im, args, attrs, n_out):
     elif isinstance(x, Lengths):
         entries = x.dims
     elif isinstance(x, Stacked):
-        entries = tuple(len(x.parts) if i == x.axis else a for i, a in enumerate(im.axes(x.parts[0])))
+        entries = tuple(len(x.parts) if i == x.axis else a for i, a in enumerate(im.axes(_data_part(x))))
     else:
         raise im.fail("Shape of this value is not supported.")
     rank = len(entries)
     start = _norm(attrs.get("start", 0), rank)
     end = _norm(attrs["end"], rank) if "end" in attrs else rank
     return Shp(tuple(entries[max(0, start):min(rank, end)]))
+
+
+def _data_part(x: Stacked) -> Data:
+    """A part of stacked values that is a wlnet value (the others may be zeros)."""
+    return next(p for p in x.parts if isinstance(p, Data))
 
 
 def _entries(im, v, what: str) -> list:
@@ -60,9 +65,11 @@ def op_gather(im, args, attrs, n_out):
         return Shp(tuple(picked), scalar=i.ndim == 0)
     if isinstance(x, Stacked):
         i = np.asarray(im.const(idx, "indices"))
-        if _norm(axis, len(x.parts[0].axes)) != x.axis or i.ndim != 0:
+        if _norm(axis, len(_data_part(x).axes)) != x.axis or i.ndim != 0:
             raise im.fail("a Gather of concatenated wlnet values must pick one of them.")
         part = x.parts[int(i)]
+        if isinstance(part, Zeros):
+            return Zeros(part.dims[:x.axis] + part.dims[x.axis + 1:])
         return part._replace(axes=part.axes[:x.axis] + part.axes[x.axis + 1:])
     if isinstance(x, Const) and isinstance(idx, Data) and idx.integer:  # an embedding
         return _embedding(im, x.value, idx, attrs)
@@ -125,7 +132,7 @@ def op_slice(im, args, attrs, n_out):
         return Shp(tuple(x.entries[slice(starts[0], ends[0], steps[0])]))
     if isinstance(x, Stacked):
         picked = x.parts[slice(starts[0], ends[0], steps[0])] if len(axes) == 1 else ()
-        if len(axes) != 1 or _norm(axes[0], len(x.parts[0].axes)) != x.axis or not picked:
+        if len(axes) != 1 or _norm(axes[0], len(_data_part(x).axes)) != x.axis or not picked:
             raise im.fail("a Slice of concatenated wlnet values must pick some of them.")
         return picked[0] if len(picked) == 1 else Stacked(tuple(picked), x.axis)
     dims = list(x.dims if isinstance(x, Zeros | Lengths) else im.axes(x) if isinstance(x, Data) else ())
@@ -167,23 +174,27 @@ def op_concat(im, args, attrs, n_out):
         d = [a.dims[axis] for a in args]
         if all(isinstance(x, int) for x in d):
             return Zeros(args[0].dims[:axis] + (sum(d),) + args[0].dims[axis + 1:])
-    if all(isinstance(a, Data | Stacked) for a in args):
-        rank = len((args[0].parts[0] if isinstance(args[0], Stacked) else args[0]).axes)
+    if all(isinstance(a, Data | Stacked | Zeros) for a in args) and not all(isinstance(a, Zeros) for a in args):
+        first = next(a for a in args if not isinstance(a, Zeros))
+        rank = len((_data_part(first) if isinstance(first, Stacked) else first).axes)
         axis = _norm(attrs["axis"], rank)
         parts = []
         for a in args:
             parts += a.parts if isinstance(a, Stacked) and a.axis == axis else [materialize(im, a)]
-        if any(len(p.axes) != rank for p in parts):
+        if any(len(p.dims if isinstance(p, Zeros) else p.axes) != rank for p in parts):
             raise im.fail("a Concat of wlnet values of different ranks.")
         for p in parts:  # an axis of a graph input declared of size 1 (an initial state's): a feature axis
-            if isinstance(im.resolve(p.axes[axis]), Var) and im.size(p.axes[axis]) == 1:
+            if isinstance(p, Data) and isinstance(im.resolve(p.axes[axis]), Var) and im.size(p.axes[axis]) == 1:
                 im.bind(p.axes[axis], 1)
-        sizes = [im.axes(p)[axis] for p in parts]
+        sizes = [p.dims[axis] if isinstance(p, Zeros) else im.axes(p)[axis] for p in parts]
+        if all(d == 1 for d in sizes):
+            return Stacked(tuple(parts), axis)
+        if any(isinstance(p, Zeros) for p in parts):
+            raise im.fail("a Concat of zeros and wlnet values is supported along a size-1 axis only (the initial "
+                          "states of a bidirectional node's two directions).")
         if not all(isinstance(d, int) for d in sizes):
             raise im.fail("a Concat of wlnet values along their batch or time axis is not supported (it would not "
                           "respect the lengths of the sequences); along a feature axis it is a CatenateLayer.")
-        if all(d == 1 for d in sizes):
-            return Stacked(tuple(parts), axis)
         return joined(im, tuple(parts), axis)
     raise im.fail("a Concat of these values is not supported.")
 
@@ -605,7 +616,8 @@ def _initial_states(im, v, s: str, n: int, layout: int, D: int):
             raise im.fail(f"the initial {s} of a bidirectional node must be zeros, or the two directions' states "
                           "joined by a Concat; one value holding both is not supported (NetBidirectionalOperator "
                           "takes each direction's state at its own port).")
-        return tuple(_initial_states(im, p, s, n, layout, 1)[0] for p in v.parts)
+        parts = tuple(_initial_states(im, p, s, n, layout, 1) for p in v.parts)
+        return tuple(p and p[0] for p in parts)  # (None: that direction's state is zeros)
     if not isinstance(v, Data):
         raise im.fail(f"the initial {s} must be zeros or a wlnet value (a graph input); a constant nonzero "
                       "state is not supported.")
