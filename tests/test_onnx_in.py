@@ -1,9 +1,9 @@
 """ONNX in: every recurrent case of ONNX's own backend suite (onnx.backend.test.case.node: lstm,
 gru, rnn) reproduces its expected outputs or is refused with the reason; models exported by
-torch.onnx.export (both exporters) from nn.LSTM / nn.GRU / nn.RNN stacks with an nn.Linear head
-reproduce torch; single-node models with lengths and initial states as graph inputs against
-onnxruntime on ragged batches; wlnet → ONNX → wlnet round trips; bad files and unsupported
-graphs give clear errors."""
+torch.onnx.export (both exporters) from nn.LSTM / nn.GRU / nn.RNN stacks, one- and bidirectional,
+with an nn.Linear head (on the last step, on every step, on h_n) reproduce torch; single-node
+models with lengths and initial states as graph inputs against onnxruntime on ragged batches;
+wlnet → ONNX → wlnet round trips; bad files and unsupported graphs give clear errors."""
 
 from __future__ import annotations
 

@@ -638,7 +638,7 @@ def _reduce(how: str):
         x = args[0]
         axes = im.attr_or_input(attrs, "axes", args, 1)
         if isinstance(x, Stacked) and axes is not None and len(axes) == 1 and \
-                _norm(axes[0], len(x.parts[0].axes)) == x.axis:
+                _norm(axes[0], len(_data_part(x).axes)) == x.axis:
             return reduced(im, x, x.axis, how, bool(attrs.get("keepdims", 1)))
         raise im.fail(f"Reduce{'Sum' if how == 'Total' else 'Mean'} is supported over the two directions of a "
                       "bidirectional recurrent node's Y (or over values stacked by a Concat) only.")
