@@ -224,6 +224,15 @@ def test_cycle_unknown_layer_and_port_errors():
         w.NetGraph({"a": a, "b": b, "c": w.LinearLayer(2)}, [("a", "c"), ("b", "c")])
 
 
+def test_netport_of_a_layer_name_as_an_edge_source_is_a_construction_error():
+    a, b = w.LinearLayer(2, Input=4), w.LinearLayer(3)
+    for edges in ([("a", "b"), (w.NetPort("a"), w.NetPort("y"))], [(w.NetPort("a"), "b")]):
+        with pytest.raises(w.ConstructionError, match=r"NetPort\('a'\) as the source of an edge.*'a' is a layer"):
+            w.NetGraph({"a": a, "b": b}, edges)
+    g = w.NetGraph({"a": a, "b": b}, [("a", "b"), (w.NetPort("a", "Output"), w.NetPort("y"))])
+    assert set(g.output_ports()) == {"Output", "y"}
+
+
 def test_scalar_output_needs_size_one():
     with pytest.raises(w.ShapeError, match="Scalar"):
         w.NetChain([w.LinearLayer(2)], Input=3, Output="Scalar")

@@ -1,9 +1,9 @@
 """ONNX in: every recurrent case of ONNX's own backend suite (onnx.backend.test.case.node: lstm,
 gru, rnn) reproduces its expected outputs or is refused with the reason; models exported by
-torch.onnx.export (both exporters) from nn.LSTM / nn.GRU / nn.RNN stacks with an nn.Linear head
-reproduce torch; single-node models with lengths and initial states as graph inputs against
-onnxruntime on ragged batches; wlnet → ONNX → wlnet round trips; bad files and unsupported
-graphs give clear errors."""
+torch.onnx.export (both exporters) from nn.LSTM / nn.GRU / nn.RNN stacks, one- and bidirectional,
+with an nn.Linear head (on the last step, on every step, on h_n) reproduce torch; single-node
+models with lengths and initial states as graph inputs against onnxruntime on ragged batches;
+wlnet → ONNX → wlnet round trips; bad files and unsupported graphs give clear errors."""
 
 from __future__ import annotations
 
@@ -53,10 +53,10 @@ def backend_cases():
 
 CASES = backend_cases()
 REPRODUCED = {"test_lstm_defaults", "test_lstm_with_initial_bias", "test_lstm_batchwise", "test_lstm_reverse",
-              "test_simple_rnn_defaults", "test_simple_rnn_with_initial_bias", "test_rnn_seq_length",
-              "test_simple_rnn_batchwise", "test_simple_rnn_reverse"}
-REFUSED = {"test_lstm_with_peepholes": "peepholes", "test_lstm_bidirectional": "bidirectional",
-           "test_simple_rnn_bidirectional": "bidirectional",
+              "test_lstm_bidirectional", "test_simple_rnn_defaults", "test_simple_rnn_with_initial_bias",
+              "test_rnn_seq_length", "test_simple_rnn_batchwise", "test_simple_rnn_reverse",
+              "test_simple_rnn_bidirectional"}
+REFUSED = {"test_lstm_with_peepholes": "peepholes",
            **{name: "linear_before_reset = 0" for name in CASES if name.startswith("test_gru")}}
 
 
@@ -77,6 +77,7 @@ def as_initializers(case):
 
 def test_the_backend_suite_has_the_recurrent_cases():
     assert REPRODUCED <= set(CASES) and len(CASES) >= 18
+    assert set(CASES) == REPRODUCED | set(REFUSED)
 
 
 @pytest.mark.parametrize("name", sorted(CASES))
@@ -106,27 +107,36 @@ def test_backend_case(name, tmp_path):
 
 # ---- torch.onnx.export -----------------------------------------------------------------------------
 class Head(torch.nn.Module):
-    def __init__(self, kind, layers, batch_first, head):
+    """A recurrent stack with a Linear head: on the last step, on every step, or on the last layer's final state
+    (both directions' for a bidirectional stack)."""
+
+    def __init__(self, kind, layers, batch_first, head, bidirectional=False):
         super().__init__()
-        self.rnn = getattr(torch.nn, kind)(3, 4, num_layers=layers, batch_first=batch_first)
+        self.rnn = getattr(torch.nn, kind)(3, 4, num_layers=layers, batch_first=batch_first,
+                                           bidirectional=bidirectional)
         if kind == "GRU":  # b_hn sits inside the reset product; only zero maps to GatedRecurrentLayer
             with torch.no_grad():
-                for i in range(layers):
-                    getattr(self.rnn, f"bias_hh_l{i}")[8:] = 0
-        self.head = torch.nn.Linear(4, 2)
-        self.batch_first, self.kind = batch_first, head
+                for name, p in self.rnn.named_parameters():
+                    if name.startswith("bias_hh"):
+                        p[8:] = 0
+        self.head = torch.nn.Linear(8 if bidirectional else 4, 2)
+        self.batch_first, self.kind, self.bidirectional = batch_first, head, bidirectional
 
     def forward(self, x):
         y, state = self.rnn(x)
         if self.kind == "last":
             return self.head(y[:, -1] if self.batch_first else y[-1])
+        if self.kind == "every":
+            return self.head(y)
         h_n = state[0] if isinstance(state, tuple) else state
+        if self.bidirectional:  # the last layer's forward and backward final states
+            return self.head(torch.cat([h_n[-2], h_n[-1]], dim=1))
         return self.head(h_n[-1])  # the last layer's final state
 
 
-def torch_export(tmp_path, kind, layers, batch_first, head, dynamo):
+def torch_export(tmp_path, kind, layers, batch_first, head, dynamo, bidirectional=False):
     torch.manual_seed(layers)
-    m = Head(kind, layers, batch_first, head).eval()
+    m = Head(kind, layers, batch_first, head, bidirectional).eval()
     x = torch.randn(2, 5, 3) if batch_first else torch.randn(5, 2, 3)
     path = str(tmp_path / f"{kind}.onnx")
     with warnings.catch_warnings():
@@ -147,16 +157,21 @@ def torch_export(tmp_path, kind, layers, batch_first, head, dynamo):
 
 
 def check_torch(m, net, batch_first):
+    every = m.kind == "every" and not batch_first  # torch's (T, B, 2); the net's per example (T, 2)
+
+    def run(x):
+        with torch.no_grad():
+            y = m(x if batch_first else x.transpose(0, 1))
+        return (y.transpose(0, 1) if every else y).numpy()
+
     x = torch.randn(3, 7, 3)  # another batch size and length than the export's
-    with torch.no_grad():
-        want = m(x if batch_first else x.transpose(0, 1)).numpy()
     assert list(net.input_ports()) == ["x"] and list(net.output_ports()) == ["y"]
-    np.testing.assert_allclose(net(x.numpy()), want, atol=TOL)
+    np.testing.assert_allclose(net(x.numpy()), run(x), atol=TOL)
     lengths = (7, 2, 5)  # a ragged batch: each sequence as torch runs it alone
     seqs = [x[i, :t] for i, t in enumerate(lengths)]
-    with torch.no_grad():
-        alone = [m(s[None] if batch_first else s[:, None])[0].numpy() for s in seqs]
-    np.testing.assert_allclose(net([s.numpy() for s in seqs]), alone, atol=TOL)
+    got = net([s.numpy() for s in seqs])
+    for g, s in zip(got, seqs):
+        np.testing.assert_allclose(g, run(s[None])[0], atol=TOL)
 
 
 @pytest.mark.parametrize("kind", ["LSTM", "GRU", "RNN"])
@@ -178,10 +193,44 @@ def test_torch_onnx_export_dynamo(kind, layers, batch_first, head, tmp_path):
     check_torch(m, import_onnx(path), batch_first)
 
 
+@pytest.mark.parametrize("kind, layers, batch_first", [("LSTM", 1, False), ("GRU", 2, True), ("RNN", 1, True)])
+def test_torch_onnx_export_with_a_head_on_every_step(kind, layers, batch_first, tmp_path):
+    m, path = torch_export(tmp_path, kind, layers, batch_first, "every", dynamo=False)
+    net = import_onnx(path)
+    assert [type(x).__name__ for x in net._nodes.values()].count("NetMapOperator") == 1
+    check_torch(m, net, batch_first)
+
+
+BIDIRECTIONAL = [(kind, layers, batch_first, head) for kind in ("LSTM", "GRU", "RNN") for layers in (1, 2)
+                 for batch_first, head in ((True, "every"), (False, "last"))]
+BIDIRECTIONAL += [("LSTM", 2, True, "hn"), ("GRU", 1, False, "hn"), ("RNN", 1, True, "hn")]
+
+
+@pytest.mark.parametrize("kind, layers, batch_first, head", BIDIRECTIONAL)
+def test_torch_onnx_export_bidirectional(kind, layers, batch_first, head, tmp_path):
+    m, path = torch_export(tmp_path, kind, layers, batch_first, head, dynamo=False, bidirectional=True)
+    net = import_onnx(path)
+    kinds = [type(x).__name__ for x in net._nodes.values()]
+    if head != "hn":  # Y read: one NetBidirectionalOperator per layer, a NetMapOperator for a head on every step
+        assert kinds.count("NetBidirectionalOperator") == layers
+        assert ("NetMapOperator" in kinds) == (head == "every")
+    else:  # only the last layer's final states read: its two directions as two layers
+        assert kinds.count("NetBidirectionalOperator") == layers - 1
+    check_torch(m, net, batch_first)
+
+
+@pytest.mark.parametrize("kind, layers, batch_first, head", [("LSTM", 2, True, "every"), ("GRU", 1, False, "hn")])
+def test_torch_onnx_export_dynamo_bidirectional(kind, layers, batch_first, head, tmp_path):
+    pytest.importorskip("onnxscript")
+    m, path = torch_export(tmp_path, kind, layers, batch_first, head, dynamo=True, bidirectional=True)
+    assert os.path.exists(path + ".data")  # the arrays in an external data file beside the model
+    check_torch(m, import_onnx(path), batch_first)
+
+
 def test_torch_dynamo_export_of_rnn_unrolls_it_and_is_refused(tmp_path):
     pytest.importorskip("onnxscript")
     _, path = torch_export(tmp_path, "RNN", 1, True, "last", dynamo=True)
-    with pytest.raises(w.NotSupportedError, match=r"MatMul.*every step of a sequence.*NetMapOperator"):
+    with pytest.raises(w.NotSupportedError, match=r"Slice of <axis 1 of x> axis other than its last step.*unrolled"):
         import_onnx(path)
 
 
@@ -444,7 +493,8 @@ def test_graphs_that_do_not_map_are_clear_errors(tmp_path):
     w3 = numpy_helper.from_array(np.ones((3, 3), np.float32), "w")
     cases = [
         (vector_model([h.make_node("MatMul", ["x", "w"], ["a"]), h.make_node("MatMul", ["x", "w"], ["b"]),
-                       h.make_node("Concat", ["a", "b"], ["y"], axis=1)], [w3]), "Concat of wlnet values"),
+                       h.make_node("Concat", ["a", "b"], ["y"], axis=0)], [w3]), "Concat of wlnet values along their "
+                                                                                 "batch or time axis"),
         (vector_model([h.make_node("Identity", ["x"], ["y"])]), "graph input passed through"),
         (vector_model([h.make_node("Constant", [], ["y"], value=numpy_helper.from_array(np.ones(3, np.float32)))]),
          "does not depend on the inputs"),
@@ -465,7 +515,16 @@ def test_graphs_that_do_not_map_are_clear_errors(tmp_path):
     t.ClearField("raw_data")
     t.data_location = TP.EXTERNAL
     t.external_data.add(key="location", value="weights.bin")
-    with pytest.raises(w.NetError, match=r"external|weights\.bin"):
+    with pytest.raises(w.NetError, match=r"external data of .*cannot be read"):
         import_onnx(save(model, tmp_path))
+    t.external_data[0].value = "../weights.bin"  # outside the model's folder
+    (tmp_path.parent / "weights.bin").write_bytes(np.ones(9, np.float32).tobytes())
+    with pytest.raises(w.NetError, match=r"external data of .*cannot be read"):
+        import_onnx(save(model, tmp_path))
+    model = vector_model([h.make_node("MatMul", ["x", "w"], ["y"])], [w3])
+    onnx.save_model(model, str(tmp_path / "ext.onnx"), save_as_external_data=True, size_threshold=0,
+                    location="ext.onnx.data")
+    assert (tmp_path / "ext.onnx.data").exists()
+    np.testing.assert_allclose(import_onnx(tmp_path / "ext.onnx")([1.0, 2.0, 3.0]), [6.0, 6.0, 6.0])
     net = import_onnx(save(vector_model([h.make_node("MatMul", ["x", "w"], ["y"])], [w3]), tmp_path))
     np.testing.assert_allclose(net([1.0, 2.0, 3.0]), [6.0, 6.0, 6.0])

@@ -23,8 +23,9 @@ def torch_rnn(kind, k, n, layers=1, seed=0, **kw):
     m = kind(k, n, num_layers=layers, batch_first=True, **kw).double()
     if kind is torch.nn.GRU:  # b_hn sits inside the reset product: only zero maps
         with torch.no_grad():
-            for i in range(layers):
-                getattr(m, f"bias_hh_l{i}")[2 * n:] = 0
+            for name, p in m.named_parameters():
+                if name.startswith("bias_hh"):
+                    p[2 * n:] = 0
     return m
 
 
@@ -68,6 +69,83 @@ def test_from_torch_recurrent_values_ragged_and_gradients(kind, layers):
         for name, want_grad in cell.unpack(*g).items():
             pos = (i + 1,) if layers > 1 else ()
             torch.testing.assert_close(params[param_name(pos, name)].grad, want_grad, atol=1e-10, rtol=0)
+
+
+@pytest.mark.parametrize("kind", [torch.nn.LSTM, torch.nn.GRU, torch.nn.RNN])
+@pytest.mark.parametrize("layers", [1, 2])
+def test_from_torch_bidirectional_values_ragged_final_states_and_gradients(kind, layers):
+    m = torch_rnn(kind, 3, 4, layers, bidirectional=True)
+    net = w.from_torch(m)
+    ops = [net] if layers == 1 else [w.NetExtract(net, i) for i in (1, 2)]
+    assert all(isinstance(op, w.NetBidirectionalOperator) and op.aggregator == "Catenate" for op in ops)
+    x = torch.randn(3, 5, 3, dtype=F64)
+    lengths = torch.tensor([5, 2, 4])
+    want, h = packed_run(m, x, lengths)  # (B, T, 2n): forward, then backward
+    got = net([x[i, :t].numpy() for i, t in enumerate(lengths.tolist())], WorkingPrecision="Real64")
+    for i, t in enumerate(lengths.tolist()):
+        np.testing.assert_allclose(got[i], want[i, :t].detach().numpy(), atol=1e-10)
+    mod = w.to_torch(net).double()
+    xa, xb = x.clone().requires_grad_(), x.clone().requires_grad_()
+    out, final = mod(xa, lengths=lengths, return_states=True)
+    torch.testing.assert_close(out, want, atol=1e-10, rtol=0)
+    h_n = h[0] if kind is torch.nn.LSTM else h  # (2·layers, B, n): the last layer's forward, then backward
+    top = (layers,) if layers > 1 else ()
+    torch.testing.assert_close(final[(*top, "ForwardNet", "State")], h_n[-2], atol=1e-10, rtol=0)
+    torch.testing.assert_close(final[(*top, "BackwardNet", "State")], h_n[-1], atol=1e-10, rtol=0)
+    weights = torch.randn_like(out)
+    (out * weights).sum().backward()
+    (packed_run(m, xb, lengths)[0] * weights).sum().backward()
+    torch.testing.assert_close(xa.grad, xb.grad, atol=1e-10, rtol=0)
+    params = dict(mod.named_parameters())
+    for i in range(layers):
+        for suffix, key in (("", "ForwardNet"), ("_reverse", "BackwardNet")):
+            g = [getattr(m, f"{p}_l{i}{suffix}").grad for p in ("weight_ih", "weight_hh", "bias_ih")]
+            for name, want_grad in CELLS[kind].unpack(*g).items():
+                pos = ((i + 1,) if layers > 1 else ()) + (key,)
+                torch.testing.assert_close(params[param_name(pos, name)].grad, want_grad, atol=1e-10, rtol=0)
+
+
+def test_to_torch_of_sequence_layers_list_layers_and_operators_values_and_gradcheck():
+    P = w.NetPort
+    net = w.NetInitialize(w.NetGraph(
+        {"lstm": w.LongShortTermMemoryLayer(3), "rest": w.SequenceRestLayer(),
+         "bi": w.NetBidirectionalOperator(w.GatedRecurrentLayer(2), "Mean"), "rev": w.SequenceReverseLayer(),
+         "map": w.NetMapOperator(w.NetChain([w.LinearLayer(3), w.ElementwiseLayer("Tanh")])),
+         "cat": w.CatenateLayer(-1), "max": w.AggregationLayer("Max", 1), "total": w.TotalLayer(),
+         "times": w.ThreadingLayer("Times"), "most": w.SequenceMostLayer(), "mean": w.AggregationLayer("Mean", 1),
+         "out": w.CatenateLayer()},
+        [(P("Input"), "lstm", "rest", "bi"), ("rest", "rev", "map"), (["bi", "map"], "cat", "max"),
+         (["map", "rest"], "total"), (["total", "rest"], "times", "most", "mean"), (["max", "mean"], "out")],
+        Input=("Varying", 2)), RandomSeeding=7)
+    mod = w.to_torch(net)
+    assert sorted(n for n, _ in mod.named_parameters()) == sorted(param_name(k[:-1], k[-1]) for k in net.arrays())
+    seqs = [np.random.default_rng(2).normal(size=(t, 2)).astype(np.float32) for t in (5, 3, 4)]
+    x = torch.zeros(3, 5, 2)
+    for i, s in enumerate(seqs):
+        x[i, :len(s)] = torch.from_numpy(s)
+    lengths = torch.tensor([5, 3, 4])
+    np.testing.assert_allclose(mod(x, lengths=lengths).detach().numpy(), net(seqs), atol=1e-6)
+    mod64 = w.to_torch(net).double()
+    assert torch.autograd.gradcheck(lambda v: mod64(v, lengths=lengths), (x.double().requires_grad_(),))
+    mod64(x.double(), lengths=lengths).sum().backward()
+    assert all(p.grad is not None and bool(p.grad.abs().sum() > 0) for p in mod64.parameters())
+
+
+def test_to_torch_of_a_lone_operator_and_back():
+    op = w.NetInitialize(w.NetBidirectionalOperator((w.LongShortTermMemoryLayer(3), w.BasicRecurrentLayer(2)),
+                                                    Input=("Varying", 2)), RandomSeeding=3)
+    mod = w.to_torch(op)
+    assert {n.split(".")[0] for n, _ in mod.named_parameters()} == {"ForwardNet", "BackwardNet"}
+    x = torch.randn(2, 4, 2)
+    np.testing.assert_allclose(mod(x).detach().numpy(), op(x.numpy()), atol=1e-6)
+    with torch.no_grad():
+        for p in mod.parameters():
+            p.mul_(0.5)
+    back = w.from_torch(mod)
+    assert isinstance(back, w.NetBidirectionalOperator)
+    np.testing.assert_allclose(back(x.numpy()), mod(x).detach().numpy(), atol=1e-6)
+    mapped = w.NetInitialize(w.NetMapOperator(w.LinearLayer(3), Input=("Varying", 2)))
+    np.testing.assert_allclose(w.to_torch(mapped)(x).detach().numpy(), mapped(x.numpy()), atol=1e-6)
 
 
 def test_from_torch_lstm_sums_the_two_biases_and_keeps_dropout_between_layers():
@@ -168,8 +246,11 @@ def test_torch_export_of_an_lstm_chain():
 def test_refused_modules_and_options():
     with pytest.raises(w.NotSupportedError, match=r"b_hn.*reset gate"):
         w.from_torch(torch.nn.GRU(2, 3))
-    with pytest.raises(w.NotSupportedError, match="bidirectional"):
-        w.from_torch(torch.nn.LSTM(2, 3, bidirectional=True))
+    gru = torch.nn.GRU(2, 3, bidirectional=True)
+    with torch.no_grad():
+        gru.bias_hh_l0[6:] = 0
+    with pytest.raises(w.NotSupportedError, match=r"bias_hh_l0_reverse\[6:9\] \(b_hn\)"):
+        w.from_torch(gru)
     with pytest.raises(w.NotSupportedError, match="proj_size=2"):
         w.from_torch(torch.nn.LSTM(2, 3, proj_size=2))
     with pytest.raises(w.NotSupportedError, match="nonlinearity='relu'"):

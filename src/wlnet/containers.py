@@ -98,6 +98,12 @@ class NetGraph(Net):
         if isinstance(x, NetPort):
             spec = x.spec
             if len(spec) == 1:
+                if role == "src" and spec[0] in self._nodes:
+                    raise ConstructionError(
+                        f"{who}: {x!r} as the source of an edge names an input port of the graph, but "
+                        f"{spec[0]!r} is a layer; write {spec[0]!r} for its output, or NetPort({spec[0]!r}, port) "
+                        "for one of its ports."
+                    )
                 return (GRAPH, spec[0])
             if len(spec) != 2:
                 raise ConstructionError(f"{who}: {x!r} in an edge must name one layer and one of its ports.")

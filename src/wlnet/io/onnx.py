@@ -18,7 +18,14 @@ The exported model (opset 17) computes the net in evaluation mode:
 - encoders and decoders stay outside the graph; the metadata ("wlnet.encoders",
   "wlnet.decoders") records them as JSON, with their code.
 
-Each layer class has one converter in `CONVERTERS` (class name → function emitting nodes).
+- a NetBidirectionalOperator over two recurrent layers of one kind and size is one
+  bidirectional node (forward first), its states "ForwardNet"/"BackwardNet" positions; over
+  other nets, the backward net runs between two ReverseSequences. A NetMapOperator runs its net
+  on the elements (B·T, ...) of its sequences.
+
+Each layer class has one converter in `CONVERTERS` (class name → function emitting nodes; those
+of the sequence and list layers in `onnx_sequence`); NetChain, NetGraph and the operators
+(`NESTED`) convert the nets they hold.
 """
 
 from __future__ import annotations
@@ -26,7 +33,6 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-from typing import NamedTuple
 
 import numpy as np
 
@@ -34,6 +40,9 @@ from ..containers import GRAPH, NetGraph
 from ..encoders import CharacterClass, NetEncoder
 from ..errors import NetError, NotSupportedError
 from ..net import Net
+from ..shapes import ListType
+from .onnx_graph import BIG, Builder, Value, reverse
+from .onnx_sequence import CONVERTERS as SEQUENCE_CONVERTERS
 
 OPSET = 17
 IR_VERSION = 8
@@ -56,98 +65,49 @@ def port_name(position: tuple) -> str:
     return "NetPort(" + ", ".join(json.dumps(p) if isinstance(p, str) else repr(p) for p in position) + ")"
 
 
-# ---- the graph under construction ------------------------------------------------------------
-class Value(NamedTuple):
-    """A tensor of the graph: its name, dims (ints, or "batch" / a time name for dynamic
-    sizes), whether it holds int64 indices, and the name of its lengths (batch,) int64 tensor
-    when it is a batch of "Varying" sequences (None otherwise)."""
-
-    name: str
-    dims: tuple
-    integer: bool = False
-    lengths: str | None = None
-
-
-class Builder:
-    """Nodes, initializers, inputs and outputs of the graph being written; names made unique."""
-
-    def __init__(self, onnx):
-        self.onnx = onnx
-        self.h = onnx.helper
-        self.nodes, self.inits, self.inputs, self.outputs = [], [], [], []
-        self.used: set = set()
-        self.batch = None  # (1,) int64: the batch size, from the first input
-
-    def fresh(self, base: str) -> str:
-        name, i = base, 1
-        while name in self.used:
-            i += 1
-            name = f"{base}_{i}"
-        self.used.add(name)
-        return name
-
-    def const(self, base: str, array) -> str:
-        name = self.fresh(base)
-        array = np.asarray(array)  # (np.ascontiguousarray would make a scalar a vector)
-        self.inits.append(self.onnx.numpy_helper.from_array(array if array.flags.c_contiguous else array.copy(), name))
-        return name
-
-    def ints(self, base: str, values) -> str:
-        return self.const(base, np.asarray(values, dtype=np.int64))
-
-    def op(self, op_type: str, inputs: list, base: str, n_out: int = 1, **attrs):
-        outs = [self.fresh(f"{base}/{op_type}" + (f"_{i}" if n_out > 1 else "")) for i in range(n_out)]
-        self.nodes.append(self.h.make_node(op_type, inputs, outs, name=outs[0], **attrs))  # (names of their own kind)
-        return outs[0] if n_out == 1 else outs
-
-    def input(self, name: str, integer: bool, dims: tuple, default=None) -> str:
-        """A graph input; with `default` (an array) an optional one whose default it is."""
-        if name in self.used:
-            raise NetError(f"ONNX export: two inputs of the net would both be named {name!r}; rename a port.")
-        self.used.add(name)
-        elem = self.onnx.TensorProto.INT64 if integer else self.onnx.TensorProto.FLOAT
-        self.inputs.append(self.h.make_tensor_value_info(name, elem, list(dims)))
-        if default is not None:
-            self.inits.append(self.onnx.numpy_helper.from_array(default, name))
-        return name
-
-    def output(self, name: str, v: Value) -> None:
-        if name in self.used:
-            raise NetError(f"ONNX export: the output {name!r} has the name of another tensor of the model; "
-                           "rename the port.")
-        self.used.add(name)
-        self.nodes.append(self.h.make_node("Identity", [v.name], [name], name=name))
-        elem = self.onnx.TensorProto.INT64 if v.integer else self.onnx.TensorProto.FLOAT
-        self.outputs.append(self.h.make_tensor_value_info(name, elem, list(v.dims)))
-
-
 # ---- one converter per layer class -----------------------------------------------------------
 def _arrays(layer) -> dict:
     return {a: t.detach().numpy() for a, t in layer._arrays.items()}
 
 
-def _recurrent(b: Builder, layer, ins: dict, initial, where: str):
-    """ONNX's LSTM / GRU / RNN node, time-major between two Transposes."""
+def _gates(layer) -> tuple:
+    """W (G·n, k), R (G·n, n) and B (2·G·n: the input biases, then zero recurrent biases) of a
+    recurrent layer, in ONNX's gate order (`kernels.cells`)."""
     import torch
 
-    cell, n = layer.CELL, layer.n
-    x = ins["Input"]
+    cell = layer.CELL
     w, r, bias, _ = (t.numpy() for t in cell.pack({a: torch.as_tensor(v) for a, v in _arrays(layer).items()},
                                                   cell.onnx_table))
-    B = np.concatenate([bias, np.zeros_like(bias)])  # input biases, then zero recurrent biases
+    return w, r, np.concatenate([bias, np.zeros_like(bias)])
+
+
+def _recurrent_node(b: Builder, layers: list, x: Value, state_in: dict, where: str) -> tuple:
+    """ONNX's LSTM / GRU / RNN node of one recurrent layer, or of two of one kind and size
+    (forward, backward) as a bidirectional node, time-major after a Transpose. state_in: state
+    → (D, B, n) initial value (D directions). → Y (T, D, B, n), {state: (D, B, n) final value}."""
+    cell, n = layers[0].CELL, layers[0].n
+    W, R, B = (np.stack(a) for a in zip(*(_gates(layer) for layer in layers)))
     xt = b.op("Transpose", [x.name], where, perm=[1, 0, 2])  # (T, B, k)
     seq_lens = b.op("Cast", [x.lengths], where, to=b.onnx.TensorProto.INT32) if x.lengths else ""
-    state_in = [b.op("Unsqueeze", [initial((s,), n), b.ints("axes0", [0])], where) for s in cell.states]
     attrs = {"hidden_size": n}
+    if len(layers) == 2:
+        attrs["direction"] = "bidirectional"
     if cell.onnx_op == "GRU":
         attrs["linear_before_reset"] = 1
-    outs = b.op(cell.onnx_op, [xt, b.const(f"{where}/W", w[None]), b.const(f"{where}/R", r[None]),
-                               b.const(f"{where}/B", B[None]), seq_lens, *state_in],
+    outs = b.op(cell.onnx_op, [xt, b.const(f"{where}/W", W), b.const(f"{where}/R", R), b.const(f"{where}/B", B),
+                               seq_lens, *(state_in[s] for s in cell.states)],
                 where, n_out=1 + len(cell.states), **attrs)
-    y = b.op("Squeeze", [outs[0], b.ints("axes1", [1])], where)  # (T, B, n)
+    return outs[0], dict(zip(cell.states, outs[1:]))
+
+
+def _recurrent(b: Builder, layer, ins: dict, initial, where: str):
+    """ONNX's LSTM / GRU / RNN node, time-major between two Transposes."""
+    n, x = layer.n, ins["Input"]
+    state_in = {s: b.op("Unsqueeze", [initial((s,), n), b.ints("axes0", [0])], where) for s in layer.CELL.states}
+    y, states = _recurrent_node(b, [layer], x, state_in, where)
+    y = b.op("Squeeze", [y, b.ints("axes1", [1])], where)  # (T, B, n)
     out = Value(b.op("Transpose", [y], where, perm=[1, 0, 2]), (*x.dims[:2], n), False, x.lengths)
-    finals = {s: Value(b.op("Squeeze", [h, b.ints("axes0", [0])], where), ("batch", n))
-              for s, h in zip(cell.states, outs[1:])}
+    finals = {s: Value(b.op("Squeeze", [h, b.ints("axes0", [0])], where), ("batch", n)) for s, h in states.items()}
     return {"Output": out}, finals
 
 
@@ -194,16 +154,6 @@ def _sequence_last(b: Builder, layer, ins: dict, initial, where: str):
     return {"Output": Value(y, (x.dims[0], *x.dims[2:]), x.integer)}, {}
 
 
-def _sequence_reverse(b: Builder, layer, ins: dict, initial, where: str):
-    x = ins["Input"]
-    lengths = x.lengths
-    if lengths is None:  # every sequence at the full length T
-        T = b.op("Slice", [b.op("Shape", [x.name], where), b.ints("one1", [1]), b.ints("two1", [2])], where)
-        lengths = b.op("Expand", [T, b.batch], where)
-    y = b.op("ReverseSequence", [x.name, lengths], where, batch_axis=0, time_axis=1)
-    return {"Output": x._replace(name=y)}, {}
-
-
 def _zero_based(b: Builder, x: Value, where: str) -> str:
     """Indices 1..n → 0..n-1 (the padding index 0 → 0)."""
     return b.op("Max", [b.op("Sub", [x.name, b.ints("one", 1)], where), b.ints("zero", 0)], where)
@@ -234,7 +184,7 @@ CONVERTERS = {
     "SequenceLastLayer": _sequence_last,
     "EmbeddingLayer": _embedding,
     "UnitVectorLayer": _unit_vector,
-    "SequenceReverseLayer": _sequence_reverse,
+    **SEQUENCE_CONVERTERS,
 }
 
 
@@ -243,15 +193,19 @@ def _where(position: tuple) -> str:
 
 
 def _convert(b: Builder, net: Net, ins: dict, initial, position: tuple):
-    """The nodes of `net` on input values `ins` ({port: Value}); initial(state position, n) →
-    the name of a (batch, n) initial state. → ({output port: Value}, {state position: Value})."""
+    """The nodes of `net` on input values `ins` ({port: Value}, a list of them for a list port);
+    initial(state position, n) → the name of a (batch, n) initial state.
+    → ({output port: Value}, {state position: Value})."""
     if isinstance(net, NetGraph):
         return _convert_graph(b, net, ins, initial, position)
+    nested = NESTED.get(type(net).__name__)
+    if nested is not None:
+        return nested(b, net, ins, initial, position)
     convert = CONVERTERS.get(type(net).__name__)
     if convert is None:
         raise NotSupportedError(
             f"ONNX export: {_where(position)} is a {net.name}, which has no ONNX form yet; the layers that have one "
-            f"are {', '.join(CONVERTERS)}, in NetChain and NetGraph."
+            f"are {', '.join(CONVERTERS)}, in NetChain, NetGraph, {' and '.join(NESTED)}."
         )
     outs, finals = convert(b, net, ins, initial, "/".join(str(p) for p in position) or net.name)
     return outs, {(s,): v for s, v in finals.items()}
@@ -259,35 +213,146 @@ def _convert(b: Builder, net: Net, ins: dict, initial, position: tuple):
 
 def _convert_graph(b: Builder, g: NetGraph, ins: dict, initial, position: tuple):
     env, finals = {}, {}
+
+    def value(src):
+        return ins[src[1]] if src[0] == GRAPH else env[src]
+
     for k in g._order:
         node = g._nodes[k]
         states = node.state_ports()
         node_in, fed = {}, {}
         for port, src in g._feeds[k].items():
-            v = ins[src[1]] if src[0] == GRAPH else env[src]
-            (fed if port in states else node_in)[port] = v
+            if port in states:
+                fed[node.state_port_position(port)] = value(src)
+            else:
+                node_in[port] = [value(s) for s in src] if isinstance(src, list) else value(src)
 
         def node_initial(pos, n, k=k, fed=fed):
-            return fed[pos[0]].name if len(pos) == 1 and pos[0] in fed else initial((k, *pos), n)
+            return fed[pos].name if pos in fed else initial((k, *pos), n)
 
         outs, node_finals = _convert(b, node, node_in, node_initial, (*position, k))
         for port, v in outs.items():
             env[(k, port)] = v
         for pos, v in node_finals.items():
             finals[(k, *pos)] = v
-            if len(pos) == 1:
-                env[(k, pos[0])] = v
+        for port in states:
+            env[(k, port)] = node_finals[node.state_port_position(port)]
     outs = {}
     for port, src in g._graph_out.items():
-        v = ins[src[1]] if src[0] == GRAPH else env[src]
+        v = value(src)
         if port in g._scalar:
             v = Value(b.op("Reshape", [v.name, b.ints("batch_only", [-1])], port), ("batch",), v.integer)
         outs[port] = v
     return outs, finals
 
 
+# ---- operators ---------------------------------------------------------------------------------
+POINTWISE = {"LinearLayer", "ElementwiseLayer", "SoftmaxLayer", "DropoutLayer", "EmbeddingLayer", "UnitVectorLayer"}
+
+
+def _pointwise(net) -> bool:
+    """Whether the net's nodes act on the last axis alone, whatever the axes before it."""
+    if isinstance(net, NetGraph):
+        return not net._scalar and all(_pointwise(node) for node in net._nodes.values())
+    return type(net).__name__ in POINTWISE
+
+
+def _map(b: Builder, op, ins: dict, initial, position: tuple):
+    """NetMapOperator: a net of layers that act on the last axis alone (LinearLayer, ...) on the
+    sequences themselves (a MatMul on (B, T, k)); any other net on the sequences' elements
+    (B, T, ...) as one batch (B·T, ...), and back."""
+    if _pointwise(op.net):
+        outs, _ = _convert(b, op.net, ins, initial, (*position, "Net"))
+        return outs, {}
+    where = "/".join(str(p) for p in (*position, "Net"))
+    first = next(iter(ins.values()))
+    shape = b.op("Shape", [first.name], where)
+    lead = b.op("Slice", [shape, b.ints("zero1", [0]), b.ints("two1", [2])], where)  # (B, T)
+    flat = {}
+    for port, v in ins.items():
+        rest = b.op("Slice", [b.op("Shape", [v.name], where), b.ints("two1", [2]), b.ints("big", [BIG])], where)
+        target = b.op("Concat", [b.ints("minus_one1", [-1]), rest], where, axis=0)
+        flat[port] = Value(b.op("Reshape", [v.name, target], where), ("batch", *v.dims[2:]), v.integer)
+    outer_batch, b.batch = b.batch, b.op("ReduceProd", [lead], where, keepdims=1)  # B·T is the inner batch
+    try:
+        outs, _ = _convert(b, op.net, flat, initial, (*position, "Net"))
+    finally:
+        b.batch = outer_batch
+    result = {}
+    for port, v in outs.items():
+        rest = b.op("Slice", [b.op("Shape", [v.name], where), b.ints("one1", [1]), b.ints("big", [BIG])], where)
+        y = b.op("Reshape", [v.name, b.op("Concat", [lead, rest], where, axis=0)], where)
+        result[port] = Value(y, (*first.dims[:2], *v.dims[1:]), v.integer, first.lengths)
+    return result, {}
+
+
+_RECURRENT = ("LongShortTermMemoryLayer", "GatedRecurrentLayer", "BasicRecurrentLayer")
+
+
+def _bidirectional(b: Builder, op, ins: dict, initial, position: tuple):
+    """NetBidirectionalOperator: over two recurrent layers of one kind and size, ONNX's
+    bidirectional node (forward first); over any other nets, the forward net's nodes and the
+    backward net's between two ReverseSequences. Then the two outputs joined."""
+    where = "/".join(str(p) for p in position) or op.name
+    x = ins["Input"]
+    fw, bw = op.forward_net, op.backward_net
+    if type(fw).__name__ in _RECURRENT and type(fw) is type(bw) and fw.n == bw.n:
+        return _bidirectional_node(b, op, x, initial, position, where)
+    outs, finals = {}, {}
+    for key, net in (("ForwardNet", fw), ("BackwardNet", bw)):
+        port_in, port_out = next(iter(net.input_ports())), next(iter(net.output_ports()))
+        inner = x if key == "ForwardNet" else reverse(b, x, where)
+        out, states = _convert(b, net, {port_in: inner}, lambda pos, n, key=key: initial((key, *pos), n),
+                               (*position, key))
+        y = out[port_out]
+        outs[key] = reverse(b, y, where) if key == "BackwardNet" and op._sequence_out else y
+        finals.update({(key, *pos): v for pos, v in states.items()})
+    yf, yb = outs["ForwardNet"], outs["BackwardNet"]
+    if op.aggregator == "Catenate":
+        axis = 2 if op._sequence_out else 1
+        y = b.op("Concat", [yf.name, yb.name], where, axis=axis)
+        size = [yf.dims[axis], yb.dims[axis]]
+        dims = (*yf.dims[:axis], sum(size) if all(isinstance(d, int) for d in size) else None, *yf.dims[axis + 1:])
+        return {"Output": yf._replace(name=y, dims=dims)}, finals
+    y = b.op("Add", [yf.name, yb.name], where)
+    if op.aggregator == "Mean":
+        y = b.op("Div", [y, b.const("two", np.float32(2))], where)
+    return {"Output": yf._replace(name=y)}, finals
+
+
+def _bidirectional_node(b: Builder, op, x: Value, initial, position: tuple, where: str):
+    fw, bw = op.forward_net, op.backward_net
+    n = fw.n
+    state_in = {s: b.op("Concat", [b.op("Unsqueeze", [initial((key, s), n), b.ints("axes0", [0])], where)
+                                   for key in ("ForwardNet", "BackwardNet")], where, axis=0)
+                for s in fw.CELL.states}  # (2, B, n)
+    y, states = _recurrent_node(b, [fw, bw], x, state_in, where)  # Y (T, 2, B, n)
+    if op.aggregator == "Catenate":
+        y = b.op("Transpose", [y], where, perm=[2, 0, 1, 3])  # (B, T, 2, n)
+        y = b.op("Reshape", [y, b.ints("merge", [0, 0, -1])], where)  # (B, T, 2n): forward, then backward
+        size = 2 * n
+    else:
+        if op.aggregator == "Total":
+            y = b.op("ReduceSum", [y, b.ints("axes1", [1])], where, keepdims=0)  # (T, B, n)
+        else:
+            y = b.op("ReduceMean", [y], where, axes=[1], keepdims=0)
+        y = b.op("Transpose", [y], where, perm=[1, 0, 2])  # (B, T, n)
+        size = n
+    finals = {(key, s): Value(b.op("Gather", [h, b.ints("index", i)], where, axis=0), ("batch", n))
+              for s, h in states.items() for i, key in enumerate(("ForwardNet", "BackwardNet"))}
+    return {"Output": Value(y, (*x.dims[:2], size), False, x.lengths)}, finals
+
+
+NESTED = {"NetMapOperator": _map, "NetBidirectionalOperator": _bidirectional}
+
+
 # ---- the model -------------------------------------------------------------------------------
-def _input_dims(t, time: str) -> tuple:
+def _input_dims(t, port: str, time: str) -> tuple:
+    if isinstance(t, ListType):
+        raise NotSupportedError(f"ONNX export: the input port {port!r} takes a list of arrays, which an ONNX input "
+                                "cannot be; put the layer in a NetGraph whose input ports feed it, e.g. "
+                                "NetGraph({\"cat\": CatenateLayer()}, [(NetPort(\"a\"), \"cat\"), "
+                                "(NetPort(\"b\"), \"cat\")]).")
     dims = t.dims
     if dims is None or any(d is None for d in dims):
         raise NotSupportedError(f"ONNX export: an input port's shape is not fully known ({dims!r}); give the net's "
@@ -320,11 +385,11 @@ def to_model(net: Net):
     net._require_initialized()
     b = Builder(onnx)
     ports = net.input_ports()
-    varying = [p for p, t in ports.items() if t.varying]
+    varying = [p for p, t in ports.items() if getattr(t, "varying", False)]
     ins = {}
     for port, t in ports.items():
         time = "time" if len(varying) == 1 else f"time_{port}"
-        dims = _input_dims(t, time)
+        dims = _input_dims(t, port, time)
         name = b.input(port, t.integer, dims)
         shape = b.op("Shape", [name], port)
         if b.batch is None:

@@ -1,13 +1,17 @@
 """ONNX in: `import_onnx(path)` builds a NetGraph from an ONNX model.
 
 Supported: ONNX's LSTM (no peepholes, default activations, no clip, input_forget 0), GRU with
-linear_before_reset = 1 and RNN with tanh, each forward or reverse, either layout; Gemm and
-MatMul + Add (LinearLayer), Softmax, Tanh / Sigmoid / Relu / Sin / Exp (ElementwiseLayer),
+linear_before_reset = 1 and RNN with tanh, each forward, reverse or bidirectional, either
+layout (a bidirectional node is a NetBidirectionalOperator where its Y is read whole, see
+`onnx_join`); Gemm and MatMul + Add (LinearLayer; on every step of a sequence,
+NetMapOperator(LinearLayer)), Softmax, Tanh / Sigmoid / Relu / Sin / Exp (ElementwiseLayer),
 Identity / Dropout, the last step of a sequence (Gather or Slice of the time axis, GatherND at
-the lengths: SequenceLastLayer), Gather of an initializer by indices (EmbeddingLayer), OneHot
-(UnitVectorLayer), and the glue exporters put around recurrent nodes: Transpose, Squeeze,
-Unsqueeze, Reshape, Slice, Concat, Shape, Gather, ConstantOfShape, Expand, Constant, Cast and
-arithmetic on shapes, initializers.
+the lengths: SequenceLastLayer), ReverseSequence (SequenceReverseLayer), Concat of values along
+a feature axis (CatenateLayer), ReduceSum / ReduceMean over a bidirectional node's directions,
+Gather of an initializer by indices (EmbeddingLayer), OneHot (UnitVectorLayer), and the glue
+exporters put around recurrent nodes: Transpose, Squeeze, Unsqueeze, Reshape, Slice, Concat,
+Shape, Gather, ConstantOfShape, Expand, Constant, Cast and arithmetic on shapes, initializers
+(also from external data files beside the model, as torch.onnx.export writes them).
 
 How the graph is read: each ONNX tensor becomes an abstract value, computed node by node (only
 the nodes the outputs need): a constant (folded with onnx's reference evaluator), a shape
@@ -36,42 +40,16 @@ from typing import NamedTuple
 import numpy as np
 
 from ..containers import NetGraph
-from ..data import Seq
 from ..encoders import CHARACTER_CLASSES, NetDecoder, NetEncoder
 from ..errors import NetError, NotSupportedError
-from ..layers.base import Layer
 from ..layers.sequence import SequenceLastLayer
 from ..net import NetPort
-from ..shapes import VARYING, ArrayType
-from ..symbols import Automatic
+from ..operators import NetMapOperator
+from ..shapes import VARYING
 from .onnx import require_onnx
 
 BATCH, TIME = "batch", "time"
 BIG = 2**31  # a Slice end or a Min bound at least this large means "to the end"
-
-
-class SequenceReverseLayer(Layer):
-    """Each sequence reversed within its own length (the reverse direction of an imported
-    recurrent node runs between two of these)."""
-
-    OPTIONS = {"Input": Automatic}
-
-    def __init__(self, **options):
-        super().__init__((), options)
-        self._in = {"Input": ArrayType((VARYING, None))}
-        self._out = {"Output": ArrayType((VARYING, None))}
-
-    def infer(self, inputs: dict) -> Layer:
-        t = inputs.get("Input")
-        if t is None or t.dims is None:
-            return self
-        new = self._copy()
-        new._in["Input"] = new._out["Output"] = t
-        return new
-
-    def forward(self, arrays, inputs, ctx):
-        x = inputs["Input"]
-        return {"Output": x.flip() if isinstance(x, Seq) else x.flip(1)}
 
 
 # ---- abstract values -------------------------------------------------------------------------
@@ -121,8 +99,9 @@ class Data(NamedTuple):
 
 
 class Stacked(NamedTuple):
-    """wlnet values concatenated along a size-1 feature axis (torch's h_n of several layers):
-    only one of them is ever picked out again."""
+    """wlnet values concatenated along a size-1 feature axis (torch's h_n of several layers, the
+    two directions of a bidirectional node), to be picked out again or joined (`onnx_join`);
+    a part may be Zeros (a direction's initial state left at zero)."""
 
     parts: tuple
     axis: int
@@ -153,6 +132,8 @@ class Importer:
         self.edges: list = []  # (src, (key, port))
         self.outputs: dict = {}  # graph output → src
         self.recurrent: list = []  # keys of recurrent layers
+        self.bidirectional: list = []  # onnx_join.Bidirectional records, in the graph's order
+        self.reserved = {vi.name for vi in self.graph.input} | {vi.name for vi in self.graph.output}
         self.uses = {}
         for node in self.graph.node:
             for i in node.input:
@@ -192,29 +173,39 @@ class Importer:
         return d.src.get() if isinstance(d.src, Lazy) else d.src
 
     # ---- building the net ----
-    def add(self, cls, inputs: dict, *args, **options):
-        """A layer fed from {port: Data or src}; → its key."""
+    def add(self, cls, inputs: dict, *args, at=None, **options):
+        """A layer fed from {port: Data or src, or a list of them for a list port}, at the place of
+        the key `at` (reserved by `slot`) or last; → its key."""
         base = self.node.name if self.node is not None and self.node.name else cls.__name__
         if self.model.producer_name == "wlnet" and "/" in base:  # "<layer position>/<op>": the position
             base = base.rsplit("/", 1)[0]
         base = base.replace(".", "_")
         key, i = base, 1
-        while key in self.layers:
+        while (key in self.layers and key != at) or key in self.reserved:  # (named as a graph port: ambiguous)
             i += 1
             key = f"{base}_{i}"
-        self.layers[key] = [cls, args, options]
+        if at is None:
+            self.layers[key] = [cls, args, options]
+        else:
+            self.layers = {(key if k == at else k): ([cls, args, options] if k == at else v)
+                           for k, v in self.layers.items()}
         for port, v in inputs.items():
-            self.edges.append((self.src(v) if isinstance(v, Data) else v, (key, port)))
+            for u in v if isinstance(v, list) else [v]:
+                self.edges.append((self.src(u) if isinstance(u, Data) else u, (key, port)))
+        return key
+
+    def slot(self) -> str:
+        """A key that keeps a place among the layers, for a layer made later (`add(..., at=key)`)."""
+        key = f"_slot{len(self.layers)}"
+        while key in self.layers:
+            key += "_"
+        self.layers[key] = None
         return key
 
     # ---- reading the graph ----
     def run(self):
         g = self.graph
         inits = {t.name: t for t in g.initializer}
-        for t in g.initializer:
-            if t.data_location == self.onnx.TensorProto.EXTERNAL:
-                raise self.fail(f"the initializer {t.name!r} is stored in an external file; only self-contained "
-                                "models can be imported.")
         for name, t in inits.items():
             self.values[name] = Const(self.onnx.numpy_helper.to_array(t))
         for vi in g.input:
@@ -242,6 +233,10 @@ class Importer:
         self.node = None
         for name in wanted:
             v = self.values.get(name)
+            if isinstance(v, Stacked):
+                from .onnx_join import materialize
+
+                v = materialize(self, v)
             if not isinstance(v, Data):
                 raise NetError(f"ONNX import of {self.path}: the output {name!r} does not depend on the inputs "
                                "(or is not computed by the graph).")
@@ -304,10 +299,13 @@ class Importer:
         attrs = {a.name: self.onnx.helper.get_attribute_value(a) for a in node.attribute}
         attrs = {k: v.decode() if isinstance(v, bytes) else [x.decode() if isinstance(x, bytes) else x for x in v]
                  if isinstance(v, list) else v for k, v in attrs.items()}
+        from .onnx_join import materialize
         from .onnx_ops import FOLDABLE, OPS, SUPPORTED
 
         op = node.op_type
         try:
+            if op not in PICKING:
+                args = [materialize(self, a) for a in args]
             if (op == "Constant" or all(a is None or isinstance(a, Const) for a in args)) and op in FOLDABLE:
                 outs = self.fold(node, args)
             else:
@@ -348,11 +346,16 @@ class Importer:
 
     # ---- the net ----
     def net(self, meta: dict):
+        from .onnx_join import resolve
+
+        resolve(self)
         self.use_sequence_last_for_states()
         layers = {}
         for key, (cls, args, options) in self.layers.items():
             try:
                 layers[key] = cls(*args, **{k: v for k, v in options.items() if not k.startswith("_")})
+                if options.get("_map"):  # a linear map of every step of a sequence
+                    layers[key] = NetMapOperator(layers[key])
             except NetError as e:
                 raise NetError(f"ONNX import of {self.path}: layer {key!r}: {e}") from None
         edges = []
@@ -432,6 +435,8 @@ class Importer:
         return self.ints(args[i], name) if len(args) > i and args[i] is not None else None
 
 
+PICKING = {"Gather", "Slice", "Concat", "Shape", "Identity", "ReduceSum", "ReduceMean",  # ops that take Stacked values
+           "LSTM", "GRU", "RNN"}  # (initial states of both directions)
 MAX_FOLD = 10**7  # elements of a constant computed while reading a graph
 
 
@@ -496,6 +501,14 @@ def load(path):
         raise NetError(f"ONNX import: the file {path!r} is not an ONNX model ({type(e).__name__}).") from None
     if not model.graph.output or not model.opset_import:
         raise NetError(f"ONNX import: the file {path!r} is not an ONNX model (it has no graph outputs or opset).")
+    try:  # arrays in external data files beside the model (torch.onnx.export writes them): onnx's reader, which
+        # refuses locations outside the model's folder
+        from onnx.external_data_helper import load_external_data_for_model
+
+        load_external_data_for_model(model, os.path.dirname(os.path.abspath(path)))
+    except Exception as e:
+        raise NetError(f"ONNX import: the external data of {path!r} cannot be read ({type(e).__name__}: {e}).") \
+            from None
     try:
         onnx.checker.check_model(model)
     except Exception as e:
@@ -514,4 +527,4 @@ def import_onnx(path):
         raise NetError(f"ONNX import of {path}: the model does not fit together ({type(e).__name__}: {e}).") from None
 
 
-__all__ = ["import_onnx", "SequenceReverseLayer"]
+__all__ = ["import_onnx"]

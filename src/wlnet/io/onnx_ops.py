@@ -10,9 +10,10 @@ from ..errors import NetError
 from ..kernels import cells
 from ..layers.basic import ElementwiseLayer, LinearLayer, SoftmaxLayer
 from ..layers.recurrent import BasicRecurrentLayer, GatedRecurrentLayer, LongShortTermMemoryLayer
-from ..layers.sequence import EmbeddingLayer, SequenceLastLayer, UnitVectorLayer
+from ..layers.sequence import EmbeddingLayer, SequenceLastLayer, SequenceReverseLayer, UnitVectorLayer
 from ..shapes import VARYING
-from .onnx_in import BATCH, BIG, TIME, Const, Data, Lazy, Lengths, SequenceReverseLayer, Shp, Stacked, Var, Zeros
+from .onnx_in import BATCH, BIG, TIME, Const, Data, Lazy, Lengths, Shp, Stacked, Var, Zeros
+from .onnx_join import Bidirectional, joined, materialize, outputs, reduced
 
 
 def _norm(axis: int, rank: int) -> int:
@@ -31,12 +32,19 @@ def op_shape(im, args, attrs, n_out):
         entries = x.dims
     elif isinstance(x, Lengths):
         entries = x.dims
+    elif isinstance(x, Stacked):
+        entries = tuple(len(x.parts) if i == x.axis else a for i, a in enumerate(im.axes(_data_part(x))))
     else:
         raise im.fail("Shape of this value is not supported.")
     rank = len(entries)
     start = _norm(attrs.get("start", 0), rank)
     end = _norm(attrs["end"], rank) if "end" in attrs else rank
     return Shp(tuple(entries[max(0, start):min(rank, end)]))
+
+
+def _data_part(x: Stacked) -> Data:
+    """A part of stacked values that is a wlnet value (the others may be zeros)."""
+    return next(p for p in x.parts if isinstance(p, Data))
 
 
 def _entries(im, v, what: str) -> list:
@@ -57,9 +65,11 @@ def op_gather(im, args, attrs, n_out):
         return Shp(tuple(picked), scalar=i.ndim == 0)
     if isinstance(x, Stacked):
         i = np.asarray(im.const(idx, "indices"))
-        if _norm(axis, len(x.parts[0].axes)) != x.axis or i.ndim != 0:
+        if _norm(axis, len(_data_part(x).axes)) != x.axis or i.ndim != 0:
             raise im.fail("a Gather of concatenated wlnet values must pick one of them.")
         part = x.parts[int(i)]
+        if isinstance(part, Zeros):
+            return Zeros(part.dims[:x.axis] + part.dims[x.axis + 1:])
         return part._replace(axes=part.axes[:x.axis] + part.axes[x.axis + 1:])
     if isinstance(x, Const) and isinstance(idx, Data) and idx.integer:  # an embedding
         return _embedding(im, x.value, idx, attrs)
@@ -122,9 +132,9 @@ def op_slice(im, args, attrs, n_out):
         return Shp(tuple(x.entries[slice(starts[0], ends[0], steps[0])]))
     if isinstance(x, Stacked):
         picked = x.parts[slice(starts[0], ends[0], steps[0])] if len(axes) == 1 else ()
-        if len(axes) != 1 or _norm(axes[0], len(x.parts[0].axes)) != x.axis or len(picked) != 1:
-            raise im.fail("a Slice of concatenated wlnet values must pick one of them.")
-        return picked[0]
+        if len(axes) != 1 or _norm(axes[0], len(_data_part(x).axes)) != x.axis or not picked:
+            raise im.fail("a Slice of concatenated wlnet values must pick some of them.")
+        return picked[0] if len(picked) == 1 else Stacked(tuple(picked), x.axis)
     dims = list(x.dims if isinstance(x, Zeros | Lengths) else im.axes(x) if isinstance(x, Data) else ())
     if not dims:
         raise im.fail("this Slice is not supported.")
@@ -144,7 +154,8 @@ def op_slice(im, args, attrs, n_out):
             im.bind(x.axes[a], TIME)
             return _last(im, x, a, keep=True)
         else:
-            raise im.fail(f"a Slice of the {d} axis is not supported.")
+            raise im.fail(f"a Slice of {'the ' + d if isinstance(d, str) else d} axis other than its last step is "
+                          "not supported (a recurrence unrolled step by step cannot be imported).")
     if isinstance(x, Zeros):
         return Zeros(tuple(out))
     if isinstance(x, Data):
@@ -158,16 +169,34 @@ def op_concat(im, args, attrs, n_out):
         for a in args:
             out += _entries(im, a, "inputs")
         return Shp(tuple(out))
-    if all(isinstance(a, Data) for a in args):
-        axis = _norm(attrs["axis"], len(args[0].axes))
-        if all(im.axes(a)[axis] == 1 and len(a.axes) == len(args[0].axes) for a in args):
-            return Stacked(tuple(args), axis)
     if all(isinstance(a, Zeros) for a in args):
         axis = _norm(attrs["axis"], len(args[0].dims))
         d = [a.dims[axis] for a in args]
         if all(isinstance(x, int) for x in d):
             return Zeros(args[0].dims[:axis] + (sum(d),) + args[0].dims[axis + 1:])
-    raise im.fail("a Concat of wlnet values (a CatenateLayer) is not supported yet.")
+    if all(isinstance(a, Data | Stacked | Zeros) for a in args) and not all(isinstance(a, Zeros) for a in args):
+        first = next(a for a in args if not isinstance(a, Zeros))
+        rank = len((_data_part(first) if isinstance(first, Stacked) else first).axes)
+        axis = _norm(attrs["axis"], rank)
+        parts = []
+        for a in args:
+            parts += a.parts if isinstance(a, Stacked) and a.axis == axis else [materialize(im, a)]
+        if any(len(p.dims if isinstance(p, Zeros) else p.axes) != rank for p in parts):
+            raise im.fail("a Concat of wlnet values of different ranks.")
+        for p in parts:  # an axis of a graph input declared of size 1 (an initial state's): a feature axis
+            if isinstance(p, Data) and isinstance(im.resolve(p.axes[axis]), Var) and im.size(p.axes[axis]) == 1:
+                im.bind(p.axes[axis], 1)
+        sizes = [p.dims[axis] if isinstance(p, Zeros) else im.axes(p)[axis] for p in parts]
+        if all(d == 1 for d in sizes):
+            return Stacked(tuple(parts), axis)
+        if any(isinstance(p, Zeros) for p in parts):
+            raise im.fail("a Concat of zeros and wlnet values is supported along a size-1 axis only (the initial "
+                          "states of a bidirectional node's two directions).")
+        if not all(isinstance(d, int) for d in sizes):
+            raise im.fail("a Concat of wlnet values along their batch or time axis is not supported (it would not "
+                          "respect the lengths of the sequences); along a feature axis it is a CatenateLayer.")
+        return joined(im, tuple(parts), axis)
+    raise im.fail("a Concat of these values is not supported.")
 
 
 def _arith(name):
@@ -425,12 +454,10 @@ def _linear(im, x: Data, weights, biases, pending=None):
     axes = im.axes(x)
     if not isinstance(axes[-1], int) or len(im.features(x)) != 1 and any(f != 1 for f in im.features(x)[:-1]):
         raise im.fail("a linear map acts on the last axis of a wlnet value whose only feature axis it is.")
-    if TIME in axes or any(isinstance(a, Var) for a in axes):
-        raise im.fail("a linear map on every step of a sequence needs NetMapOperator[LinearLayer], which this "
-                      "version does not have; it is supported on vectors (after the last step of a sequence).")
+    mapped = TIME in axes or any(isinstance(a, Var) for a in axes)  # on every step: NetMapOperator(LinearLayer)
     n = int(weights.shape[0])
     key = im.add(LinearLayer, {"Input": x}, n, Weights=weights.astype(np.float32), Biases=biases.astype(np.float32),
-                 _pending=pending)
+                 _pending=pending, _map=mapped)
     return Data((key, "Output"), tuple(axes[:-1]) + (n,))
 
 
@@ -505,7 +532,7 @@ def op_recurrent(im, args, attrs, n_out):
     op = im.node.op_type
     layer_cls, cell = RECURRENT[op]
     args = args + [None] * (8 - len(args))
-    x, W, R, B, lens = args[:5]
+    x, W, R, B, lens = materialize(im, args[0]), *args[1:5]
     n = int(attrs["hidden_size"]) if "hidden_size" in attrs else None
     direction = attrs.get("direction", "forward")
     layout = attrs.get("layout", 0)
@@ -527,23 +554,21 @@ def op_recurrent(im, args, attrs, n_out):
         raise im.fail("a GRU with linear_before_reset = 0 computes h = g(W_h x + R_h (r ∘ H) + ...), the reset gate "
                       "inside the state product; GatedRecurrentLayer applies it after (m = tanh(W_mx x + b_m + "
                       "r*(W_ms s))), which is ONNX's linear_before_reset = 1.")
-    if direction == "bidirectional":
-        raise im.fail("a bidirectional node needs NetBidirectionalOperator (or a CatenateLayer), which this version "
-                      "does not have; forward and reverse nodes are supported.")
-    if direction not in ("forward", "reverse"):
+    if direction not in ("forward", "reverse", "bidirectional"):
         raise im.fail(f"the direction {direction!r} is not known.")
+    D = 2 if direction == "bidirectional" else 1
     w, r = im.const(W, "W"), im.const(R, "R")
     G = len(cell.gates)
     n = n or r.shape[-1]
-    if w.ndim != 3 or w.shape[0] != 1 or w.shape[1] != G * n or r.shape != (1, G * n, n):
-        raise im.fail(f"W and R must have shapes (1, {G}·{n}, k) and (1, {G}·{n}, {n}), but have {w.shape} and "
+    if w.ndim != 3 or w.shape[0] != D or w.shape[1] != G * n or r.shape != (D, G * n, n):
+        raise im.fail(f"W and R must have shapes ({D}, {G}·{n}, k) and ({D}, {G}·{n}, {n}), but have {w.shape} and "
                       f"{r.shape}.", NetError)
-    b = np.zeros((1, 2 * G * n), w.dtype) if B is None else im.const(B, "B")
-    if b.shape != (1, 2 * G * n):
-        raise im.fail(f"B must have shape (1, {2 * G * n}), but has {b.shape}.", NetError)
+    b = np.zeros((D, 2 * G * n), w.dtype) if B is None else im.const(B, "B")
+    if b.shape != (D, 2 * G * n):
+        raise im.fail(f"B must have shape ({D}, {2 * G * n}), but has {b.shape}.", NetError)
     k = int(w.shape[2])
     rows = cell.unfoldable_bias_rows(cell.onnx_table, n)
-    if rows and np.any(b[0, G * n:][rows]):
+    if rows and np.any(b[:, G * n:][:, rows]):
         raise im.fail("the GRU's recurrent bias of its h gate (Rbh) is nonzero: with linear_before_reset = 1 it is "
                       "multiplied by the reset gate, r*(R_h H + Rbh), and GatedRecurrentLayer has no such bias "
                       "(m = tanh(W_mx x + b_m + r*(W_ms s))).")
@@ -557,27 +582,20 @@ def op_recurrent(im, args, attrs, n_out):
         raise im.fail("sequence_lens must be the lengths of the batch's sequences (a graph input, or all full).")
     if isinstance(lens, Lengths) and lens.offset:
         raise im.fail("sequence_lens must be the lengths themselves.")
-    a = cell.unpack(*(np.asarray(t, np.float32) for t in (w[0], r[0], b[0, :G * n], b[0, G * n:])),
-                    table=cell.onnx_table)
+    arrays = tuple({name: t.copy() for name, t in cell.unpack(
+        *(np.asarray(t, np.float32) for t in (w[d], r[d], b[d, :G * n], b[d, G * n:])), table=cell.onnx_table).items()}
+        for d in range(D))
+    given = {s: _initial_states(im, v, s, n, layout, D) for s, v in zip(cell.states, args[5:5 + len(cell.states)])}
+    given = {s: v for s, v in given.items() if v is not None}
+    if D == 2:
+        bi = Bidirectional(im, layer_cls, n, k, arrays, x, given)
+        im.bidirectional.append(bi)
+        return outputs(bi, layout, cell.states)[:n_out]
     src = x
     if direction == "reverse":
         src = (im.add(SequenceReverseLayer, {"Input": x}), "Output")
-    inputs = {"Input": src}
-    for s, v in zip(cell.states, args[5:5 + len(cell.states)]):
-        if v is None or isinstance(v, Zeros) or (isinstance(v, Const) and not np.any(v.value)):
-            continue
-        if not isinstance(v, Data):
-            raise im.fail(f"the initial {s} must be zeros or a wlnet value (a graph input); a constant nonzero "
-                          "state is not supported.")
-        if len(v.axes) == 3:  # a graph input of 3 axes: (1, batch, n) or (batch, 1, n) by the layout
-            im.bind(v.axes[0 if layout == 0 else 1], 1)
-        axes = im.axes(v)
-        want = (1, BATCH, n) if layout == 0 else (BATCH, 1, n)
-        if len(axes) != 3 or [a for a in axes if not isinstance(a, int)] != [BATCH] or im.features(v)[-1] != n or \
-                int(np.prod(im.features(v))) != n:
-            raise im.fail(f"the initial {s} must have axes {want}, but has {axes}.")
-        inputs[s] = v
-    key = im.add(layer_cls, inputs, n, Input=(VARYING, k), **{name: t.copy() for name, t in a.items()})
+    inputs = {"Input": src, **{s: v[0] for s, v in given.items()}}
+    key = im.add(layer_cls, inputs, n, Input=(VARYING, k), **arrays[0])
     im.recurrent.append(key)
     if direction == "reverse":
         y_src = Lazy(lambda: (im.add(SequenceReverseLayer, {"Input": (key, "Output")}), "Output"))
@@ -589,6 +607,45 @@ def op_recurrent(im, args, attrs, n_out):
     return outs[:n_out]
 
 
+def _initial_states(im, v, s: str, n: int, layout: int, D: int):
+    """The initial state s of each direction (a tuple of D wlnet values), or None for zeros."""
+    if v is None or isinstance(v, Zeros) or (isinstance(v, Const) and not np.any(v.value)):
+        return None
+    if D == 2:
+        if not isinstance(v, Stacked) or len(v.parts) != 2 or v.axis != (0 if layout == 0 else 1):
+            raise im.fail(f"the initial {s} of a bidirectional node must be zeros, or the two directions' states "
+                          "joined by a Concat; one value holding both is not supported (NetBidirectionalOperator "
+                          "takes each direction's state at its own port).")
+        parts = tuple(_initial_states(im, p, s, n, layout, 1) for p in v.parts)
+        return tuple(p and p[0] for p in parts)  # (None: that direction's state is zeros)
+    if not isinstance(v, Data):
+        raise im.fail(f"the initial {s} must be zeros or a wlnet value (a graph input); a constant nonzero "
+                      "state is not supported.")
+    if len(v.axes) == 3:  # a graph input of 3 axes: (1, batch, n) or (batch, 1, n) by the layout
+        im.bind(v.axes[0 if layout == 0 else 1], 1)
+    axes = im.axes(v)
+    want = (1, BATCH, n) if layout == 0 else (BATCH, 1, n)
+    if len(axes) != 3 or [a for a in axes if not isinstance(a, int)] != [BATCH] or im.features(v)[-1] != n or \
+            int(np.prod(im.features(v))) != n:
+        raise im.fail(f"the initial {s} must have axes {want}, but has {axes}.")
+    return (v,)
+
+
+def _reduce(how: str):
+    """ReduceSum / ReduceMean over values stacked along an axis (the two directions of a
+    bidirectional node: its "Total" / "Mean")."""
+    def op(im, args, attrs, n_out):
+        x = args[0]
+        axes = im.attr_or_input(attrs, "axes", args, 1)
+        if isinstance(x, Stacked) and axes is not None and len(axes) == 1 and \
+                _norm(axes[0], len(_data_part(x).axes)) == x.axis:
+            return reduced(im, x, x.axis, how, bool(attrs.get("keepdims", 1)))
+        raise im.fail(f"Reduce{'Sum' if how == 'Total' else 'Mean'} is supported over the two directions of a "
+                      "bidirectional recurrent node's Y (or over values stacked by a Concat) only.")
+
+    return op
+
+
 OPS = {
     "Identity": op_identity, "Shape": op_shape, "Gather": op_gather, "Slice": op_slice, "Concat": op_concat,
     "Mul": _arith("Mul"), "Add": _arith("Add"), "Sub": _arith("Sub"), "Div": _arith("Div"), "Max": op_max,
@@ -598,8 +655,9 @@ OPS = {
     "OneHot": op_onehot, "Tanh": _elementwise("Tanh"), "Sigmoid": _elementwise("LogisticSigmoid"),
     "Relu": _elementwise("Ramp"), "Sin": _elementwise("Sin"), "Exp": _elementwise("Exp"),
     "LSTM": op_recurrent, "GRU": op_recurrent, "RNN": op_recurrent, "ReverseSequence": op_reverse_sequence,
+    "ReduceSum": _reduce("Total"), "ReduceMean": _reduce("Mean"),
 }
 FOLDABLE = {"Constant", "Identity", "Cast", "Shape", "Gather", "Unsqueeze", "Squeeze", "Concat", "Slice", "Reshape",
             "Transpose", "Expand", "ConstantOfShape", "Add", "Sub", "Mul", "Div", "Min", "Max", "Neg", "Equal",
-            "Where", "Range"}
+            "Where", "Range", "ReduceSum", "ReduceMean"}
 SUPPORTED = sorted(set(OPS) | {"Constant"})

@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import torch
 
-from ..containers import GraphModule, NetChain, NetGraph
+from ..containers import GraphModule, NetChain
 from ..data import Seq
 from ..errors import NetError, NotSupportedError
 from ..kernels import cells
+from ..layers.base import LayerModule
 from ..layers.basic import DropoutLayer, ElementwiseLayer, LinearLayer, SoftmaxLayer
 from ..layers.recurrent import BasicRecurrentLayer, GatedRecurrentLayer, LongShortTermMemoryLayer
 from ..net import Net
+from ..operators import NetBidirectionalOperator
 from ..runtime import Ctx, module_arrays
 
 
@@ -23,7 +25,8 @@ class TorchNet(torch.nn.Module):
     """A net as a plain torch module.
 
     Parameters: copies of the net's arrays, named by position and Wolfram name as in the
-    net's compiled modules ("1.InputGateInputWeights"; a lone layer's by the name alone).
+    net's compiled modules ("1.InputGateInputWeights"; a lone layer's by the name alone; an
+    operator's under its nets' keys, "ForwardNet.InputGateInputWeights").
 
     forward(*inputs, lengths=None, states=None, return_states=False): `inputs` are tensors in
     the order of the net's input ports, batch first: (B, T, k) zero-padded sequences of vectors,
@@ -40,30 +43,34 @@ class TorchNet(torch.nn.Module):
         super().__init__()
         net._require_initialized()
         self.net = net
-        self.ports = net.input_ports()
+        self.input_types = net.input_ports()
         built = net.build(trainable=True)
-        if isinstance(built, GraphModule):  # its children and plan, run by GraphModule.forward on self
-            for name, child in built.named_children():
-                self.add_module(name, child)
-            self.plan, self.outputs, self.scalar = built.plan, built.outputs, built.scalar
-        else:
+        self._kind = type(built)
+        if isinstance(built, LayerModule):
             for name, p in built.named_parameters():
                 self.register_parameter(name, p)
+        else:  # its children, so that the parameter names are the compiled module's
+            for name, child in built.named_children():
+                self.add_module(name, child)
+            if isinstance(built, GraphModule):  # run by GraphModule.forward on self (torch.export follows it)
+                self.plan, self.outputs, self.scalar = built.plan, built.outputs, built.scalar
+            else:  # an operator's module, run as it is (not registered: its children are)
+                object.__setattr__(self, "_core", built)
         self.train(False)
 
     def forward(self, *inputs, lengths=None, states=None, return_states: bool = False):
         net = self.net
-        if len(inputs) != len(self.ports):
-            raise NetError(f"{net.name}: the module takes {len(self.ports)} input tensor(s), for the ports "
-                           f"{', '.join(repr(p) for p in self.ports)}, but was given {len(inputs)}.")
+        if len(inputs) != len(self.input_types):
+            raise NetError(f"{net.name}: the module takes {len(self.input_types)} input tensor(s), for the ports "
+                           f"{', '.join(repr(p) for p in self.input_types)}, but was given {len(inputs)}.")
         if lengths is not None and not isinstance(lengths, dict):
-            varying = [p for p, t in self.ports.items() if t.varying]
+            varying = [p for p, t in self.input_types.items() if t.varying]
             if len(varying) != 1:
                 raise NetError(f"{net.name}: give lengths as a dict port → lengths; the \"Varying\" ports are "
                                f"{', '.join(repr(p) for p in varying) or 'none'}.")
             lengths = {varying[0]: lengths}
         values = {}
-        for (port, t), x in zip(self.ports.items(), inputs):
+        for (port, t), x in zip(self.input_types.items(), inputs):
             if t.varying:
                 ln = (lengths or {}).get(port)
                 ln = None if ln is None else torch.as_tensor(ln, dtype=torch.int64, device="cpu")
@@ -71,10 +78,12 @@ class TorchNet(torch.nn.Module):
             values[port] = x
         ctx = Ctx(self.training, None, True)
         states = {tuple(p) if isinstance(p, tuple) else (p,): v for p, v in (states or {}).items()}
-        if isinstance(net, NetGraph):
+        if self._kind is LayerModule:
+            out, final = net.run(self._parameters, values, states, ctx, None)
+        elif self._kind is GraphModule:
             out, final = GraphModule.forward(self, values, states, ctx)
         else:
-            out, final = net.run(self._parameters, values, states, ctx, None)
+            out, final = self._core(values, states, ctx)
         out = {p: v.data if isinstance(v, Seq) else v for p, v in out.items()}
         result = out if len(out) > 1 else next(iter(out.values()))
         return (result, final) if return_states else result
@@ -102,11 +111,10 @@ _ACTIVATIONS = {"Tanh": "Tanh", "Sigmoid": "LogisticSigmoid", "ReLU": "Ramp"}
 
 
 def _recurrent(m, who: str) -> list:
+    """The layers of an nn.LSTM / nn.GRU / nn.RNN stack: one recurrent layer per layer (a
+    NetBidirectionalOperator of two for a bidirectional stack), DropoutLayers between them."""
     kind = type(m).__name__
     layer, cell = _RECURRENT[kind]
-    if m.bidirectional:
-        raise NotSupportedError(f"from_torch: {who} is a bidirectional nn.{kind}; only one direction maps to a "
-                                f"{layer.__name__}.")
     if getattr(m, "proj_size", 0):
         raise NotSupportedError(f"from_torch: {who} is an nn.LSTM with proj_size={m.proj_size}; "
                                 "LongShortTermMemoryLayer has no projection of its state.")
@@ -115,21 +123,25 @@ def _recurrent(m, who: str) -> list:
                                 "BasicRecurrentLayer computes tanh.")
     out = []
     n, k = m.hidden_size, m.input_size
+    D = 2 if m.bidirectional else 1
     for i in range(m.num_layers):
-        w_ih, w_hh = (getattr(m, f"{p}_l{i}").detach() for p in ("weight_ih", "weight_hh"))
-        b_ih = getattr(m, f"bias_ih_l{i}").detach() if m.bias else torch.zeros(w_ih.shape[0])
-        b_hh = getattr(m, f"bias_hh_l{i}").detach() if m.bias else None
-        rows = cell.unfoldable_bias_rows(cell.torch_table, n)
-        if b_hh is not None and rows and bool((b_hh[rows] != 0).any()):
-            raise NotSupportedError(
-                f"from_torch: {who} has a nonzero bias_hh_l{i}[{rows[0]}:{rows[-1] + 1}] (b_hn): torch's GRU "
-                "multiplies it by the reset gate, r*(W_hn h + b_hn), and GatedRecurrentLayer has no such bias "
-                "(m = tanh(W_mx x + b_m + r*(W_ms s))). Set it to zero (and train so) to map the module."
-            )
-        arrays = cell.unpack(w_ih, w_hh, b_ih, b_hh)
+        size = k if i == 0 else D * n
+        nets = []
+        for suffix in ("", "_reverse")[:D]:
+            w_ih, w_hh = (getattr(m, f"{p}_l{i}{suffix}").detach() for p in ("weight_ih", "weight_hh"))
+            b_ih = getattr(m, f"bias_ih_l{i}{suffix}").detach() if m.bias else torch.zeros(w_ih.shape[0])
+            b_hh = getattr(m, f"bias_hh_l{i}{suffix}").detach() if m.bias else None
+            rows = cell.unfoldable_bias_rows(cell.torch_table, n)
+            if b_hh is not None and rows and bool((b_hh[rows] != 0).any()):
+                raise NotSupportedError(
+                    f"from_torch: {who} has a nonzero bias_hh_l{i}{suffix}[{rows[0]}:{rows[-1] + 1}] (b_hn): torch's "
+                    "GRU multiplies it by the reset gate, r*(W_hn h + b_hn), and GatedRecurrentLayer has no such bias "
+                    "(m = tanh(W_mx x + b_m + r*(W_ms s))). Set it to zero (and train so) to map the module."
+                )
+            nets.append(layer(n, Input=("Varying", size), **cell.unpack(w_ih, w_hh, b_ih, b_hh)))
         if i and m.dropout:
             out.append(DropoutLayer(m.dropout))
-        out.append(layer(n, Input=("Varying", k if i == 0 else n), **arrays))
+        out.append(nets[0] if D == 1 else NetBidirectionalOperator(tuple(nets), Input=("Varying", size)))
     return out
 
 
@@ -161,7 +173,9 @@ def _layers(m, who: str) -> list:
 def from_torch(module: torch.nn.Module) -> Net:
     """A net computing `module`: nn.LSTM / nn.GRU / nn.RNN (batch first or not: nets take
     batches first; a stack of num_layers becomes a NetChain, with DropoutLayers for torch's
-    dropout between layers; the two biases summed: a GRU maps only where its b_hn is zero),
+    dropout between layers; a bidirectional one a NetBidirectionalOperator of its two directions
+    per layer, whose output is torch's, forward then backward; the two biases summed: a GRU maps
+    only where its b_hn is zero),
     nn.Linear, nn.Tanh / nn.Sigmoid / nn.ReLU, nn.Softmax(dim=-1), nn.Dropout, nn.Sequential of
     these; or a module made by `to_torch`, which gives its net with the module's current
     parameters."""
