@@ -108,7 +108,7 @@ def sample_text(predictor, alphabet: str, prompt: str, n: int, temperature: floa
 
 
 @scenario(12, "Sequences: a character-level language model of Python's own source, sampled one character at a time")
-def scenario_12(MaxTrainingRounds=20, out_dir="out", modules=LM_MODULES, width=192, **options):
+def scenario_12(MaxTrainingRounds=12, out_dir="out", modules=LM_MODULES, width=192, **options):
     text = language_text(modules)
     train, held, train_text, held_text = language_data(text)
     net = language_model(LM_ALPHABET, width)
@@ -116,7 +116,7 @@ def scenario_12(MaxTrainingRounds=20, out_dir="out", modules=LM_MODULES, width=1
           f"{len(held)} held out")
     t0 = time.perf_counter()
     results = NetTrain(net, train, All, MaxTrainingRounds=MaxTrainingRounds, BatchSize=32, LearningRate=0.004,
-                       **options)
+                       ValidationSet=held, **options)  # the trained net: the round of the best held-out loss
     seconds = time.perf_counter() - t0
     trained = results["TrainedNet"]
     losses = np.asarray(trained(held), dtype=np.float64)  # mean nats per predicted character
