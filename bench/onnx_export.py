@@ -74,8 +74,8 @@ def case(label: str, n: int, layers: int, folder: str, k: int = 16, B: int = 64,
 def main() -> None:
     torch.manual_seed(0)
     with tempfile.TemporaryDirectory() as folder:
-        for label, n, layers in (("LSTM32", 32, 1), ("LSTM32x4", 32, 4), ("LSTM1024", 1024, 1),
-                                 ("LSTMLarge", 1024, 4)):
+        for label, n, layers in (("LSTM32", 32, 1), ("LSTMStack", 32, 4), ("LSTMLarge", 1024, 1),
+                                 ("LSTMLargeStack", 1024, 4)):
             case(label, n, layers, folder)
 
 
