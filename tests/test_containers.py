@@ -338,3 +338,16 @@ def test_nested_chain_takes_integer_sequences_from_the_layer_before_it():
     assert w.NetExtract(nested, (2, 1, "Weights")).shape == (3, 4)
     weights = w.NetExtract(nested, (2, 1, "Weights"))
     np.testing.assert_allclose(np.asarray(nested("cab")), weights[[2, 0]], rtol=1e-6)
+
+
+def test_an_encoder_on_the_first_layer_is_the_chain_input_encoder():
+    enc = w.NetEncoder(("Characters", "xy", "UnitVector"))
+    inner = w.NetChain([w.LongShortTermMemoryLayer(3, Input=enc), w.SequenceLastLayer()])
+    outer = w.NetChain([w.LongShortTermMemoryLayer(3), w.SequenceLastLayer()], Input=enc)
+    assert inner.encoders == {"Input": enc}
+    inner = w.NetInitialize(inner)
+    outer = outer.with_arrays({(pos[:-1], pos[-1]): t for pos, t in inner.arrays().items()})
+    np.testing.assert_allclose(inner(["xyx", "y"]), outer(["xyx", "y"]), rtol=1e-6)
+    data = {"xy": [1.0, 0.0, 0.0], "yx": [0.0, 1.0, 0.0], "xx": [0.0, 0.0, 1.0]}
+    trained = w.NetTrain(inner, data, MaxTrainingRounds=2, TrainingProgressReporting=None)
+    assert trained.encoders == {"Input": enc}

@@ -285,6 +285,13 @@ class NetGraph(Net):
                     graph_in_types[src[1]] = u
             for port, t in {**node.output_ports(), **node.state_ports()}.items():
                 out_types[(k, port)] = t
+        # an encoder on a layer's input that a graph input feeds is that graph port's encoder, as
+        # Wolfram lifts it: NetChain([LongShortTermMemoryLayer(3, Input=NetEncoder(...)), ...]) takes strings
+        for k in order:
+            for port, src in feeds[k].items():
+                enc = None if isinstance(src, list) else nodes[k].encoders.get(port)
+                if enc is not None and src[0] == GRAPH and src[1] not in self.encoders:
+                    self.encoders[src[1]] = enc
         self._nodes, self._feeds, self._order, self._graph_out = nodes, feeds, order, graph_out
         self._in = graph_in_types
         self._out = {}
