@@ -35,7 +35,6 @@ template <typename T>
 void forward_step(T* g, const T* bias, const T* cp, T* cn, T* tc, T* sn, const T* zm, int64_t zm_row, T* sz_next,
                   int64_t sz_gate, const T* zs, int64_t b0, int64_t b1, int64_t bt_next, int64_t n) {
   using Vec = Vectorized<T>;
-  const Vec one(T(1)), two(T(2));
   for (int64_t b = b0; b < b1; ++b) {
     T* gb = g + b * 4 * n;
     for (int64_t j = 0; j < n; j += Vec::size()) {
@@ -43,7 +42,7 @@ void forward_step(T* g, const T* bias, const T* cp, T* cn, T* tc, T* sn, const T
       const Vec o = sigmoid(load(gb + j, cnt) + load(bias + j, cnt));
       const Vec i = sigmoid(load(gb + n + j, cnt) + load(bias + n + j, cnt));
       const Vec f = sigmoid(load(gb + 2 * n + j, cnt) + load(bias + 2 * n + j, cnt));
-      const Vec m = two * sigmoid(two * (load(gb + 3 * n + j, cnt) + load(bias + 3 * n + j, cnt))) - one;
+      const Vec m = tanh_(load(gb + 3 * n + j, cnt) + load(bias + 3 * n + j, cnt));
       store(o, gb + j, cnt);
       store(i, gb + n + j, cnt);
       store(f, gb + 2 * n + j, cnt);
@@ -51,7 +50,7 @@ void forward_step(T* g, const T* bias, const T* cp, T* cn, T* tc, T* sn, const T
       const Vec mz = zm != nullptr ? m * load(zm + b * zm_row + j, cnt) : m;
       const Vec c = f * load(cp + b * n + j, cnt) + i * mz;
       store(c, cn + b * n + j, cnt);
-      const Vec h = two * sigmoid(two * c) - one;
+      const Vec h = tanh_(c);
       store(h, tc + b * n + j, cnt);
       const Vec s = o * h;
       store(s, sn + b * n + j, cnt);
