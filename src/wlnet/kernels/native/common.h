@@ -158,6 +158,9 @@ inline int64_t alive(const std::vector<int64_t>& batch_sizes, int64_t t, int64_t
 
 inline Tensor contiguous(const optional<Tensor>& z) { return z ? z->contiguous() : Tensor(); }
 
+// Whether weight mask i is given: zw holds one per weight array (an empty tensor: none), or is empty.
+inline bool has_mask(const std::vector<Tensor>& zw, size_t i) { return !zw.empty() && zw[i].numel() > 0; }
+
 // A mask, if given, must have `shape` and x's dtype (else its data would be misread).
 inline void check_mask(const Tensor& z, at::IntArrayRef shape, const Tensor& x, const char* name) {
   if (!z.defined()) return;

@@ -49,8 +49,6 @@ void backward_step(const T* dS, int64_t dS_row, const T* g_sT, int64_t end0, con
   }
 }
 
-bool has_mask(const std::vector<Tensor>& zw, size_t i) { return !zw.empty() && zw[i].numel() > 0; }
-
 }  // namespace
 
 // Forward. x (T, B, k) time-major; s0 (B, n) or none (zeros); arrays [W_x, W_s, b]; zw: 2 weight
