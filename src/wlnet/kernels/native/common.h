@@ -252,6 +252,15 @@ inline std::vector<Tensor> arena(const std::vector<std::vector<int64_t>>& shapes
   return out;
 }
 
+// S[0] of a state buffer S (T+1, B, n) = the start state v, or zeros without one.
+inline void set_start(const Tensor& S, const optional<Tensor>& v) {
+  if (v) {
+    S[0].copy_(*v);
+  } else {
+    S[0].zero_();
+  }
+}
+
 // Each row's state at its own last step: rows of S (T+1, B, n) (S[t] the state after t steps).
 inline Tensor last_states(const Tensor& S, const std::vector<int64_t>& batch_sizes) {
   const int64_t T = S.size(0) - 1, B = S.size(1), n = S.size(2);

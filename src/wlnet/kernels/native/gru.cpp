@@ -156,11 +156,7 @@ std::vector<Tensor> gru_forward(Tensor x, optional<Tensor> s0, std::vector<Tenso
     S.zero_();
     if (SZ.defined()) SZ.zero_();
   }
-  if (s0) {
-    S[0].copy_(*s0);
-  } else {
-    S[0].zero_();
-  }
+  set_start(S, s0);
 
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "wlnet_gru_forward", [&] {
     using T_ = scalar_t;

@@ -106,16 +106,8 @@ std::vector<Tensor> lstm_forward(Tensor x, optional<Tensor> s0, optional<Tensor>
     S.zero_();
     if (SZ.defined()) SZ.zero_();
   }
-  if (s0) {
-    S[0].copy_(*s0);
-  } else {
-    S[0].zero_();
-  }
-  if (c0) {
-    C[0].copy_(*c0);
-  } else {
-    C[0].zero_();
-  }
+  set_start(S, s0);
+  set_start(C, c0);
 
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "wlnet_lstm_forward", [&] {
     using T_ = scalar_t;
