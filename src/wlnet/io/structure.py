@@ -372,6 +372,13 @@ class Decoder:
         raise StructureError(f"{where} has the unknown tag {_short(tag)}.")
 
 
+def check_not_newer(version) -> None:
+    """A StructureError when `version` (an integer) is a format version newer than this wlnet reads."""
+    if isinstance(version, int) and version > VERSION:
+        raise StructureError(f"it was written in format version {version} by a newer wlnet; this wlnet reads "
+                             f"versions up to {VERSION}. Upgrade wlnet to read it.")
+
+
 def _port_table(d, what: str) -> dict:
     out = {}
     for port, t in _type(d, dict, what).items():
@@ -395,9 +402,7 @@ def decode(doc, tensors: dict):
     version = doc.get("version")
     if not isinstance(version, int) or isinstance(version, bool) or version < 1:
         raise StructureError(f"the format version must be a positive integer, but is {_short(version)}.")
-    if version > VERSION:
-        raise StructureError(f"it was written in format version {version} by a newer wlnet; this wlnet reads "
-                             f"versions up to {VERSION}. Upgrade wlnet to read it.")
+    check_not_newer(version)
     kind = doc.get("kind")
     known = {"format", "version", "kind", "net", "ports"} | ({"seed", "states"} if kind == "NetStateObject" else set())
     if kind not in ("Net", "NetStateObject") or set(doc) - known:
