@@ -41,7 +41,7 @@ from ..encoders import CharacterClass, NetEncoder
 from ..errors import NetError, NotSupportedError
 from ..net import Net
 from ..shapes import ListType
-from .onnx_graph import BIG, Builder, Value, reverse
+from .onnx_graph import BIG, Builder, Value, reduce_axes, reverse
 from .onnx_sequence import CONVERTERS as SEQUENCE_CONVERTERS
 
 OPSET = 17
@@ -332,10 +332,7 @@ def _bidirectional_node(b: Builder, op, x: Value, initial, position: tuple, wher
         y = b.op("Reshape", [y, b.ints("merge", [0, 0, -1])], where)  # (B, T, 2n): forward, then backward
         size = 2 * n
     else:
-        if op.aggregator == "Total":
-            y = b.op("ReduceSum", [y, b.ints("axes1", [1])], where, keepdims=0)  # (T, B, n)
-        else:
-            y = b.op("ReduceMean", [y], where, axes=[1], keepdims=0)
+        y = reduce_axes(b, "ReduceSum" if op.aggregator == "Total" else "ReduceMean", y, [1], where)  # (T, B, n)
         y = b.op("Transpose", [y], where, perm=[1, 0, 2])  # (B, T, n)
         size = n
     finals = {(key, s): Value(b.op("Gather", [h, b.ints("index", i)], where, axis=0), ("batch", n))
