@@ -119,19 +119,20 @@ def _linear(b: Builder, layer, ins: dict, initial, where: str):
     return {"Output": Value(y, (*x.dims[:-1], layer.n), False, x.lengths)}, {}
 
 
-_FUNCTIONS = {"Tanh": "Tanh", "LogisticSigmoid": "Sigmoid", "Ramp": "Relu", "Sin": "Sin", "Exp": "Exp"}
+# wlnet's named function → ONNX op (ONNX in reads it backwards)
+FUNCTIONS = {"Tanh": "Tanh", "LogisticSigmoid": "Sigmoid", "Ramp": "Relu", "Sin": "Sin", "Exp": "Exp"}
 
 
 def _elementwise(b: Builder, layer, ins: dict, initial, where: str):
     f = layer.f
-    if not isinstance(f, str) or f not in _FUNCTIONS:
+    if not isinstance(f, str) or f not in FUNCTIONS:
         name = getattr(f, "__name__", repr(f))
         raise NotSupportedError(
             f"ONNX export: the ElementwiseLayer at {where} applies the Python function {name}, which has no ONNX "
-            f"form; use one of the named functions {', '.join(repr(k) for k in _FUNCTIONS)}."
+            f"form; use one of the named functions {', '.join(repr(k) for k in FUNCTIONS)}."
         )
     x = ins["Input"]
-    return {"Output": x._replace(name=b.op(_FUNCTIONS[f], [x.name], where))}, {}
+    return {"Output": x._replace(name=b.op(FUNCTIONS[f], [x.name], where))}, {}
 
 
 def _softmax(b: Builder, layer, ins: dict, initial, where: str):
