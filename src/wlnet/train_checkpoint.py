@@ -34,6 +34,7 @@ import torch
 
 from .data import Seq
 from .errors import FileFormatError, NetWarning, OptionError, TrainingError
+from .io.structure import NONFINITE, float_value
 
 WHO = "NetTrain"
 KEY = "wlnet-training"
@@ -102,9 +103,7 @@ def _plain(v, tensors: dict, label: str):
     if isinstance(v, int):
         return int(v)
     if isinstance(v, float):
-        if math.isfinite(v):
-            return v
-        return {"$float": "NaN" if math.isnan(v) else "Infinity" if v > 0 else "-Infinity"}
+        return float_value(v)
     if isinstance(v, list | tuple):
         items = [_plain(x, tensors, f"{label}/{i}") for i, x in enumerate(v)]
         return items if isinstance(v, list) else {"$tuple": items}
@@ -131,7 +130,7 @@ def _unplain(v, tensors: dict):
     if "$dict" in v:
         return {_unplain(k, tensors): _unplain(x, tensors) for k, x in v["$dict"]}
     if "$float" in v:
-        return {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}[v["$float"]]
+        return NONFINITE[v["$float"]]
     if "$tensor" in v:
         t = tensors[v["$tensor"]].clone()
         return t.numpy() if v.get("numpy") else t

@@ -41,7 +41,7 @@ from ..encoders import CharacterClass, NetEncoder
 from ..errors import NetError, NotSupportedError
 from ..net import Net
 from ..shapes import ListType
-from .onnx_graph import BIG, Builder, Value, reverse
+from .onnx_graph import BIG, Builder, Value, reduce_axes, reverse
 from .onnx_sequence import CONVERTERS as SEQUENCE_CONVERTERS
 
 OPSET = 17
@@ -119,19 +119,20 @@ def _linear(b: Builder, layer, ins: dict, initial, where: str):
     return {"Output": Value(y, (*x.dims[:-1], layer.n), False, x.lengths)}, {}
 
 
-_FUNCTIONS = {"Tanh": "Tanh", "LogisticSigmoid": "Sigmoid", "Ramp": "Relu", "Sin": "Sin", "Exp": "Exp"}
+# wlnet's named function → ONNX op (ONNX in reads it backwards)
+FUNCTIONS = {"Tanh": "Tanh", "LogisticSigmoid": "Sigmoid", "Ramp": "Relu", "Sin": "Sin", "Exp": "Exp"}
 
 
 def _elementwise(b: Builder, layer, ins: dict, initial, where: str):
     f = layer.f
-    if not isinstance(f, str) or f not in _FUNCTIONS:
+    if not isinstance(f, str) or f not in FUNCTIONS:
         name = getattr(f, "__name__", repr(f))
         raise NotSupportedError(
             f"ONNX export: the ElementwiseLayer at {where} applies the Python function {name}, which has no ONNX "
-            f"form; use one of the named functions {', '.join(repr(k) for k in _FUNCTIONS)}."
+            f"form; use one of the named functions {', '.join(repr(k) for k in FUNCTIONS)}."
         )
     x = ins["Input"]
-    return {"Output": x._replace(name=b.op(_FUNCTIONS[f], [x.name], where))}, {}
+    return {"Output": x._replace(name=b.op(FUNCTIONS[f], [x.name], where))}, {}
 
 
 def _softmax(b: Builder, layer, ins: dict, initial, where: str):
@@ -332,10 +333,7 @@ def _bidirectional_node(b: Builder, op, x: Value, initial, position: tuple, wher
         y = b.op("Reshape", [y, b.ints("merge", [0, 0, -1])], where)  # (B, T, 2n): forward, then backward
         size = 2 * n
     else:
-        if op.aggregator == "Total":
-            y = b.op("ReduceSum", [y, b.ints("axes1", [1])], where, keepdims=0)  # (T, B, n)
-        else:
-            y = b.op("ReduceMean", [y], where, axes=[1], keepdims=0)
+        y = reduce_axes(b, "ReduceSum" if op.aggregator == "Total" else "ReduceMean", y, [1], where)  # (T, B, n)
         y = b.op("Transpose", [y], where, perm=[1, 0, 2])  # (B, T, n)
         size = n
     finals = {(key, s): Value(b.op("Gather", [h, b.ints("index", i)], where, axis=0), ("batch", n))

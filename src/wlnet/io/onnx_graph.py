@@ -108,6 +108,13 @@ def reverse(b: Builder, x: Value, where: str) -> Value:
     return x._replace(name=y)
 
 
+def reduce_axes(b: Builder, op: str, data: str, axes: list, where: str) -> str:
+    """A ReduceSum / ReduceMean / ... of `data` over `axes`, dropping them."""
+    if op == "ReduceSum":  # axes an input from opset 13 on; the other reductions take an attribute up to 17
+        return b.op(op, [data, b.ints("axes", axes)], where, keepdims=0)
+    return b.op(op, [data], where, axes=axes, keepdims=0)
+
+
 def derived(dim, change: str):
     """The name of a dynamic dimension computed from `dim`: "time-1" from "time" (None: unknown)."""
     return f"{dim}{change}" if isinstance(dim, str) else None

@@ -12,6 +12,7 @@ from ..layers.basic import ElementwiseLayer, LinearLayer, SoftmaxLayer
 from ..layers.recurrent import BasicRecurrentLayer, GatedRecurrentLayer, LongShortTermMemoryLayer
 from ..layers.sequence import EmbeddingLayer, SequenceLastLayer, SequenceReverseLayer, UnitVectorLayer
 from ..shapes import VARYING
+from .onnx import FUNCTIONS
 from .onnx_in import BATCH, BIG, TIME, Const, Data, Lazy, Lengths, Shp, Stacked, Var, Zeros
 from .onnx_join import Bidirectional, joined, materialize, outputs, reduced
 
@@ -652,8 +653,7 @@ OPS = {
     "Min": op_min, "Cast": op_cast, "ConstantOfShape": op_constant_of_shape, "Expand": op_expand,
     "Transpose": op_transpose, "Squeeze": op_squeeze, "Unsqueeze": op_unsqueeze, "Reshape": op_reshape,
     "MatMul": op_matmul, "Gemm": op_gemm, "Softmax": op_softmax, "Dropout": op_dropout, "GatherND": op_gather_nd,
-    "OneHot": op_onehot, "Tanh": _elementwise("Tanh"), "Sigmoid": _elementwise("LogisticSigmoid"),
-    "Relu": _elementwise("Ramp"), "Sin": _elementwise("Sin"), "Exp": _elementwise("Exp"),
+    "OneHot": op_onehot, **{o: _elementwise(f) for f, o in FUNCTIONS.items()},
     "LSTM": op_recurrent, "GRU": op_recurrent, "RNN": op_recurrent, "ReverseSequence": op_reverse_sequence,
     "ReduceSum": _reduce("Total"), "ReduceMean": _reduce("Mean"),
 }

@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import NotSupportedError
-from .onnx_graph import BIG, Builder, Value, derived, lengths_of, reverse, same_time, step_mask, time_of
+from .onnx_graph import BIG, Builder, Value, derived, lengths_of, reduce_axes, reverse, same_time, step_mask, time_of
 
 
 def _drop(b: Builder, layer, ins: dict, initial, where: str):
@@ -35,12 +35,6 @@ _REDUCE = {"Max": ("ReduceMax", -np.inf), "Min": ("ReduceMin", np.inf), "Total":
            "Mean": ("ReduceMean", 0.0), "Times": ("ReduceProd", 1.0)}
 
 
-def _reduce(b: Builder, op: str, data: str, axes: list, where: str) -> str:
-    if op == "ReduceSum":  # axes an input from opset 13 on; the other reductions take an attribute up to 17
-        return b.op(op, [data, b.ints("axes", axes)], where, keepdims=0)
-    return b.op(op, [data], where, axes=axes, keepdims=0)
-
-
 def _aggregation(b: Builder, layer, ins: dict, initial, where: str):
     """AggregationLayer: a Reduce over its levels; over the sequence of a ragged batch, over the
     real steps only (the padding replaced by the reduction's identity; a mean is the sum over
@@ -52,16 +46,16 @@ def _aggregation(b: Builder, layer, ins: dict, initial, where: str):
     if 0 in axes and x.lengths is not None:
         data = b.op("Where", [step_mask(b, x, where), x.name, b.const("identity", np.float32(identity))], where)
         if layer.f != "Mean":
-            y = _reduce(b, op, data, onnx_axes, where)
+            y = reduce_axes(b, op, data, onnx_axes, where)
         else:
             size = int(np.prod([x.dims[a + 1] for a in axes[1:]], dtype=np.int64))  # entries per step
             count = b.op("Cast", [b.op("Mul", [x.lengths, b.ints("size", size)], where)], where,
                          to=b.onnx.TensorProto.FLOAT)
             count = b.op("Reshape", [count, b.ints("count_shape", [-1] + [1] * (len(x.dims) - 1 - len(axes)))],
                          where)
-            y = b.op("Div", [_reduce(b, "ReduceSum", data, onnx_axes, where), count], where)
+            y = b.op("Div", [reduce_axes(b, "ReduceSum", data, onnx_axes, where), count], where)
     else:
-        y = _reduce(b, op, x.name, onnx_axes, where)
+        y = reduce_axes(b, op, x.name, onnx_axes, where)
     dims = tuple(d for i, d in enumerate(x.dims) if i - 1 not in axes)
     return {"Output": Value(y, dims, False, None if 0 in axes else x.lengths)}, {}
 

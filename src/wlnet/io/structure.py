@@ -45,7 +45,14 @@ DTYPES = {"F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF1
           "I64": torch.int64, "I32": torch.int32, "I16": torch.int16, "I8": torch.int8, "U8": torch.uint8,
           "BOOL": torch.bool}
 DTYPE_NAMES = {v: k for k, v in DTYPES.items()}
-_NONFINITE = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
+NONFINITE = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
+
+
+def float_value(v: float):
+    """A float as JSON: itself, or {"$float": "NaN" | "Infinity" | "-Infinity"} (read back by NONFINITE)."""
+    if math.isfinite(v):
+        return v
+    return {"$float": "NaN" if math.isnan(v) else "Infinity" if v > 0 else "-Infinity"}
 
 
 def _graph_layers(g: NetGraph):
@@ -160,9 +167,7 @@ class Encoder:
         if isinstance(v, int):
             return int(v)
         if isinstance(v, float):
-            if math.isfinite(v):
-                return v
-            return {"$float": "NaN" if math.isnan(v) else "Infinity" if v > 0 else "-Infinity"}
+            return float_value(v)
         if isinstance(v, list):
             return [self.value(x, owner, option) for x in v]
         if isinstance(v, tuple):
@@ -339,9 +344,9 @@ class Decoder:
                     raise StructureError(f"{where}: the $dict key {_short(key)} cannot be a key.") from None
             return out
         if tag == "$float":
-            if not isinstance(x, str) or x not in _NONFINITE:
-                raise StructureError(f"{where}: $float must be one of {', '.join(_NONFINITE)}, but is {_short(x)}.")
-            return _NONFINITE[x]
+            if not isinstance(x, str) or x not in NONFINITE:
+                raise StructureError(f"{where}: $float must be one of {', '.join(NONFINITE)}, but is {_short(x)}.")
+            return NONFINITE[x]
         if tag == "$value":
             if not isinstance(x, str) or x not in self.values:
                 raise StructureError(f"{where} names the constant {_short(x)}, which wlnet does not know.")
@@ -367,6 +372,13 @@ class Decoder:
         raise StructureError(f"{where} has the unknown tag {_short(tag)}.")
 
 
+def check_not_newer(version) -> None:
+    """A StructureError when `version` (an integer) is a format version newer than this wlnet reads."""
+    if isinstance(version, int) and version > VERSION:
+        raise StructureError(f"it was written in format version {version} by a newer wlnet; this wlnet reads "
+                             f"versions up to {VERSION}. Upgrade wlnet to read it.")
+
+
 def _port_table(d, what: str) -> dict:
     out = {}
     for port, t in _type(d, dict, what).items():
@@ -390,9 +402,7 @@ def decode(doc, tensors: dict):
     version = doc.get("version")
     if not isinstance(version, int) or isinstance(version, bool) or version < 1:
         raise StructureError(f"the format version must be a positive integer, but is {_short(version)}.")
-    if version > VERSION:
-        raise StructureError(f"it was written in format version {version} by a newer wlnet; this wlnet reads "
-                             f"versions up to {VERSION}. Upgrade wlnet to read it.")
+    check_not_newer(version)
     kind = doc.get("kind")
     known = {"format", "version", "kind", "net", "ports"} | ({"seed", "states"} if kind == "NetStateObject" else set())
     if kind not in ("Net", "NetStateObject") or set(doc) - known:

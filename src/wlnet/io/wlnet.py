@@ -115,12 +115,8 @@ def read_document(path: str, kind: Kind, check=None, arrays: bool = True) -> tup
 def structure_version(doc) -> None:
     if not isinstance(doc, dict):
         raise structure.StructureError("the structure is not a JSON object.")
-    version = doc.get("version")
-    if doc.get("format") == structure.FORMAT and isinstance(version, int) and version > structure.VERSION:
-        raise structure.StructureError(
-            f"it was written in format version {version} by a newer wlnet; this wlnet reads versions up to "
-            f"{structure.VERSION}. Upgrade wlnet to read it."
-        )
+    if doc.get("format") == structure.FORMAT:
+        structure.check_not_newer(doc.get("version"))
 
 
 def _bad(path: str, kind: Kind, reason: str) -> FileFormatError:
