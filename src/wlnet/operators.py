@@ -220,9 +220,7 @@ class MapModule(torch.nn.Module):
         first = next(iter(datas.values()))
         B, T = first.shape[:2]
         out, _ = self._modules["Net"]({p: d.reshape(B * T, *d.shape[2:]) for p, d in datas.items()}, {}, ctx)
-        mask = None
-        if lengths is not None:
-            mask = torch.arange(T, device=first.device) < lengths.to(first.device).unsqueeze(1)  # (B, T)
+        mask = None if lengths is None else Seq(first, lengths).mask()  # (B, T)
         result = {}
         for p, y in out.items():
             y = y.reshape(B, T, *y.shape[1:])

@@ -369,7 +369,7 @@ class ThreadingLayer(_ListLayer):
                                  f"array 1 has {tuple(shape[1:])}; the arrays must have the same dimensions.")
         mask = None
         if lengths is not None:  # f sees 1 at the padding (no 0/0 there), and the padding of the result is 0
-            mask = (torch.arange(shape[1], device=datas[0].device) < lengths.to(datas[0].device).unsqueeze(1))
+            mask = Seq(datas[0], lengths).mask()
             mask = mask.view(*mask.shape, *(1,) * (len(shape) - 2))
             datas = [torch.where(mask, d, torch.ones((), dtype=d.dtype, device=d.device)) for d in datas]
         out = self._fn(*datas)

@@ -39,10 +39,7 @@ def _data(v):
 
 def _mask(v) -> torch.Tensor | None:
     """(B, T) True at the real steps of a ragged sequence; None when every position is real."""
-    if isinstance(v, Seq) and v.lengths is not None:
-        lengths = v.lengths.to(v.data.device)
-        return torch.arange(v.data.shape[1], device=v.data.device) < lengths.unsqueeze(1)
-    return None
+    return v.mask() if isinstance(v, Seq) else None
 
 
 def per_example(terms: torch.Tensor, like) -> torch.Tensor:
