@@ -406,21 +406,6 @@ class AggregationLayer(Layer):
                              f"{describe(t)}.")
         self._axes(len(t.dims))
 
-    def infer(self, inputs: dict) -> Layer:
-        t = inputs.get("Input")
-        if t is None or t.dims is None:
-            return self
-        self._accept("Input", t)
-        own = self._in["Input"]
-        if own.dims is not None:
-            t = unify(t, own, "the preceding layer", f'{self.name} port "Input"')
-        if t == own:
-            return self
-        new = self._copy()
-        new._in = {"Input": t}
-        new._derive()
-        return new
-
     def _derive(self) -> None:
         t = self._in["Input"]
         if t.dims is None:
