@@ -10,8 +10,6 @@ compiled submodules.
 
 from __future__ import annotations
 
-import copy
-
 import torch
 
 from . import options as O
@@ -102,9 +100,7 @@ class Operator(Net):
 
     # ---- helpers ----
     def _copy(self) -> Operator:
-        new = copy.copy(self)
-        new.__dict__.pop("_module_cache", None)
-        new.__dict__.pop("_reader_cache", None)
+        new = self._uncached_copy()
         new._nets = dict(self._nets)
         return new
 
