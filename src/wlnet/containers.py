@@ -7,8 +7,6 @@ endpoint is ("graph", port) for a port of the graph itself, or (key, port) for a
 
 from __future__ import annotations
 
-import copy
-
 import torch
 
 from . import options as O
@@ -333,9 +331,7 @@ class NetGraph(Net):
         return None if src[0] == GRAPH else self._nodes[src[0]].output_leaf(src[1])
 
     def map_leaves(self, fn) -> Net:
-        new = copy.copy(self)
-        new.__dict__.pop("_module_cache", None)
-        new.__dict__.pop("_reader_cache", None)
+        new = self._uncached_copy()
         new._nodes = {k: node.map_leaves(lambda pos, leaf, k=k: fn((k,) + pos, leaf))
                       for k, node in self._nodes.items()}
         return new
@@ -348,9 +344,7 @@ class NetGraph(Net):
         for p, t in changed.items():
             if p not in self.encoders:
                 outer[p] = unify(t, self._in[p], "the preceding layer", f'{self.name} port "{p}"')
-        new = copy.copy(self)
-        new.__dict__.pop("_module_cache", None)
-        new.__dict__.pop("_reader_cache", None)
+        new = self._uncached_copy()
         new._outer_types = outer  # kept apart from the port options, so InputForm shows what was given
         new._build()
         return new

@@ -121,7 +121,7 @@ class NetDecoder:
         if name != "Decision":
             from .layers.loss import check_probabilities  # (the layers import this module)
 
-            mask = torch.arange(p.shape[1]) < lengths.unsqueeze(1) if lengths is not None else None
+            mask = Seq(p, lengths).mask()
             what = f'the {self.kind} decoder\'s "{name}"'
             check_probabilities(p, mask, True, where(layer, port), " End the net with a SoftmaxLayer.", what)
         flat = p.reshape(-1, p.shape[-1])  # (vectors, n)

@@ -6,6 +6,8 @@ A net is a value: nothing here changes a net after construction.
 
 from __future__ import annotations
 
+import copy
+
 import torch
 
 from .errors import InitializationError, OptionError
@@ -121,6 +123,14 @@ class Net:
             return leaf._with_arrays(own) if own else leaf
 
         return self.map_leaves(fill)
+
+    def _uncached_copy(self) -> Net:
+        """A shallow copy without this net's caches (its compiled modules, its input readers),
+        for a new net to be made from it."""
+        new = copy.copy(self)
+        new.__dict__.pop("_module_cache", None)
+        new.__dict__.pop("_reader_cache", None)
+        return new
 
     def missing_arrays(self) -> list:
         return [k for k, v in self.arrays().items() if v is None]

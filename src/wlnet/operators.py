@@ -10,8 +10,6 @@ compiled submodules.
 
 from __future__ import annotations
 
-import copy
-
 import torch
 
 from . import options as O
@@ -102,9 +100,7 @@ class Operator(Net):
 
     # ---- helpers ----
     def _copy(self) -> Operator:
-        new = copy.copy(self)
-        new.__dict__.pop("_module_cache", None)
-        new.__dict__.pop("_reader_cache", None)
+        new = self._uncached_copy()
         new._nets = dict(self._nets)
         return new
 
@@ -220,9 +216,7 @@ class MapModule(torch.nn.Module):
         first = next(iter(datas.values()))
         B, T = first.shape[:2]
         out, _ = self._modules["Net"]({p: d.reshape(B * T, *d.shape[2:]) for p, d in datas.items()}, {}, ctx)
-        mask = None
-        if lengths is not None:
-            mask = torch.arange(T, device=first.device) < lengths.to(first.device).unsqueeze(1)  # (B, T)
+        mask = None if lengths is None else Seq(first, lengths).mask()  # (B, T)
         result = {}
         for p, y in out.items():
             y = y.reshape(B, T, *y.shape[1:])

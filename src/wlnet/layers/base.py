@@ -3,8 +3,6 @@ the code that rebuilds it, and the module that runs it."""
 
 from __future__ import annotations
 
-import copy
-
 import numpy as np
 import torch
 
@@ -113,9 +111,7 @@ class Layer(Net):
         return None
 
     def _copy(self) -> Layer:
-        new = copy.copy(self)
-        new.__dict__.pop("_module_cache", None)
-        new.__dict__.pop("_reader_cache", None)
+        new = self._uncached_copy()
         new._arrays = dict(self._arrays)
         new._in = dict(self._in)
         new._out = dict(self._out)

@@ -15,7 +15,7 @@ import torch
 
 from ..data import Seq
 from ..errors import InputError, OptionError, ShapeError, where
-from ..shapes import ANY, VARYING, ArrayType, ListType, Real, describe, unify
+from ..shapes import ANY, VARYING, ArrayType, ListType, Real, _unify_dim, describe, unify
 from ..symbols import Automatic
 from .base import Layer, _unset
 
@@ -150,14 +150,12 @@ class _ListLayer(Layer):
 
 
 def _same_dim(d, e, first: bool):
-    """The dimension both d and e are (None: not known), or False if they differ."""
-    if d is None:
-        return e
-    if e is None or d == e:
-        return d
-    if first and VARYING in (d, e):  # a varying length meets a fixed one: the fixed one
-        return e if d == VARYING else d
-    return False
+    """The dimension both d and e are (None: not known), or False if they differ (a varying
+    length, first, meets a fixed one: the fixed one)."""
+    try:
+        return _unify_dim(d, e, 0 if first else 1)
+    except ValueError:
+        return False
 
 
 class CatenateLayer(_ListLayer):
@@ -369,7 +367,7 @@ class ThreadingLayer(_ListLayer):
                                  f"array 1 has {tuple(shape[1:])}; the arrays must have the same dimensions.")
         mask = None
         if lengths is not None:  # f sees 1 at the padding (no 0/0 there), and the padding of the result is 0
-            mask = (torch.arange(shape[1], device=datas[0].device) < lengths.to(datas[0].device).unsqueeze(1))
+            mask = Seq(datas[0], lengths).mask()
             mask = mask.view(*mask.shape, *(1,) * (len(shape) - 2))
             datas = [torch.where(mask, d, torch.ones((), dtype=d.dtype, device=d.device)) for d in datas]
         out = self._fn(*datas)

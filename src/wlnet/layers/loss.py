@@ -39,10 +39,7 @@ def _data(v):
 
 def _mask(v) -> torch.Tensor | None:
     """(B, T) True at the real steps of a ragged sequence; None when every position is real."""
-    if isinstance(v, Seq) and v.lengths is not None:
-        lengths = v.lengths.to(v.data.device)
-        return torch.arange(v.data.shape[1], device=v.data.device) < lengths.unsqueeze(1)
-    return None
+    return v.mask() if isinstance(v, Seq) else None
 
 
 def per_example(terms: torch.Tensor, like) -> torch.Tensor:
@@ -247,9 +244,11 @@ class _LossLayer(Layer):
                              f"input of dimensions {tuple(xd.shape[1:])}; expected {tuple(want[1:])}.")
         if self.form == "Index":
             n = xd.shape[-1]
-            real = td[_mask(t)] if _mask(t) is not None else td
-            if real.numel() and (int(real.min()) < 1 or int(real.max()) > n):
-                bad = int(real.min()) if int(real.min()) < 1 else int(real.max())
+            mask = _mask(t)
+            real = td[mask] if mask is not None else td
+            lo, hi = (int(real.min()), int(real.max())) if real.numel() else (1, n)
+            if lo < 1 or hi > n:
+                bad = lo if lo < 1 else hi
                 raise InputError(f'{where(self.name, "Target")}the class index {bad} is out of range: the input has '
                                  f"{n} probabilities, so indices must lie between 1 and {n}.")
 

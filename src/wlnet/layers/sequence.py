@@ -238,7 +238,22 @@ def _drop(x, first: bool):
     return Seq(data, None if int(lengths.min()) == top else lengths)
 
 
-class SequenceMostLayer(_SequenceLayer):
+class _DropLayer(_SequenceLayer):
+    """A sequence without its first element (`_FIRST`) or its last."""
+
+    SHORTEST = 2
+    _FIRST = False
+
+    def __init__(self, **options):
+        super().__init__((), options)
+
+    def forward(self, arrays, inputs, ctx):
+        x = inputs["Input"]
+        self._check_lengths(x)
+        return {"Output": _drop(x, first=self._FIRST)}
+
+
+class SequenceMostLayer(_DropLayer):
     """A sequence without its last element (each sequence of a ragged batch without its own last
     element): x_1..x_T → x_1..x_{T-1}. Every sequence needs at least 2 elements.
 
@@ -248,19 +263,10 @@ class SequenceMostLayer(_SequenceLayer):
     [[1.0, 2.0], [3.0, 4.0]]
     """
 
-    SHORTEST = 2
     _why = "removing the last element would leave nothing"
 
-    def __init__(self, **options):
-        super().__init__((), options)
 
-    def forward(self, arrays, inputs, ctx):
-        x = inputs["Input"]
-        self._check_lengths(x)
-        return {"Output": _drop(x, first=False)}
-
-
-class SequenceRestLayer(_SequenceLayer):
+class SequenceRestLayer(_DropLayer):
     """A sequence without its first element: x_1..x_T → x_2..x_T. Every sequence needs at least
     2 elements.
 
@@ -270,16 +276,8 @@ class SequenceRestLayer(_SequenceLayer):
     [[3.0, 4.0], [5.0, 6.0]]
     """
 
-    SHORTEST = 2
     _why = "removing the first element would leave nothing"
-
-    def __init__(self, **options):
-        super().__init__((), options)
-
-    def forward(self, arrays, inputs, ctx):
-        x = inputs["Input"]
-        self._check_lengths(x)
-        return {"Output": _drop(x, first=True)}
+    _FIRST = True
 
 
 class SequenceReverseLayer(_SequenceLayer):
@@ -405,21 +403,6 @@ class AggregationLayer(Layer):
             raise ShapeError(f'{where(self.name, "Input")}the layer aggregates real arrays, but its input is '
                              f"{describe(t)}.")
         self._axes(len(t.dims))
-
-    def infer(self, inputs: dict) -> Layer:
-        t = inputs.get("Input")
-        if t is None or t.dims is None:
-            return self
-        self._accept("Input", t)
-        own = self._in["Input"]
-        if own.dims is not None:
-            t = unify(t, own, "the preceding layer", f'{self.name} port "Input"')
-        if t == own:
-            return self
-        new = self._copy()
-        new._in = {"Input": t}
-        new._derive()
-        return new
 
     def _derive(self) -> None:
         t = self._in["Input"]
