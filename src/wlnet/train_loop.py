@@ -203,6 +203,8 @@ class Run:
         self.schedule = self.settings["LearningRateSchedule"]
         self.grad_clip, self.weight_clip = self.settings["GradientClipping"], self.settings["WeightClipping"]
         self.measured = o["TrainingProgressMeasurements"]
+        # the measurements computed from the outputs ("Loss" is the loss the loop sums already)
+        self.from_outputs = [m for m in self.measured if m != "Loss"]
         self.stopping = o["TrainingStoppingCriterion"]
         self.progress_fn = o["TrainingProgressFunction"]
         reporting = o["TrainingProgressReporting"] if group.rank == 0 else None
@@ -227,7 +229,7 @@ class Run:
         if self.measured and len(problem.losses) != 1:
             raise TrainingError(f"{WHO}: TrainingProgressMeasurements need targets for one output port; the data "
                                 f"gives targets for {', '.join(repr(p) for p in problem.losses)}.")
-        if self.port is not None and problem.losses[self.port].kind == "Port" and set(self.measured) - {"Loss"}:
+        if self.port is not None and problem.losses[self.port].kind == "Port" and self.from_outputs:
             raise TrainingError(f'{WHO}: TrainingProgressMeasurements compare outputs with targets, but port '
                                 f'"{self.port}" is a loss itself and has no targets; measure only its "Loss".')
 
@@ -258,7 +260,7 @@ class Run:
                             stop = True
                             break
                         self._backward_and_step(loss, weight, t0)
-                        if self.measured:  # a rank without examples (weight 0) ran one only to join DDP
+                        if self.from_outputs:  # a rank without examples (weight 0) ran one only to join DDP
                             outputs.append(_detach(out[self.port]) if weight else _none(out[self.port]))
                             targets.append(ts.get(self.port) if weight else _none(ts.get(self.port)))
                         self.batch_losses.append(value)
@@ -287,7 +289,7 @@ class Run:
                         break
                     round_loss = total / seen
                     self.losses.append(round_loss)
-                    self._record_round(round_loss, outputs, targets)
+                    self._record(self.round_measurements, round_loss, self.problem, outputs, targets)
                     if self.val_data is not None and self.reason != "Divergence":
                         tv = time.perf_counter()
                         val = self._validate()
@@ -462,15 +464,15 @@ class Run:
                 NetWarning, stacklevel=4)
 
     # ---- measurements ----
-    def _record_round(self, round_loss: float, outputs: list, targets: list) -> None:
-        self.round_measurements["Loss"].append(round_loss)
-        if self.measured and outputs:
+    def _record(self, into: dict, loss: float, problem, outputs: list, targets: list) -> None:
+        """A round's (or a validation pass's) measurements: its loss, and the others from its outputs."""
+        into["Loss"].append(loss)
+        if self.from_outputs and outputs:
             port = self.port
-            values = measure_outputs(self.measured, self.net, port, self.problem.losses[port], outputs, targets,
-                                     self.problem.index_targets[port], self._reduce)
-            for m, v in zip(self.measured, values):
-                if m != "Loss":  # recorded above, once
-                    self.round_measurements[m].append(v)
+            values = measure_outputs(self.from_outputs, self.net, port, problem.losses[port], outputs, targets,
+                                     problem.index_targets[port], self._reduce)
+            for m, v in zip(self.from_outputs, values):
+                into[m].append(v)
 
     def _reduce(self, t: torch.Tensor):
         """Measurements' sums over the ranks (None in one process: nothing to sum)."""
@@ -514,17 +516,10 @@ class Run:
             if start is not None:
                 for port, loss in self.validation.losses.items():
                     total += loss.examples(out[port], ts.get(port)).sum()
-            if self.measured:
+            if self.from_outputs:
                 outputs.append(out[self.port] if start is not None else _none(out[self.port]))
                 targets.append(ts.get(self.port) if start is not None else _none(ts.get(self.port)))
         self.module.train()
         loss = float(self.group.sum(total)) / data.size
-        self.val_measurements["Loss"].append(loss)
-        if self.measured:
-            port = self.port
-            values = measure_outputs(self.measured, self.net, port, self.validation.losses[port], outputs, targets,
-                                     self.validation.index_targets[port], self._reduce)
-            for m, v in zip(self.measured, values):
-                if m != "Loss":  # recorded above, once
-                    self.val_measurements[m].append(v)
+        self._record(self.val_measurements, loss, self.validation, outputs, targets)
         return loss
