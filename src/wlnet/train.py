@@ -36,7 +36,7 @@ from .runtime import module_arrays
 from .symbols import All, Automatic
 from .train_checkpoint import Checkpointer, fingerprint
 from .train_data import Dataset, Problem, read_dataset
-from .train_loop import GeneratorSource, ListSource, Run
+from .train_loop import GeneratorSource, ListSource, Run, latest
 from .train_options import METHODS, OPTIONS, multipliers, optimizer, parse, precision
 from .train_report import PROPERTIES, NetTrainResultsObject, loss_plot
 
@@ -309,8 +309,8 @@ def _train(net: Net, data, prop, o: dict, group: _Group):
         "BatchLossList": run.batch_losses,
         "RoundLossList": run.losses,
         "ValidationLossList": val,
-        "RoundMeasurements": {m: v[-1] for m, v in run.round_measurements.items() if v},
-        "ValidationMeasurements": {m: v[-1] for m, v in run.val_measurements.items() if v},
+        "RoundMeasurements": latest(run.round_measurements),
+        "ValidationMeasurements": latest(run.val_measurements),
         "RoundMeasurementsLists": run.round_measurements,
         "ValidationMeasurementsLists": run.val_measurements,
         "ReasonTrainingStopped": run.reason,

@@ -164,6 +164,11 @@ class GeneratorSource:
         return data.to(self.device, self.dtype)
 
 
+def latest(lists: dict) -> dict:
+    """{measurement: [value per round]} → {measurement: the last value}, those measured so far."""
+    return {m: v[-1] for m, v in lists.items() if v}
+
+
 def _size(xs: dict) -> int:
     v = next(iter(xs.values()))
     v = v[0] if isinstance(v, list) else v  # a list port's arrays
@@ -318,8 +323,7 @@ class Run:
                     rate = self.examples / max(elapsed - self.val_time, 1e-9)
                     self.progress.round_end(now, elapsed, r, round_loss,
                                             self.val_losses[-1] if self.val_losses else None, rate,
-                                            {m: v[-1] for m, v in self.round_measurements.items() if v},
-                                            {m: v[-1] for m, v in self.val_measurements.items() if v})
+                                            latest(self.round_measurements), latest(self.val_measurements))
                     # a checkpoint of a round that ran to its end as an uninterrupted run's would
                     if self.checkpointer is not None and done == steps and self.checkpointer.due(r) \
                             and self.reason in (None, "MaxTrainingRounds", "StoppingCriterion"):
@@ -480,7 +484,7 @@ class Run:
 
     def _criterion_values(self) -> dict:
         source = self.val_measurements if self.val_data is not None else self.round_measurements
-        return {m: v[-1] for m, v in source.items() if v}
+        return latest(source)
 
     def _info(self, r, j, batch_loss_value, elapsed, total, seen) -> ProgressInfo:
         values = {
@@ -489,8 +493,8 @@ class Run:
             "RoundLoss": self.losses[-1] if len(self.losses) == r else float(total) / max(seen, 1),
             "ValidationLoss": self.val_losses[-1] if self.val_losses else None,
             "LearningRate": self.lr_last,
-            "RoundMeasurements": {m: v[-1] for m, v in self.round_measurements.items() if v},
-            "ValidationMeasurements": {m: v[-1] for m, v in self.val_measurements.items() if v},
+            "RoundMeasurements": latest(self.round_measurements),
+            "ValidationMeasurements": latest(self.val_measurements),
             "ExamplesProcessed": self.examples, "TimeElapsed": elapsed,
         }
         return ProgressInfo(values, lambda: self.net.with_arrays(module_arrays(self.net, self.module)))
