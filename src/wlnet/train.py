@@ -268,8 +268,7 @@ def _train(net: Net, data, prop, o: dict, group: _Group):
             raise TrainingError(f"{WHO}: the ValidationSet gives targets for ports {sorted(validation.losses)}, but "
                                 f"the training data for ports {sorted(problem.losses)}.")
     if generator:
-        source = GeneratorSource(data, net, problem, o["LossFunction"], group.device, dtype, batch, o["RoundLength"],
-                                 problem.data)
+        source = GeneratorSource(data, net, problem, o["LossFunction"], group.device, dtype, batch, o["RoundLength"])
     else:
         n = problem.data.size
         batch = batch or min(AUTOMATIC_BATCH, n)

@@ -127,13 +127,13 @@ class ListSource:
 class GeneratorSource:
     """A function f(info) giving a batch of examples in any data form, called for every batch."""
 
-    def __init__(self, f, net, problem_of_first, loss_spec, device, dtype, batch: int, round_length, first_data):
+    def __init__(self, f, net, problem_of_first, loss_spec, device, dtype, batch: int, round_length):
         self.f, self.net, self.loss_spec = f, net, loss_spec
         self.device, self.dtype = device, dtype
         self.batch = batch
         self.round_length = round_length or batch
         self.problem = problem_of_first
-        self.pending = first_data  # the first call's batch, read already to learn the losses
+        self.pending = problem_of_first.data  # the first call's batch, read already to learn the losses
         self.round = self.absolute = 0
 
     def steps(self) -> int:
