@@ -50,6 +50,13 @@ def net():
     return NetInitialize(LongShortTermMemoryLayer(3, Input=("Varying", 2)), RandomSeeding=11)
 
 
+def _one_process():
+    """SCRIPT's training run, in this process."""
+    xs, ys, vxs, vys = data()
+    return NetTrain(net(), list(zip(xs, ys)), All, ValidationSet=list(zip(vxs, vys)),
+                    **{**OPTIONS, "TrainingProgressReporting": None})
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -78,9 +85,7 @@ def test_two_processes_match_one(tmp_path, monkeypatch):
 
     for k in ("RANK", "WORLD_SIZE", "LOCAL_RANK"):
         monkeypatch.delenv(k, raising=False)
-    xs, ys, vxs, vys = data()
-    single = NetTrain(net(), list(zip(xs, ys)), All, ValidationSet=list(zip(vxs, vys)),
-                      **{**OPTIONS, "TrainingProgressReporting": None})
+    single = _one_process()
     for k, v in single["TrainedNet"].arrays().items():
         assert torch.allclose(r0["arrays"][k], v, atol=1e-5), k
     assert r0["losses"] == pytest.approx(single["RoundLossList"], rel=1e-5)
@@ -115,9 +120,7 @@ def test_two_nodes_match_one(tmp_path):
     r1 = torch.load(tmp_path / "rank1.pt")
     for k in r0["arrays"]:
         assert torch.equal(r0["arrays"][k], r1["arrays"][k]), k
-    xs, ys, vxs, vys = data()
-    single = NetTrain(net(), list(zip(xs, ys)), All, ValidationSet=list(zip(vxs, vys)),
-                      **{**OPTIONS, "TrainingProgressReporting": None})
+    single = _one_process()
     for k, v in single["TrainedNet"].arrays().items():
         assert torch.allclose(r0["arrays"][k], v, atol=1e-5), k
     assert r0["losses"] == pytest.approx(single["RoundLossList"], rel=1e-5)

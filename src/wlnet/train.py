@@ -36,7 +36,7 @@ from .runtime import module_arrays
 from .symbols import All, Automatic
 from .train_checkpoint import Checkpointer, fingerprint
 from .train_data import Dataset, Problem, read_dataset
-from .train_loop import GeneratorSource, ListSource, Run
+from .train_loop import GeneratorSource, ListSource, Run, latest
 from .train_options import METHODS, OPTIONS, multipliers, optimizer, parse, precision
 from .train_report import PROPERTIES, NetTrainResultsObject, loss_plot
 
@@ -246,7 +246,7 @@ def _train(net: Net, data, prop, o: dict, group: _Group):
 
     g = torch.Generator().manual_seed(seed)  # shuffles and splits: the same on every rank
     batch = o["BatchSize"]
-    generator = callable(data) and not isinstance(data, dict | list | tuple)
+    generator = _is_generator(data)
     if generator:
         batch = batch or AUTOMATIC_BATCH
         first = data({"BatchSize": batch, "Round": 1, "Batch": 1, "AbsoluteBatch": 1, "Validation": False})
@@ -260,7 +260,7 @@ def _train(net: Net, data, prop, o: dict, group: _Group):
                                 "generator function; give the ValidationSet as data or as a generator.")
         problem, validation = _split(problem, validation.f, g)
     elif validation is not None:
-        if callable(validation) and not isinstance(validation, dict | list | tuple):
+        if _is_generator(validation):
             validation = validation({"BatchSize": batch or AUTOMATIC_BATCH, "Round": 0, "Batch": 1,
                                      "AbsoluteBatch": 0, "Validation": True})
         validation = read_dataset(net, validation, f"{WHO} (ValidationSet)", o["LossFunction"])
@@ -268,14 +268,11 @@ def _train(net: Net, data, prop, o: dict, group: _Group):
             raise TrainingError(f"{WHO}: the ValidationSet gives targets for ports {sorted(validation.losses)}, but "
                                 f"the training data for ports {sorted(problem.losses)}.")
     if generator:
-        source = GeneratorSource(data, net, problem, o["LossFunction"], group.device, dtype, batch, o["RoundLength"],
-                                 problem.data)
-        examples = source.round_length
+        source = GeneratorSource(data, net, problem, o["LossFunction"], group.device, dtype, batch, o["RoundLength"])
     else:
         n = problem.data.size
         batch = batch or min(AUTOMATIC_BATCH, n)
         source = ListSource(problem, group.device, dtype, batch, o["RoundLength"], o["LengthBucketing"], g)
-        examples = source.round_length
 
     factors = multipliers(net, o["LearningRateMultipliers"])
     module = net.build(trainable=True).to(group.device, dtype)
@@ -309,8 +306,8 @@ def _train(net: Net, data, prop, o: dict, group: _Group):
         "BatchLossList": run.batch_losses,
         "RoundLossList": run.losses,
         "ValidationLossList": val,
-        "RoundMeasurements": {m: v[-1] for m, v in run.round_measurements.items() if v},
-        "ValidationMeasurements": {m: v[-1] for m, v in run.val_measurements.items() if v},
+        "RoundMeasurements": latest(run.round_measurements),
+        "ValidationMeasurements": latest(run.val_measurements),
         "RoundMeasurementsLists": run.round_measurements,
         "ValidationMeasurementsLists": run.val_measurements,
         "ReasonTrainingStopped": run.reason,
@@ -323,7 +320,7 @@ def _train(net: Net, data, prop, o: dict, group: _Group):
         "TotalBatches": run.batches,
         "TotalRounds": len(run.losses),
         "TotalTrainingTime": run.elapsed,
-        "TrainingExamples": examples,
+        "TrainingExamples": source.round_length,
         "ValidationExamples": validation.data.size if validation is not None else 0,
         "BatchSize": batch,
         "OptimizationMethod": (name, dict(settings)),
@@ -333,6 +330,11 @@ def _train(net: Net, data, prop, o: dict, group: _Group):
     }
     results = NetTrainResultsObject(values)
     return results if prop is All else results[prop]
+
+
+def _is_generator(data) -> bool:
+    """Whether data (training or validation) is a generator function f(info) rather than examples."""
+    return callable(data) and not isinstance(data, dict | list | tuple)
 
 
 def _split(problem: Problem, f: float, g: torch.Generator) -> tuple[Problem, Problem]:

@@ -441,11 +441,6 @@ def _same_lengths(a: Seq, b: Seq) -> bool:
 
 
 # ---- losses --------------------------------------------------------------------------------------
-def example_losses(loss: Loss, out, target) -> torch.Tensor:
-    """The loss of each example (B,) of one port."""
-    return loss.examples(out, target)
-
-
 def batch_loss(problem: Problem, outputs: dict, targets: dict) -> torch.Tensor:
     """The mean over the batch of the summed per-port losses (a 0-dim tensor)."""
     total = None

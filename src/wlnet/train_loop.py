@@ -127,13 +127,13 @@ class ListSource:
 class GeneratorSource:
     """A function f(info) giving a batch of examples in any data form, called for every batch."""
 
-    def __init__(self, f, net, problem_of_first, loss_spec, device, dtype, batch: int, round_length, first_data):
+    def __init__(self, f, net, problem_of_first, loss_spec, device, dtype, batch: int, round_length):
         self.f, self.net, self.loss_spec = f, net, loss_spec
         self.device, self.dtype = device, dtype
         self.batch = batch
         self.round_length = round_length or batch
         self.problem = problem_of_first
-        self.pending = first_data  # the first call's batch, read already to learn the losses
+        self.pending = problem_of_first.data  # the first call's batch, read already to learn the losses
         self.round = self.absolute = 0
 
     def steps(self) -> int:
@@ -162,6 +162,11 @@ class GeneratorSource:
                                     f"{self.round}, batch {j}, but for ports {sorted(self.problem.losses)} at first.")
             data = problem.data
         return data.to(self.device, self.dtype)
+
+
+def latest(lists: dict) -> dict:
+    """{measurement: [value per round]} → {measurement: the last value}, those measured so far."""
+    return {m: v[-1] for m, v in lists.items() if v}
 
 
 def _size(xs: dict) -> int:
@@ -203,6 +208,8 @@ class Run:
         self.schedule = self.settings["LearningRateSchedule"]
         self.grad_clip, self.weight_clip = self.settings["GradientClipping"], self.settings["WeightClipping"]
         self.measured = o["TrainingProgressMeasurements"]
+        # the measurements computed from the outputs ("Loss" is the loss the loop sums already)
+        self.from_outputs = [m for m in self.measured if m != "Loss"]
         self.stopping = o["TrainingStoppingCriterion"]
         self.progress_fn = o["TrainingProgressFunction"]
         reporting = o["TrainingProgressReporting"] if group.rank == 0 else None
@@ -227,7 +234,7 @@ class Run:
         if self.measured and len(problem.losses) != 1:
             raise TrainingError(f"{WHO}: TrainingProgressMeasurements need targets for one output port; the data "
                                 f"gives targets for {', '.join(repr(p) for p in problem.losses)}.")
-        if self.port is not None and problem.losses[self.port].kind == "Port" and set(self.measured) - {"Loss"}:
+        if self.port is not None and problem.losses[self.port].kind == "Port" and self.from_outputs:
             raise TrainingError(f'{WHO}: TrainingProgressMeasurements compare outputs with targets, but port '
                                 f'"{self.port}" is a loss itself and has no targets; measure only its "Loss".')
 
@@ -258,7 +265,7 @@ class Run:
                             stop = True
                             break
                         self._backward_and_step(loss, weight, t0)
-                        if self.measured:  # a rank without examples (weight 0) ran one only to join DDP
+                        if self.from_outputs:  # a rank without examples (weight 0) ran one only to join DDP
                             outputs.append(_detach(out[self.port]) if weight else _none(out[self.port]))
                             targets.append(ts.get(self.port) if weight else _none(ts.get(self.port)))
                         self.batch_losses.append(value)
@@ -287,7 +294,7 @@ class Run:
                         break
                     round_loss = total / seen
                     self.losses.append(round_loss)
-                    self._record_round(round_loss, outputs, targets)
+                    self._record(self.round_measurements, round_loss, self.problem, outputs, targets)
                     if self.val_data is not None and self.reason != "Divergence":
                         tv = time.perf_counter()
                         val = self._validate()
@@ -316,8 +323,7 @@ class Run:
                     rate = self.examples / max(elapsed - self.val_time, 1e-9)
                     self.progress.round_end(now, elapsed, r, round_loss,
                                             self.val_losses[-1] if self.val_losses else None, rate,
-                                            {m: v[-1] for m, v in self.round_measurements.items() if v},
-                                            {m: v[-1] for m, v in self.val_measurements.items() if v})
+                                            latest(self.round_measurements), latest(self.val_measurements))
                     # a checkpoint of a round that ran to its end as an uninterrupted run's would
                     if self.checkpointer is not None and done == steps and self.checkpointer.due(r) \
                             and self.reason in (None, "MaxTrainingRounds", "StoppingCriterion"):
@@ -462,15 +468,15 @@ class Run:
                 NetWarning, stacklevel=4)
 
     # ---- measurements ----
-    def _record_round(self, round_loss: float, outputs: list, targets: list) -> None:
-        self.round_measurements["Loss"].append(round_loss)
-        if self.measured and outputs:
+    def _record(self, into: dict, loss: float, problem, outputs: list, targets: list) -> None:
+        """A round's (or a validation pass's) measurements: its loss, and the others from its outputs."""
+        into["Loss"].append(loss)
+        if self.from_outputs and outputs:
             port = self.port
-            values = measure_outputs(self.measured, self.net, port, self.problem.losses[port], outputs, targets,
-                                     self.problem.index_targets[port], self._reduce)
-            for m, v in zip(self.measured, values):
-                if m != "Loss":  # recorded above, once
-                    self.round_measurements[m].append(v)
+            values = measure_outputs(self.from_outputs, self.net, port, problem.losses[port], outputs, targets,
+                                     problem.index_targets[port], self._reduce)
+            for m, v in zip(self.from_outputs, values):
+                into[m].append(v)
 
     def _reduce(self, t: torch.Tensor):
         """Measurements' sums over the ranks (None in one process: nothing to sum)."""
@@ -478,7 +484,7 @@ class Run:
 
     def _criterion_values(self) -> dict:
         source = self.val_measurements if self.val_data is not None else self.round_measurements
-        return {m: v[-1] for m, v in source.items() if v}
+        return latest(source)
 
     def _info(self, r, j, batch_loss_value, elapsed, total, seen) -> ProgressInfo:
         values = {
@@ -487,8 +493,8 @@ class Run:
             "RoundLoss": self.losses[-1] if len(self.losses) == r else float(total) / max(seen, 1),
             "ValidationLoss": self.val_losses[-1] if self.val_losses else None,
             "LearningRate": self.lr_last,
-            "RoundMeasurements": {m: v[-1] for m, v in self.round_measurements.items() if v},
-            "ValidationMeasurements": {m: v[-1] for m, v in self.val_measurements.items() if v},
+            "RoundMeasurements": latest(self.round_measurements),
+            "ValidationMeasurements": latest(self.val_measurements),
             "ExamplesProcessed": self.examples, "TimeElapsed": elapsed,
         }
         return ProgressInfo(values, lambda: self.net.with_arrays(module_arrays(self.net, self.module)))
@@ -514,17 +520,10 @@ class Run:
             if start is not None:
                 for port, loss in self.validation.losses.items():
                     total += loss.examples(out[port], ts.get(port)).sum()
-            if self.measured:
+            if self.from_outputs:
                 outputs.append(out[self.port] if start is not None else _none(out[self.port]))
                 targets.append(ts.get(self.port) if start is not None else _none(ts.get(self.port)))
         self.module.train()
         loss = float(self.group.sum(total)) / data.size
-        self.val_measurements["Loss"].append(loss)
-        if self.measured:
-            port = self.port
-            values = measure_outputs(self.measured, self.net, port, self.validation.losses[port], outputs, targets,
-                                     self.validation.index_targets[port], self._reduce)
-            for m, v in zip(self.measured, values):
-                if m != "Loss":  # recorded above, once
-                    self.val_measurements[m].append(v)
+        self._record(self.val_measurements, loss, self.validation, outputs, targets)
         return loss

@@ -293,9 +293,7 @@ def progress_function(spec):
 
 # ---- all of them -----------------------------------------------------------------------------------------
 def parse(options: dict) -> dict:
-    unknown = [k for k in options if k not in OPTIONS]
-    if unknown:
-        raise OptionError(f"{WHO}: {unknown[0]!r} is not an option of NetTrain; the options are {', '.join(OPTIONS)}.")
+    O.known(options, OPTIONS, WHO, "an option of NetTrain")
     o = {**OPTIONS, **options}
     for name in ("BatchSize", "MaxTrainingRounds", "RoundLength"):
         o[name] = O.positive_int(o[name], WHO, name)

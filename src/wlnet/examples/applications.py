@@ -106,11 +106,12 @@ def scenario_10(MaxTrainingRounds=Automatic, out_dir="out", **options):
     seconds = time.perf_counter() - t0
     trained = results["TrainedNet"]
     queries = ["xyxyxyx", "xxxxyyy", "xxyyyyy", "yx", "xxxxxxxx"]
-    _show(f"trained net on {queries}", trained(queries))
+    answers = trained(queries)
+    _show(f"trained net on {queries}", answers)
     accuracy = NetMeasurements(trained, data, "Accuracy")
     print(f"  accuracy on all {len(data)} strings: {accuracy:.4f}")
     print(f"  {results['TotalRounds']} rounds in {seconds:.1f} s, {results['MeanExamplesPerSecond']:,.0f} examples/s")
     path = _save(results["LossPlot"], "comparison_loss.png", out_dir)
     print(f"  loss plot: {path}")
-    return {"net": trained, "results": results, "answers": dict(zip(queries, trained(queries))),
+    return {"net": trained, "results": results, "answers": dict(zip(queries, answers)),
             "accuracy": accuracy, "seconds": seconds, "plot": path}
