@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Creates .venv (if needed) with torch 2.13.0 (CPU build) and wlnet with its test extras.
+# Creates .venv (if needed) with torch 2.13.0 (CPU build) and wlnet with its test and bench extras.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
@@ -10,7 +10,7 @@ fi
 if ! .venv/bin/python -c "import torch, sys; sys.exit(torch.__version__.split('+')[0] != '2.13.0')" 2>/dev/null; then
   .venv/bin/python -m pip install -q "torch==2.13.0"
 fi
-.venv/bin/python -m pip install -q -e ".[test]"
+.venv/bin/python -m pip install -q -e ".[test,bench]"
 # the native kernels of the dropout recurrences: built here once (falls back without a compiler);
 # when the build fails, why (the last lines of its error)
 .venv/bin/python - <<'PY'
