@@ -102,9 +102,9 @@ class TorchNet(torch.nn.Module):
         return x if self.head is None else self.head(last[0]).squeeze(-1)
 
 
-def torch_rate(p, model=None) -> float:
+def torch_rate(p) -> float:
     torch.manual_seed(1234)
-    model = model or TorchNet(p)
+    model = TorchNet(p)
     opt = torch.optim.Adam(model.parameters(), lr=p["wlnet"][2].get("LearningRate", 0.001))
     x, y = torch.from_numpy(p["x"]), torch.from_numpy(p["y"])
     lengths = torch.from_numpy(p["lengths"]) if p["lengths"] is not None else None
@@ -162,9 +162,9 @@ def keras_rate(p) -> float | None:
 # ---- evaluation ------------------------------------------------------------------------------------
 def evaluation(trials: int) -> list[tuple]:
     p = xy_problem()
-    net = NetTrain(NetInitialize(comparison_net()), comparison_data(), MaxTrainingRounds=2, BatchSize=BATCH,
-                   TrainingProgressReporting=None)
-    strings = list(comparison_data())
+    net, data, _ = p["wlnet"]
+    net = NetTrain(NetInitialize(net), data, MaxTrainingRounds=2, BatchSize=BATCH, TrainingProgressReporting=None)
+    strings = list(data)
     tmodel = TorchNet(p).eval()
     x, lengths = torch.from_numpy(p["x"]), torch.from_numpy(p["lengths"])
     kmodel = keras_model(p) if keras is not None else None
@@ -205,7 +205,9 @@ def main() -> None:
     problems = {"x/y classifier": xy_problem(), "addition": addition_problem(), "LSTM benchmark": benchmark_problem()}
     rows = []
     for name, p in problems.items():
-        wlnet_rate({**p, "rounds": 1}), torch_rate({**p, "rounds": 1})  # warm-up
+        warm = {**p, "rounds": 1}  # first calls' set-up, untimed
+        wlnet_rate(warm)
+        torch_rate(warm)
         ours, loop, ker = [], [], []
         for _ in range(args.trials):  # alternating
             ours.append(wlnet_rate(p))
