@@ -588,38 +588,46 @@ def test_biases_are_never_dropped():
 
 def test_p_zero_is_no_dropout():
     x, arrays, s0, c0 = make_problem(lengths=RAGGED, seed=21)
-    want = lstm.fused(x, RAGGED, lstm.pack(arrays), s0, c0)
+    plain = lstm_dropout(x, RAGGED, arrays, s0, c0, {}, None)
     got = lstm_dropout(x, RAGGED, arrays, s0, c0, dict.fromkeys(dropout.METHODS, 0.0), seeded())
-    assert_close(got, want, tol=0)
-    assert_close(lstm_dropout(x, RAGGED, arrays, s0, c0, {}, None), want, tol=0)
+    assert_close(got, plain, tol=0)  # the same kernel, given no masks
+    assert_close(plain, lstm.fused(x, RAGGED, lstm.pack(arrays), s0, c0))
 
 
 @pytest.mark.parametrize("built", [True, False], ids=["native", "no-native"])
 def test_which_kernel_runs(monkeypatch, built):
-    """Weights masks alone run torch's fused kernel; input masks the custom one where the native
-    kernel is built, else the fused kernel on widened inputs; state and state-update masks the
-    custom one."""
+    """Where the native kernel is built it runs every masked LSTM and, without masks, every
+    training step and the forward up to the widths where it measured faster than oneDNN's;
+    else weight masks alone run torch's fused kernel, input masks the fused kernel on widened
+    inputs, state and state-update masks the custom one."""
     if built:
         monkeypatch.delenv("WLNET_NO_NATIVE", raising=False)
         native_or_skip()
     else:
         monkeypatch.setenv("WLNET_NO_NATIVE", "1")
     x, arrays, s0, c0 = make_problem(seed=22)
+    weights_only = dropout.draw_masks(LSTM, {"VariationalWeights": 0.5}, 4, 6, 5, 3, seeded(), "cpu", F64)
+    big_n, big_b = recurrence.NATIVE_FORWARD_MAX_N + 1, recurrence.NATIVE_FORWARD_MAX_B + 1
+    for masks in (dropout.Masks(), weights_only):
+        for n, B, grad, kernel in [(5, 4, True, "native"), (5, 4, False, "native"), (1024, 64, True, "native"),
+                                   (big_n, 4, False, "fused"), (5, big_b, False, "fused")]:
+            assert recurrence.choose(LSTM, "cpu", F64, masks, n, B, grad) == (kernel if built else "fused")
+
+    z = dropout.draw_masks(LSTM, {"VariationalWeights": 0.5}, 4, 6, 5, 3, seeded(), "cpu", F64).weights
+    masked = {name: v * z[name] if name in z else v for name, v in arrays.items()}
+    want = lstm.fused(x, None, lstm.pack(masked), s0, c0)[0]
+    if built:
+        out, _, _ = lstm_dropout(x, None, arrays, s0, c0, {"VariationalWeights": 0.5}, seeded())
+        assert_close([out], [want])
+        return
 
     def refuse(*args, **kwargs):
         raise AssertionError("the custom path ran")
 
     monkeypatch.setattr(lstm_custom, "run", refuse)
     out, _, _ = lstm_dropout(x, None, arrays, s0, c0, {"VariationalWeights": 0.5}, seeded())
-    z = dropout.draw_masks(LSTM, {"VariationalWeights": 0.5}, 4, 6, 5, 3, seeded(), "cpu", F64).weights
-    masked = {name: v * z[name] if name in z else v for name, v in arrays.items()}
-    assert_close([out], [lstm.fused(x, None, lstm.pack(masked), s0, c0)[0]], tol=0)
-    spec = {"VariationalInput": 0.5, "VariationalWeights": 0.5}
-    if built:
-        with pytest.raises(AssertionError, match="custom path"):
-            lstm_dropout(x, None, arrays, s0, c0, spec, None)
-    else:
-        lstm_dropout(x, None, arrays, s0, c0, spec, None)
+    assert_close([out], [want], tol=0)
+    lstm_dropout(x, None, arrays, s0, c0, {"VariationalInput": 0.5, "VariationalWeights": 0.5}, None)
     for method in ("VariationalState", "StateUpdate"):
         with pytest.raises(AssertionError, match="custom path"):
             lstm_dropout(x, None, arrays, s0, c0, {method: 0.5, "VariationalInput": 0.5}, None)

@@ -11,7 +11,8 @@ Kernels (`choose`):
 - "fused": torch's fused kernel (oneDNN on CPU, cuDNN on GPU) on the arrays packed by the cell's
   table; weight masks multiply the packed weights; input masks alone widen the input to one
   masked copy per gate with block-diagonal input weights, which gives exactly W_gx (x ∘ z_g).
-- "native": the cell's masked recurrence in C++ (`kernels.native`), CPU, float32/float64.
+- "native": the cell's masked recurrence in C++ (`kernels.native`), CPU, float32/float64; for
+  the LSTM also without masks where it measured faster than oneDNN's (bench/kernels.py).
 - "custom": the LSTM's masked recurrence in eager torch with a hand-written backward
   (`lstm_custom`), where the native kernel cannot run (CUDA, no compiler).
 - "unroll": `unroll`, the cell's reference step in a time loop with autograd: the ground truth
@@ -91,18 +92,34 @@ def fused(cell: Cell, x, lengths, weights: list, states=(), exact: bool = True):
     return out, tuple(h[0].index_select(0, back) for h in finals)
 
 
-def choose(cell: Cell, device, dtype, masks: dropout.Masks = NO_MASKS) -> str:
-    """The kernel that runs `cell` with `masks` on tensors of `device` and `dtype`.
+# Where the native LSTM beats oneDNN's fused kernel without masks (bench/kernels.py, 2 cores,
+# B = 64): the training step at every width measured (n = 20-1024: 0.6-0.95× the fused step's
+# time); the forward alone only up to n = 128 and B = 256 (0.65-0.9×; beyond, 1.1-1.5×).
+NATIVE_FORWARD_MAX_N = 128
+NATIVE_FORWARD_MAX_B = 256
+
+
+def choose(cell: Cell, device, dtype, masks: dropout.Masks = NO_MASKS, n: int | None = None,
+           B: int | None = None, grad: bool | None = None) -> str:
+    """The kernel that runs `cell` with `masks` on tensors of `device` and `dtype`, for a batch
+    of B rows of width n, recording a graph (`grad`, default: torch's grad mode) or not.
 
     On the CPU torch's fused kernel is oneDNN's for the LSTM only; for the GRU and the basic RNN
     it is a loop of ATen ops per step, which the native kernel (the same products, each step's
     element-wise work in one pass) beats 2-3× (bench/dropout.py), so there the native kernel runs
-    with or without masks."""
-    step_masks = masks.x is not None or masks.s is not None or masks.m is not None
-    if (step_masks or not cell.onednn) and cell.name in NATIVE and \
+    with or without masks. For the LSTM the native kernel runs wherever it measured faster than
+    oneDNN's (`NATIVE_FORWARD_MAX_N`). Under torch.compile and torch.export (which trace with
+    tensors that hold no data) the C++ kernels cannot run: torch's kernels run instead."""
+    if cell.name in NATIVE and not torch.compiler.is_compiling() and \
             native.usable_for(torch.device(device), dtype) is not None:
-        return "native"
-    if not step_masks or (masks.s is None and masks.m is None):
+        step_masks = masks.x is not None or masks.s is not None or masks.m is not None
+        if step_masks or not cell.onednn:
+            return "native"
+        grad = torch.is_grad_enabled() if grad is None else grad
+        if grad or ((n is None or n <= NATIVE_FORWARD_MAX_N) and (B is None or B <= NATIVE_FORWARD_MAX_B)):
+            return "native"
+        return "fused"
+    if masks.s is None and masks.m is None:
         return "fused"
     return "custom" if cell is LSTM else "unroll"
 
@@ -128,7 +145,8 @@ NATIVE = {LSTM.name: _native_lstm, GRU.name: _native_gru, RNN.name: _native_rnn}
 def masked(cell: Cell, x, lengths, arrays: dict, states, masks: dropout.Masks, exact: bool = True):
     """The recurrence with fixed dropout masks (`dropout.draw_masks`), on the chosen kernel."""
     states = full_states(cell, states)
-    kernel = choose(cell, x.device, x.dtype, masks)
+    n = arrays[cell.array(cell.gates[0], "Biases")].shape[0]
+    kernel = choose(cell, x.device, x.dtype, masks, n, x.shape[0])
     if kernel == "native":
         return NATIVE[cell.name](x, lengths, arrays, states, masks)
     if kernel == "custom":
@@ -164,7 +182,8 @@ def run(cell: Cell, arrays: dict, x, lengths, states, *, dropout_spec=None, gene
         n = arrays[cell.array(cell.gates[0], "Biases")].shape[0]
         masks = dropout.draw_masks(cell, dropout_spec, B, T, n, k, generator, x.device, x.dtype)
         return masked(cell, x, lengths, arrays, states, masks, exact)
-    if choose(cell, x.device, x.dtype) == "native":
+    n = arrays[cell.array(cell.gates[0], "Biases")].shape[0]
+    if choose(cell, x.device, x.dtype, NO_MASKS, n, x.shape[0]) == "native":
         return NATIVE[cell.name](x, lengths, arrays, full_states(cell, states), NO_MASKS)
     if cache is None:
         weights = cell.pack(arrays)
