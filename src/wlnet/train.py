@@ -276,10 +276,11 @@ def _train(net: Net, data, prop, o: dict, group: _Group):
 
     factors = multipliers(net, o["LearningRateMultipliers"])
     module = net.build(trainable=True).to(group.device, dtype)
-    opt = optimizer(module, factors, o["Method"])
+    # one buffer per group (`FlatArrays`), except under DistributedDataParallel, which keeps its own
+    opt, flats = optimizer(module, factors, o["Method"], flat=group.world == 1)
     model = group.wrap(module, find_unused=len(problem.losses) < len(net.output_ports()))
     run = Run(net, problem, source, validation, model, module, opt, group, o,
-              O.generator(seed + 1 + group.rank, WHO, group.device), AUTOMATIC_SECONDS, dtype)
+              O.generator(seed + 1 + group.rank, WHO, group.device), AUTOMATIC_SECONDS, dtype, flats)
     run.seed = seed
     if checkpoints is not None:
         run.checkpointer = checkpoints

@@ -193,7 +193,7 @@ class Run:
     """One training run: the loop, the stopping rules, validation and the best arrays."""
 
     def __init__(self, net, problem, source, validation, model, module, optimizer, group, o, dropout_g,
-                 automatic_seconds: float, dtype=torch.float32):
+                 automatic_seconds: float, dtype=torch.float32, flats=None):
         self.net, self.problem, self.source = net, problem, source
         self.validation = validation
         self.val_data = validation.data.to(group.device, dtype) if validation is not None else None
@@ -214,8 +214,12 @@ class Run:
         self.progress_fn = o["TrainingProgressFunction"]
         reporting = o["TrainingProgressReporting"] if group.rank == 0 else None
         self.progress = Progress(reporting, self.max_rounds, automatic_seconds if self.automatic else self.goal)
-        self.params = [p for p in module.parameters() if p.requires_grad]
+        # the tensors the step, clipping and snapshot work on: the flat buffers, else the arrays
+        self.flats = flats
+        self.params = [f.leaf for f in flats] if flats else [p for p in module.parameters() if p.requires_grad]
+        self.grads = [f.leaf.grad for f in flats] if flats else None
         self.snapshot = [p.detach().clone() for p in self.params]
+        self.live = [p.detach() for p in self.params]
         self.losses, self.val_losses, self.batch_losses = [], [], []
         self.round_measurements = {m: [] for m in ["Loss", *self.measured]}
         self.val_measurements = {m: [] for m in ["Loss", *self.measured]} if validation is not None else {}
@@ -373,9 +377,7 @@ class Run:
     def _backward_and_step(self, loss, weight: float, t0: float) -> None:
         scaled = loss * weight if weight != 1.0 else loss
         scaled.backward()
-        with torch.no_grad():
-            for s, p in zip(self.snapshot, self.params):  # the arrays whose loss was finite
-                s.copy_(p)
+        torch._foreach_copy_(self.snapshot, self.live)  # the arrays whose loss was finite
         t = self.batches + 1
         factor = schedule_factor(self.schedule, t, self._total_batches(time.perf_counter() - t0))
         base = self.settings["LearningRate"]
@@ -389,7 +391,10 @@ class Run:
                 if p.grad is not None:
                     p.grad.clamp_(-self.grad_clip, self.grad_clip)
         self.optimizer.step()
-        self.optimizer.zero_grad(set_to_none=True)
+        if self.grads is not None:  # the arrays' gradients are views of these: zero them, keep them
+            torch._foreach_zero_(self.grads)
+        else:
+            self.optimizer.zero_grad(set_to_none=True)
         if self.weight_clip is not None:
             with torch.no_grad():
                 for p in self.params:
@@ -426,9 +431,7 @@ class Run:
         self._warn(f"round {r}, batch {j}: the loss became {value}")
 
     def _restore_snapshot(self) -> None:
-        with torch.no_grad():
-            for s, p in zip(self.snapshot, self.params):
-                p.copy_(s)
+        torch._foreach_copy_(self.live, self.snapshot)
 
     def _warn(self, what: str) -> None:
         lr = self.settings["LearningRate"]

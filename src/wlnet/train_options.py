@@ -128,8 +128,31 @@ def schedule_factor(schedule, t: int, total: int) -> float:
     return float(value)
 
 
-def optimizer(module: torch.nn.Module, factors: dict, spec: tuple) -> torch.optim.Optimizer:
-    """The torch optimizer; each param group remembers its learning-rate factor ("factor")."""
+class FlatArrays:
+    """The trainable arrays of one learning-rate group as views of one buffer, and their
+    gradients as views of one gradient buffer that backward accumulates into: the optimizer
+    then steps one tensor per group, and the gradient reset, clipping and the divergence
+    snapshot are one operation each instead of one per array (an LSTM alone has 12)."""
+
+    def __init__(self, params: list):
+        first = params[0]
+        self.leaf = torch.nn.Parameter(torch.empty(sum(p.numel() for p in params), dtype=first.dtype,
+                                                   device=first.device))
+        self.leaf.grad = torch.zeros_like(self.leaf)
+        offset = 0
+        with torch.no_grad():
+            for p in params:
+                size = p.numel()
+                view = self.leaf.data[offset:offset + size]
+                view.copy_(p.reshape(-1))
+                p.data = view.view_as(p)
+                p.grad = self.leaf.grad[offset:offset + size].view_as(p)
+                offset += size
+
+
+def optimizer(module: torch.nn.Module, factors: dict, spec: tuple, flat: bool = False):
+    """The torch optimizer and, with `flat`, the `FlatArrays` of each param group (else None);
+    each param group remembers its learning-rate factor ("factor")."""
     name, s = spec
     groups: dict[float, list] = {}
     for pname, p in module.named_parameters():
@@ -140,8 +163,9 @@ def optimizer(module: torch.nn.Module, factors: dict, spec: tuple) -> torch.opti
             groups.setdefault(f, []).append(p)
     if not groups:
         raise TrainingError(f"{WHO}: every array is frozen (LearningRateMultipliers 0); there is nothing to train.")
+    flats = {f: FlatArrays(ps) for f, ps in groups.items()} if flat else None
     lr = s["LearningRate"]
-    params = [{"params": ps, "lr": lr * f, "factor": f} for f, ps in groups.items()]
+    params = [{"params": [flats[f].leaf] if flat else ps, "lr": lr * f, "factor": f} for f, ps in groups.items()]
     wd = s["L2Regularization"]
     if name == "RMSProp":
         make = lambda **kw: torch.optim.RMSprop(params, lr=lr, alpha=s["Beta"], eps=s["Epsilon"],  # noqa: E731
@@ -151,10 +175,11 @@ def optimizer(module: torch.nn.Module, factors: dict, spec: tuple) -> torch.opti
                                              eps=s["Epsilon"], weight_decay=wd, **kw)
     else:
         make = lambda **kw: torch.optim.SGD(params, lr=lr, momentum=s["Momentum"], weight_decay=wd, **kw)  # noqa: E731
-    try:  # one fused kernel for all arrays: the LSTM's 12 separate arrays make per-array updates costly
-        return make(fused=True)
+    try:  # one fused kernel for all arrays
+        opt = make(fused=True)
     except (RuntimeError, TypeError, ValueError):
-        return make()
+        opt = make()
+    return opt, None if flats is None else list(flats.values())
 
 
 # ---- WorkingPrecision ------------------------------------------------------------------------------
