@@ -356,3 +356,57 @@ def test_a_graph_whose_one_output_is_a_loss_names_it_loss_and_trains_on_a_list_o
     net = from_list["TrainedNet"]
     p = np.asarray(w.NetExtract(net, "predict")([1, 2, 3]), dtype=np.float64)  # "abc" → predicts "bc?"
     assert abs(float(net("abc")) - float(-(np.log(p[0, 1]) + np.log(p[1, 2])) / 2)) < 1e-5
+
+
+@pytest.mark.parametrize("form", ["Index", "Probabilities"])
+@pytest.mark.parametrize("ragged", [False, True])
+def test_cross_entropy_of_a_softmax_output_equals_the_clamped_log_of_its_probabilities(form, ragged):
+    """A SoftmaxLayer's output carries its input: the cross-entropy takes log_softmax of it. Values
+    and gradients equal −log max(p, 1e-7) on the probabilities themselves, also where p underflows."""
+    from wlnet.data import Seq
+    from wlnet.layers.basic import softmax, with_logits
+    from wlnet.layers.loss import Loss
+
+    g = torch.Generator().manual_seed(3)
+    B, T, C = 4, 5, 6
+    logits = (torch.randn(B, T, C, generator=g, dtype=torch.float64) * 4)
+    logits[0, 0, 0] = -60.0  # p ≈ 1e-27: clamped
+    logits.requires_grad_()
+    if form == "Index":
+        t = torch.randint(0, C, (B, T), generator=g)
+        t[0, 0] = 0
+    else:
+        t = torch.softmax(torch.randn(B, T, C, generator=g, dtype=torch.float64), -1)
+    lengths = torch.tensor([5, 2, 4, 1]) if ragged else None
+    loss = Loss("CrossEntropyLoss", form)
+
+    def value(p):
+        out = Seq(p, lengths) if ragged else p
+        target = Seq(t, lengths) if ragged else t
+        return loss.examples(out, target)
+
+    fused_p = softmax(logits)
+    assert with_logits(fused_p) is logits
+    plain_p = torch.softmax(logits, -1)  # no logits attached: the check and the clamped log
+    assert with_logits(plain_p) is None
+    got, want = value(fused_p), value(plain_p)
+    np.testing.assert_allclose(got.detach().numpy(), want.detach().numpy(), rtol=1e-12)
+    (g_got,) = torch.autograd.grad(got.sum(), logits)
+    (g_want,) = torch.autograd.grad(want.sum(), logits)
+    np.testing.assert_allclose(g_got.numpy(), g_want.numpy(), rtol=1e-9, atol=1e-12)
+    p_np = torch.softmax(logits, -1).detach().numpy()  # numpy: the first example, which holds the clamped term
+    n0 = lengths[0].item() if ragged else T
+    terms0 = [(-np.log(max(p_np[0, s, t[0, s]], 1e-7)) if form == "Index"
+               else -(t[0, s].numpy() * np.log(np.maximum(p_np[0, s], 1e-7))).sum()) for s in range(n0)]
+    assert got[0].item() == pytest.approx(np.mean(terms0), rel=1e-12)
+
+
+def test_a_softmax_output_changed_in_place_is_checked_as_probabilities():
+    from wlnet.layers.basic import softmax, with_logits
+    from wlnet.layers.loss import Loss
+
+    p = softmax(torch.randn(3, 4))
+    p.mul_(2)  # no longer probabilities: the logits no longer describe it
+    assert with_logits(p) is None
+    with pytest.raises(w.InputError, match="needs probabilities"):
+        Loss("CrossEntropyLoss", "Index", who="CrossEntropyLoss: ").examples(p, torch.tensor([0, 1, 2]))

@@ -127,7 +127,21 @@ class SoftmaxLayer(_PassThrough):
         self._init_ports(options.get("Input", Automatic))
 
     def forward(self, arrays, inputs, ctx):
-        return {"Output": _map(inputs["Input"], lambda x: torch.softmax(x, -1))}
+        return {"Output": _map(inputs["Input"], softmax)}
+
+
+def softmax(x: torch.Tensor) -> torch.Tensor:
+    """softmax along the last axis; the result carries its input (`with_logits`), from which a
+    cross-entropy takes log p as one log_softmax: fewer operations, and exact where p underflows."""
+    p = torch.softmax(x, -1)
+    p._wlnet_logits = (x, p._version)
+    return p
+
+
+def with_logits(p: torch.Tensor) -> torch.Tensor | None:
+    """The input of the `softmax` that made p, or None (p made otherwise, or changed since in place)."""
+    made = getattr(p, "_wlnet_logits", None)
+    return made[0] if made is not None and made[1] == p._version else None
 
 
 class DropoutLayer(_PassThrough):

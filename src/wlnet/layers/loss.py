@@ -9,13 +9,16 @@ example's input, or over its real steps only for a ragged sequence. Per position
   CrossEntropyLoss "Probabilities"  −Σ_i t_i log p_i      (t a probability vector)
   CrossEntropyLoss "Binary"         −(t log p + (1 − t) log(1 − p))   (p, t numbers in [0, 1])
 
-Probabilities are clamped to at least 1e-7 before the log. A cross-entropy whose input is not
+Probabilities are clamped to at least 1e-7 before the log. Where p is the output of a
+SoftmaxLayer (`basic.with_logits`), log p is the log_softmax of the layer's input, clamped alike:
+the same value, in fewer operations. A cross-entropy whose input is not
 made of probabilities (entries outside [0, 1], or vectors that do not sum to 1) is an error,
 not a clamped log: the net needs a SoftmaxLayer (or a LogisticSigmoid for "Binary") before it.
 """
 
 from __future__ import annotations
 
+import math
 from typing import NamedTuple
 
 import torch
@@ -25,6 +28,7 @@ from ..errors import InputError, OptionError, ShapeError, where
 from ..shapes import ANY, SCALAR, VARYING, ArrayType, Index, Real, describe, parse_sequence_shape, unify
 from ..symbols import Automatic
 from .base import Layer
+from .basic import with_logits
 
 EPS = 1e-7  # probabilities are clamped to at least this before the log
 FORMS = ("Index", "Probabilities", "Binary")
@@ -94,6 +98,9 @@ class Loss(NamedTuple):
 
     def _cross_entropy(self, out, o: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         form = "Index" if self.index else self.form
+        logits = with_logits(o) if form != "Binary" else None
+        if logits is not None:  # o = softmax(logits): probabilities by construction
+            return self._from_logits(logits, t, form)
         check_probabilities(o, _mask(out), form != "Binary", self.who, self.hint)
         if form == "Binary":
             return -(t * torch.log(o.clamp_min(EPS)) + (1 - t) * torch.log((1 - o).clamp_min(EPS)))
@@ -103,6 +110,18 @@ class Loss(NamedTuple):
         return -(t * torch.log(p)).sum(-1)
 
 
+    @staticmethod
+    def _from_logits(logits: torch.Tensor, t: torch.Tensor, form: str) -> torch.Tensor:
+        """The cross-entropy of p = softmax(logits) with log p = log_softmax(logits), clamped as
+        log max(p, EPS) is."""
+        if form == "Index":
+            c = logits.shape[-1]
+            terms = torch.nn.functional.cross_entropy(logits.reshape(-1, c), t.reshape(-1), reduction="none")
+            return terms.view(t.shape).clamp_max(_LOG_EPS)
+        return -(t * torch.log_softmax(logits, -1).clamp_min(-_LOG_EPS)).sum(-1)
+
+
+_LOG_EPS = -math.log(EPS)
 _FLAT = {"MeanSquaredLoss": torch.nn.functional.mse_loss, "MeanAbsoluteLoss": torch.nn.functional.l1_loss}
 
 
