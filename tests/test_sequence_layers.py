@@ -452,3 +452,34 @@ def test_total_and_threading_refuse_a_sequence_with_a_vector():
         assert f'{join.name}, port "Input": array 2 is a vector of size 3, but array 1 is a sequence of size-3 ' \
                "vectors; the arrays must have the same dimensions" in msg, msg
     assert lstm.input_ports()["Input"].dims == ("Varying", None) and lin.input_ports()["Input"].dims == (None,)
+
+
+@pytest.mark.parametrize("kind", ["LongShortTermMemoryLayer", "GatedRecurrentLayer", "BasicRecurrentLayer"])
+@pytest.mark.parametrize("ragged", [False, True])
+def test_sequence_last_of_a_recurrent_layer_is_its_final_state_and_equals_the_gather(kind, ragged):
+    """SequenceLastLayer reads a recurrent layer's final state instead of gathering its outputs:
+    the same values and the same gradients as the gather at each sequence's last step."""
+    from wlnet.layers.sequence import last_of
+
+    chain = wlnet.NetInitialize(wlnet.NetChain([getattr(wlnet, kind)(4), wlnet.SequenceLastLayer()], Input=("Varying", 3)),
+                            RandomSeeding=5)
+    module = chain.build(trainable=True).double()
+    g = torch.Generator().manual_seed(2)
+    data = torch.randn(5, 6, 3, generator=g, dtype=torch.float64)
+    lengths = torch.tensor([6, 2, 5, 1, 3]) if ragged else None
+    x = Seq(data, lengths)
+    ctx = Ctx(True, None, exact_states=False)
+    rnn, last = module._modules["1"], module._modules["2"]
+    out = rnn({"Input": x}, {}, ctx)[0]["Output"]
+    assert last_of(out.data) is not None
+    got = last({"Input": out}, {}, ctx)[0]["Output"]
+    ends = (lengths - 1) if ragged else torch.full((5,), 5)
+    want = out.data[torch.arange(5), ends]  # the gather on the outputs themselves
+    np.testing.assert_allclose(got.detach().numpy(), want.detach().numpy(), rtol=1e-12, atol=1e-14)
+    params = list(module.parameters())
+    g_got = torch.autograd.grad(got.square().sum(), params, retain_graph=True)
+    g_want = torch.autograd.grad(want.square().sum(), params)
+    for a, b in zip(g_got, g_want):
+        np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-9, atol=1e-12)
+    out.data.detach().mul_(1.0)  # changed in place (the version counter is shared): no longer the layer's output
+    assert last_of(out.data) is None

@@ -130,6 +130,7 @@ class RecurrentLayer(Layer):
         out, final = recurrence.run(self.CELL, arrays, data, lengths, initial,
                                     dropout_spec=self._dropout if ctx.train else None,
                                     generator=ctx.generator, exact=ctx.exact_states, cache=cache)
+        out._wlnet_last = (final[0], out._version)  # each sequence's last output (`sequence.last_of`)
         return ({"Output": Seq(out, lengths) if seq else out},
                 {(s,): v for s, v in zip(self.CELL.states, final) if v is not None})
 

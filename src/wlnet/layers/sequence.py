@@ -43,12 +43,22 @@ class SequenceLastLayer(Layer):
 
     def forward(self, arrays, inputs, ctx):
         x = inputs["Input"]
+        last = last_of(x.data if isinstance(x, Seq) else x)
+        if last is not None:  # a recurrent layer's output: its final state, without a gather
+            return {"Output": last}
         if isinstance(x, Seq):
             if x.lengths is None:
                 return {"Output": x.data[:, -1]}
             idx = (x.lengths - 1).to(x.data.device)
             return {"Output": x.data[torch.arange(x.data.shape[0], device=x.data.device), idx]}
         return {"Output": x[:, -1]}
+
+
+def last_of(out: torch.Tensor) -> torch.Tensor | None:
+    """A recurrent layer's output sequences (B, T, n) → each one's element at its own last step,
+    which is the layer's final state; None if `out` did not come so (or was changed in place)."""
+    made = getattr(out, "_wlnet_last", None)
+    return made[0] if made is not None and made[1] == out._version else None
 
 
 def _index_classes(layer, t: ArrayType) -> int | None:
