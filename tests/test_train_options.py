@@ -480,3 +480,54 @@ def test_bucketing_changes_nothing_but_the_batch_order():
     off = NetTrain(lstm(), data, "RoundLossList", LengthBucketing=False, **still)
     assert on[0] == pytest.approx(off[0], rel=1e-5)
     assert on[0] == pytest.approx(NetMeasurements(lstm(), data, "Loss"), rel=1e-5)
+
+
+def _flat_problem(seed: int):
+    torch.manual_seed(seed)
+    module = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.Tanh(), torch.nn.Linear(4, 2))
+    x, y = torch.randn(16, 3), torch.randn(16, 2)
+    return module, x, y
+
+
+@pytest.mark.parametrize("wd", [0.0, 0.01])
+def test_flat_arrays_and_the_direct_adam_step_equal_torch_adam_on_separate_arrays(wd):
+    """NetTrain's step (`optimizer(..., flat=True)`, `step_function`): the arrays as views of one
+    buffer per group, the fused Adam kernel called directly, against torch.optim.Adam stepping
+    the same arrays kept apart (its own fused step: bit-identical; its for-loop step: to rounding)."""
+    from wlnet.train_options import optimizer, step_function
+
+    spec = ("ADAM", {"LearningRate": 0.01, "Beta1": 0.9, "Beta2": 0.99, "Epsilon": 1e-8, "L2Regularization": wd})
+    ours, x, y = _flat_problem(0)
+    fused_twin, loop_twin = _flat_problem(0)[0], _flat_problem(0)[0]
+    factors = {"0.weight": 2.0}  # two learning-rate groups, so two buffers
+    opt, flats = optimizer(ours, factors, spec, flat=True)
+    assert len(flats) == 2 and sum(f.leaf.numel() for f in flats) == sum(p.numel() for p in ours.parameters())
+    step = step_function(opt)
+    assert step != opt.step
+    twins = []
+    for twin, fused in ((fused_twin, True), (loop_twin, False)):
+        groups = [{"params": [twin[0].weight], "lr": 0.02}, {"params": [twin[0].bias, *twin[2].parameters()]}]
+        twins.append((twin, torch.optim.Adam(groups, lr=0.01, betas=(0.9, 0.99), eps=1e-8, weight_decay=wd,
+                                             fused=fused)))
+    for t in range(5):
+        torch.nn.functional.mse_loss(ours(x), y).backward()
+        step()
+        torch._foreach_zero_([f.leaf.grad for f in flats])
+        for twin, twin_opt in twins:
+            torch.nn.functional.mse_loss(twin(x), y).backward()
+            twin_opt.step()
+            twin_opt.zero_grad()
+        for (name, p), q, r in zip(ours.named_parameters(), fused_twin.parameters(), loop_twin.parameters()):
+            assert torch.equal(p, q), (t, name)
+            np.testing.assert_allclose(p.detach().numpy(), r.detach().numpy(), rtol=1e-5, atol=1e-7)
+    # the arrays stay views of the buffers: the module and the optimizer see the same numbers
+    assert ours[0].weight.data_ptr() == flats[1].leaf.data_ptr() or ours[0].weight.data_ptr() == flats[0].leaf.data_ptr()
+    assert opt.state[flats[0].leaf]["step"].item() == 5
+
+
+def test_other_methods_keep_the_optimizer_step():
+    from wlnet.train_options import optimizer, step_function
+
+    module = _flat_problem(1)[0]
+    sgd, _ = optimizer(module, {}, ("SGD", {"LearningRate": 0.1, "Momentum": 0.9, "L2Regularization": 0.0}), flat=True)
+    assert step_function(sgd) == sgd.step

@@ -33,7 +33,7 @@ from .errors import NetWarning, TrainingError
 from .measure import measure_outputs
 from .runtime import Ctx, module_arrays
 from .train_data import Dataset, batch_loss, read_dataset, run_module
-from .train_options import schedule_factor
+from .train_options import schedule_factor, step_function
 from .train_report import Progress
 
 WHO = "NetTrain"
@@ -220,6 +220,7 @@ class Run:
         self.grads = [f.leaf.grad for f in flats] if flats else None
         self.snapshot = [p.detach().clone() for p in self.params]
         self.live = [p.detach() for p in self.params]
+        self.step = step_function(optimizer)
         self.losses, self.val_losses, self.batch_losses = [], [], []
         self.round_measurements = {m: [] for m in ["Loss", *self.measured]}
         self.val_measurements = {m: [] for m in ["Loss", *self.measured]} if validation is not None else {}
@@ -390,7 +391,7 @@ class Run:
             for p in self.params:
                 if p.grad is not None:
                     p.grad.clamp_(-self.grad_clip, self.grad_clip)
-        self.optimizer.step()
+        self.step()
         if self.grads is not None:  # the arrays' gradients are views of these: zero them, keep them
             torch._foreach_zero_(self.grads)
         else:
