@@ -4,6 +4,7 @@ the first batch_sizes[t] rows only)."""
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 
@@ -12,9 +13,10 @@ def checked_lengths(lengths, B: int, T: int):
     if lengths is None:
         return None
     lengths = torch.as_tensor(lengths, dtype=torch.int64, device="cpu")
-    if lengths.shape != (B,) or int(lengths.min()) < 1 or int(lengths.max()) > T:
+    ln = lengths.numpy()  # (numpy: a few µs less per call than torch on 64 numbers)
+    if lengths.shape != (B,) or B == 0 or ln.min() < 1 or ln.max() > T:
         raise ValueError(f"lengths must be {B} integers in 1..{T}; got {lengths.tolist()}")
-    return None if bool((lengths == T).all()) else lengths
+    return None if ln.min() == T else lengths
 
 
 def run_sorted(x, lengths, states: tuple, masks: tuple, call):
@@ -29,19 +31,22 @@ def run_sorted(x, lengths, states: tuple, masks: tuple, call):
     if lengths is None:
         out, finals = call(x.transpose(0, 1).contiguous(), states, tuple(z for z, _ in masks), [], None)
         return out.transpose(0, 1), finals
-    sorted_lengths, order = torch.sort(lengths, descending=True, stable=True)
-    Tm = int(sorted_lengths[0])
-    batch_sizes = (sorted_lengths.unsqueeze(0) > torch.arange(Tm).unsqueeze(1)).sum(1).tolist()
-    order_d = order.to(x.device)
-    back = torch.argsort(order).to(x.device)
+    ln = lengths.numpy()
+    order = np.argsort(-ln, kind="stable")  # decreasing length, ties in row order
+    sorted_np = ln[order]
+    Tm = int(sorted_np[0])
+    batch_sizes = (B - np.cumsum(np.bincount(ln, minlength=Tm + 1))[:Tm]).tolist()  # rows longer than t
+    back = np.empty_like(order)
+    back[order] = np.arange(B)
+    order_d, back_d = torch.from_numpy(order).to(x.device), torch.from_numpy(back).to(x.device)
 
     def sort(z):  # (B, ...) → rows sorted
         return None if z is None else z.index_select(0, order_d)
 
     sorted_masks = tuple(sort(z[:, :Tm] if per_step and z is not None else z) for z, per_step in masks)
-    out, finals = call(sort(x[:, :Tm]).transpose(0, 1).contiguous(), tuple(sort(s) for s in states), sorted_masks,
-                       batch_sizes, sorted_lengths)
-    out = out.index_select(1, back).transpose(0, 1)  # (B, Tm, n)
+    x_tm = x.transpose(0, 1)[:Tm].index_select(1, order_d)  # (Tm, B, k), contiguous
+    out, finals = call(x_tm, tuple(sort(s) for s in states), sorted_masks, batch_sizes, torch.from_numpy(sorted_np))
+    out = out.index_select(1, back_d).transpose(0, 1)  # (B, Tm, n)
     if Tm < T:
         out = torch.nn.functional.pad(out, (0, 0, 0, T - Tm))
-    return out, tuple(s.index_select(0, back) for s in finals)
+    return out, tuple(s.index_select(0, back_d) for s in finals)

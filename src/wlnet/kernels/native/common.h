@@ -252,24 +252,38 @@ inline std::vector<Tensor> arena(const std::vector<std::vector<int64_t>>& shapes
   return out;
 }
 
-// S[0] of a state buffer S (T+1, B, n) = the start state v, or zeros without one.
+// S[0] of a contiguous state buffer S (T+1, B, n) = the start state v, or zeros without one.
 inline void set_start(const Tensor& S, const optional<Tensor>& v) {
-  if (v) {
-    S[0].copy_(*v);
-  } else {
-    S[0].zero_();
+  const int64_t count = S.size(1) * S.size(2);
+  if (v && (v->scalar_type() != S.scalar_type() || v->numel() != count)) {
+    S[0].copy_(*v);  // (casts, or the shape error)
+    return;
   }
+  AT_DISPATCH_FLOATING_TYPES(S.scalar_type(), "wlnet_set_start", [&] {
+    scalar_t* d = S.data_ptr<scalar_t>();
+    if (v) {
+      const Tensor c = v->contiguous();
+      std::copy_n(c.data_ptr<scalar_t>(), count, d);
+    } else {
+      std::fill_n(d, count, scalar_t(0));
+    }
+  });
 }
 
-// Each row's state at its own last step: rows of S (T+1, B, n) (S[t] the state after t steps).
+// Each row's state at its own last step: rows of a contiguous S (T+1, B, n) (S[t] the state
+// after t steps), copied row by row.
 inline Tensor last_states(const Tensor& S, const std::vector<int64_t>& batch_sizes) {
   const int64_t T = S.size(0) - 1, B = S.size(1), n = S.size(2);
-  if (batch_sizes.empty()) return S[T].clone();
-  std::vector<int64_t> len(B, 0);
+  std::vector<int64_t> len(B, batch_sizes.empty() ? T : 0);
   for (int64_t bt : batch_sizes)
     for (int64_t b = 0; b < bt; ++b) ++len[b];
-  Tensor idx = at::tensor(len, at::kLong) * B + at::arange(B, at::kLong);
-  return S.view({(T + 1) * B, n}).index_select(0, idx);
+  Tensor out = at::empty({B, n}, S.options());
+  AT_DISPATCH_FLOATING_TYPES(S.scalar_type(), "wlnet_last_states", [&] {
+    const scalar_t* s = S.data_ptr<scalar_t>();
+    scalar_t* o = out.data_ptr<scalar_t>();
+    for (int64_t b = 0; b < B; ++b) std::copy_n(s + (len[b] * B + b) * n, n, o + b * n);
+  });
+  return out;
 }
 
 // ------------------------------------------------------------------------------ entry points
