@@ -795,7 +795,7 @@ def test_native_loops_are_used_and_fallback_when_disabled(monkeypatch):
 
     monkeypatch.setattr(native, "_module", Spy())
     _run_custom(None, "sm", F64, B=3, T=3, n=4, k=2)
-    assert calls == ["forward", "backward"]
+    assert calls == ["forward_rows", "backward_rows"]
     calls.clear()
     monkeypatch.setenv("WLNET_NO_NATIVE", "1")
     _run_custom(None, "sm", F64, B=3, T=3, n=4, k=2)

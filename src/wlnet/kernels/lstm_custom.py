@@ -279,28 +279,29 @@ NATIVE_NAMES = tuple(f"{g}Gate{part}" for part in ("InputWeights", "StateWeights
 
 
 class _LSTMNative(torch.autograd.Function):
-    """The recurrence in C++ (`native/lstm.cpp`): forward and backward one call each.
+    """The recurrence in C++ (`native/lstm.cpp`, `native/rows.cpp`): forward and backward one
+    call each, on batch-major rows in any order (the sort by length and the copies to and from
+    time-major are done there).
 
-    x (T, B, k) time-major, rows sorted by decreasing length; s0, c0 (B, n) | None (zeros); zx (B, 4, k),
-    zs (B, 4, n), zm (B, T, n) | None (Wolfram gate order, rows sorted like x); zw: the weight
-    masks in torch's fused layout [(4n, k), (4n, n)] or []; batch_sizes: rows alive at each step or []
-    (all B); arrays: the 12 arrays in `NATIVE_NAMES` order → out (T, B, n), s_T, c_T (B, n)."""
+    x (B, T, k); s0, c0 (B, n) | None (zeros); zx (B, 4, k), zs (B, 4, n), zm (B, T, n) | None
+    (Wolfram gate order); zw: the weight masks in torch's fused layout [(4n, k), (4n, n)] or [];
+    lengths: B ints, or [] (all T); arrays: the 12 arrays in `NATIVE_NAMES` order → out (B, T, n)
+    (zero past each end), s_T, c_T (B, n) at each row's last step."""
 
     @staticmethod
-    def forward(ctx, x, s0, c0, zx, zs, zm, zw, batch_sizes, *arrays):
-        lib = native.get()
-        S, s_T, c_T, G, C, TC, wx, ws, XI, SZ = lib.forward(x, s0, c0, list(arrays), zw, zx, zs, zm, batch_sizes)
-        ctx.save_for_backward(x, wx, ws, zx, zs, zm, G, C, TC, S, XI, SZ)
-        ctx.zw, ctx.batch_sizes = zw, batch_sizes
-        return S[1:], s_T, c_T
+    def forward(ctx, x, s0, c0, zx, zs, zm, zw, lengths, *arrays):
+        out, s_T, c_T, *saved = native.get().forward_rows(x, lengths, s0, c0, list(arrays), zw, zx, zs, zm)
+        ctx.save_for_backward(*saved)
+        ctx.zw, ctx.lengths, ctx.T = zw, lengths, x.shape[1]
+        return out, s_T, c_T
 
     @staticmethod
     @once_differentiable
     def backward(ctx, g_out, g_sT, g_cT):
-        x, wx, ws, zx, zs, zm, G, C, TC, S, XI, SZ = ctx.saved_tensors
+        x_tm, wx, ws, zx, zs, zm, G, C, TC, S, XI, SZ = ctx.saved_tensors
         need = ctx.needs_input_grad
-        grads = native.get().backward(g_out, g_sT, g_cT, x, wx, ws, ctx.zw, zx, zs, zm, G, C, TC, S, XI, SZ,
-                                      ctx.batch_sizes, [need[0], need[1], need[2], any(need[8:])])
+        grads = native.get().backward_rows(g_out, g_sT, g_cT, x_tm, wx, ws, ctx.zw, zx, zs, zm, G, C, TC, S, XI, SZ,
+                                           ctx.lengths, ctx.T, [need[0], need[1], need[2], any(need[8:])])
         return (*grads[:3], None, None, None, None, None, *grads[3:])
 
 
@@ -318,11 +319,6 @@ def run(x, lengths, arrays: dict, s0=None, c0=None, zx=None, zs=None, zm=None, z
     lengths = checked_lengths(lengths, B, T)
     if use_native is None:
         use_native = native.usable(x) is not None
-    if not use_native or lengths is not None:  # (the native kernel takes None for zeros)
-        n = arrays["InputGateBiases"].shape[0]
-        s0 = x.new_zeros(B, n) if s0 is None else s0
-        c0 = x.new_zeros(B, n) if c0 is None else c0
-
     if use_native:
         zw_packed = []  # the weight masks in torch's fused layout (`Cell.pack`)
         if isinstance(zw, PackedWeightMasks):  # drawn in that layout
@@ -331,26 +327,26 @@ def run(x, lengths, arrays: dict, s0=None, c0=None, zx=None, zs=None, zm=None, z
             zw_packed = [torch.cat([zw[f"{g}Gate{part}"] for g, _ in LSTM.torch_table])
                          for part in ("InputWeights", "StateWeights")]
         arrs = [arrays[name] for name in NATIVE_NAMES]
+        lens = [] if lengths is None else lengths.tolist()
+        if not torch.is_grad_enabled():  # no graph to record: the kernel itself
+            return tuple(native.get().forward_rows(x, lens, s0, c0, arrs, zw_packed, zx, zs, zm)[:3])
+        return _LSTMNative.apply(x, s0, c0, zx, zs, zm, zw_packed, lens, *arrs)
 
-        def call(x_tm, states, masks, batch_sizes, _):  # (lengths: C++ derives them)
-            if not torch.is_grad_enabled():  # no graph to record: the kernel itself
-                S, s_T, c_T = native.get().forward(x_tm, *states, arrs, zw_packed, *masks, batch_sizes)[:3]
-                return S[1:], (s_T, c_T)
-            out, s_T, c_T = _LSTMNative.apply(x_tm, *states, *masks, zw_packed, batch_sizes, *arrs)
-            return out, (s_T, c_T)
-    else:
-        w, b = stack_arrays(mask_arrays(arrays, zw) if zw else arrays)
-        perm = torch.tensor(_FROM_WOLFRAM, device=x.device)
+    n = arrays["InputGateBiases"].shape[0]
+    s0 = x.new_zeros(B, n) if s0 is None else s0
+    c0 = x.new_zeros(B, n) if c0 is None else c0
+    w, b = stack_arrays(mask_arrays(arrays, zw) if zw else arrays)
+    perm = torch.tensor(_FROM_WOLFRAM, device=x.device)
 
-        def call(x_tm, states, masks, batch_sizes, sorted_lengths):  # masks → time/gate-major, gates in ORDER
-            zx, zs, zm = masks
-            zx, zs = (None if z is None else z.index_select(1, perm).transpose(0, 1).contiguous() for z in (zx, zs))
-            zm4 = None
-            if zm is not None:
-                zm4 = torch.mul(zm.transpose(0, 1), 4, out=zm.new_empty(zm.shape[1], *zm.shape[::2]))
-            out, s_T, c_T = _LSTMCustom.apply(x_tm, *states, w, b, zx, zs, zm4, batch_sizes or None,
-                                              None if sorted_lengths is None else sorted_lengths.to(x.device))
-            return out, (s_T, c_T)
+    def call(x_tm, states, masks, batch_sizes, sorted_lengths):  # masks → time/gate-major, gates in ORDER
+        zx, zs, zm = masks
+        zx, zs = (None if z is None else z.index_select(1, perm).transpose(0, 1).contiguous() for z in (zx, zs))
+        zm4 = None
+        if zm is not None:
+            zm4 = torch.mul(zm.transpose(0, 1), 4, out=zm.new_empty(zm.shape[1], *zm.shape[::2]))
+        out, s_T, c_T = _LSTMCustom.apply(x_tm, *states, w, b, zx, zs, zm4, batch_sizes or None,
+                                          None if sorted_lengths is None else sorted_lengths.to(x.device))
+        return out, (s_T, c_T)
 
     out, (s_T, c_T) = run_sorted(x, lengths, (s0, c0), ((zx, False), (zs, False), (zm, True)), call)
     return out, s_T, c_T

@@ -27,7 +27,7 @@ from pathlib import Path
 import torch
 
 _DIR = Path(__file__).parent
-_SOURCES = ("lstm.cpp", "gru.cpp", "rnn.cpp", "draw.cpp", "module.cpp")
+_SOURCES = ("lstm.cpp", "rows.cpp", "gru.cpp", "rnn.cpp", "draw.cpp", "module.cpp")
 _module = None
 _tried = False
 _error: str | None = None

@@ -7,6 +7,8 @@
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("forward", &wlnet::lstm_forward, "wlnet masked LSTM forward");
   m.def("backward", &wlnet::lstm_backward, "wlnet masked LSTM backward");
+  m.def("forward_rows", &wlnet::lstm_forward_rows, "wlnet masked LSTM forward on batch-major rows in any order");
+  m.def("backward_rows", &wlnet::lstm_backward_rows, "wlnet masked LSTM backward on batch-major rows");
   m.def("gru_forward", &wlnet::gru_forward, "wlnet masked GRU forward");
   m.def("gru_backward", &wlnet::gru_backward, "wlnet masked GRU backward");
   m.def("rnn_forward", &wlnet::rnn_forward, "wlnet masked basic RNN forward");
