@@ -3,22 +3,35 @@ PyTorch loop, on the same net, data and batch, trials alternating in one run.
 
 Rows: the page's x/y classifier (LSTM 20, last state, linear 3, softmax; 510 strings of lengths
 1-8; batch 64; ADAM), the page's addition net (two LSTM 80, last state, linear 1; 9000 strings
-of length 5; batch 64; ADAM, mean-squared loss), and Wolfram's LSTM benchmark net (LSTM 32,
-input 16, length 32, batch 64, mean-squared loss of the sequence). Then evaluation throughput
-(the 510 strings through the trained x/y classifier, one call) and single-example latency.
+of length 5; batch 64; ADAM, mean-squared loss), the character language model of the sequence
+scenarios (embedding 32, LSTM 192, linear 96 and softmax at every step, cross-entropy of the
+next character; 512 strings of 81 characters of Python's own source; batch 32), and Wolfram's
+four LSTM benchmark nets (LSTM 32 or 1024 wide, alone or 4 stacked, input 16, length 32, batch
+64, mean-squared loss of the sequence). Then evaluation throughput (the 510 strings through the
+trained x/y classifier, one call) and single-example latency.
+
 Training examples/s: the best of each peer's trials, and the median of the trials' paired ratios.
+For the wide nets the GEMM-bound floor: the net's training matrix products (forward: the input
+product of all steps and a state product per step; backward: a state product per step, then
+the input, input-weight and state-weight gradients over all steps) timed at the rates
+torch.mm reaches on those shapes in the same run, as examples/s, and NetTrain's share of it.
+Then each peer's whole-process peak RSS training LSTMLarge and LSTMLargeStack for a round, each in
+a process of its own (`--rss`).
 
 Keras and JAX are bench extras (`pip install 'wlnet[bench]'`); without them the Keras column
 says so and the rest runs.
 
-    PYTHONPATH=src .venv/bin/python bench/peers.py [--trials N]
+    PYTHONPATH=src .venv/bin/python bench/peers.py [--trials N] [--quick] [--only ROW ...]
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import resource
 import statistics
+import subprocess
+import sys
 import time
 
 os.environ.setdefault("KERAS_BACKEND", "jax")
@@ -27,6 +40,7 @@ import numpy as np
 import torch
 
 from wlnet.examples.applications import addition_data, addition_net, comparison_data, comparison_net
+from wlnet.examples.sequences import LM_ALPHABET, language_data, language_model, language_text
 from wlnet.initialize import NetInitialize
 from wlnet.train import NetTrain
 
@@ -34,6 +48,8 @@ BATCH = 64
 CLASSES = ["Less", "Greater", "Equal"]
 
 try:
+    if "--rss" in sys.argv and "keras" not in sys.argv:  # a peak-memory run of another peer: not loaded
+        raise ImportError
     import keras
 except ImportError:  # the bench extra is not installed
     keras = None
@@ -65,29 +81,41 @@ def addition_problem():
             "kind": "scalar", "width": [80, 80], "rounds": 2}
 
 
-def benchmark_problem():
+def benchmark_problem(width: int = 32, depth: int = 1, rounds: int = 8):
+    """Wolfram's LSTM training benchmark: 256 sequences of 32 vectors of 16, targets of `width`."""
     from wlnet import LongShortTermMemoryLayer, NetChain
     g = torch.Generator().manual_seed(0)
     x = torch.randn(256, 32, 16, generator=g)
-    y = torch.rand(256, 32, 32, generator=g) * 2 - 1
-    net = NetChain([LongShortTermMemoryLayer(32)], Input=(32, 16))
+    y = torch.rand(256, 32, width, generator=g) * 2 - 1
+    net = NetChain([LongShortTermMemoryLayer(width) for _ in range(depth)], Input=(32, 16))
     return {"wlnet": (net, {"Input": x, "Output": y}, {}), "x": x.numpy(), "lengths": None, "y": y.numpy(),
-            "kind": "sequence", "width": [32], "rounds": 8}
+            "kind": "sequence", "width": [width] * depth, "rounds": rounds}
+
+
+def language_problem(chunks: int = 512):
+    """The character language model: predict each next character of 81-character strings."""
+    train = language_data(language_text())[0][:chunks]
+    index = {c: i for i, c in enumerate(LM_ALPHABET)}
+    codes = np.array([[index[c] for c in s] for s in train], np.int64)
+    net = language_model(LM_ALPHABET, 192)
+    return {"wlnet": (net, train, {"LearningRate": 0.004}), "x": codes[:, :-1], "lengths": None, "y": codes[:, 1:],
+            "kind": "lm", "width": [192], "rounds": 1, "batch": 32}
 
 
 # ---- the peers -------------------------------------------------------------------------------------
 def wlnet_rate(p) -> float:
     net, data, options = p["wlnet"]
     return NetTrain(NetInitialize(net), data, "MeanExamplesPerSecond", MaxTrainingRounds=p["rounds"],
-                    BatchSize=BATCH, TrainingProgressReporting=None, **options)
+                    BatchSize=p.get("batch", BATCH), TrainingProgressReporting=None, **options)
 
 
 class TorchNet(torch.nn.Module):
     def __init__(self, p):
         super().__init__()
-        sizes = [p["x"].shape[-1], *p["width"]]
+        self.embed = torch.nn.Embedding(len(LM_ALPHABET), 32) if p["kind"] == "lm" else None
+        sizes = [32 if self.embed is not None else p["x"].shape[-1], *p["width"]]
         self.lstms = torch.nn.ModuleList(torch.nn.LSTM(a, b, batch_first=True) for a, b in zip(sizes, sizes[1:]))
-        out = {"class": 3, "scalar": 1, "sequence": None}[p["kind"]]
+        out = {"class": 3, "scalar": 1, "sequence": None, "lm": len(LM_ALPHABET)}[p["kind"]]
         self.head = torch.nn.Linear(sizes[-1], out) if out else None
         self.kind = p["kind"]
 
@@ -97,8 +125,12 @@ class TorchNet(torch.nn.Module):
             for lstm in self.lstms:
                 h, (last, _) = lstm(h)
             return self.head(last[0])
+        if self.embed is not None:
+            x = self.embed(x)
         for lstm in self.lstms:
             x, (last, _) = lstm(x)
+        if self.kind == "lm":
+            return self.head(x)  # (B, T, classes): logits at every step
         return x if self.head is None else self.head(last[0]).squeeze(-1)
 
 
@@ -108,12 +140,12 @@ def torch_rate(p) -> float:
     opt = torch.optim.Adam(model.parameters(), lr=p["wlnet"][2].get("LearningRate", 0.001))
     x, y = torch.from_numpy(p["x"]), torch.from_numpy(p["y"])
     lengths = torch.from_numpy(p["lengths"]) if p["lengths"] is not None else None
-    n = len(x)
+    n, batch = len(x), p.get("batch", BATCH)
     t0 = time.perf_counter()
     for _ in range(p["rounds"]):
         perm = torch.randperm(n)
-        for j in range(0, n, BATCH):
-            idx = perm[j:j + BATCH]
+        for j in range(0, n, batch):
+            idx = perm[j:j + batch]
             if lengths is not None:
                 ln = lengths[idx]
                 out = model(x[idx, :int(ln.max())], ln)
@@ -121,6 +153,8 @@ def torch_rate(p) -> float:
                 out = model(x[idx], None)
             if p["kind"] == "class":
                 loss = torch.nn.functional.cross_entropy(out, y[idx])
+            elif p["kind"] == "lm":
+                loss = torch.nn.functional.cross_entropy(out.flatten(0, 1), y[idx].flatten())
             else:
                 loss = torch.nn.functional.mse_loss(out, y[idx])
             loss.backward()
@@ -130,13 +164,19 @@ def torch_rate(p) -> float:
 
 
 def keras_model(p):
-    layers = [keras.Input(p["x"].shape[1:])]
+    layers = [keras.Input(p["x"].shape[1:], dtype="int32" if p["kind"] == "lm" else "float32")]
     if p["lengths"] is not None:
         layers.append(keras.layers.Masking(0.0))
+    if p["kind"] == "lm":
+        layers.append(keras.layers.Embedding(len(LM_ALPHABET), 32))
     widths = p["width"]
     for i, w in enumerate(widths):
-        layers.append(keras.layers.LSTM(w, return_sequences=p["kind"] == "sequence" or i < len(widths) - 1))
-    if p["kind"] == "class":
+        every_step = p["kind"] in ("sequence", "lm") or i < len(widths) - 1
+        layers.append(keras.layers.LSTM(w, return_sequences=every_step))
+    if p["kind"] == "lm":
+        layers.append(keras.layers.Dense(len(LM_ALPHABET), activation="softmax"))
+        loss = "sparse_categorical_crossentropy"
+    elif p["kind"] == "class":
         layers.append(keras.layers.Dense(3, activation="softmax"))
         loss = "sparse_categorical_crossentropy"
     elif p["kind"] == "scalar":
@@ -153,10 +193,64 @@ def keras_rate(p) -> float | None:
     if keras is None:
         return None
     model = keras_model(p)
-    model.fit(p["x"], p["y"], batch_size=BATCH, epochs=1, verbose=0)  # compiles the step
+    batch = p.get("batch", BATCH)
+    warm = 2 * batch + len(p["x"]) % batch  # compiles the step for a whole batch and for the last one
+    model.fit(p["x"][:warm], p["y"][:warm], batch_size=batch, epochs=1, verbose=0)
     t0 = time.perf_counter()
-    model.fit(p["x"], p["y"], batch_size=BATCH, epochs=p["rounds"], verbose=0, shuffle=True)
+    model.fit(p["x"], p["y"], batch_size=batch, epochs=p["rounds"], verbose=0, shuffle=True)
     return p["rounds"] * len(p["x"]) / (time.perf_counter() - t0)
+
+
+# ---- the GEMM-bound floor of the wide nets -------------------------------------------------------
+def mm_seconds(m: int, k: int, n: int, repeat: int = 3) -> float:
+    """The best time of torch.mm on (m, k) × (k, n) in float32."""
+    a, b = torch.randn(m, k), torch.randn(k, n)
+    torch.mm(a, b)
+    best = float("inf")
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        torch.mm(a, b)
+        best = min(best, time.perf_counter() - t0)
+    return best
+
+
+def gemm_floor(p) -> float:
+    """Examples/s if a batch cost only its matrix products, each at torch.mm's measured rate:
+    per layer (input k, width n), forward: the input product of all steps (BT, k) × (k, 4n) and
+    T state products (B, n) × (n, 4n); backward: T state products (B, 4n) × (4n, n), then
+    dx (BT, 4n) × (4n, k), dW_x (4n, BT) × (BT, k) and dW_s (4n, BT) × (BT, n)."""
+    B, T, k = BATCH, p["x"].shape[1], p["x"].shape[2]
+    seconds = 0.0
+    for n in p["width"]:
+        step = mm_seconds(B, n, 4 * n) + mm_seconds(B, 4 * n, n)
+        seconds += T * step + mm_seconds(B * T, k, 4 * n) + mm_seconds(B * T, 4 * n, k) \
+            + mm_seconds(4 * n, B * T, k) + mm_seconds(4 * n, B * T, n)
+        k = n
+    return B / seconds
+
+
+# ---- peak memory -----------------------------------------------------------------------------------
+RSS_NETS = {"LSTMLarge": (1024, 1), "LSTMLargeStack": (1024, 4)}
+
+
+def rss_child(net: str, peer: str) -> None:
+    """Train `net` for one round with `peer`, then print this process's peak RSS in MiB."""
+    p = benchmark_problem(*RSS_NETS[net], rounds=1)
+    if peer == "wlnet":
+        wlnet_rate(p)
+    elif peer == "torch":
+        torch_rate(p)
+    else:
+        keras_rate(p)
+    print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+
+
+def peak_rss(net: str, peer: str) -> float | None:
+    if peer == "keras" and keras is None:
+        return None
+    out = subprocess.run([sys.executable, __file__, "--rss", net, peer], capture_output=True, text=True, check=True,
+                         env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+    return float(out.stdout.split()[-1])
 
 
 # ---- evaluation ------------------------------------------------------------------------------------
@@ -198,18 +292,35 @@ def evaluation(trials: int) -> list[tuple]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--trials", type=int, default=3)
+    parser.add_argument("--quick", action="store_true", help="one trial of the wide nets, no peak-memory runs")
+    parser.add_argument("--only", nargs="+", metavar="ROW", help="train only these rows (names as printed)")
+    parser.add_argument("--rss", nargs=2, metavar=("NET", "PEER"), help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.rss:
+        rss_child(*args.rss)
+        return
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; "
           f"keras {keras.__version__ + ' on ' + keras.backend.backend() if keras else 'not installed'}; "
           f"load average {os.getloadavg()[0]:.1f}")
-    problems = {"x/y classifier": xy_problem(), "addition": addition_problem(), "LSTM benchmark": benchmark_problem()}
-    rows = []
-    for name, p in problems.items():
+    wide = 1 if args.quick else min(args.trials, 2)
+    problems = {  # name: (problem, trials)
+        "x/y classifier": (xy_problem(), args.trials),
+        "addition": (addition_problem(), args.trials),
+        "character model": (language_problem(), args.trials),
+        "LSTM": (benchmark_problem(32, 1, rounds=8), args.trials),
+        "LSTMStack": (benchmark_problem(32, 4, rounds=2), args.trials),
+        "LSTMLarge": (benchmark_problem(1024, 1, rounds=1), wide),
+        "LSTMLargeStack": (benchmark_problem(1024, 4, rounds=1), wide),
+    }
+    if args.only:
+        problems = {name: v for name, v in problems.items() if name in args.only}
+    rows, floors = [], []
+    for name, (p, trials) in problems.items():
         warm = {**p, "rounds": 1}  # first calls' set-up, untimed
         wlnet_rate(warm)
         torch_rate(warm)
         ours, loop, ker = [], [], []
-        for _ in range(args.trials):  # alternating
+        for _ in range(trials):  # alternating
             ours.append(wlnet_rate(p))
             loop.append(torch_rate(p))
             k = keras_rate(p)
@@ -218,6 +329,8 @@ def main() -> None:
         r_loop = statistics.median(a / b for a, b in zip(ours, loop))
         r_ker = statistics.median(a / b for a, b in zip(ours, ker)) if ker else None
         rows.append((name, max(ours), max(loop), max(ker) if ker else None, r_loop, r_ker))
+        if p["width"][0] >= 1024:
+            floors.append((name, gemm_floor(p), max(ours)))
         print(f"  {name}: done", flush=True)
     print(f"\n{'training (ex/s)':<36}{'NetTrain':>10}{'torch loop':>12}{'Keras/JAX':>11}"
           f"{'÷ loop':>8}{'÷ Keras':>9}")
@@ -228,8 +341,17 @@ def main() -> None:
     for name, a, b, c in evaluation(args.trials):
         print(f"{name:<36}{a:>10,.0f}{b:>12,.0f}{(f'{c:,.0f}' if c else 'n/a'):>11}{a / b:>8.2f}"
               f"{(f'{a / c:.2f}' if c else 'n/a'):>9}")
-    print(f"\nbest of {args.trials} alternating trials each; ratios: median of paired trials (training), "
-          f"best over best (evaluation). Load average {os.getloadavg()[0]:.1f}.")
+    print(f"\n{'GEMM-bound floor (ex/s)':<36}{'floor':>10}{'NetTrain':>12}{'share':>11}")
+    for name, floor, ours in floors:
+        print(f"{name:<36}{floor:>10,.1f}{ours:>12,.1f}{ours / floor:>11.0%}")
+    if not args.quick:
+        print(f"\n{'peak RSS, one round (MiB)':<36}{'NetTrain':>10}{'torch loop':>12}{'Keras/JAX':>11}{'÷ loop':>8}")
+        for net in RSS_NETS:
+            a, b, c = (peak_rss(net, peer) for peer in ("wlnet", "torch", "keras"))
+            print(f"{net:<36}{a:>10,.0f}{b:>12,.0f}{(f'{c:,.0f}' if c else 'n/a'):>11}{a / b:>8.2f}")
+    print(f"\nbest of {args.trials} alternating trials each ({wide} for LSTMLarge and LSTMLargeStack); ratios: "
+          f"median of paired trials (training), best over best (evaluation). "
+          f"Load average {os.getloadavg()[0]:.1f}.")
 
 
 if __name__ == "__main__":

@@ -831,3 +831,30 @@ def test_native_build_is_tried_once_and_failure_falls_back_quietly(monkeypatch, 
     assert_close(got, want)
     assert_close(grads, g_want)
     assert len(recwarn) == 0
+
+
+@pytest.mark.parametrize("which", ["", "xsm"])
+def test_native_wide_layer_one_block_with_split_passes_equals_fused_and_masked_reference(which):
+    """From n = 768 the native kernel runs all rows as one block, its element-wise passes split
+    over threads: values and gradients against torch's fused kernel (no masks) or the reference
+    step (masks), on a ragged batch big enough for the split."""
+    native_or_skip()
+    B, T, n, k = 96, 3, 768, 2
+    lengths = torch.tensor([3, 1, 2] * 32)
+    x, arrays, s0, c0 = make_problem(B=B, T=T, n=n, k=k, lengths=lengths, seed=7)
+    with torch.no_grad():
+        for v in arrays.values():
+            v.mul_(0.1)  # keep the gates off saturation at this width
+    masks = random_masks(B, T, n, k, which, seed=8)
+    got, g_got, w = run_and_grad(lambda: lstm_masked(x, lengths, arrays, s0, c0, masks), x, arrays, s0, c0)
+    if which:
+        want, g_want, _ = run_and_grad(lambda: _unrolled(x, lengths, arrays, s0, c0, masks), x, arrays, s0, c0)
+    else:
+        want, g_want, _ = run_and_grad(lambda: lstm.fused(x, lengths, lstm.pack(arrays), s0, c0), x, arrays, s0, c0)
+    assert_close(got, want, tol=1e-9)
+    assert_close(g_got, g_want, tol=1e-9)
+
+
+def _unrolled(x, lengths, arrays, s0, c0, masks):
+    out, (s, c) = recurrence.unroll(LSTM, arrays, x, lengths, (s0, c0), masks.x, masks.s, masks.m)
+    return out, s, c

@@ -137,10 +137,17 @@ inline void store(const Vectorized<T>& v, T* p, int64_t count) {
 // another thread (per-step parallel regions cost about as much as the work at small sizes, and
 // stall whenever the machine lends the process fewer cores than threads). Blocks keep at
 // least kMinRows rows (a smaller product is inefficient); their BLAS calls run on their thread.
+// Widths from which one block of all rows runs, with BLAS threaded inside each product and the
+// element-wise passes split over threads (`split_rows`): there a product is big enough to thread
+// well, and row blocks would each read all of the state weights at every step
+// (bench/kernels.py: at n = 1024 ~10% faster so, at n = 512 ~10% slower).
+constexpr int64_t kOneBlockWidth = 768;
+
 template <typename F>
-void for_row_blocks(int64_t B, const F& f) {
+void for_row_blocks(int64_t B, const F& f, int64_t n = 0) {
   constexpr int64_t kMinRows = 16;
-  const int64_t blocks = std::max<int64_t>(1, std::min<int64_t>(at::get_num_threads(), B / kMinRows));
+  const int64_t blocks =
+      n >= kOneBlockWidth ? 1 : std::max<int64_t>(1, std::min<int64_t>(at::get_num_threads(), B / kMinRows));
   if (blocks == 1) {
     f(0, B);
     return;
@@ -149,6 +156,18 @@ void for_row_blocks(int64_t B, const F& f) {
     const SerialBlas serial;
     for (int64_t c = c0; c < c1; ++c) f(c * B / blocks, (c + 1) * B / blocks);
   });
+}
+
+// Runs f(b0, b1) over the rows [r0, r1) of an element-wise pass of width n: in parallel when the
+// pass is big and no parallel region is running already (inside a row block), else at once.
+template <typename F>
+void split_rows(int64_t r0, int64_t r1, int64_t n, const F& f) {
+  constexpr int64_t kMinElements = 32768;
+  if (at::in_parallel_region() || (r1 - r0) * n < 2 * kMinElements) {
+    f(r0, r1);
+    return;
+  }
+  at::parallel_for(r0, r1, std::max<int64_t>(1, kMinElements / n), f);
 }
 
 inline int64_t alive(const std::vector<int64_t>& batch_sizes, int64_t t, int64_t B, int64_t T) {

@@ -160,12 +160,14 @@ std::vector<Tensor> lstm_forward(Tensor x, optional<Tensor> s0, optional<Tensor>
         } else {
           gemm<T_>(false, true, re - r0, 4 * n, n, s + t * sB + r0 * n, n, wsp, n, T_(1), gt, 4 * n);
         }
-        forward_step<T_>(g + t * 4 * sB, bp, c + t * sB, c + (t + 1) * sB, tc + t * sB, s + (t + 1) * sB,
-                         zmp != nullptr ? zmp + t * n : nullptr, T * n,
-                         sz != nullptr && t + 1 < T ? sz + (t + 1) * sB : nullptr, TB * n, zsp, r0, re,
-                         alive(batch_sizes, t + 1, B, T), n);
+        split_rows(r0, re, n, [&](int64_t b0, int64_t b1) {
+          forward_step<T_>(g + t * 4 * sB, bp, c + t * sB, c + (t + 1) * sB, tc + t * sB, s + (t + 1) * sB,
+                           zmp != nullptr ? zmp + t * n : nullptr, T * n,
+                           sz != nullptr && t + 1 < T ? sz + (t + 1) * sB : nullptr, TB * n, zsp, b0, b1,
+                           alive(batch_sizes, t + 1, B, T), n);
+        });
       }
-    });
+    }, n);
   });
 
   Tensor s_T = last_states(S, batch_sizes), c_T = last_states(C, batch_sizes);  // at each row's last step
@@ -263,12 +265,15 @@ std::vector<Tensor> lstm_backward(Tensor g_out, Tensor g_sT, Tensor g_cT, Tensor
         const int64_t re = std::min(r1, alive(batch_sizes, t, B, T));
         if (re <= r0) continue;  // no row of the block alive yet
         if (t < T - 1) state_product<T_>(dg + (t + 1) * 4 * sB, wsp, accp, zs.defined(), r0, re, B, n);
-        backward_step<T_>(g_out.data_ptr<T_>() + t * g_out.stride(0), g_out.stride(1), g_sT.data_ptr<T_>(),
-                          alive(batch_sizes, t + 1, B, T), t < T - 1 ? accp : nullptr, sB, zsp, dc.data_ptr<T_>(),
-                          G.data_ptr<T_>() + t * 4 * sB, C.data_ptr<T_>() + t * sB, TC.data_ptr<T_>() + t * sB,
-                          zmp != nullptr ? zmp + t * n : nullptr, T * n, dg + t * 4 * sB, r0, re, n);
+        split_rows(r0, re, n, [&](int64_t b0, int64_t b1) {
+          backward_step<T_>(g_out.data_ptr<T_>() + t * g_out.stride(0), g_out.stride(1), g_sT.data_ptr<T_>(),
+                            alive(batch_sizes, t + 1, B, T), t < T - 1 ? accp : nullptr, sB, zsp,
+                            dc.data_ptr<T_>(), G.data_ptr<T_>() + t * 4 * sB, C.data_ptr<T_>() + t * sB,
+                            TC.data_ptr<T_>() + t * sB, zmp != nullptr ? zmp + t * n : nullptr, T * n,
+                            dg + t * 4 * sB, b0, b1, n);
+        });
       }
-    });
+    }, n);
     if (need[1]) {  // ds0: the state product at step 0, through zs
       state_product<T_>(dg, wsp, accp, zs.defined(), 0, B, B, n);
       if (zs.defined()) {
