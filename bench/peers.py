@@ -242,7 +242,20 @@ def rss_child(net: str, peer: str) -> None:
         torch_rate(p)
     else:
         keras_rate(p)
-    print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+    print(peak_rss_mib())
+
+
+def peak_rss_mib() -> float:
+    """This process's peak resident set size in MiB: VmHWM of its address space, which starts
+    afresh at exec (getrusage's ru_maxrss keeps the parent's peak across fork and exec)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def peak_rss(net: str, peer: str) -> float | None:
