@@ -218,14 +218,20 @@ def gemm_floor(p) -> float:
     """Examples/s if a batch cost only its matrix products, each at torch.mm's measured rate:
     per layer (input k, width n), forward: the input product of all steps (BT, k) × (k, 4n) and
     T state products (B, n) × (n, 4n); backward: T state products (B, 4n) × (4n, n), then
-    dx (BT, 4n) × (4n, k), dW_x (4n, BT) × (BT, k) and dW_s (4n, BT) × (BT, n)."""
-    B, T, k = BATCH, p["x"].shape[1], p["x"].shape[2]
+    dx (BT, 4n) × (4n, k), dW_x (4n, BT) × (BT, k) and dW_s (4n, BT) × (BT, n). The character
+    model's embedding gives k = 32, and its head at every step adds (BT, n) × (n, c) and its two
+    gradients."""
+    B, T = p.get("batch", BATCH), p["x"].shape[1]
+    k = 32 if p["kind"] == "lm" else p["x"].shape[2]
     seconds = 0.0
     for n in p["width"]:
         step = mm_seconds(B, n, 4 * n) + mm_seconds(B, 4 * n, n)
         seconds += T * step + mm_seconds(B * T, k, 4 * n) + mm_seconds(B * T, 4 * n, k) \
             + mm_seconds(4 * n, B * T, k) + mm_seconds(4 * n, B * T, n)
         k = n
+    if p["kind"] == "lm":
+        c = len(LM_ALPHABET)
+        seconds += mm_seconds(B * T, k, c) + mm_seconds(B * T, c, k) + mm_seconds(c, B * T, k)
     return B / seconds
 
 
@@ -342,7 +348,7 @@ def main() -> None:
         r_loop = statistics.median(a / b for a, b in zip(ours, loop))
         r_ker = statistics.median(a / b for a, b in zip(ours, ker)) if ker else None
         rows.append((name, max(ours), max(loop), max(ker) if ker else None, r_loop, r_ker))
-        if p["width"][0] >= 1024:
+        if p["width"][0] >= 1024 or p["kind"] == "lm":  # the rows whose time is mostly matrix products
             floors.append((name, gemm_floor(p), max(ours)))
         print(f"  {name}: done", flush=True)
     print(f"\n{'training (ex/s)':<36}{'NetTrain':>10}{'torch loop':>12}{'Keras/JAX':>11}"

@@ -105,3 +105,27 @@ def test_bad_decoder_specs():
         NetDecoder(("Words", "ab"))
     with pytest.raises(w.OptionError):
         NetDecoder(("Characters", ""))
+
+
+@pytest.mark.parametrize("alphabet, ignore_case, strings", [
+    ("xy", False, ["x", "xyyx", "yy", "xyxyxyxy"]),
+    ("abcé", True, ["ÉA", "cab", "é"]),  # Latin-1 beyond ASCII, both cases
+    ("αβγ", False, ["αβ", "γγγ", "β"]),  # beyond Latin-1: one character at a time
+])
+def test_characters_read_at_once_equal_reading_them_one_at_a_time(alphabet, ignore_case, strings):
+    import torch
+
+    from wlnet.encoders import _EncoderReader as _Reader
+    from wlnet.errors import EncodingError
+
+    enc = NetEncoder(("Characters", alphabet), IgnoreCase=ignore_case)
+    for form in ("Index", "UnitVector"):
+        e = NetEncoder(("Characters", alphabet, form), IgnoreCase=ignore_case)
+        reader = _Reader(e, "Layer", "Input")
+        fast, slow = reader._strings(strings), reader._strings_checked(strings)
+        assert torch.equal(fast.data, slow.data)
+        assert (fast.lengths is None and slow.lengths is None) or torch.equal(fast.lengths, slow.lengths)
+    with pytest.raises(EncodingError, match="is not in the encoder's alphabet"):
+        _Reader(enc, "Layer", "Input")._strings([strings[0], "z"])
+    with pytest.raises(EncodingError, match="string 2 of the input is empty"):
+        _Reader(enc, "Layer", "Input")._strings([strings[0], ""])

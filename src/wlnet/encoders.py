@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import string
 
+import numpy as np
 import torch
 
 from .data import Batch, Seq, write_port
@@ -168,6 +169,24 @@ class _EncoderReader:
         )
 
     def _strings(self, strings: list[str]) -> Seq:
+        codes = _codes(self.enc, "".join(strings))
+        lengths = [len(s) for s in strings]
+        if codes is None or 0 in lengths:  # a character outside the alphabet, or an empty string: the error
+            return self._strings_checked(strings)
+        idx = torch.from_numpy(codes)
+        B, T = len(strings), max(lengths)
+        if all(n == T for n in lengths):
+            out = idx.view(B, T)
+            lens = None
+        else:
+            lens = torch.tensor(lengths)
+            mask = torch.arange(T).unsqueeze(0) < lens.unsqueeze(1)  # (B, T)
+            out = torch.zeros(B, T, dtype=torch.int64)
+            out[mask] = idx
+        return self._form(out, lens)
+
+    def _strings_checked(self, strings: list[str]) -> Seq:
+        """As `_strings`, a character at a time, with the errors that name the string and character."""
         index = self.enc.index
         flat = []
         lengths = []
@@ -197,6 +216,10 @@ class _EncoderReader:
             mask = torch.arange(T).unsqueeze(0) < lens.unsqueeze(1)  # (B, T)
             out = torch.zeros(B, T, dtype=torch.int64)
             out[mask] = idx
+        return self._form(out, lens)
+
+    def _form(self, out: torch.Tensor, lens) -> Seq:
+        """Indices (B, T) (0 past each end) → the encoder's form."""
         if self.enc.form == "UnitVector":
             one = torch.nn.functional.one_hot(out.clamp(min=1) - 1, self.enc.size).to(torch.float32)
             if lens is not None:
@@ -215,6 +238,28 @@ class _EncoderReader:
         if self.enc.form == "UnitVector":
             return torch.nn.functional.one_hot(t - 1, self.enc.size).to(torch.float32)
         return t
+
+
+def _codes(enc, text: str):
+    """The alphabet indices of text's characters (int64 numpy), or None if one is not in the
+    alphabet. Text in Latin-1 is looked up in a 256-entry table at once; other text one
+    character at a time."""
+    table = getattr(enc, "_latin1_table", None)
+    if table is None:
+        table = np.full(256, -1, np.int64)
+        for c, i in enc.index.items():
+            if ord(c) < 256:
+                table[ord(c)] = i
+        enc._latin1_table = table
+    try:
+        raw = np.frombuffer(text.encode("latin-1"), np.uint8)
+    except UnicodeEncodeError:
+        try:
+            return np.fromiter(map(enc.index.__getitem__, text), np.int64, len(text))
+        except KeyError:
+            return None
+    codes = table[raw]
+    return None if codes.size and codes.min() < 0 else codes
 
 
 def _hashable(x) -> bool:
