@@ -858,3 +858,47 @@ def test_native_wide_layer_one_block_with_split_passes_equals_fused_and_masked_r
 def _unrolled(x, lengths, arrays, s0, c0, masks):
     out, (s, c) = recurrence.unroll(LSTM, arrays, x, lengths, (s0, c0), masks.x, masks.s, masks.m)
     return out, s, c
+
+
+@pytest.mark.parametrize("backend", native.GEMMS)
+def test_both_matrix_products_give_the_kernels_results(backend, monkeypatch):
+    """The native kernels with either matrix product (the BLAS directly, torch's matmul) against
+    the numpy reference: masks, a ragged batch, gradients."""
+    native_or_skip()
+    lib = native.get()
+    before = lib.gemm()
+    try:
+        lib.set_gemm(native.GEMMS.index(backend))
+        x, arrays, s0, c0 = make_problem(lengths=RAGGED, seed=31)
+        B, T, k = x.shape
+        masks = random_masks(B, T, s0.shape[1], k, "xsm", seed=32)
+        got, g_got, w = run_and_grad(lambda: lstm_masked(x, RAGGED, arrays, s0, c0, masks), x, arrays, s0, c0)
+        want, g_want = reference(x, RAGGED, arrays, s0, c0, masks, w)
+        assert_close(got, want)
+        assert_close(g_got, g_want)
+    finally:
+        lib.set_gemm(before)
+
+
+def test_the_faster_matrix_product_is_chosen_and_the_environment_overrides(monkeypatch):
+    native_or_skip()
+    lib = native.get()
+    before = lib.gemm()
+    try:
+        monkeypatch.delenv("WLNET_GEMM", raising=False)
+        for times, want in (({"blas": 2.0, "aten": 1.0}, "aten"), ({"blas": 1.0, "aten": 3.0}, "blas")):
+            monkeypatch.setattr(native, "_time_gemm", lambda lib, backend, times=times: times[backend])
+            assert native.choose_gemm(lib) == want
+            assert native.gemm() == want and lib.gemm() == native.GEMMS.index(want)
+
+        def refuse(lib, backend):
+            raise AssertionError("measured although WLNET_GEMM names the product")
+
+        monkeypatch.setattr(native, "_time_gemm", refuse)
+        monkeypatch.setenv("WLNET_GEMM", "aten")
+        assert native.choose_gemm(lib) == "aten" and native.gemm() == "aten"
+    finally:
+        lib.set_gemm(before)
+    monkeypatch.undo()
+    assert native._time_gemm(lib, "blas", trials=1) > 0  # the real measurement runs
+    lib.set_gemm(before)

@@ -21,6 +21,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import time
 import warnings
 from pathlib import Path
 
@@ -76,6 +77,57 @@ def _build():
         os.environ["PATH"] = path
 
 
+GEMMS = ("blas", "aten")  # the matrix product the kernels call: the BLAS directly, torch's matmul
+_gemm_times: dict = {}  # backend → the seconds measured for it (empty when chosen otherwise)
+
+
+def _time_gemm(lib, backend: str, trials: int = 3) -> float:
+    """The time of a dropout kernel's training step with `backend` (best of `trials`, summed over the shapes): the masked LSTM (input and
+    state masks: per-gate products every step) at n = 32 and n = 128, batch 64."""
+    lib.set_gemm(GEMMS.index(backend))
+    g = torch.Generator().manual_seed(0)
+    total = 0.0
+    for n, T, k in ((32, 16, 16), (128, 8, 32)):
+        arrays = [torch.randn((n, k) if i < 4 else (n, n) if i < 8 else (n,), generator=g) * 0.1
+                  for i in range(12)]  # W_x, W_s, b of the four gates
+        x, zx, zs = torch.randn(T, 64, k, generator=g), torch.ones(64, 4, k), torch.ones(64, 4, n)
+        out = lib.forward(x, None, None, arrays, [], zx, zs, None, [])
+        S, s_T, c_T, G, C, TC, wx, ws, XI, SZ = out
+        g_out = torch.ones(T, 64, n)
+        times = []
+        for _ in range(trials + 1):
+            t0 = time.perf_counter()
+            lib.forward(x, None, None, arrays, [], zx, zs, None, [])
+            lib.backward(g_out, s_T, c_T, x, wx, ws, [], zx, zs, None, G, C, TC, S, XI, SZ, [],
+                         [True, True, True, True])
+            times.append(time.perf_counter() - t0)
+        total += min(times[1:])  # (the first: warm-up)
+    return total
+
+
+def choose_gemm(lib) -> str:
+    """Set the matrix product the kernels call: WLNET_GEMM ("blas" or "aten") if given, else the
+    faster of the two on a dropout kernel's step, measured here (trials alternating; ~20 ms)."""
+    _gemm_times.clear()
+    wanted = os.environ.get("WLNET_GEMM", "").strip().lower()
+    if wanted in GEMMS:
+        lib.set_gemm(GEMMS.index(wanted))
+        return wanted
+    for _ in range(2):  # alternating
+        for backend in GEMMS:
+            t = _time_gemm(lib, backend)
+            _gemm_times[backend] = min(t, _gemm_times.get(backend, t))
+    chosen = min(GEMMS, key=_gemm_times.__getitem__)
+    lib.set_gemm(GEMMS.index(chosen))
+    return chosen
+
+
+def gemm() -> str | None:
+    """The matrix product the kernels call ("blas" or "aten"), None without the kernels."""
+    lib = get()
+    return None if lib is None else GEMMS[lib.gemm()]
+
+
 def build_error() -> str | None:
     """The error text of the failed build, or None (built, disabled or not tried yet)."""
     return _error
@@ -85,8 +137,10 @@ def get():
     """The compiled module, or None if disabled or unbuildable (with WLNET_REQUIRE_NATIVE=1
     unbuildable raises a RuntimeError that gives the build error).
 
-    Its functions: `forward`, `backward` (the LSTM), `gru_forward`, `gru_backward`,
-    `rnn_forward`, `rnn_backward`, `bernoulli` (the mask draws)."""
+    Its functions: `forward`, `backward` (the LSTM), `forward_rows`, `backward_rows` (the LSTM
+    on batch-major rows in any order), `gru_forward`, `gru_backward`, `rnn_forward`,
+    `rnn_backward`, `bernoulli` (the mask draws), `set_gemm` and `gemm` (the matrix product the
+    kernels call, chosen at first use by `choose_gemm`)."""
     global _module, _tried, _error
     if not _tried and not disabled():
         _tried = True
@@ -95,6 +149,11 @@ def get():
         except Exception as e:  # any build failure: the pure-torch loops, with the reason kept
             _module = None
             _error = f"{type(e).__name__}: {e}"
+        if _module is not None:
+            try:
+                choose_gemm(_module)
+            except Exception:  # a failed measurement keeps the BLAS (the default)
+                _module.set_gemm(0)
     if _module is None and required() and not disabled():
         raise RuntimeError(f"wlnet: the native kernel is required (WLNET_REQUIRE_NATIVE=1) but did not build:\n"
                            f"{_error or 'no build error recorded'}")

@@ -38,12 +38,41 @@ using at::Tensor;
 using at::vec::Vectorized;
 using c10::optional;
 
+// Which matrix product the kernels call: 0, the BLAS torch links, directly (`sgemm_`: MKL in
+// torch's x86 wheels); 1, torch's own matmul (`at::mm_out` / `addmm_` on views of the buffers),
+// which routes by its own rules. `kernels.native` measures both at first use and sets the faster.
+inline int& gemm_backend() {
+  static int backend = 0;
+  return backend;
+}
+
+// The product through torch's matmul: views of the row-major buffers, conventions as `gemm`.
+template <typename T>
+void gemm_aten(bool ta, bool tb, int64_t M, int64_t N, int64_t K, const T* A, int64_t lda, const T* B, int64_t ldb,
+               T beta, T* C, int64_t ldc) {
+  const auto opts = at::TensorOptions().dtype(c10::CppTypeToScalarType<T>::value);
+  T* a_ = const_cast<T*>(A);
+  T* b_ = const_cast<T*>(B);
+  const Tensor a = ta ? at::from_blob(a_, {K, M}, {lda, 1}, opts).t() : at::from_blob(a_, {M, K}, {lda, 1}, opts);
+  const Tensor b = tb ? at::from_blob(b_, {N, K}, {ldb, 1}, opts).t() : at::from_blob(b_, {K, N}, {ldb, 1}, opts);
+  Tensor c = at::from_blob(C, {M, N}, {ldc, 1}, opts);
+  if (beta == T(0)) {
+    at::mm_out(c, a, b);
+  } else {
+    c.addmm_(a, b, beta);
+  }
+}
+
 // Row-major C (M×N, ldc) = op(A) op(B) + beta C, op(A) M×K. ta: A is stored K×M (lda);
 // tb: B is stored N×K (ldb). Column-major BLAS computes Cᵀ = op(B)ᵀ op(A)ᵀ.
 template <typename T>
 void gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, const T* A, int64_t lda, const T* B, int64_t ldb,
           T beta, T* C, int64_t ldc) {
   if (M == 0 || N == 0) return;  // (K ≥ 1 always: sizes and step counts are positive)
+  if (gemm_backend() == 1) {
+    gemm_aten<T>(ta, tb, M, N, K, A, lda, B, ldb, beta, C, ldc);
+    return;
+  }
   const char opa = ta ? 'T' : 'N', opb = tb ? 'T' : 'N';
   const int m = N, n = M, k = K, la = ldb, lb = lda, lc = ldc;
   const T one = 1;
@@ -60,6 +89,10 @@ template <typename T>
 void gemm_q(int Q, bool ta, bool tb, int64_t M, int64_t N, int64_t K, const T* A, int64_t lda, int64_t sa,
             const T* B, int64_t ldb, int64_t sb, T beta, T* C, int64_t ldc, int64_t sc) {
   if (M == 0 || N == 0) return;
+  if (gemm_backend() == 1) {
+    for (int q = 0; q < Q; ++q) gemm_aten<T>(ta, tb, M, N, K, A + q * sa, lda, B + q * sb, ldb, beta, C + q * sc, ldc);
+    return;
+  }
   const char opa = ta ? 'T' : 'N', opb = tb ? 'T' : 'N';
   const int m = N, n = M, k = K, la = ldb, lb = lda, lc = ldc, groups = 1, size = Q;
   const T one = 1;

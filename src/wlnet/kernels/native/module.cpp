@@ -14,4 +14,6 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("rnn_forward", &wlnet::rnn_forward, "wlnet masked basic RNN forward");
   m.def("rnn_backward", &wlnet::rnn_backward, "wlnet masked basic RNN backward");
   m.def("bernoulli", &wlnet::bernoulli, "wlnet dropout masks");
+  m.def("set_gemm", [](int backend) { wlnet::gemm_backend() = backend; }, "0: the BLAS directly, 1: torch's matmul");
+  m.def("gemm", []() { return wlnet::gemm_backend(); }, "the matrix product the kernels call (set_gemm)");
 }
