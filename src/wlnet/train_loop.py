@@ -215,7 +215,6 @@ class Run:
         reporting = o["TrainingProgressReporting"] if group.rank == 0 else None
         self.progress = Progress(reporting, self.max_rounds, automatic_seconds if self.automatic else self.goal)
         # the tensors the step, clipping and snapshot work on: the flat buffers, else the arrays
-        self.flats = flats
         self.params = [f.leaf for f in flats] if flats else [p for p in module.parameters() if p.requires_grad]
         self.grads = [f.leaf.grad for f in flats] if flats else None
         self.snapshot = [p.detach().clone() for p in self.params]

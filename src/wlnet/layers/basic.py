@@ -132,7 +132,7 @@ class SoftmaxLayer(_PassThrough):
 
 def softmax(x: torch.Tensor) -> torch.Tensor:
     """softmax along the last axis; the result carries its input (`with_logits`), from which a
-    cross-entropy takes log p as one log_softmax: fewer operations, and exact where p underflows."""
+    cross-entropy takes log p as one log_softmax: the same values in fewer operations."""
     p = torch.softmax(x, -1)
     p._wlnet_logits = (x, p._version)
     return p

@@ -109,7 +109,6 @@ class Loss(NamedTuple):
             return -torch.log(p.gather(-1, t.unsqueeze(-1))).squeeze(-1)  # (B, ...)
         return -(t * torch.log(p)).sum(-1)
 
-
     @staticmethod
     def _from_logits(logits: torch.Tensor, t: torch.Tensor, form: str) -> torch.Tensor:
         """The cross-entropy of p = softmax(logits) with log p = log_softmax(logits), clamped as
@@ -117,11 +116,11 @@ class Loss(NamedTuple):
         if form == "Index":
             c = logits.shape[-1]
             terms = torch.nn.functional.cross_entropy(logits.reshape(-1, c), t.reshape(-1), reduction="none")
-            return terms.view(t.shape).clamp_max(_LOG_EPS)
-        return -(t * torch.log_softmax(logits, -1).clamp_min(-_LOG_EPS)).sum(-1)
+            return terms.view(t.shape).clamp_max(_NEG_LOG_EPS)
+        return -(t * torch.log_softmax(logits, -1).clamp_min(-_NEG_LOG_EPS)).sum(-1)
 
 
-_LOG_EPS = -math.log(EPS)
+_NEG_LOG_EPS = -math.log(EPS)  # −log p of the clamped p
 _FLAT = {"MeanSquaredLoss": torch.nn.functional.mse_loss, "MeanAbsoluteLoss": torch.nn.functional.l1_loss}
 
 
