@@ -902,3 +902,43 @@ def test_the_faster_matrix_product_is_chosen_and_the_environment_overrides(monke
     monkeypatch.undo()
     assert native._time_gemm(lib, "blas", trials=1) > 0  # the real measurement runs
     lib.set_gemm(before)
+
+
+def test_arrays_side_by_side_in_one_buffer_are_read_in_place_and_give_the_same_results():
+    """NetTrain's flat buffer holds an LSTM's arrays in the native kernel's packed layout: the
+    kernel reads the weights in place (no copy) and gives what it gives on separate arrays."""
+    native_or_skip()
+    x, arrays, s0, c0 = make_problem(lengths=RAGGED, seed=41)
+    n, k = s0.shape[1], x.shape[2]
+    flat = torch.cat([arrays[name].detach().reshape(-1) for name in lstm_custom.NATIVE_NAMES])
+    views, offset = {}, 0
+    for name in lstm_custom.NATIVE_NAMES:
+        size = arrays[name].numel()
+        views[name] = torch.nn.Parameter(flat[offset:offset + size].view_as(arrays[name]))
+        offset += size
+    got, g_got, _ = run_and_grad(lambda: lstm_custom.run(x, RAGGED, views, s0, c0), x, views, s0, c0)
+    want, g_want, _ = run_and_grad(lambda: lstm_custom.run(x, RAGGED, arrays, s0, c0), x, arrays, s0, c0)
+    assert_close(got, want, tol=0)
+    assert_close(g_got, g_want, tol=0)
+    lib = native.get()
+    arrs = [views[name].detach() for name in lstm_custom.NATIVE_NAMES]
+    wx, ws = lib.forward_rows(x, RAGGED.tolist(), s0, c0, arrs, [], None, None, None)[4:6]
+    assert wx.data_ptr() == flat.data_ptr() and ws.data_ptr() == arrs[4].data_ptr()  # the buffer itself
+    copied = lib.forward_rows(x, RAGGED.tolist(), s0, c0, [a.clone() for a in arrs], [], None, None, None)[4]
+    assert copied.data_ptr() != flat.data_ptr() and torch.equal(copied, wx)
+
+
+def test_nettrain_flat_buffer_holds_an_lstm_in_the_packed_layout():
+    import wlnet as w
+    from wlnet.train_options import optimizer
+
+    net = w.NetInitialize(w.NetChain([w.LongShortTermMemoryLayer(3), w.SequenceLastLayer(), w.LinearLayer(2)],
+                                     Input=(4, 2)))
+    module = net.build(trainable=True)
+    _, flats = optimizer(module, {}, ("ADAM", {"LearningRate": 0.001, "Beta1": 0.9, "Beta2": 0.999,
+                                               "Epsilon": 1e-8, "L2Regularization": 0.0}), flat=True)
+    lstm = module._modules["1"]
+    ptrs = [lstm._parameters[name].data_ptr() for name in lstm_custom.NATIVE_NAMES]
+    sizes = [lstm._parameters[name].numel() * 4 for name in lstm_custom.NATIVE_NAMES]
+    assert ptrs[0] == flats[0].leaf.data_ptr()
+    assert all(b == a + s for a, b, s in zip(ptrs, ptrs[1:], sizes))

@@ -288,6 +288,7 @@ def _train(net: Net, data, prop, o: dict, group: _Group):
         if resumed is not None:
             checkpoints.restore(run, run.fingerprint)
     best = run.loop()
+    run.release()  # the optimizer's state, the gradients and the snapshot: not needed to make the nets
 
     group.same_arrays(module)
     final = net.with_arrays(module_arrays(net, module))

@@ -175,6 +175,12 @@ def _size(xs: dict) -> int:
     return int((v.data if isinstance(v, Seq) else v).shape[0])
 
 
+def _largest(p: torch.Tensor) -> float:
+    """max |p| in one pass without a temporary the size of p (NaN if p holds one)."""
+    low, high = torch.aminmax(p.detach())
+    return max(float(high), -float(low)) if not (low.isnan() or high.isnan()) else math.nan
+
+
 def _detach(v):
     return Seq(v.data.detach(), v.lengths) if isinstance(v, Seq) else v.detach()
 
@@ -339,6 +345,15 @@ class Run:
         self._check_final_arrays()
         return self.best
 
+    def release(self) -> None:
+        """Free what only training needs (the optimizer's state, the gradients, the divergence
+        snapshot), so that the nets made from the arrays afterwards do not add to the peak."""
+        self.optimizer.state.clear()
+        for p in [*self.params, *self.module.parameters()]:
+            p.grad = None
+        self.grads = None
+        self.snapshot = self.live = []
+
     def _finished(self, r: int) -> bool:
         """Whether a run resumed after round r has nothing left to do."""
         if self.reason is None and self.planned_rounds is not None and r >= self.planned_rounds:
@@ -444,7 +459,7 @@ class Run:
     def _check_final_arrays(self) -> None:
         if self.reason == "Divergence":
             return
-        finite = all(bool(torch.isfinite(p).all()) for p in self.params)
+        finite = all(math.isfinite(_largest(p)) for p in self.params)
         if not self.group.agree(finite):
             self._restore_snapshot()
             self.reason = "Divergence"
@@ -453,10 +468,10 @@ class Run:
     def _warn_growth(self, r: int) -> None:
         if not getattr(self, "_huge", False):
             with torch.no_grad():
-                top = torch.stack([p.detach().abs().max().float() for p in self.params]).max()
+                top = max(_largest(p) for p in self.params)
             if float(top) > ARRAY_WARNING:
                 self._huge = True
-                name = next(n for n, p in self.module.named_parameters() if float(p.detach().abs().max()) >= top)
+                name = next(n for n, p in self.module.named_parameters() if _largest(p) >= top)
                 warnings.warn(
                     f"{WHO}: after round {r} the arrays have grown to {float(top):.3g} (array {name}); training is "
                     f"likely diverging because the learning rate (LearningRate {self.settings['LearningRate']:g}) is "

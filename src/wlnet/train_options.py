@@ -150,12 +150,26 @@ class FlatArrays:
                 offset += size
 
 
+def _storage_order(module: torch.nn.Module) -> list:
+    """(name, array) pairs of the module, each layer's in its `ARRAY_ORDER` where it declares one
+    (the layout its kernel reads in place from a flat buffer), else as registered."""
+    order = {}
+    for prefix, m in module.named_modules():
+        layer = getattr(m, "layer", None)
+        names = [n for n in getattr(layer, "ARRAY_ORDER", ()) if n in m._parameters]
+        names += [n for n in m._parameters if n not in names]
+        for n in names:
+            order[id(m._parameters[n])] = len(order)
+    pairs = list(module.named_parameters())
+    return sorted(pairs, key=lambda np_: order.get(id(np_[1]), len(order)))
+
+
 def optimizer(module: torch.nn.Module, factors: dict, spec: tuple, flat: bool = False):
     """The torch optimizer and, with `flat`, the `FlatArrays` of each param group (else None);
     each param group remembers its learning-rate factor ("factor")."""
     name, s = spec
     groups: dict[float, list] = {}
-    for pname, p in module.named_parameters():
+    for pname, p in _storage_order(module):
         f = factors.get(pname, 1.0)
         if f == 0:
             p.requires_grad_(False)  # frozen: no gradient, no update, bit-identical

@@ -9,7 +9,7 @@ from .. import options as O
 from ..data import Seq
 from ..encoders import NetEncoder
 from ..errors import OptionError, ShapeError, where
-from ..kernels import cells, recurrence
+from ..kernels import cells, lstm_custom, recurrence
 from ..kernels.dropout import METHODS as DROPOUT_METHODS
 from ..shapes import VARYING, ArrayType, Real, describe, parse_sequence_shape, unify
 from ..symbols import Automatic
@@ -158,6 +158,9 @@ class LongShortTermMemoryLayer(RecurrentLayer):
     """
 
     CELL = cells.LSTM
+    # the arrays' order in NetTrain's flat buffer: the native kernel's packed layout, which it
+    # then reads in place instead of copying (`native/lstm.cpp`)
+    ARRAY_ORDER = lstm_custom.NATIVE_NAMES
 
 
 class GatedRecurrentLayer(RecurrentLayer):

@@ -82,11 +82,33 @@ std::vector<Tensor> lstm_forward(Tensor x, optional<Tensor> s0, optional<Tensor>
   const bool ragged = !batch_sizes.empty();
   Tensor zx = contiguous(zx_), zs = contiguous(zs_), zm = contiguous(zm_);
 
-  Tensor wx = at::empty({4 * n, k}, opts), ws = at::empty({4 * n, n}, opts), bias = at::empty({4 * n}, opts);
   const bool plain = zw.empty() && std::all_of(arrays.begin(), arrays.end(), [&](const Tensor& a) {
     return a.is_contiguous() && a.scalar_type() == x.scalar_type();
   });
-  if (plain) {  // the common case: plain copies, no tensor operations (each costs ~1-3 µs)
+  // Each part's four arrays side by side in one storage (NetTrain's flat buffer holds them so):
+  // the part is the packed matrix itself, read in place.
+  const auto side_by_side = [&](int first, int64_t size) {
+    const auto* base = static_cast<const char*>(arrays[first].data_ptr());
+    for (int g = 0; g < 4; ++g) {
+      const Tensor& a = arrays[first + g];
+      if (a.numel() != size || !a.storage().is_alias_of(arrays[first].storage()) ||
+          static_cast<const char*>(a.data_ptr()) != base + g * size * static_cast<int64_t>(a.element_size())) {
+        return false;
+      }
+    }
+    return true;
+  };
+  const bool in_place = plain && side_by_side(0, n * k) && side_by_side(4, n * n);
+  Tensor wx = in_place ? arrays[0].as_strided({4 * n, k}, {k, 1}) : at::empty({4 * n, k}, opts);
+  Tensor ws = in_place ? arrays[4].as_strided({4 * n, n}, {n, 1}) : at::empty({4 * n, n}, opts);
+  Tensor bias = at::empty({4 * n}, opts);
+  if (in_place) {
+    AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "wlnet_lstm_pack_biases", [&] {
+      for (int64_t g = 0; g < 4; ++g) {
+        std::copy_n(arrays[8 + g].data_ptr<scalar_t>(), n, bias.data_ptr<scalar_t>() + g * n);
+      }
+    });
+  } else if (plain) {  // plain copies, no tensor operations (each costs ~1-3 µs)
     AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "wlnet_lstm_pack", [&] {
       const int64_t sizes[3] = {n * k, n * n, n};
       scalar_t* dst[3] = {wx.data_ptr<scalar_t>(), ws.data_ptr<scalar_t>(), bias.data_ptr<scalar_t>()};
