@@ -942,3 +942,32 @@ def test_nettrain_flat_buffer_holds_an_lstm_in_the_packed_layout():
     sizes = [lstm._parameters[name].numel() * 4 for name in lstm_custom.NATIVE_NAMES]
     assert ptrs[0] == flats[0].leaf.data_ptr()
     assert all(b == a + s for a, b, s in zip(ptrs, ptrs[1:], sizes))
+
+
+def test_the_matrix_product_measured_once_is_kept_for_the_machine(tmp_path, monkeypatch):
+    class FakeModule:
+        __file__ = str(tmp_path / "module.so")
+        chosen = None
+
+        def set_gemm(self, i):
+            self.chosen = i
+
+        def gemm(self):
+            return self.chosen
+
+    lib = FakeModule()
+    monkeypatch.delenv("WLNET_GEMM", raising=False)
+    monkeypatch.setattr(native, "_time_gemm", lambda lib, backend: {"blas": 2.0, "aten": 1.0}[backend])
+    assert native._chosen_gemm(lib) == "aten" and lib.chosen == 1
+    kept = (tmp_path / "wlnet_gemm.txt").read_text().splitlines()
+    assert kept[1] == "aten" and torch.__version__ in kept[0]
+
+    def refuse(lib, backend):
+        raise AssertionError("measured again")
+
+    monkeypatch.setattr(native, "_time_gemm", refuse)
+    lib.chosen = None
+    assert native._chosen_gemm(lib) == "aten" and lib.chosen == 1  # read back, not measured
+    (tmp_path / "wlnet_gemm.txt").write_text("another machine\nblas\n")
+    monkeypatch.setattr(native, "_time_gemm", lambda lib, backend: {"blas": 1.0, "aten": 2.0}[backend])
+    assert native._chosen_gemm(lib) == "blas"  # a record of another machine: measured afresh

@@ -107,7 +107,7 @@ def _time_gemm(lib, backend: str, trials: int = 3) -> float:
 
 def choose_gemm(lib) -> str:
     """Set the matrix product the kernels call: WLNET_GEMM ("blas" or "aten") if given, else the
-    faster of the two on a dropout kernel's step, measured here (trials alternating; ~20 ms)."""
+    faster of the two on a dropout kernel's step, measured here (trials alternating; ~40 ms)."""
     _gemm_times.clear()
     wanted = os.environ.get("WLNET_GEMM", "").strip().lower()
     if wanted in GEMMS:
@@ -120,6 +120,37 @@ def choose_gemm(lib) -> str:
     chosen = min(GEMMS, key=_gemm_times.__getitem__)
     lib.set_gemm(GEMMS.index(chosen))
     return chosen
+
+
+def _chosen_gemm(lib) -> str:
+    """The matrix product for this machine: WLNET_GEMM if given; else the one measured before
+    and kept beside the built module (so that every process on the machine computes alike);
+    else measured now (`choose_gemm`) and kept."""
+    if os.environ.get("WLNET_GEMM", "").strip().lower() in GEMMS:
+        return choose_gemm(lib)
+    cpu = next((line.split(":", 1)[1].strip() for line in _read("/proc/cpuinfo").splitlines()
+                if line.startswith("model name")), "")
+    key = f"{cpu}|torch {torch.__version__}|{torch.get_num_threads()} threads"
+    path = Path(lib.__file__).with_name("wlnet_gemm.txt")
+    kept = _read(path).split("\n")
+    if len(kept) >= 2 and kept[0] == key and kept[1] in GEMMS:
+        lib.set_gemm(GEMMS.index(kept[1]))
+        return kept[1]
+    chosen = choose_gemm(lib)
+    try:
+        tmp = path.with_name(f"{path.name}.{os.getpid()}")
+        tmp.write_text(f"{key}\n{chosen}\n")
+        os.replace(tmp, path)
+    except OSError:  # a read-only extensions directory: measured again in the next process
+        pass
+    return chosen
+
+
+def _read(path) -> str:
+    try:
+        return Path(path).read_text()
+    except OSError:
+        return ""
 
 
 def gemm() -> str | None:
@@ -151,7 +182,7 @@ def get():
             _error = f"{type(e).__name__}: {e}"
         if _module is not None:
             try:
-                choose_gemm(_module)
+                _chosen_gemm(_module)
             except Exception:  # a failed measurement keeps the BLAS (the default)
                 _module.set_gemm(0)
     if _module is None and required() and not disabled():
