@@ -1,5 +1,5 @@
 """The LSTM without dropout: the native recurrence against torch's fused kernel (oneDNN), the
-measurement behind `recurrence.choose` (`NATIVE_FORWARD_MAX_N`, `NATIVE_FORWARD_MAX_B`).
+measurement behind `recurrence.choose` (`NATIVE_FORWARD_MAX_N`).
 
 Run: .venv/bin/python bench/kernels.py [--quick]
 
@@ -98,7 +98,7 @@ def main() -> None:
         B, T, k, n, ragged = shape
         tr = compare(shape, train_step, trials)
         fw = compare(shape, forward, trials)
-        chosen = [recurrence.choose(LSTM, "cpu", torch.float32, recurrence.NO_MASKS, n, B, g) for g in (True, False)]
+        chosen = [recurrence.choose(LSTM, "cpu", torch.float32, recurrence.NO_MASKS, n, g) for g in (True, False)]
         print(f"{B:>4} {T:>3} {k:>4} {n:>5} {str(ragged):>6} | {tr[0]:>15.3f} {tr[1]:>9.3f} {tr[2]:>5.2f}"
               f" | {fw[0]:>17.3f} {fw[1]:>9.3f} {fw[2]:>5.2f} | {', '.join(chosen)}", flush=True)
 

@@ -607,11 +607,11 @@ def test_which_kernel_runs(monkeypatch, built):
         monkeypatch.setenv("WLNET_NO_NATIVE", "1")
     x, arrays, s0, c0 = make_problem(seed=22)
     weights_only = dropout.draw_masks(LSTM, {"VariationalWeights": 0.5}, 4, 6, 5, 3, seeded(), "cpu", F64)
-    big_n, big_b = recurrence.NATIVE_FORWARD_MAX_N + 1, recurrence.NATIVE_FORWARD_MAX_B + 1
+    big_n = recurrence.NATIVE_FORWARD_MAX_N + 1
     for masks in (dropout.Masks(), weights_only):
-        for n, B, grad, kernel in [(5, 4, True, "native"), (5, 4, False, "native"), (1024, 64, True, "native"),
-                                   (big_n, 4, False, "fused"), (5, big_b, False, "fused")]:
-            assert recurrence.choose(LSTM, "cpu", F64, masks, n, B, grad) == (kernel if built else "fused")
+        for n, grad, kernel in [(5, True, "native"), (5, False, "native"), (1024, True, "native"),
+                                (big_n, False, "fused")]:
+            assert recurrence.choose(LSTM, "cpu", F64, masks, n, grad) == (kernel if built else "fused")
 
     z = dropout.draw_masks(LSTM, {"VariationalWeights": 0.5}, 4, 6, 5, 3, seeded(), "cpu", F64).weights
     masked = {name: v * z[name] if name in z else v for name, v in arrays.items()}

@@ -93,16 +93,15 @@ def fused(cell: Cell, x, lengths, weights: list, states=(), exact: bool = True):
 
 
 # Where the native LSTM beats oneDNN's fused kernel without masks (bench/kernels.py, 2 cores,
-# B = 64): the training step at every width measured (n = 20-1024: 0.6-0.95× the fused step's
-# time); the forward alone only up to n = 128 and B = 256 (0.65-0.9×; beyond, 1.1-1.5×).
+# B = 1-510): the training step at every width measured (n = 20-1024: 0.4-0.9× the fused step's
+# time); the forward alone up to n = 128 (0.25-0.9×; from n = 256, 1.1-1.4×).
 NATIVE_FORWARD_MAX_N = 128
-NATIVE_FORWARD_MAX_B = 256
 
 
 def choose(cell: Cell, device, dtype, masks: dropout.Masks = NO_MASKS, n: int | None = None,
-           B: int | None = None, grad: bool | None = None) -> str:
-    """The kernel that runs `cell` with `masks` on tensors of `device` and `dtype`, for a batch
-    of B rows of width n, recording a graph (`grad`, default: torch's grad mode) or not.
+           grad: bool | None = None) -> str:
+    """The kernel that runs `cell` with `masks` on tensors of `device` and `dtype`, at width n,
+    recording a graph (`grad`, default: torch's grad mode) or not.
 
     On the CPU torch's fused kernel is oneDNN's for the LSTM only; for the GRU and the basic RNN
     it is a loop of ATen ops per step, which the native kernel (the same products, each step's
@@ -116,7 +115,7 @@ def choose(cell: Cell, device, dtype, masks: dropout.Masks = NO_MASKS, n: int | 
         if step_masks or not cell.onednn:
             return "native"
         grad = torch.is_grad_enabled() if grad is None else grad
-        if grad or ((n is None or n <= NATIVE_FORWARD_MAX_N) and (B is None or B <= NATIVE_FORWARD_MAX_B)):
+        if grad or n is None or n <= NATIVE_FORWARD_MAX_N:
             return "native"
         return "fused"
     if masks.s is None and masks.m is None:
@@ -146,7 +145,7 @@ def masked(cell: Cell, x, lengths, arrays: dict, states, masks: dropout.Masks, e
     """The recurrence with fixed dropout masks (`dropout.draw_masks`), on the chosen kernel."""
     states = full_states(cell, states)
     n = arrays[cell.array(cell.gates[0], "Biases")].shape[0]
-    kernel = choose(cell, x.device, x.dtype, masks, n, x.shape[0])
+    kernel = choose(cell, x.device, x.dtype, masks, n)
     if kernel == "native":
         return NATIVE[cell.name](x, lengths, arrays, states, masks)
     if kernel == "custom":
@@ -183,7 +182,7 @@ def run(cell: Cell, arrays: dict, x, lengths, states, *, dropout_spec=None, gene
         masks = dropout.draw_masks(cell, dropout_spec, B, T, n, k, generator, x.device, x.dtype)
         return masked(cell, x, lengths, arrays, states, masks, exact)
     n = arrays[cell.array(cell.gates[0], "Biases")].shape[0]
-    if choose(cell, x.device, x.dtype, NO_MASKS, n, x.shape[0]) == "native":
+    if choose(cell, x.device, x.dtype, NO_MASKS, n) == "native":
         return NATIVE[cell.name](x, lengths, arrays, full_states(cell, states), NO_MASKS)
     if cache is None:
         weights = cell.pack(arrays)

@@ -79,6 +79,7 @@ def _build():
 
 GEMMS = ("blas", "aten")  # the matrix product the kernels call: the BLAS directly, torch's matmul
 _gemm_times: dict = {}  # backend → the seconds measured for it (empty when chosen otherwise)
+gemm_source = ""  # how the product was chosen: "WLNET_GEMM", "measured", "kept" (measured before here)
 
 
 def _time_gemm(lib, backend: str, trials: int = 3) -> float:
@@ -126,7 +127,9 @@ def _chosen_gemm(lib) -> str:
     """The matrix product for this machine: WLNET_GEMM if given; else the one measured before
     and kept beside the built module (so that every process on the machine computes alike);
     else measured now (`choose_gemm`) and kept."""
+    global gemm_source
     if os.environ.get("WLNET_GEMM", "").strip().lower() in GEMMS:
+        gemm_source = "WLNET_GEMM"
         return choose_gemm(lib)
     cpu = next((line.split(":", 1)[1].strip() for line in _read("/proc/cpuinfo").splitlines()
                 if line.startswith("model name")), "")
@@ -135,8 +138,10 @@ def _chosen_gemm(lib) -> str:
     kept = _read(path).split("\n")
     if len(kept) >= 2 and kept[0] == key and kept[1] in GEMMS:
         lib.set_gemm(GEMMS.index(kept[1]))
+        gemm_source = f"kept in {path}"
         return kept[1]
     chosen = choose_gemm(lib)
+    gemm_source = "measured"
     try:
         tmp = path.with_name(f"{path.name}.{os.getpid()}")
         tmp.write_text(f"{key}\n{chosen}\n")
