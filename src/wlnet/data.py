@@ -83,9 +83,10 @@ class Seq(NamedTuple):
 
 def move(t: torch.Tensor, device, dtype=None) -> torch.Tensor:
     """t on `device`, real entries as `dtype` (None: unchanged); integer tensors keep their dtype."""
-    if dtype is None or not t.dtype.is_floating_point:
-        return t.to(device=device)
-    return t.to(device=device, dtype=dtype)
+    keep_dtype = dtype is None or not t.dtype.is_floating_point
+    if t.device == device and (keep_dtype or t.dtype == dtype):  # (a call to `to` costs µs even then)
+        return t
+    return t.to(device=device) if keep_dtype else t.to(device=device, dtype=dtype)
 
 
 def take_rows(v, rows):
