@@ -17,6 +17,7 @@ struct Rows {
   std::vector<int64_t> len;          // length of sorted row j
   std::vector<int64_t> batch_sizes;  // rows alive at each step, empty when none is shorter
   int64_t Tm = 0;                    // the longest length
+  bool identity = true;              // order[j] == j: rows need no moving
 };
 
 Rows sort_rows(const std::vector<int64_t>& lengths, int64_t B, int64_t T) {
@@ -32,6 +33,7 @@ Rows sort_rows(const std::vector<int64_t>& lengths, int64_t B, int64_t T) {
               lengths.size());
   for (int64_t v : lengths) TORCH_CHECK(v >= 1 && v <= T, "wlnet native: a length ", v, " outside 1..", T);
   std::stable_sort(r.order.begin(), r.order.end(), [&](int64_t a, int64_t b) { return lengths[a] > lengths[b]; });
+  for (int64_t j = 0; j < B && r.identity; ++j) r.identity = r.order[j] == j;
   r.len.resize(B);
   for (int64_t j = 0; j < B; ++j) r.len[j] = lengths[r.order[j]];
   r.Tm = B > 0 ? r.len[0] : 0;
@@ -75,6 +77,7 @@ Tensor to_batch_major(const Tensor& src, int64_t first, const Rows& r, int64_t T
 
 // (B, w) rows: sorted (dst[j] = v[order[j]]) or back in the rows' order (dst[order[j]] = v[j]).
 Tensor permute_rows(const Tensor& v_, const Rows& r, bool to_sorted) {
+  if (r.identity) return v_;
   const Tensor v = v_.contiguous();
   const int64_t B = v.size(0), w = v.numel() / std::max<int64_t>(B, 1);
   Tensor dst = at::empty_like(v);
@@ -100,8 +103,8 @@ optional<Tensor> sorted_state(const optional<Tensor>& v, const Rows& r) {
 // A mask's rows sorted (per-step masks (B, T, w) cut to the longest length), or undefined.
 optional<Tensor> sorted_mask(const optional<Tensor>& z, const Rows& r, bool per_step) {
   if (!z) return c10::nullopt;
-  Tensor m = per_step ? z->narrow(1, 0, r.Tm) : *z;
-  return m.index_select(0, at::tensor(r.order, at::kLong)).contiguous();
+  Tensor m = per_step && r.Tm < z->size(1) ? z->narrow(1, 0, r.Tm) : *z;
+  return r.identity ? m.contiguous() : m.index_select(0, at::tensor(r.order, at::kLong)).contiguous();
 }
 
 }  // namespace
