@@ -121,7 +121,31 @@ std::vector<Tensor> lstm_forward(Tensor x, optional<Tensor> s0, optional<Tensor>
       }
     });
   }
-  for (int64_t g = 0; g < 4 && !plain; ++g) {
+  const bool masked_plain = !zw.empty() && zw[0].is_contiguous() && zw[1].is_contiguous() &&
+                            zw[0].scalar_type() == x.scalar_type() && zw[1].scalar_type() == x.scalar_type() &&
+                            zw[0].numel() == 4 * n * k && zw[1].numel() == 4 * n * n &&
+                            std::all_of(arrays.begin(), arrays.end(), [&](const Tensor& a) {
+                              return a.is_contiguous() && a.scalar_type() == x.scalar_type();
+                            });
+  if (masked_plain) {  // W ∘ zw block by block, the masks in torch's fused gate order: plain loops
+    AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "wlnet_lstm_mask_weights", [&] {
+      const int64_t sizes[2] = {n * k, n * n};
+      scalar_t* dst[2] = {wx.data_ptr<scalar_t>(), ws.data_ptr<scalar_t>()};
+      for (int64_t part = 0; part < 2; ++part) {
+        const scalar_t* z = zw[part].data_ptr<scalar_t>();
+        for (int64_t g = 0; g < 4; ++g) {
+          TORCH_CHECK(arrays[4 * part + g].numel() == sizes[part], "wlnet native: array ", 4 * part + g,
+                      " has ", arrays[4 * part + g].numel(), " elements, expected ", sizes[part]);
+          const scalar_t* a = arrays[4 * part + g].data_ptr<scalar_t>();
+          const scalar_t* zg = z + FUSED[g] * sizes[part];
+          scalar_t* d = dst[part] + g * sizes[part];
+          for (int64_t i = 0; i < sizes[part]; ++i) d[i] = a[i] * zg[i];
+        }
+      }
+      for (int64_t g = 0; g < 4; ++g) std::copy_n(arrays[8 + g].data_ptr<scalar_t>(), n, bias.data_ptr<scalar_t>() + g * n);
+    });
+  }
+  for (int64_t g = 0; g < 4 && !plain && !masked_plain; ++g) {
     if (zw.empty()) {
       wx.narrow(0, g * n, n).copy_(arrays[g]);
       ws.narrow(0, g * n, n).copy_(arrays[4 + g]);
