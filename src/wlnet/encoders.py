@@ -173,17 +173,7 @@ class _EncoderReader:
         lengths = [len(s) for s in strings]
         if codes is None or 0 in lengths:  # a character outside the alphabet, or an empty string: the error
             return self._strings_checked(strings)
-        idx = torch.from_numpy(codes)
-        B, T = len(strings), max(lengths)
-        if all(n == T for n in lengths):
-            out = idx.view(B, T)
-            lens = None
-        else:
-            lens = torch.tensor(lengths)
-            mask = torch.arange(T).unsqueeze(0) < lens.unsqueeze(1)  # (B, T)
-            out = torch.zeros(B, T, dtype=torch.int64)
-            out[mask] = idx
-        return self._form(out, lens)
+        return self._form(torch.from_numpy(codes), lengths)
 
     def _strings_checked(self, strings: list[str]) -> Seq:
         """As `_strings`, a character at a time, with the errors that name the string and character."""
@@ -206,8 +196,12 @@ class _EncoderReader:
                     f"{' (or use IgnoreCase=True)' if bad.lower() in index or bad.upper() in index else ''}."
                 ) from None
             lengths.append(len(s))
-        B, T = len(strings), max(lengths)
-        idx = torch.tensor(flat, dtype=torch.int64)
+        return self._form(torch.tensor(flat, dtype=torch.int64), lengths)
+
+    def _form(self, idx: torch.Tensor, lengths: list) -> Seq:
+        """The strings' indices one after another, and their lengths → (B, T) zero-padded, in the
+        encoder's form."""
+        B, T = len(lengths), max(lengths)
         if all(n == T for n in lengths):
             out = idx.view(B, T)
             lens = None
@@ -216,10 +210,6 @@ class _EncoderReader:
             mask = torch.arange(T).unsqueeze(0) < lens.unsqueeze(1)  # (B, T)
             out = torch.zeros(B, T, dtype=torch.int64)
             out[mask] = idx
-        return self._form(out, lens)
-
-    def _form(self, out: torch.Tensor, lens) -> Seq:
-        """Indices (B, T) (0 past each end) → the encoder's form."""
         if self.enc.form == "UnitVector":
             one = torch.nn.functional.one_hot(out.clamp(min=1) - 1, self.enc.size).to(torch.float32)
             if lens is not None:
