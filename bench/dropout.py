@@ -119,7 +119,8 @@ if __name__ == "__main__":
         print("the native kernels did not build (the masked recurrences run in torch):", native.build_error())
     else:
         times = ", ".join(f"{b} {t * 1e3:.2f} ms" for b, t in native._gemm_times.items())
-        print(f"matrix product of the native kernels: {native.gemm()} ({native.gemm_source}{': ' + times if times else ''})")
+        how = native.gemm_source + (": " + times if times else "")
+        print(f"matrix product of the native kernels: {native.gemm()} ({how})")
     for key in which:
         table(key, 128, 64, 50, 32, rounds=25, reps=2)
     for key in which:

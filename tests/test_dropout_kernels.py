@@ -909,7 +909,6 @@ def test_arrays_side_by_side_in_one_buffer_are_read_in_place_and_give_the_same_r
     kernel reads the weights in place (no copy) and gives what it gives on separate arrays."""
     native_or_skip()
     x, arrays, s0, c0 = make_problem(lengths=RAGGED, seed=41)
-    n, k = s0.shape[1], x.shape[2]
     flat = torch.cat([arrays[name].detach().reshape(-1) for name in lstm_custom.NATIVE_NAMES])
     views, offset = {}, 0
     for name in lstm_custom.NATIVE_NAMES:

@@ -461,8 +461,8 @@ def test_sequence_last_of_a_recurrent_layer_is_its_final_state_and_equals_the_ga
     the same values and the same gradients as the gather at each sequence's last step."""
     from wlnet.layers.sequence import last_of
 
-    chain = wlnet.NetInitialize(wlnet.NetChain([getattr(wlnet, kind)(4), wlnet.SequenceLastLayer()], Input=("Varying", 3)),
-                            RandomSeeding=5)
+    chain = wlnet.NetInitialize(wlnet.NetChain([getattr(wlnet, kind)(4), wlnet.SequenceLastLayer()],
+                                               Input=("Varying", 3)), RandomSeeding=5)
     module = chain.build(trainable=True).double()
     g = torch.Generator().manual_seed(2)
     data = torch.randn(5, 6, 3, generator=g, dtype=torch.float64)

@@ -521,7 +521,7 @@ def test_flat_arrays_and_the_direct_adam_step_equal_torch_adam_on_separate_array
             assert torch.equal(p, q), (t, name)
             np.testing.assert_allclose(p.detach().numpy(), r.detach().numpy(), rtol=1e-5, atol=1e-7)
     # the arrays stay views of the buffers: the module and the optimizer see the same numbers
-    assert ours[0].weight.data_ptr() == flats[1].leaf.data_ptr() or ours[0].weight.data_ptr() == flats[0].leaf.data_ptr()
+    assert ours[0].weight.data_ptr() == flats[0].leaf.data_ptr()  # the group of factor 2, met first
     assert opt.state[flats[0].leaf]["step"].item() == 5
 
 

@@ -154,7 +154,7 @@ def _storage_order(module: torch.nn.Module) -> list:
     """(name, array) pairs of the module, each layer's in its `ARRAY_ORDER` where it declares one
     (the layout its kernel reads in place from a flat buffer), else as registered."""
     order = {}
-    for prefix, m in module.named_modules():
+    for m in module.modules():
         layer = getattr(m, "layer", None)
         names = [n for n in getattr(layer, "ARRAY_ORDER", ()) if n in m._parameters]
         names += [n for n in m._parameters if n not in names]

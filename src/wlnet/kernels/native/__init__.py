@@ -83,8 +83,9 @@ gemm_source = ""  # how the product was chosen: "WLNET_GEMM", "measured", "kept"
 
 
 def _time_gemm(lib, backend: str, trials: int = 3) -> float:
-    """The time of a dropout kernel's training step with `backend` (best of `trials`, summed over the shapes): the masked LSTM (input and
-    state masks: per-gate products every step) at n = 32 and n = 128, batch 64."""
+    """The time of a dropout kernel's training step with `backend` (best of `trials`, summed over
+    the shapes): the masked LSTM (input and state masks: per-gate products every step) at n = 32
+    and n = 128, batch 64."""
     lib.set_gemm(GEMMS.index(backend))
     g = torch.Generator().manual_seed(0)
     total = 0.0
