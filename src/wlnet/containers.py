@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import torch
 
+from . import display
 from . import options as O
 from .encoders import NetDecoder, NetEncoder
 from .errors import ConstructionError, ShapeError
@@ -377,10 +378,8 @@ class NetGraph(Net):
 
     def __repr__(self) -> str:
         state = "initialized" if self.initialized() else "uninitialized"
-        ins = ", ".join(f"{p}: {describe(t)}" for p, t in self._in.items())
-        outs = ", ".join(f"{p}: {describe(t)}" for p, t in self._out.items())
-        names = ", ".join(f"{k}: {n.name}" for k, n in self._nodes.items())
-        return f"{self.name}[{names}]  <{state}; {ins} → {outs}>"
+        names = ", ".join(f"{k}: {display.short_code(n)}" for k, n in self._nodes.items())
+        return f"{self.name}[{names}]  <{state}; {display.ports_text(self)}; {display.arrays_text(self)}>"
 
 
 def _sources(feeds) -> list:

@@ -68,6 +68,11 @@ class NetDecoder:
             return f"NetDecoder(('Characters', {(items if isinstance(items, str) else list(items))!r}))"
         return f"NetDecoder(('Class', [{', '.join(repr(lab) for lab in self.labels)}]))"
 
+    def _repr_html_(self) -> str:
+        from .display import coder_html
+
+        return coder_html(self)
+
     def __eq__(self, other) -> bool:
         return isinstance(other, NetDecoder) and self.kind == other.kind and self.labels == other.labels
 

@@ -111,6 +111,11 @@ class NetEncoder:
             items = repr(items)
         return f"NetEncoder(({kind!r}, {items}, {self.form!r}){', IgnoreCase=True' if self.ignore_case else ''})"
 
+    def _repr_html_(self) -> str:
+        from .display import coder_html
+
+        return coder_html(self)
+
     def __eq__(self, other) -> bool:
         return isinstance(other, NetEncoder) and repr(self) == repr(other)
 

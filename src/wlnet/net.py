@@ -49,6 +49,12 @@ class Net:
     encoders: dict = {}
     decoders: dict = {}
 
+    def _repr_html_(self) -> str:
+        """The summary in a notebook: ports with encoders and decoders, layers, arrays."""
+        from .display import html_of
+
+        return html_of(self)
+
     # ---- the protocol ---------------------------------------------------------------------------
     def input_ports(self) -> dict:
         raise NotImplementedError

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import torch
 
+from . import display
 from . import options as O
 from .data import Seq
 from .errors import InputError, NotSupportedError, OptionError, ShapeError, where
@@ -94,9 +95,7 @@ class Operator(Net):
 
     def __repr__(self) -> str:
         state = "initialized" if self.initialized() else "uninitialized"
-        ins = ", ".join(f"{p}: {describe(t)}" for p, t in self._in.items())
-        outs = ", ".join(f"{p}: {describe(t)}" for p, t in self._out.items())
-        return f"{self.name}({self._short_args()})  <{state}; {ins} → {outs}>"
+        return f"{self.name}({self._short_args()})  <{state}; {display.ports_text(self)}; {display.arrays_text(self)}>"
 
     # ---- helpers ----
     def _copy(self) -> Operator:

@@ -87,3 +87,8 @@ class NetStateObject:
 
     def __repr__(self) -> str:
         return f"NetStateObject({self._net!r})"
+
+    def _repr_html_(self) -> str:
+        from .display import state_html
+
+        return state_html(self)

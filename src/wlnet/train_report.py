@@ -140,6 +140,13 @@ class NetTrainResultsObject:
                 f"stopped: {v['ReasonTrainingStopped']})")
 
 
+    def _repr_html_(self) -> str:
+        """In a notebook: the loss plot inline, the final losses, rounds, time, speed, why it stopped."""
+        from .display import results_html
+
+        return results_html(self)
+
+
 def loss_plot(losses: list, validation: list, ylabel: str = "loss"):
     """A matplotlib figure of the round losses (and validation losses); `fig.savefig("x.png")`."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg

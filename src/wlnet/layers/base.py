@@ -6,12 +6,13 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from .. import display
 from .. import options as O
 from ..data import _all_finite
 from ..encoders import NetDecoder, NetEncoder
 from ..errors import OptionError, ShapeError, where
 from ..net import Net
-from ..shapes import describe, unify
+from ..shapes import unify
 from ..symbols import Automatic
 
 
@@ -208,9 +209,7 @@ class Layer(Net):
 
     def __repr__(self) -> str:
         state = "initialized" if self.initialized() else "uninitialized"
-        ins = ", ".join(f"{p}: {describe(t)}" for p, t in self.input_ports().items())
-        outs = ", ".join(f"{p}: {describe(t)}" for p, t in self._out.items())
-        return f"{self.name}({self._option_code()})  <{state}; {ins} → {outs}>"
+        return f"{self.name}({self._option_code()})  <{state}; {display.ports_text(self)}; {display.arrays_text(self)}>"
 
 
 def value_code(v) -> str:

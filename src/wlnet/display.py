@@ -1,0 +1,181 @@
+"""What a net, an encoder, a decoder, a NetStateObject or a training result shows of itself: a
+plain-text summary and the same facts as HTML for notebooks (`_repr_html_`).
+
+A net's summary: its kind, whether it is initialized, every port with its shape and the encoder
+or decoder there ("a string of the characters x, y" → "one of Less, Greater, Equal"), its
+layers (position or name, type with its size, arrays), and its arrays' total count and size.
+Containers and operators nest; in HTML each nested one is a collapsible block.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+
+from .shapes import describe
+
+_SHOWN = 12  # alphabets and label lists longer than this are cut
+
+
+def coder_text(coder) -> str:
+    """An encoder or decoder in English: what it takes (encoder) or gives (decoder)."""
+    if coder.kind == "Class":
+        return "one of " + _items([str(lab) for lab in coder.labels])
+    chars = [_char(c) for c in (coder.alphabet if hasattr(coder, "alphabet") else coder.labels)]
+    return "a string of the characters " + _items(chars)
+
+
+def _char(c: str) -> str:
+    return {"\n": "newline", " ": "space", "\t": "tab"}.get(c, c)
+
+
+def _items(items: list) -> str:
+    if len(items) <= _SHOWN:
+        return ", ".join(items)
+    return f"{', '.join(items[:_SHOWN])}, … ({len(items)} in all)"
+
+
+def port_text(t, coder=None) -> str:
+    """A port's description; with an encoder or decoder, what the user gives or gets, then the
+    array inside."""
+    return describe(t) if coder is None else f"{coder_text(coder)} ({describe(t)})"
+
+
+def ports_text(net) -> str:
+    """"Input: … → Output: …" with the encoders and decoders."""
+    ins = ", ".join(f"{p}: {port_text(t, net.encoders.get(p))}" for p, t in net.input_ports().items())
+    outs = ", ".join(f"{p}: {port_text(t, net.decoders.get(p))}" for p, t in net.output_ports().items())
+    return f"{ins} → {outs}"
+
+
+def _count(n: int) -> str:
+    return f"{n:,}"
+
+
+def _bytes(n: int) -> str:
+    for unit, size in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if n >= size:
+            return f"{n / size:.3g} {unit}"
+    return f"{n} bytes"
+
+
+def summary(net) -> dict:
+    """The facts both forms show: kind, initialized, ports, layers (nested), arrays."""
+    from .containers import NetGraph
+    from .operators import Operator
+
+    def ports(kind):
+        coders = net.encoders if kind == "in" else net.decoders
+        types = net.input_ports() if kind == "in" else net.output_ports()
+        return [(p, port_text(t, coders.get(p))) for p, t in types.items()]
+
+    arrays = [t for _, leaf in net.leaves() for t in leaf._arrays.values()]
+    count = sum(t.numel() for t in arrays if t is not None)
+    nbytes = sum(t.numel() * t.element_size() for t in arrays if t is not None)
+    parts = []
+    if isinstance(net, NetGraph):
+        parts = [(key, node) for key, node in net._nodes.items()]
+    elif isinstance(net, Operator):
+        parts = list(net._nets.items())
+    states = [(p, describe(t)) for p, t in net.state_ports().items()]
+    return {"kind": net.name, "code": _code(net), "initialized": net.initialized(), "inputs": ports("in"),
+            "outputs": ports("out"), "states": states, "parts": parts, "arrays": len(arrays),
+            "missing": sum(t is None for t in arrays), "elements": count, "bytes": nbytes}
+
+
+def _code(net) -> str:
+    """A layer's type with its size and options (a container: its type)."""
+    from .layers.base import Layer
+
+    return f"{net.name}({net._option_code()})" if isinstance(net, Layer) else net.name
+
+
+def short_code(net) -> str:
+    """A part of a container in a one-line summary: a layer with its size, an operator with what
+    it holds, a container by its type."""
+    from .operators import Operator
+
+    return f"{net.name}({net._short_args()})" if isinstance(net, Operator) else _code(net)
+
+
+def text(net, indent: str = "") -> str:
+    """The plain-text summary, one fact a line; nested nets indented."""
+    s = summary(net)
+    state = "initialized" if s["initialized"] else "uninitialized"
+    lines = [f"{indent}{s['code']}  ({state})"]
+    for label, items in (("input", s["inputs"]), ("output", s["outputs"]), ("state", s["states"])):
+        lines += [f"{indent}  {label} {p}: {d}" for p, d in items]
+    for key, part in s["parts"]:
+        lines.append(f"{indent}  {key}:")
+        lines.append(text(part, indent + "    "))
+    lines.append(f"{indent}  {_arrays_text(s)}")
+    return "\n".join(lines)
+
+
+def arrays_text(net) -> str:
+    """The arrays' count, numbers and bytes."""
+    return _arrays_text(summary(net))
+
+
+def _arrays_text(s: dict) -> str:
+    if s["arrays"] == 0:
+        return "no arrays"
+    n = f"{s['arrays']} array{'s' if s['arrays'] > 1 else ''}"
+    if s["missing"] == s["arrays"]:
+        return f"{n}, not yet initialized"
+    have = f"{n} ({_count(s['elements'])} numbers, {_bytes(s['bytes'])})"
+    return have + (f", {s['missing']} not yet initialized" if s["missing"] else "")
+
+
+def html_of(net, header: bool = True) -> str:
+    """The summary as HTML: a table of ports, the layers as nested collapsible blocks (whose
+    headline names the part, so the block itself goes without `header`)."""
+    s = summary(net)
+    e = html.escape
+    state = "initialized" if s["initialized"] else "<b>uninitialized</b>"
+    rows = "".join(f"<tr><td>{label}</td><td><code>{e(str(p))}</code></td><td>{e(d)}</td></tr>"
+                   for label, items in (("input", s["inputs"]), ("output", s["outputs"]), ("state", s["states"]))
+                   for p, d in items)
+    parts = "".join(f"<details{' open' if len(s['parts']) <= 8 else ''}><summary><code>{e(str(key))}</code> "
+                    f"{e(_code(part))} — {e(_arrays_text(summary(part)))}</summary>"
+                    f"<div style='margin-left:1.5em'>{html_of(part, header=False)}</div></details>"
+                    for key, part in s["parts"])
+    head = f"<p><b>{e(s['code'])}</b> ({state})</p>" if header else ""
+    tail = f"<p>{e(_arrays_text(s))}</p>" if header else ""
+    return f"<div class='wlnet-net'>{head}<table>{rows}</table>{parts}{tail}</div>"
+
+
+def coder_html(coder) -> str:
+    kind = type(coder).__name__
+    return f"<p><b>{kind}</b> {html.escape(coder.kind)}: {html.escape(coder_text(coder))}</p>"
+
+
+def state_html(state) -> str:
+    stored = ", ".join(f"{'/'.join(str(x) for x in pos)}" for pos in state._states) or "none yet"
+    return f"<div><p><b>NetStateObject</b>, states held: {html.escape(stored)}</p>{html_of(state._net)}</div>"
+
+
+def figure_png(fig) -> str:
+    """A matplotlib figure as base64 PNG."""
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    return base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def results_html(results) -> str:
+    """A NetTrain result: its loss plot inline, then the figures of the run."""
+    v = results._values
+    e = html.escape
+    loss = v["RoundLossList"][-1] if v["RoundLossList"] else float("nan")
+    val = v["ValidationLossList"]
+    facts = [("final round loss", f"{loss:.4g}"),
+             ("final validation loss", f"{val[-1]:.4g}" if val else "no validation set"),
+             ("rounds", str(v["TotalRounds"])), ("batches", _count(v["TotalBatches"])),
+             ("training time", f"{v['TotalTrainingTime']:.3g} s"),
+             ("examples/s", _count(round(v["MeanExamplesPerSecond"]))),
+             ("stopped because", str(v["ReasonTrainingStopped"]))]
+    rows = "".join(f"<tr><td>{e(k)}</td><td>{e(x)}</td></tr>" for k, x in facts)
+    img = f"<img src='data:image/png;base64,{figure_png(results['LossPlot'])}' alt='loss per round'/>" \
+        if v["RoundLossList"] else ""
+    return f"<div class='wlnet-results'><p><b>NetTrainResultsObject</b></p>{img}<table>{rows}</table></div>"

@@ -1,0 +1,98 @@
+"""What nets, encoders, decoders, NetStateObjects and training results show of themselves: the
+plain-text repr and the notebook HTML (`_repr_html_`) carry the same facts."""
+
+from __future__ import annotations
+
+import base64
+import html.parser
+import re
+
+import wlnet as w
+from wlnet import display
+from wlnet.examples.applications import addition_net, comparison_data, comparison_net
+from wlnet.examples.sequences import LM_ALPHABET, language_model
+
+
+class _Tags(html.parser.HTMLParser):
+    """Checks that every tag opened is closed, in order."""
+
+    VOID = {"img", "br"}
+
+    def __init__(self):
+        super().__init__()
+        self.stack, self.bad = [], []
+
+    def handle_starttag(self, tag, attrs):
+        if tag not in self.VOID:
+            self.stack.append(tag)
+
+    def handle_startendtag(self, tag, attrs):  # <img ... />: opened and closed at once
+        pass
+
+    def handle_endtag(self, tag):
+        if not self.stack or self.stack.pop() != tag:
+            self.bad.append(tag)
+
+
+def balanced(text: str) -> bool:
+    p = _Tags()
+    p.feed(text)
+    return not p.stack and not p.bad
+
+
+def test_the_page_classifier_shows_sizes_encoder_decoder_and_arrays():
+    net = w.NetInitialize(comparison_net(), RandomSeeding=1)
+    page, line = net._repr_html_(), repr(net)
+    for fact in ("LongShortTermMemoryLayer(20)", "SequenceLastLayer()", "LinearLayer(3)", "SoftmaxLayer()",
+                 "a string of the characters x, y", "one of Less, Greater, Equal",
+                 "a sequence of size-2 vectors", "a vector of size 3", "1,903 numbers", "7.61 kB"):
+        assert fact in page, fact
+        assert fact in line, fact
+    assert "initialized" in line and "uninitialized" not in line
+    assert page.count("<details") == 4 and balanced(page)
+    assert "LongShortTermMemoryLayer(20) — 12 arrays (1,840 numbers" in page  # the LSTM's own block
+    assert "SequenceLastLayer() — no arrays" in page and "14 arrays (1,903 numbers" in line
+
+
+def test_an_uninitialized_layer_and_the_addition_net():
+    layer = w.LongShortTermMemoryLayer(3)
+    assert "uninitialized" in layer._repr_html_() and "12 arrays, not yet initialized" in repr(layer)
+    net = addition_net()
+    page = net._repr_html_()
+    assert "a string of the characters 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, +" in page
+    assert page.count("LongShortTermMemoryLayer(80)") == 2 and balanced(page)
+
+
+def test_a_graph_nests_its_chain_and_cuts_a_long_alphabet():
+    net = w.NetInitialize(language_model(LM_ALPHABET, 16), RandomSeeding=2)
+    page = net._repr_html_()
+    assert "EmbeddingLayer(32)" in page and "LongShortTermMemoryLayer(16)" in page
+    assert "NetMapOperator" in page and "LinearLayer(96)" in page  # the operator's own layer, one level in
+    assert f"({len(LM_ALPHABET)} in all)" in page and "newline, space" in page
+    assert re.search(r"<code>predict</code> NetChain", page) and balanced(page)
+    text = display.text(net)
+    assert "  predict:" in text and "EmbeddingLayer(32)" in text
+
+
+def test_encoders_decoders_and_state_objects():
+    enc = w.NetEncoder(("Class", ["a", "b"]))
+    dec = w.NetDecoder(("Characters", "xy"))
+    assert "one of a, b" in enc._repr_html_() and "NetEncoder" in enc._repr_html_()
+    assert "a string of the characters x, y" in dec._repr_html_()
+    lstm = w.NetInitialize(w.LongShortTermMemoryLayer(2, Input=("Varying", 1)), RandomSeeding=3)
+    state = w.NetStateObject(lstm)
+    assert "states held: none yet" in state._repr_html_()
+    state([[0.5], [0.2]])
+    page = state._repr_html_()
+    assert "State" in page and "CellState" in page and balanced(page)
+
+
+def test_training_results_embed_their_loss_plot():
+    data = comparison_data()
+    res = w.NetTrain(comparison_net(), data, w.All, MaxTrainingRounds=3, BatchSize=64,
+                     ValidationSet=w.Scaled(0.2), TrainingProgressReporting=None, RandomSeeding=4)
+    page = res._repr_html_()
+    png = re.search(r"data:image/png;base64,([A-Za-z0-9+/=]+)", page)
+    assert png is not None and base64.b64decode(png.group(1))[:8] == b"\x89PNG\r\n\x1a\n"
+    assert f"{res['RoundLossList'][-1]:.4g}" in page and f"{res['ValidationLossList'][-1]:.4g}" in page
+    assert "<td>rounds</td><td>3</td>" in page and "MaxTrainingRounds" in page and balanced(page)
