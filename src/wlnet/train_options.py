@@ -23,6 +23,7 @@ TimeGoal: estimated from the time so far) the best estimate so far is used.
 from __future__ import annotations
 
 import math
+import sys
 
 import torch
 
@@ -232,6 +233,15 @@ def step_function(opt: torch.optim.Optimizer):
     return step
 
 
+def in_notebook() -> bool:
+    """Whether this runs in a Jupyter kernel (where a live panel can be drawn)."""
+    shell = sys.modules.get("IPython")
+    try:
+        return shell is not None and type(shell.get_ipython()).__name__ == "ZMQInteractiveShell"
+    except Exception:
+        return False
+
+
 # ---- WorkingPrecision ------------------------------------------------------------------------------
 def precision(spec) -> torch.dtype:
     """WorkingPrecision → the dtype of the arrays and the arithmetic while training."""
@@ -375,12 +385,14 @@ def parse(options: dict) -> dict:
     o["TimeGoal"] = O.positive_number(o["TimeGoal"], WHO, "TimeGoal (seconds)")
     o["Method"] = method(o["Method"], o["LearningRate"])
     report = o["TrainingProgressReporting"]
-    if report not in (Automatic, None, "ProgressIndicator", "Print"):
+    if report not in (Automatic, None, "Panel", "ProgressIndicator", "Print"):
         raise OptionError(
-            f'{WHO}: TrainingProgressReporting must be Automatic, "ProgressIndicator", "Print" or None, '
+            f'{WHO}: TrainingProgressReporting must be Automatic, "Panel", "ProgressIndicator", "Print" or None, '
             f"but was given {report!r}."
         )
-    o["TrainingProgressReporting"] = None if report is None else "Print" if report == "Print" else "bar"
+    if report in (Automatic, "Panel"):  # the live panel in a notebook, the bar in a terminal
+        report = "Panel" if in_notebook() else "ProgressIndicator"
+    o["TrainingProgressReporting"] = {None: None, "Print": "Print", "Panel": "panel"}.get(report, "bar")
     O.seed(o["RandomSeeding"], WHO)
     o["TrainingProgressMeasurements"] = measurements(o["TrainingProgressMeasurements"])
     o["TrainingStoppingCriterion"] = Stopping(o["TrainingStoppingCriterion"], o["TrainingProgressMeasurements"])

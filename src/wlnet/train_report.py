@@ -21,13 +21,24 @@ REASONS = ("MaxTrainingRounds", "TimeGoal", "StoppingCriterion", "ManualStop", "
 
 # ---- progress ------------------------------------------------------------------------------------
 class Progress:
-    """A live tqdm bar (rounds, loss, validation loss, examples/s), per-round lines, or nothing."""
+    """A live tqdm bar (rounds, loss, validation loss, examples/s), per-round lines, nothing, or
+    in a notebook the panel: tqdm's notebook bar and the loss curves (training and validation)
+    with the round's figures, redrawn at most every `PANEL_SECONDS`."""
+
+    PANEL_SECONDS = 0.5
 
     def __init__(self, mode, rounds: int | None, seconds: float | None):
         self.mode = mode
         self.bar = None
         self.last = 0.0
         self.by_time = rounds is None
+        self.panel = None  # the notebook display the curves are drawn in
+        self.losses, self.vals, self.drawn, self.line = [], [], 0.0, ""
+        if mode == "panel":
+            from IPython.display import HTML, display
+
+            self.panel = display(HTML("<p>NetTrain: starting</p>"), display_id=True)
+            mode = "bar"
         if mode == "bar":
             from tqdm.auto import tqdm
 
@@ -58,13 +69,34 @@ class Progress:
     def round_end(self, now, elapsed, r, loss, val, rate, measured: dict | None = None,
                   validated: dict | None = None) -> None:
         extra = measurement_text(measured, validated)
+        if self.panel is not None:
+            self.losses.append(loss)
+            if val is not None:
+                self.vals.append(val)
+            self.line = f"round {r}: loss {loss:.4g}" + (f", validation loss {val:.4g}" if val is not None else "") \
+                + extra + f", {rate:,.0f} examples/s, {elapsed:.1f} s"
+            if now - self.drawn >= self.PANEL_SECONDS:
+                self.draw(now)
         if self.mode == "Print":
             print(f"{WHO}: round {r}: loss {loss:.6g}" + (f", validation loss {val:.6g}" if val is not None else "")
                   + extra + f", {rate:,.0f} examples/s", flush=True)
         elif self.bar is not None:
             self.show(now, elapsed, r, loss, val, rate, advance=1, extra=extra)
 
+    def draw(self, now: float) -> None:
+        """The panel's loss curves and the latest round's figures."""
+        from IPython.display import HTML
+
+        from .display import figure_png
+
+        self.drawn = now
+        png = figure_png(loss_plot(self.losses, self.vals))
+        self.panel.update(HTML(f"<img src='data:image/png;base64,{png}' alt='loss per round'/>"
+                               f"<p>{self.line}</p>"))
+
     def close(self, elapsed) -> None:
+        if self.panel is not None and self.losses:
+            self.draw(float("inf"))  # the final curves, however recent the last drawing
         if self.bar is not None:
             if self.by_time:
                 self.bar.total = elapsed
