@@ -7,6 +7,8 @@ import base64
 import html.parser
 import re
 
+import pytest
+
 import wlnet as w
 from wlnet import display
 from wlnet.examples.applications import addition_net, comparison_data, comparison_net
@@ -96,3 +98,18 @@ def test_training_results_embed_their_loss_plot():
     assert png is not None and base64.b64decode(png.group(1))[:8] == b"\x89PNG\r\n\x1a\n"
     assert f"{res['RoundLossList'][-1]:.4g}" in page and f"{res['ValidationLossList'][-1]:.4g}" in page
     assert "<td>rounds</td><td>3</td>" in page and "MaxTrainingRounds" in page and balanced(page)
+
+
+def test_progress_reporting_values(monkeypatch):
+    from wlnet import train_options
+    from wlnet.errors import OptionError
+
+    def mode(value):
+        return train_options.parse({"TrainingProgressReporting": value})["TrainingProgressReporting"]
+
+    assert mode(w.Automatic) == mode("Panel") == mode("ProgressIndicator") == "bar"  # outside a notebook
+    assert mode("Print") == "Print" and mode(None) is None
+    monkeypatch.setattr(train_options, "in_notebook", lambda: True)
+    assert mode(w.Automatic) == mode("Panel") == "panel" and mode("ProgressIndicator") == "bar"
+    with pytest.raises(OptionError, match=r'"Panel".*\'Chart\''):
+        mode("Chart")
