@@ -64,6 +64,10 @@ class NetGraph(Net):
     an unconsumed output becomes the graph output of its port's name ("Output"; "Loss" for a loss
     layer), several become "Output1", "Output2", .... Keyword options give a port's shape,
     encoder or decoder.
+
+    >>> g = NetInitialize(NetGraph({"lin": LinearLayer(2), "soft": SoftmaxLayer()}, [("lin", "soft")], Input=3))
+    >>> round(sum(g([1.0, 2.0, 3.0])), 6)
+    1.0
     """
 
     OPTIONS = {"Input": Automatic, "Output": Automatic}  # and any other port name → shape or coder

@@ -18,7 +18,11 @@ from .shapes import VARYING, Index, Real
 
 
 class CharacterClass:
-    """A named set of characters usable in a Characters alphabet (expanded in order)."""
+    """A named set of characters usable in a Characters alphabet (expanded in order).
+
+    >>> len(NetEncoder(("Characters", [DigitCharacter, LetterCharacter])).alphabet)
+    62
+    """
 
     def __init__(self, name: str, chars: str):
         self.name = name
@@ -64,7 +68,11 @@ def _alphabet(spec) -> list[str]:
 
 
 class NetEncoder:
-    """NetEncoder(("Characters", alphabet, form), IgnoreCase=False) or NetEncoder(("Class", labels, form))."""
+    """NetEncoder(("Characters", alphabet, form), IgnoreCase=False) or NetEncoder(("Class", labels, form)).
+
+    >>> NetEncoder(("Characters", "xy")).encode("xyx").data.tolist()
+    [[1, 2, 1]]
+    """
 
     def __init__(self, spec, *, IgnoreCase=False):
         if not isinstance(spec, tuple | list) or not spec or spec[0] not in ("Characters", "Class"):

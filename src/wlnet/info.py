@@ -41,7 +41,11 @@ def _port_text(t, enc=None) -> str:
 
 
 def Information(net: Net, prop=None):
-    """Information(net) summarizes the net; Information(net, prop) gives one property."""
+    """Information(net) summarizes the net; Information(net, prop) gives one property.
+
+    >>> Information(NetInitialize(LinearLayer(2, Input=3)), "ArraysTotalElementCount")
+    8
+    """
     if not isinstance(net, Net):
         raise OptionError(f"Information: expected a net, but was given {type(net).__name__}.")
     if prop is None:
@@ -113,7 +117,13 @@ def _total(dims: dict):
 
 def Options(f):
     """Options(LayerClass) → the construction options and defaults; Options(net) → the
-    evaluation options and their defaults."""
+    evaluation options and their defaults.
+
+    >>> Options(LongShortTermMemoryLayer)["Dropout"] is None
+    True
+    >>> Options(NetInitialize(LinearLayer(2, Input=3)))["NetEvaluationMode"]
+    'Test'
+    """
     if isinstance(f, type) and issubclass(f, Net):
         return dict(f.OPTIONS)
     if isinstance(f, Net):
@@ -123,7 +133,11 @@ def Options(f):
 
 def NetExtract(net, spec):
     """NetExtract(net, "ArrayName") → the array as numpy; NetExtract(net, (pos, ..., "ArrayName"))
-    for nested positions; a position alone gives the layer or sub-net."""
+    for nested positions; a position alone gives the layer or sub-net.
+
+    >>> NetExtract(NetChain([LinearLayer(2), SoftmaxLayer()], Input=3), 2).name
+    'SoftmaxLayer'
+    """
     from .state import NetStateObject
 
     if isinstance(net, Net | NetStateObject):

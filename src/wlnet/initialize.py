@@ -214,7 +214,11 @@ def NetInitialize(net: Net, which=Automatic, *, Method="Xavier", RandomSeeding=1
     NetInitialize(net, All) refills all, NetInitialize(net, None) empties all.
     Method: "Xavier" (default), "Orthogonal", "Identity", "Random", "Kaiming", or
     (method, {sub-option: value}) (see the module's docstring).
-    Same RandomSeeding, same arrays; RandomSeeding=Automatic draws fresh ones."""
+    Same RandomSeeding, same arrays; RandomSeeding=Automatic draws fresh ones.
+
+    >>> NetInitialize(LinearLayer(2, Input=3)).initialized()
+    True
+    """
     if not isinstance(net, Net):
         raise OptionError(f"{WHO}: expected a net, but was given {type(net).__name__}.")
     if which is None:

@@ -32,7 +32,12 @@ _CHUNK = 1024
 
 def NetMeasurements(net: Net, data, measurement):
     """NetMeasurements(net, data, "Accuracy" | "ErrorRate" | "ConfusionMatrix" | "MeanSquare" |
-    "MeanDeviation" | "Loss"), or a list of them (→ a list of values)."""
+    "MeanDeviation" | "Loss"), or a list of them (→ a list of values).
+
+    >>> net = NetInitialize(LinearLayer(1, Input=1), RandomSeeding=1)
+    >>> isinstance(NetMeasurements(net, [([1.0], [2.0])], "Loss"), float)
+    True
+    """
     if not isinstance(net, Net):
         raise OptionError(f"{WHO}: expected a net, but was given {type(net).__name__}.")
     wanted = list(measurement) if isinstance(measurement, list | tuple) else [measurement]

@@ -16,7 +16,11 @@ from .symbols import All
 
 class NetPort:
     """NetPort("x") names a graph port; NetPort(layer, "State") a port of a layer in a graph;
-    NetPort(All, "States") every recurrent state of a net."""
+    NetPort(All, "States") every recurrent state of a net.
+
+    >>> NetPort(1, "State")
+    NetPort(1, 'State')
+    """
 
     __slots__ = ("spec",)
 

@@ -22,6 +22,10 @@ class NetStateObject:
     vectors after a batch of B. A stored single state starts every sequence of a batch; stored
     batch states continue a batch of the same size B, sequence by sequence; any other batch
     size is an error (call reset() first).
+
+    >>> obj = NetStateObject(NetInitialize(LongShortTermMemoryLayer(2, Input=("Varying", 1))))
+    >>> obj([[1.0]]) == obj([[1.0]])  # the second call starts from the first one's final state
+    False
     """
 
     def __init__(self, net: Net, seed=None):

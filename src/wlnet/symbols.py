@@ -4,6 +4,12 @@ from __future__ import annotations
 
 
 class _Symbol:
+    """A Wolfram symbol: Automatic (let the framework choose) or All (every one).
+
+    >>> Automatic, All
+    (Automatic, All)
+    """
+
     __slots__ = ("_name",)
 
     def __init__(self, name: str):

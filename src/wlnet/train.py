@@ -49,7 +49,11 @@ DEFAULT_TIMEOUT = 60.0  # seconds; a round's collectives take milliseconds, a sl
 
 class Scaled:
     """Scaled(f): a fraction f of something; `ValidationSet=Scaled(0.1)` holds out a random 10%
-    of the training data for validation."""
+    of the training data for validation.
+
+    >>> Scaled(0.1)
+    Scaled(0.1)
+    """
 
     def __init__(self, f):
         if isinstance(f, bool) or not isinstance(f, int | float) or not 0 < f < 1:

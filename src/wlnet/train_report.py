@@ -139,6 +139,11 @@ class NetTrainResultsObject:
     and its .training state), in the order first written
     "LossPlot"  a matplotlib figure of the losses (fig.savefig("loss.png"))
     "FinalPlots"  {"Loss": figure, measurement: figure, ...}
+
+    >>> res = NetTrain(NetInitialize(LinearLayer(1, Input=1)), [([1.0], [2.0]), ([2.0], [4.0])], All,
+    ...                MaxTrainingRounds=3, TrainingProgressReporting=None)
+    >>> res["TotalRounds"], res["ReasonTrainingStopped"]
+    (3, 'MaxTrainingRounds')
     """
 
     def __init__(self, values: dict):

@@ -178,7 +178,11 @@ def from_torch(module: torch.nn.Module) -> Net:
     only where its b_hn is zero),
     nn.Linear, nn.Tanh / nn.Sigmoid / nn.ReLU, nn.Softmax(dim=-1), nn.Dropout, nn.Sequential of
     these; or a module made by `to_torch`, which gives its net with the module's current
-    parameters."""
+    parameters.
+
+    >>> from_torch(torch.nn.LSTM(2, 3, batch_first=True)).name
+    'LongShortTermMemoryLayer'
+    """
     if isinstance(module, TorchNet):
         return module.net.with_arrays(module_arrays(module.net, module))
     if not isinstance(module, torch.nn.Module):

@@ -90,7 +90,11 @@ _FUNCTIONS = {
 
 class ElementwiseLayer(_PassThrough):
     """Applies f to every element: f is "Tanh", "LogisticSigmoid", "Ramp" (max(0, x)), "Sin", "Exp",
-    or a Python function of a torch tensor."""
+    or a Python function of a torch tensor.
+
+    >>> ElementwiseLayer("Tanh", Input=2)([0.0, 0.0])
+    [0.0, 0.0]
+    """
 
     OPTIONS = {"Input": Automatic}
 
@@ -115,7 +119,11 @@ class ElementwiseLayer(_PassThrough):
 
 
 class SoftmaxLayer(_PassThrough):
-    """Normalizes the last dimension into probabilities: exp(x_i) / Σ_j exp(x_j)."""
+    """Normalizes the last dimension into probabilities: exp(x_i) / Σ_j exp(x_j).
+
+    >>> [round(p, 3) for p in SoftmaxLayer()([0.0, 0.0])]
+    [0.5, 0.5]
+    """
 
     OPTIONS = {"Input": Automatic}
 
@@ -146,7 +154,11 @@ def with_logits(p: torch.Tensor) -> torch.Tensor | None:
 
 class DropoutLayer(_PassThrough):
     """In training, sets each element to 0 with probability p and scales the rest by 1/(1−p);
-    otherwise passes its input through unchanged."""
+    otherwise passes its input through unchanged.
+
+    >>> DropoutLayer(0.5, Input=4)([1.0, 2.0, 3.0, 4.0])  # evaluation: unchanged
+    [1.0, 2.0, 3.0, 4.0]
+    """
 
     OPTIONS = {"Input": Automatic}
 

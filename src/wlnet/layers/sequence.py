@@ -17,7 +17,11 @@ from .base import Layer, _unset
 
 
 class SequenceLastLayer(Layer):
-    """The last element of a sequence (of each sequence's own length in a ragged batch)."""
+    """The last element of a sequence (of each sequence's own length in a ragged batch).
+
+    >>> SequenceLastLayer()([[1, 2], [3, 4]])
+    [3.0, 4.0]
+    """
 
     OPTIONS = {"Input": Automatic}
 
@@ -89,7 +93,11 @@ class _IndexInput(Layer):
 
 class UnitVectorLayer(_IndexInput):
     """Integer indices 1..n → one-hot vectors of size n. Alone, it takes an index (or a list of
-    them, a batch); in a net, whatever array of indices precedes it."""
+    them, a batch); in a net, whatever array of indices precedes it.
+
+    >>> UnitVectorLayer(3)([1, 3])
+    [[1.0, 0.0, 0.0], [0.0, 0.0, 1.0]]
+    """
 
     OPTIONS = {"Input": Automatic}
 
@@ -120,7 +128,11 @@ class UnitVectorLayer(_IndexInput):
 
 
 class EmbeddingLayer(_IndexInput):
-    """Integer indices 1..n → trainable size-d vectors (row i of "Weights", n×d)."""
+    """Integer indices 1..n → trainable size-d vectors (row i of "Weights", n×d).
+
+    >>> len(NetInitialize(EmbeddingLayer(3, 5))([1, 2, 5]))
+    3
+    """
 
     OPTIONS = {"Input": Automatic, "Weights": Automatic, "LearningRateMultipliers": Automatic}
 
