@@ -113,3 +113,45 @@ def test_progress_reporting_values(monkeypatch):
     assert mode(w.Automatic) == mode("Panel") == "panel" and mode("ProgressIndicator") == "bar"
     with pytest.raises(OptionError, match=r'"Panel".*\'Chart\''):
         mode("Chart")
+
+
+def _boxes_and_arrows(fig):
+    """The figure drawn: the boxes (text bounding patches) and the arrows' end points, in pixels."""
+    from matplotlib.text import Annotation
+
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    ax = fig.axes[0]
+    boxes = [(t.get_text(), t.get_bbox_patch().get_window_extent(renderer)) for t in ax.texts
+             if not isinstance(t, Annotation) and t.get_bbox_patch() is not None
+             and t.get_bbox_patch().get_facecolor()[:3] != (1.0, 1.0, 1.0)]  # (edge labels sit on white)
+    arrows = [(ax.transData.transform(a.xyann), ax.transData.transform(a.xy)) for a in ax.texts
+              if isinstance(a, Annotation)]
+    return boxes, arrows
+
+
+def _crosses(box, a, b, steps=200) -> bool:
+    """Whether the segment a→b passes through the inside of box (shrunk by 2 px)."""
+    x0, y0, x1, y1 = box.x0 + 2, box.y0 + 2, box.x1 - 2, box.y1 - 2
+    return any(x0 < a[0] + (b[0] - a[0]) * i / steps < x1 and y0 < a[1] + (b[1] - a[1]) * i / steps < y1
+               for i in range(steps + 1))
+
+
+def test_summary_graphic_boxes_carry_sizes_coders_and_no_arrow_crosses_a_box():
+    chain = w.NetInitialize(comparison_net(), RandomSeeding=1)
+    lstm = w.LongShortTermMemoryLayer(2, Input=("Varying", 3))
+    graph = w.NetGraph([lstm], [(w.NetPort("s0"), w.NetPort(1, "State")), (w.NetPort("c0"), w.NetPort(1, "CellState")),
+                                (w.NetPort(1, "State"), w.NetPort("state"))])
+    for net, facts in ((chain, ["LongShortTermMemoryLayer(20)", "T×2 → T×20", "LinearLayer(3)", "characters x,",
+                                "one of Less, Greater, Equal"]),
+                       (graph, ["s0", "c0", "state", "T×3 → T×2"])):
+        boxes, arrows = _boxes_and_arrows(w.Information(net, "SummaryGraphic"))
+        text = "\n".join(t for t, _ in boxes)
+        for fact in facts:
+            assert fact in text, fact
+        for i, (_, p) in enumerate(boxes):
+            for _, q in boxes[i + 1:]:
+                assert not p.overlaps(q)
+        assert arrows
+        for a, b in arrows:
+            assert not any(_crosses(box, a, b) for _, box in boxes)
