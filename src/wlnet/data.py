@@ -81,6 +81,18 @@ class Seq(NamedTuple):
         return Seq(self.data.gather(1, index), self.lengths)
 
 
+def note(t: torch.Tensor, key: str, value) -> None:
+    """Attach to the tensor a layer made something a later layer can use instead of recomputing
+    it from t (`noted`): softmax's input, a recurrent layer's final state."""
+    setattr(t, key, (value, t._version))
+
+
+def noted(t: torch.Tensor, key: str):
+    """What `note` attached to t under key, or None: none attached, or t changed in place since."""
+    made = getattr(t, key, None)
+    return made[0] if made is not None and made[1] == t._version else None
+
+
 def move(t: torch.Tensor, device, dtype=None) -> torch.Tensor:
     """t on `device`, real entries as `dtype` (None: unchanged); integer tensors keep their dtype."""
     keep_dtype = dtype is None or not t.dtype.is_floating_point

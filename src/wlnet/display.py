@@ -53,7 +53,8 @@ def _count(n: int) -> str:
     return f"{n:,}"
 
 
-def _bytes(n: int) -> str:
+def byte_text(n: int) -> str:
+    """A byte count in words: "7.61 kB"."""
     for unit, size in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
         if n >= size:
             return f"{n / size:.3g} {unit}"
@@ -61,27 +62,18 @@ def _bytes(n: int) -> str:
 
 
 def summary(net) -> dict:
-    """The facts both forms show: kind, initialized, ports, layers (nested), arrays."""
+    """The facts both forms show: what it is, initialized, ports, arrays, and the summaries of
+    its parts (layers, nested containers, an operator's nets)."""
     from .containers import NetGraph
     from .operators import Operator
 
-    def ports(kind):
-        coders = net.encoders if kind == "in" else net.decoders
-        types = net.input_ports() if kind == "in" else net.output_ports()
-        return [(p, port_text(t, coders.get(p))) for p, t in types.items()]
-
-    arrays = [t for _, leaf in net.leaves() for t in leaf._arrays.values()]
-    count = sum(t.numel() for t in arrays if t is not None)
-    nbytes = sum(t.numel() * t.element_size() for t in arrays if t is not None)
-    parts = []
-    if isinstance(net, NetGraph):
-        parts = [(key, node) for key, node in net._nodes.items()]
-    elif isinstance(net, Operator):
-        parts = list(net._nets.items())
-    states = [(p, describe(t)) for p, t in net.state_ports().items()]
-    return {"kind": net.name, "code": _code(net), "initialized": net.initialized(), "inputs": ports("in"),
-            "outputs": ports("out"), "states": states, "parts": parts, "arrays": len(arrays),
-            "missing": sum(t is None for t in arrays), "elements": count, "bytes": nbytes}
+    parts = net._nodes.items() if isinstance(net, NetGraph) else net._nets.items() if isinstance(net, Operator) \
+        else ()
+    return {"code": _code(net), "initialized": net.initialized(),
+            "inputs": [(p, port_text(t, net.encoders.get(p))) for p, t in net.input_ports().items()],
+            "outputs": [(p, port_text(t, net.decoders.get(p))) for p, t in net.output_ports().items()],
+            "states": [(p, describe(t)) for p, t in net.state_ports().items()],
+            "parts": [(key, summary(part)) for key, part in parts], "arrays": arrays_text(net)}
 
 
 def _code(net) -> str:
@@ -99,50 +91,55 @@ def short_code(net) -> str:
     return f"{net.name}({net._short_args()})" if isinstance(net, Operator) else _code(net)
 
 
-def text(net, indent: str = "") -> str:
+def text(net) -> str:
     """The plain-text summary, one fact a line; nested nets indented."""
-    s = summary(net)
+    return _text(summary(net), "")
+
+
+def _text(s: dict, indent: str) -> str:
     state = "initialized" if s["initialized"] else "uninitialized"
     lines = [f"{indent}{s['code']}  ({state})"]
     for label, items in (("input", s["inputs"]), ("output", s["outputs"]), ("state", s["states"])):
         lines += [f"{indent}  {label} {p}: {d}" for p, d in items]
     for key, part in s["parts"]:
         lines.append(f"{indent}  {key}:")
-        lines.append(text(part, indent + "    "))
-    lines.append(f"{indent}  {_arrays_text(s)}")
+        lines.append(_text(part, indent + "    "))
+    lines.append(f"{indent}  {s['arrays']}")
     return "\n".join(lines)
 
 
 def arrays_text(net) -> str:
     """The arrays' count, numbers and bytes."""
-    return _arrays_text(summary(net))
-
-
-def _arrays_text(s: dict) -> str:
-    if s["arrays"] == 0:
+    arrays = [t for _, leaf in net.leaves() for t in leaf._arrays.values()]
+    if not arrays:
         return "no arrays"
-    n = f"{s['arrays']} array{'s' if s['arrays'] > 1 else ''}"
-    if s["missing"] == s["arrays"]:
+    n = f"{len(arrays)} array{'s' if len(arrays) > 1 else ''}"
+    have = [t for t in arrays if t is not None]
+    if not have:
         return f"{n}, not yet initialized"
-    have = f"{n} ({_count(s['elements'])} numbers, {_bytes(s['bytes'])})"
-    return have + (f", {s['missing']} not yet initialized" if s["missing"] else "")
+    count, size = sum(t.numel() for t in have), sum(t.numel() * t.element_size() for t in have)
+    missing = len(arrays) - len(have)
+    return f"{n} ({_count(count)} numbers, {byte_text(size)})" + (f", {missing} not yet initialized" if missing else "")
 
 
-def html_of(net, header: bool = True) -> str:
-    """The summary as HTML: a table of ports, the layers as nested collapsible blocks (whose
-    headline names the part, so the block itself goes without `header`)."""
-    s = summary(net)
+def html_of(net) -> str:
+    """The summary as HTML: a table of ports, the layers as nested collapsible blocks."""
+    return _html(summary(net), header=True)
+
+
+def _html(s: dict, header: bool) -> str:
+    """A nested block's headline names its part, so the block itself goes without `header`."""
     e = html.escape
     state = "initialized" if s["initialized"] else "<b>uninitialized</b>"
     rows = "".join(f"<tr><td>{label}</td><td><code>{e(str(p))}</code></td><td>{e(d)}</td></tr>"
                    for label, items in (("input", s["inputs"]), ("output", s["outputs"]), ("state", s["states"]))
                    for p, d in items)
     parts = "".join(f"<details{' open' if len(s['parts']) <= 8 else ''}><summary><code>{e(str(key))}</code> "
-                    f"{e(_code(part))} — {e(_arrays_text(summary(part)))}</summary>"
-                    f"<div style='margin-left:1.5em'>{html_of(part, header=False)}</div></details>"
+                    f"{e(part['code'])} — {e(part['arrays'])}</summary>"
+                    f"<div style='margin-left:1.5em'>{_html(part, header=False)}</div></details>"
                     for key, part in s["parts"])
     head = f"<p><b>{e(s['code'])}</b> ({state})</p>" if header else ""
-    tail = f"<p>{e(_arrays_text(s))}</p>" if header else ""
+    tail = f"<p>{e(s['arrays'])}</p>" if header else ""
     return f"<div class='wlnet-net'>{head}<table>{rows}</table>{parts}{tail}</div>"
 
 

@@ -6,6 +6,7 @@ from collections import Counter
 
 import numpy as np
 
+from .display import byte_text
 from .errors import OptionError
 from .evaluate import EVALUATION_OPTIONS
 from .net import Net
@@ -29,13 +30,6 @@ def _array_dims(net: Net) -> dict:
     return out
 
 
-def _byte_text(count: int) -> str:
-    for unit, size in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
-        if count >= size:
-            return f"{count / size:.3g} {unit}"
-    return f"{count} bytes"
-
-
 def _port_text(t, enc=None) -> str:
     return f"{describe(t)} (encoded by {enc!r})" if enc is not None else describe(t)
 
@@ -57,7 +51,7 @@ def Information(net: Net, prop=None):
             "InputPortNames": list(net.input_ports()),
             "OutputPortNames": list(net.output_ports()),
             "ArraysTotalElementCount": total,
-            "ArraysTotalSize": _byte_text(4 * total) if total is not None else None,
+            "ArraysTotalSize": byte_text(4 * total) if total is not None else None,
         }
     if prop not in PROPERTIES:
         raise OptionError(
@@ -79,7 +73,7 @@ def Information(net: Net, prop=None):
         total = _total(_array_dims(net))
         if total is None:
             return None
-        return 4 * total if prop == "ArraysTotalByteCount" else _byte_text(4 * total)
+        return 4 * total if prop == "ArraysTotalByteCount" else byte_text(4 * total)
     if prop == "ArraysLearningRateMultipliers":
         return {pos + (a,): m for pos, leaf in net.leaves() for a, m in leaf.learning_rate_multipliers().items()}
     if prop == "InputPorts":

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from .. import options as O
-from ..data import Seq
+from ..data import Seq, note, noted
 from ..errors import OptionError, ShapeError, where
 from ..shapes import ANY, ArrayType, Real, describe
 from ..symbols import Automatic
@@ -142,14 +142,13 @@ def softmax(x: torch.Tensor) -> torch.Tensor:
     """softmax along the last axis; the result carries its input (`with_logits`), from which a
     cross-entropy takes log p as one log_softmax: the same values in fewer operations."""
     p = torch.softmax(x, -1)
-    p._wlnet_logits = (x, p._version)
+    note(p, "_wlnet_logits", x)
     return p
 
 
 def with_logits(p: torch.Tensor) -> torch.Tensor | None:
     """The input of the `softmax` that made p, or None (p made otherwise, or changed since in place)."""
-    made = getattr(p, "_wlnet_logits", None)
-    return made[0] if made is not None and made[1] == p._version else None
+    return noted(p, "_wlnet_logits")
 
 
 class DropoutLayer(_PassThrough):

@@ -6,7 +6,7 @@ from __future__ import annotations
 import torch
 
 from .. import options as O
-from ..data import Seq
+from ..data import Seq, note
 from ..encoders import NetEncoder
 from ..errors import OptionError, ShapeError, where
 from ..kernels import cells, lstm_custom, recurrence
@@ -130,7 +130,7 @@ class RecurrentLayer(Layer):
         out, final = recurrence.run(self.CELL, arrays, data, lengths, initial,
                                     dropout_spec=self._dropout if ctx.train else None,
                                     generator=ctx.generator, exact=ctx.exact_states, cache=cache)
-        out._wlnet_last = (final[0], out._version)  # each sequence's last output (`sequence.last_of`)
+        note(out, "_wlnet_last", final[0])  # each sequence's last output (`sequence.last_of`)
         return ({"Output": Seq(out, lengths) if seq else out},
                 {(s,): v for s, v in zip(self.CELL.states, final) if v is not None})
 

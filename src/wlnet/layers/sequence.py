@@ -8,7 +8,7 @@ import numbers
 import torch
 
 from .. import options as O
-from ..data import Seq
+from ..data import Seq, noted
 from ..encoders import NetEncoder
 from ..errors import InputError, OptionError, ShapeError, where
 from ..shapes import VARYING, ArrayType, Index, Real, describe, parse_sequence_shape, unify
@@ -61,8 +61,7 @@ class SequenceLastLayer(Layer):
 def last_of(out: torch.Tensor) -> torch.Tensor | None:
     """A recurrent layer's output sequences (B, T, n) → each one's element at its own last step,
     which is the layer's final state; None if `out` did not come so (or was changed in place)."""
-    made = getattr(out, "_wlnet_last", None)
-    return made[0] if made is not None and made[1] == out._version else None
+    return noted(out, "_wlnet_last")
 
 
 def _index_classes(layer, t: ArrayType) -> int | None:

@@ -82,80 +82,50 @@ std::vector<Tensor> lstm_forward(Tensor x, optional<Tensor> s0, optional<Tensor>
   const bool ragged = !batch_sizes.empty();
   Tensor zx = contiguous(zx_), zs = contiguous(zs_), zm = contiguous(zm_);
 
-  const bool plain = zw.empty() && std::all_of(arrays.begin(), arrays.end(), [&](const Tensor& a) {
-    return a.is_contiguous() && a.scalar_type() == x.scalar_type();
-  });
+  // The arrays and masks in x's dtype, contiguous: no-ops in the common case, where they already are.
+  for (auto& a : arrays) a = a.to(x.scalar_type()).contiguous();
+  for (auto& z : zw) z = z.to(x.scalar_type()).contiguous();
+  const int64_t sizes[3] = {n * k, n * n, n};  // each gate's input weights, state weights, biases
+  for (int64_t i = 0; i < 12; ++i) {
+    TORCH_CHECK(arrays[i].numel() == sizes[i / 4], "wlnet native: array ", i, " has ", arrays[i].numel(),
+                " elements, expected ", sizes[i / 4]);
+  }
+  TORCH_CHECK(zw.empty() || (zw[0].numel() == 4 * n * k && zw[1].numel() == 4 * n * n),
+              "wlnet native: the weight masks must be (4n, k) and (4n, n)");
   // Each part's four arrays side by side in one storage (NetTrain's flat buffer holds them so):
-  // the part is the packed matrix itself, read in place.
-  const auto side_by_side = [&](int first, int64_t size) {
+  // without weight masks the part is the packed matrix itself, read in place.
+  const auto side_by_side = [&](int first) {
     const auto* base = static_cast<const char*>(arrays[first].data_ptr());
-    for (int g = 0; g < 4; ++g) {
+    const int64_t bytes = sizes[first / 4] * static_cast<int64_t>(arrays[first].element_size());
+    for (int g = 1; g < 4; ++g) {
       const Tensor& a = arrays[first + g];
-      if (a.numel() != size || !a.storage().is_alias_of(arrays[first].storage()) ||
-          static_cast<const char*>(a.data_ptr()) != base + g * size * static_cast<int64_t>(a.element_size())) {
+      if (!a.storage().is_alias_of(arrays[first].storage()) || static_cast<const char*>(a.data_ptr()) != base + g * bytes) {
         return false;
       }
     }
     return true;
   };
-  const bool in_place = plain && side_by_side(0, n * k) && side_by_side(4, n * n);
+  const bool in_place = zw.empty() && side_by_side(0) && side_by_side(4);
   Tensor wx = in_place ? arrays[0].as_strided({4 * n, k}, {k, 1}) : at::empty({4 * n, k}, opts);
   Tensor ws = in_place ? arrays[4].as_strided({4 * n, n}, {n, 1}) : at::empty({4 * n, n}, opts);
   Tensor bias = at::empty({4 * n}, opts);
-  if (in_place) {
-    AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "wlnet_lstm_pack_biases", [&] {
+  // The packed layout by plain copies, the weights times their masks (in torch's fused gate
+  // order) where given: no tensor operations, each of which costs ~1-3 µs.
+  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "wlnet_lstm_pack", [&] {
+    scalar_t* dst[3] = {wx.data_ptr<scalar_t>(), ws.data_ptr<scalar_t>(), bias.data_ptr<scalar_t>()};
+    for (int64_t part = in_place ? 2 : 0; part < 3; ++part) {
       for (int64_t g = 0; g < 4; ++g) {
-        std::copy_n(arrays[8 + g].data_ptr<scalar_t>(), n, bias.data_ptr<scalar_t>() + g * n);
-      }
-    });
-  } else if (plain) {  // plain copies, no tensor operations (each costs ~1-3 µs)
-    AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "wlnet_lstm_pack", [&] {
-      const int64_t sizes[3] = {n * k, n * n, n};
-      scalar_t* dst[3] = {wx.data_ptr<scalar_t>(), ws.data_ptr<scalar_t>(), bias.data_ptr<scalar_t>()};
-      for (int64_t part = 0; part < 3; ++part) {
-        for (int64_t g = 0; g < 4; ++g) {
-          TORCH_CHECK(arrays[4 * part + g].numel() == sizes[part], "wlnet native: array ", 4 * part + g,
-                      " has ", arrays[4 * part + g].numel(), " elements, expected ", sizes[part]);
-          std::copy_n(arrays[4 * part + g].data_ptr<scalar_t>(), sizes[part], dst[part] + g * sizes[part]);
+        const scalar_t* a = arrays[4 * part + g].data_ptr<scalar_t>();
+        scalar_t* d = dst[part] + g * sizes[part];
+        if (part == 2 || zw.empty()) {
+          std::copy_n(a, sizes[part], d);
+        } else {
+          const scalar_t* z = zw[part].data_ptr<scalar_t>() + FUSED[g] * sizes[part];
+          for (int64_t i = 0; i < sizes[part]; ++i) d[i] = a[i] * z[i];
         }
       }
-    });
-  }
-  const bool masked_plain = !zw.empty() && zw[0].is_contiguous() && zw[1].is_contiguous() &&
-                            zw[0].scalar_type() == x.scalar_type() && zw[1].scalar_type() == x.scalar_type() &&
-                            zw[0].numel() == 4 * n * k && zw[1].numel() == 4 * n * n &&
-                            std::all_of(arrays.begin(), arrays.end(), [&](const Tensor& a) {
-                              return a.is_contiguous() && a.scalar_type() == x.scalar_type();
-                            });
-  if (masked_plain) {  // W ∘ zw block by block, the masks in torch's fused gate order: plain loops
-    AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "wlnet_lstm_mask_weights", [&] {
-      const int64_t sizes[2] = {n * k, n * n};
-      scalar_t* dst[2] = {wx.data_ptr<scalar_t>(), ws.data_ptr<scalar_t>()};
-      for (int64_t part = 0; part < 2; ++part) {
-        const scalar_t* z = zw[part].data_ptr<scalar_t>();
-        for (int64_t g = 0; g < 4; ++g) {
-          TORCH_CHECK(arrays[4 * part + g].numel() == sizes[part], "wlnet native: array ", 4 * part + g,
-                      " has ", arrays[4 * part + g].numel(), " elements, expected ", sizes[part]);
-          const scalar_t* a = arrays[4 * part + g].data_ptr<scalar_t>();
-          const scalar_t* zg = z + FUSED[g] * sizes[part];
-          scalar_t* d = dst[part] + g * sizes[part];
-          for (int64_t i = 0; i < sizes[part]; ++i) d[i] = a[i] * zg[i];
-        }
-      }
-      for (int64_t g = 0; g < 4; ++g) std::copy_n(arrays[8 + g].data_ptr<scalar_t>(), n, bias.data_ptr<scalar_t>() + g * n);
-    });
-  }
-  for (int64_t g = 0; g < 4 && !plain && !masked_plain; ++g) {
-    if (zw.empty()) {
-      wx.narrow(0, g * n, n).copy_(arrays[g]);
-      ws.narrow(0, g * n, n).copy_(arrays[4 + g]);
-    } else {
-      Tensor wxg = wx.narrow(0, g * n, n), wsg = ws.narrow(0, g * n, n);
-      at::mul_out(wxg, arrays[g], zw[0].narrow(0, FUSED[g] * n, n));
-      at::mul_out(wsg, arrays[4 + g], zw[1].narrow(0, FUSED[g] * n, n));
     }
-    bias.narrow(0, g * n, n).copy_(arrays[8 + g]);
-  }
+  });
 
   std::vector<std::vector<int64_t>> shapes = {{T, B, 4, n}, {T + 1, B, n}, {T, B, n}, {T + 1, B, n}};
   if (zx.defined()) shapes.push_back({4, T, B, k});
