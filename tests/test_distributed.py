@@ -2,10 +2,13 @@
 global batches, and both ranks end with identical arrays."""
 
 import os
+import signal
 import socket
 import subprocess
 import sys
 import textwrap
+import threading
+import time
 
 import pytest
 import torch
@@ -100,21 +103,49 @@ def _env(**extra) -> dict:
 
 
 def _nodes(script, env) -> list:
-    """Two torchrun launches, one process each, meeting on loopback as two "machines" would."""
+    """Two torchrun launches, one process each, meeting on loopback as two "machines" would; each
+    in a session of its own, so that `_finish` can stop a launch with its workers."""
     port = _free_port()
     return [subprocess.Popen([sys.executable, "-m", "torch.distributed.run", "--nnodes=2", "--nproc_per_node=1",
                               f"--node_rank={r}", "--master_addr=127.0.0.1", f"--master_port={port}", str(script)],
-                             env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                             env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                             start_new_session=True)
             for r in (0, 1)]
+
+
+def _finish(launches: list, timeout: float) -> list:
+    """Each launch's output, all read at once (a launch blocked on a full pipe cannot hold up the
+    others) within one deadline. A launch still running then is killed with its workers, and the
+    test fails showing every launch's output."""
+    outs = [None] * len(launches)
+
+    def read(i):
+        outs[i] = launches[i].communicate()[0]
+
+    readers = [threading.Thread(target=read, args=(i,), daemon=True) for i in range(len(launches))]
+    for t in readers:
+        t.start()
+    deadline = time.monotonic() + timeout
+    for t in readers:
+        t.join(max(0.0, deadline - time.monotonic()))
+    late = [i for i, p in enumerate(launches) if p.poll() is None]
+    for i in late:
+        os.killpg(launches[i].pid, signal.SIGKILL)
+    for t in readers:
+        t.join(10)
+    if late:
+        shown = "\n".join(f"--- launch {i} (node_rank {i}){' still running' if i in late else ''}:\n"
+                           f"{(out or '')[-3000:]}" for i, out in enumerate(outs))
+        pytest.fail(f"launches {late} did not end within {timeout:g} s:\n{shown}")
+    return outs
 
 
 def test_two_nodes_match_one(tmp_path):
     """Two separate torchrun launches (--nnodes=2, --node_rank=0/1) train as one data-parallel run."""
     script = tmp_path / "train_ddp.py"
     script.write_text(SCRIPT.format(tests=os.path.dirname(__file__), out=str(tmp_path)))
-    launches = _nodes(script, _env())
-    for p in launches:
-        out = p.communicate(timeout=120)[0]
+    launches = _nodes(script, _env(LOGLEVEL="INFO"))  # torchrun's agents say what they wait for
+    for p, out in zip(launches, _finish(launches, 120)):
         assert p.returncode == 0, out[-3000:]
     r0 = torch.load(tmp_path / "rank0.pt")
     r1 = torch.load(tmp_path / "rank1.pt")
@@ -166,12 +197,12 @@ def test_a_peer_that_stops_stops_the_others(tmp_path, mode):
     script.write_text(PEER_SCRIPT.format(tests=os.path.dirname(__file__), out=str(tmp_path), mode=mode))
     node0, node1 = _nodes(script, _env(WLNET_DIST_TIMEOUT=str(TIMEOUT)))
     try:
-        out = node0.communicate(timeout=60)[0]
+        out = _finish([node0], 60)[0]
     finally:
         stopped = json.loads((tmp_path / "stopped.json").read_text()) if (tmp_path / "stopped.json").exists() else None
         if stopped and mode == "hangs":
             os.kill(stopped["pid"], 9)  # the stopped worker; its torchrun then exits
-        node1.communicate(timeout=60)
+        _finish([node1], 60)
     assert node0.returncode != 0 and stopped is not None, out[-3000:]
     error = json.loads((tmp_path / "error.json").read_text())
     assert error["type"] == "ProcessGroupError", error
