@@ -525,6 +525,69 @@ def test_flat_arrays_and_the_direct_adam_step_equal_torch_adam_on_separate_array
     assert opt.state[flats[0].leaf]["step"].item() == 5
 
 
+def test_the_snapshot_step_equals_the_plain_step_and_leaves_the_arrays_before_it_in_the_gradients(monkeypatch):
+    """`snapshot_step` (a large net's ADAM step, chunk by chunk) against `step_function`'s step on
+    a twin: the same arrays, to rounding (torch's kernel computes a range's last elements, short of
+    a whole vector, in double, and its threads' ranges depend on the buffer's length); after each
+    step the gradient buffers hold exactly the arrays from before it, as recorded here. Chunks of
+    7 elements split the arrays and the groups unevenly."""
+    from wlnet import train_options as TO
+
+    monkeypatch.setattr(TO, "SNAPSHOT_CHUNK", 7)
+    spec = ("ADAM", {"LearningRate": 0.01, "Beta1": 0.9, "Beta2": 0.99, "Epsilon": 1e-8, "L2Regularization": 0.01})
+    (ours, x, y), twin = _flat_problem(2), _flat_problem(2)[0]
+    opt, flats = TO.optimizer(ours, {"0.weight": 2.0}, spec, flat=True)
+    twin_opt, twin_flats = TO.optimizer(twin, {"0.weight": 2.0}, spec, flat=True)
+    leaves = [f.leaf for f in flats]
+    assert TO.snapshot_in_gradients(opt, leaves)
+    step, twin_step = TO.snapshot_step(opt, leaves), TO.step_function(twin_opt)
+    for t in range(4):
+        for module, fl in ((ours, flats), (twin, twin_flats)):
+            torch._foreach_zero_([f.leaf.grad for f in fl])
+            torch.nn.functional.mse_loss(module(x), y).backward()
+        before = [f.leaf.detach().clone() for f in flats]
+        step()
+        twin_step()
+        for f, g, b in zip(flats, twin_flats, before):
+            np.testing.assert_allclose(f.leaf.detach().numpy(), g.leaf.detach().numpy(), rtol=1e-6, atol=1e-9)
+            assert torch.equal(f.leaf.grad, b) and not torch.equal(f.leaf, b), t
+    assert opt.state[leaves[0]]["step"].item() == 4
+
+
+def _snapshot_runs(monkeypatch, net, data, **options):
+    """The same NetTrain run with the snapshot as a copy of the arrays and in the gradient buffers
+    (chunks of 5 elements, so that even a small net's step runs chunk by chunk)."""
+    from wlnet import train_options as TO
+
+    plain = NetTrain(net, data, All, **QUIET, **options)
+    monkeypatch.setattr(TO, "SNAPSHOT_CHUNK", 5)
+    return plain, NetTrain(net, data, All, **QUIET, **options)
+
+
+def test_nettrain_with_the_snapshot_in_the_gradients_trains_as_with_a_copy(monkeypatch):
+    xs, ys = ragged()
+    plain, chunked = _snapshot_runs(monkeypatch, lstm(), list(zip(xs, ys)), MaxTrainingRounds=3, BatchSize=4,
+                                    RandomSeeding=1)
+    assert plain["BatchLossList"] == pytest.approx(chunked["BatchLossList"], rel=1e-6)
+    for k, v in plain["TrainedNet"].arrays().items():
+        np.testing.assert_allclose(v.numpy(), chunked["TrainedNet"].arrays()[k].numpy(), rtol=1e-5, atol=1e-8)
+
+
+def test_a_diverging_adam_run_returns_the_arrays_before_the_last_step_from_the_gradients(monkeypatch):
+    """ADAM's first step at LearningRate 1e38 overflows the arrays; the second batch's loss is not
+    finite, and the net returned is the one before that step: the initial net, exactly."""
+    x, y = regression()
+    data = (x.tolist(), y.tolist())
+    options = dict(Method="ADAM", LearningRate=1e38, BatchSize=len(y), MaxTrainingRounds=5, RandomSeeding=1)
+    with pytest.warns(NetWarning, match="diverged"):
+        plain, chunked = _snapshot_runs(monkeypatch, linear(), data, **options)
+    for res in (plain, chunked):
+        assert res["ReasonTrainingStopped"] == "Divergence" and res["TotalBatches"] == 1
+        a = res["TrainedNet"].arrays()
+        np.testing.assert_array_equal(a[(1, "Weights")].numpy().ravel(), W0)
+        assert float(a[(1, "Biases")][0]) == B0
+
+
 def test_other_methods_keep_the_optimizer_step():
     from wlnet.train_options import optimizer, step_function
 

@@ -33,7 +33,7 @@ from .errors import NetWarning, TrainingError
 from .measure import measure_outputs
 from .runtime import Ctx, module_arrays
 from .train_data import Dataset, batch_loss, read_dataset, run_module
-from .train_options import schedule_factor, step_function
+from .train_options import schedule_factor, snapshot_in_gradients, snapshot_step, step_function
 from .train_report import Progress
 
 WHO = "NetTrain"
@@ -223,9 +223,16 @@ class Run:
         # the tensors the step, clipping and snapshot work on: the flat buffers, else the arrays
         self.params = [f.leaf for f in flats] if flats else [p for p in module.parameters() if p.requires_grad]
         self.grads = [f.leaf.grad for f in flats] if flats else None
-        self.snapshot = [p.detach().clone() for p in self.params]
         self.live = [p.detach() for p in self.params]
-        self.step = step_function(optimizer)
+        # the divergence snapshot (the arrays before the last step): in the gradient buffers of a
+        # large net trained with ADAM (`snapshot_step`), else a copy of the arrays
+        self.snapshot_in_grads = bool(flats) and snapshot_in_gradients(optimizer, self.params)
+        if self.snapshot_in_grads:
+            self.step = snapshot_step(optimizer, self.params)
+            self.snapshot = self.grads
+        else:
+            self.step = step_function(optimizer)
+            self.snapshot = [p.detach().clone() for p in self.params]
         self.losses, self.val_losses, self.batch_losses = [], [], []
         self.round_measurements = {m: [] for m in ["Loss", *self.measured]}
         self.val_measurements = {m: [] for m in ["Loss", *self.measured]} if validation is not None else {}
@@ -255,6 +262,8 @@ class Run:
         t0 = self.t0 = time.perf_counter() - self.elapsed_before
         r = self.start_round
         stop = r > 0 and self._finished(r)
+        if self.snapshot_in_grads:  # the arrays training starts (or resumes) from
+            torch._foreach_copy_(self.snapshot, self.live)
         with _Interrupt() as interrupt:
             try:
                 while not stop:
@@ -391,8 +400,11 @@ class Run:
 
     def _backward_and_step(self, loss, weight: float, t0: float) -> None:
         scaled = loss * weight if weight != 1.0 else loss
+        if self.snapshot_in_grads:  # the snapshot there is not needed now: this loss is finite
+            torch._foreach_zero_(self.grads)
         scaled.backward()
-        torch._foreach_copy_(self.snapshot, self.live)  # the arrays whose loss was finite
+        if not self.snapshot_in_grads:
+            torch._foreach_copy_(self.snapshot, self.live)  # the arrays whose loss was finite
         t = self.batches + 1
         factor = schedule_factor(self.schedule, t, self._total_batches(time.perf_counter() - t0))
         base = self.settings["LearningRate"]
@@ -406,10 +418,10 @@ class Run:
                 if p.grad is not None:
                     p.grad.clamp_(-self.grad_clip, self.grad_clip)
         self.step()
-        if self.grads is not None:  # the arrays' gradients are views of these: zero them, keep them
-            torch._foreach_zero_(self.grads)
-        else:
+        if self.grads is None:
             self.optimizer.zero_grad(set_to_none=True)
+        elif not self.snapshot_in_grads:  # (else they hold the snapshot until the next loss is known)
+            torch._foreach_zero_(self.grads)  # the arrays' gradients are views of these: zero them, keep them
         if self.weight_clip is not None:
             with torch.no_grad():
                 for p in self.params:

@@ -197,14 +197,65 @@ def optimizer(module: torch.nn.Module, factors: dict, spec: tuple, flat: bool = 
     return opt, None if flats is None else list(flats.values())
 
 
+SNAPSHOT_CHUNK = 1 << 20  # elements: the step of a large buffer keeps its snapshot chunk by chunk
+
+
+def plain_fused_adam(opt: torch.optim.Optimizer) -> bool:
+    """Whether `opt` is torch's fused Adam without the variants its kernel call here leaves out."""
+    return type(opt) is torch.optim.Adam and all(
+        g["fused"] and not (g["amsgrad"] or g["maximize"] or g["capturable"] or g["differentiable"]
+                            or g.get("decoupled_weight_decay", False)) for g in opt.param_groups)
+
+
+def snapshot_in_gradients(opt: torch.optim.Optimizer, leaves: list) -> bool:
+    """Whether NetTrain keeps the divergence snapshot in the gradient buffers (`snapshot_step`):
+    for torch's fused Adam over flat buffers of at least two chunks (below that, a copy of the
+    arrays is as small as the chunk set aside)."""
+    return plain_fused_adam(opt) and sum(leaf.numel() for leaf in leaves) >= 2 * SNAPSHOT_CHUNK
+
+
+def snapshot_step(opt: torch.optim.Optimizer, leaves: list):
+    """The fused Adam step over flat buffers (`FlatArrays` leaves, each with its gradient buffer)
+    that leaves each buffer's arrays from before the step in its gradient buffer: chunk by chunk,
+    a chunk of the arrays is copied aside, stepped (its gradients are read then), and copied over
+    its gradients. The divergence snapshot then costs one chunk of memory instead of a copy of
+    every array. The arithmetic is the kernel's, element by element: the arrays come out as
+    `step_function`'s step gives them."""
+    groups = []
+    for group in opt.param_groups:
+        leaf = group["params"][0]
+        state = opt.state[leaf]
+        if not state:
+            state["step"] = torch.zeros((), dtype=torch.float32, device=leaf.device)
+            state["exp_avg"] = torch.zeros_like(leaf)
+            state["exp_avg_sq"] = torch.zeros_like(leaf)
+        groups.append((group, leaf, state))
+    aside = torch.empty(min(SNAPSHOT_CHUNK, max(leaf.numel() for leaf in leaves)), dtype=leaves[0].dtype,
+                        device=leaves[0].device)
+
+    def step() -> None:
+        for group, leaf, state in groups:
+            p, g, m, v, t = leaf.data, leaf.grad, state["exp_avg"], state["exp_avg_sq"], state["step"]
+            t.add_(1)
+            beta1, beta2 = group["betas"]
+            for a in range(0, p.numel(), SNAPSHOT_CHUNK):
+                b = min(a + SNAPSHOT_CHUNK, p.numel())
+                kept = aside[:b - a]
+                kept.copy_(p[a:b])
+                torch._fused_adam_([p[a:b]], [g[a:b]], [m[a:b]], [v[a:b]], [], [t], amsgrad=False, lr=group["lr"],
+                                   beta1=beta1, beta2=beta2, weight_decay=group["weight_decay"], eps=group["eps"],
+                                   maximize=False, grad_scale=None, found_inf=None)
+                g[a:b].copy_(kept)
+
+    return step
+
+
 def step_function(opt: torch.optim.Optimizer):
     """The optimizer's step. For torch's fused Adam (NetTrain's "ADAM"): its kernel called on
     the optimizer's own state, as `Adam.step` calls it, without the per-call wrapping (hooks,
     profiler records, regrouping by device and dtype) that costs ~0.1 ms a batch on the CPU, as
     much as the update itself of a small net. Any other optimizer: its own `step`."""
-    if type(opt) is not torch.optim.Adam or not all(
-            g["fused"] and not (g["amsgrad"] or g["maximize"] or g["capturable"] or g["differentiable"]
-                                or g.get("decoupled_weight_decay", False)) for g in opt.param_groups):
+    if not plain_fused_adam(opt):
         return opt.step
 
     def step() -> None:
