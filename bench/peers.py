@@ -16,7 +16,8 @@ product of all steps and a state product per step; backward: a state product per
 the input, input-weight and state-weight gradients over all steps) timed at the rates
 torch.mm reaches on those shapes in the same run, as examples/s, and NetTrain's share of it.
 Then each peer's whole-process peak RSS training LSTMLarge and LSTMLargeStack for a round, each in
-a process of its own (`--rss`).
+a process of its own (`--rss`): NetTrain on the uninitialized net, and on a net the caller
+initialized and holds.
 
 Keras and JAX are bench extras (`pip install 'wlnet[bench]'`); without them the Keras column
 says so and the rest runs.
@@ -103,10 +104,14 @@ def language_problem(chunks: int = 512):
 
 
 # ---- the peers -------------------------------------------------------------------------------------
-def wlnet_rate(p) -> float:
+def wlnet_rate(p, initialize: bool = True) -> float:
+    """NetTrain's rate on the net initialized here (held across the call, as a caller who keeps
+    it holds it), or with `initialize` False on the uninitialized net (NetTrain initializes it,
+    as the torch loop and Keras initialize theirs)."""
     net, data, options = p["wlnet"]
-    return NetTrain(NetInitialize(net), data, "MeanExamplesPerSecond", MaxTrainingRounds=p["rounds"],
-                    BatchSize=p.get("batch", BATCH), TrainingProgressReporting=None, **options)
+    return NetTrain(NetInitialize(net) if initialize else net, data, "MeanExamplesPerSecond",
+                    MaxTrainingRounds=p["rounds"], BatchSize=p.get("batch", BATCH), TrainingProgressReporting=None,
+                    **options)
 
 
 class TorchNet(torch.nn.Module):
@@ -240,10 +245,12 @@ RSS_NETS = {"LSTMLarge": (1024, 1), "LSTMLargeStack": (1024, 4)}
 
 
 def rss_child(net: str, peer: str) -> None:
-    """Train `net` for one round with `peer`, then print this process's peak RSS in MiB."""
+    """Train `net` for one round with `peer`, then print this process's peak RSS in MiB. Peer
+    "wlnet": NetTrain initializes the net; "wlnet-held": the caller initializes it and holds it
+    (one more copy of the arrays: NetTrain leaves its argument unchanged)."""
     p = benchmark_problem(*RSS_NETS[net], rounds=1)
-    if peer == "wlnet":
-        wlnet_rate(p)
+    if peer in ("wlnet", "wlnet-held"):
+        wlnet_rate(p, initialize=peer == "wlnet-held")
     elif peer == "torch":
         torch_rate(p)
     else:
@@ -364,10 +371,15 @@ def main() -> None:
     for name, floor, ours in floors:
         print(f"{name:<36}{floor:>10,.1f}{ours:>12,.1f}{ours / floor:>11.0%}")
     if not args.quick:
-        print(f"\n{'peak RSS, one round (MiB)':<36}{'NetTrain':>10}{'torch loop':>12}{'Keras/JAX':>11}{'÷ loop':>8}")
+        print(f"\n{'peak RSS, one round (MiB)':<36}{'NetTrain':>10}{'torch loop':>12}{'Keras/JAX':>11}{'÷ loop':>8}"
+              f"{'net held':>10}{'÷ loop':>8}")
         for net in RSS_NETS:
-            a, b, c = (peak_rss(net, peer) for peer in ("wlnet", "torch", "keras"))
-            print(f"{net:<36}{a:>10,.0f}{b:>12,.0f}{(f'{c:,.0f}' if c else 'n/a'):>11}{a / b:>8.2f}")
+            a, b, c, d = (peak_rss(net, peer) for peer in ("wlnet", "torch", "keras", "wlnet-held"))
+            print(f"{net:<36}{a:>10,.0f}{b:>12,.0f}{(f'{c:,.0f}' if c else 'n/a'):>11}{a / b:>8.2f}{d:>10,.0f}"
+                  f"{d / b:>8.2f}")
+        print("NetTrain: on the uninitialized net, which it initializes (as the loop and Keras make theirs); net "
+              "held: the caller\ninitialized the net and holds it, one more copy of the arrays (NetTrain leaves "
+              "its argument unchanged).")
     print(f"\nbest of {args.trials} alternating trials each ({wide} for LSTMLarge and LSTMLargeStack); ratios: "
           f"median of paired trials (training), best over best (evaluation). "
           f"Load average {os.getloadavg()[0]:.1f}.")

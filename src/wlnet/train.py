@@ -245,8 +245,6 @@ def _train(net: Net, data, prop, o: dict, group: _Group):
     resumed = checkpoints.find() if checkpoints is not None else None
     seed = resumed["seed"] if resumed is not None else group.seed(o["RandomSeeding"])
     dtype = precision(o["WorkingPrecision"])
-    if not net.initialized():
-        net = NetInitialize(net, RandomSeeding=seed)
 
     g = torch.Generator().manual_seed(seed)  # shuffles and splits: the same on every rank
     batch = o["BatchSize"]
@@ -279,7 +277,10 @@ def _train(net: Net, data, prop, o: dict, group: _Group):
         source = ListSource(problem, group.device, dtype, batch, o["RoundLength"], o["LengthBucketing"], g)
 
     factors = multipliers(net, o["LearningRateMultipliers"])
-    module = net.build(trainable=True).to(group.device, dtype)
+    # an uninitialized net is initialized only to build the module: its arrays then live there
+    # alone, and the nets returned are made from the module's arrays on `net`'s structure
+    module = (net if net.initialized() else NetInitialize(net, RandomSeeding=seed)).build(trainable=True)
+    module = module.to(group.device, dtype)
     # one buffer per group (`FlatArrays`), except under DistributedDataParallel, which keeps its own
     opt, flats = optimizer(module, factors, o["Method"], flat=group.world == 1)
     model = group.wrap(module, find_unused=len(problem.losses) < len(net.output_ports()))

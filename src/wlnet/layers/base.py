@@ -23,7 +23,9 @@ class LayerModule(torch.nn.Module):
 
     def __init__(self, layer: Layer, trainable: bool):
         super().__init__()
-        self.layer = layer
+        # a trainable module runs a copy of the layer without its arrays: it holds its own, and
+        # the layer's (the net's) are not kept alive by it
+        self.layer = layer._with_arrays(dict.fromkeys(layer._arrays)) if trainable and layer._arrays else layer
         self.cache = None if trainable else {}
         for name, t in layer._arrays.items():
             t = t.clone() if trainable else t
