@@ -298,9 +298,9 @@ class _LSTMNative(torch.autograd.Function):
     @staticmethod
     @once_differentiable
     def backward(ctx, g_out, g_sT, g_cT):
-        x_tm, wx, ws, zx, zs, zm, G, C, TC, S, XI, SZ = ctx.saved_tensors
+        x_tm, wx, ws, zx, zs, zm, G, C, S, XI, SZ = ctx.saved_tensors
         need = ctx.needs_input_grad
-        grads = native.get().backward_rows(g_out, g_sT, g_cT, x_tm, wx, ws, ctx.zw, zx, zs, zm, G, C, TC, S, XI, SZ,
+        grads = native.get().backward_rows(g_out, g_sT, g_cT, x_tm, wx, ws, ctx.zw, zx, zs, zm, G, C, S, XI, SZ,
                                            ctx.lengths, ctx.T, [need[0], need[1], need[2], any(need[8:])])
         return (*grads[:3], None, None, None, None, None, *grads[3:])
 

@@ -346,7 +346,7 @@ std::vector<Tensor> lstm_forward(Tensor x, optional<Tensor> s0, optional<Tensor>
                                  optional<Tensor> zm, std::vector<int64_t> batch_sizes);
 std::vector<Tensor> lstm_backward(Tensor g_out, Tensor g_sT, Tensor g_cT, Tensor x, Tensor wx, Tensor ws,
                                   std::vector<Tensor> zw, optional<Tensor> zx, optional<Tensor> zs,
-                                  optional<Tensor> zm, Tensor G, Tensor C, Tensor TC, Tensor S, optional<Tensor> XI,
+                                  optional<Tensor> zm, Tensor G, Tensor C, Tensor S, optional<Tensor> XI,
                                   optional<Tensor> SZ, std::vector<int64_t> batch_sizes, std::vector<bool> need);
 // rows.cpp
 std::vector<Tensor> lstm_forward_rows(Tensor x, std::vector<int64_t> lengths, optional<Tensor> s0,
@@ -354,7 +354,7 @@ std::vector<Tensor> lstm_forward_rows(Tensor x, std::vector<int64_t> lengths, op
                                       optional<Tensor> zx, optional<Tensor> zs, optional<Tensor> zm);
 std::vector<Tensor> lstm_backward_rows(Tensor g_out, Tensor g_sT, Tensor g_cT, Tensor x_tm, Tensor wx, Tensor ws,
                                        std::vector<Tensor> zw, optional<Tensor> zx, optional<Tensor> zs,
-                                       optional<Tensor> zm, Tensor G, Tensor C, Tensor TC, Tensor S,
+                                       optional<Tensor> zm, Tensor G, Tensor C, Tensor S,
                                        optional<Tensor> XI, optional<Tensor> SZ, std::vector<int64_t> lengths,
                                        int64_t T, std::vector<bool> need);
 // gru.cpp

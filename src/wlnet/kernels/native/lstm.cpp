@@ -32,7 +32,7 @@ constexpr int64_t FUSED[4] = {3, 0, 1, 2};  // internal gate j ↔ its block in 
 // One step's element-wise work, rows [b0, b1). G[t] holds the products on entry and
 // (σo, σi, σf, m) on exit.
 template <typename T>
-void forward_step(T* g, const T* bias, const T* cp, T* cn, T* tc, T* sn, const T* zm, int64_t zm_row, T* sz_next,
+void forward_step(T* g, const T* bias, const T* cp, T* cn, T* sn, const T* zm, int64_t zm_row, T* sz_next,
                   int64_t sz_gate, const T* zs, int64_t b0, int64_t b1, int64_t bt_next, int64_t n) {
   using Vec = Vectorized<T>;
   for (int64_t b = b0; b < b1; ++b) {
@@ -50,9 +50,7 @@ void forward_step(T* g, const T* bias, const T* cp, T* cn, T* tc, T* sn, const T
       const Vec mz = zm != nullptr ? m * load(zm + b * zm_row + j, cnt) : m;
       const Vec c = f * load(cp + b * n + j, cnt) + i * mz;
       store(c, cn + b * n + j, cnt);
-      const Vec h = tanh_(c);
-      store(h, tc + b * n + j, cnt);
-      const Vec s = o * h;
+      const Vec s = o * tanh_(c);
       store(s, sn + b * n + j, cnt);
       if (sz_next != nullptr && b < bt_next) {
         for (int64_t q = 0; q < 4; ++q) {
@@ -71,7 +69,8 @@ void forward_step(T* g, const T* bias, const T* cp, T* cn, T* tc, T* sn, const T
 // or none; zx (B, 4, k), zs (B, 4, n), zm (B, T, n) or none;
 // batch_sizes: rows alive at each step (sorted rows), or empty for all B.
 // Returns [S (T+1, B, n) with S[0] = s0, s_T, c_T, G (T, B, 4, n), C (T+1, B, n),
-// TC (T, B, n) = tanh c_t, wx (4n, k), ws (4n, n), XI (4, T, B, k) x ∘ zx, SZ (4, T, B, n) s ∘ zs].
+// wx (4n, k), ws (4n, n), XI (4, T, B, k) x ∘ zx, SZ (4, T, B, n) s ∘ zs]. (tanh c_t is not
+// kept: the backward recomputes it from C, one exp per element, instead of a (T, B, n) buffer.)
 std::vector<Tensor> lstm_forward(Tensor x, optional<Tensor> s0, optional<Tensor> c0, std::vector<Tensor> arrays,
                                  std::vector<Tensor> zw, optional<Tensor> zx_, optional<Tensor> zs_,
                                  optional<Tensor> zm_, std::vector<int64_t> batch_sizes) {
@@ -127,13 +126,13 @@ std::vector<Tensor> lstm_forward(Tensor x, optional<Tensor> s0, optional<Tensor>
     }
   });
 
-  std::vector<std::vector<int64_t>> shapes = {{T, B, 4, n}, {T + 1, B, n}, {T, B, n}, {T + 1, B, n}};
+  std::vector<std::vector<int64_t>> shapes = {{T, B, 4, n}, {T + 1, B, n}, {T + 1, B, n}};
   if (zx.defined()) shapes.push_back({4, T, B, k});
   if (zs.defined()) shapes.push_back({4, T, B, n});
   auto buf = arena(shapes, opts);
-  Tensor G = buf[0], C = buf[1], TC = buf[2], S = buf[3];
-  Tensor XI = zx.defined() ? buf[4] : Tensor();
-  Tensor SZ = zs.defined() ? buf[zx.defined() ? 5 : 4] : Tensor();
+  Tensor G = buf[0], C = buf[1], S = buf[2];
+  Tensor XI = zx.defined() ? buf[3] : Tensor();
+  Tensor SZ = zs.defined() ? buf[zx.defined() ? 4 : 3] : Tensor();
   if (ragged) {  // rows past a sequence's end: outputs zero, and finite where products read them
     S.zero_();
     if (SZ.defined()) SZ.zero_();
@@ -145,7 +144,6 @@ std::vector<Tensor> lstm_forward(Tensor x, optional<Tensor> s0, optional<Tensor>
     using T_ = scalar_t;
     T_* g = G.data_ptr<T_>();
     T_* c = C.data_ptr<T_>();
-    T_* tc = TC.data_ptr<T_>();
     T_* s = S.data_ptr<T_>();
     const T_* xp = x.data_ptr<T_>();
     const T_* wxp = wx.data_ptr<T_>();
@@ -177,7 +175,7 @@ std::vector<Tensor> lstm_forward(Tensor x, optional<Tensor> s0, optional<Tensor>
           gemm<T_>(false, true, re - r0, 4 * n, n, s + t * sB + r0 * n, n, wsp, n, T_(1), gt, 4 * n);
         }
         split_rows(r0, re, n, [&](int64_t b0, int64_t b1) {
-          forward_step<T_>(g + t * 4 * sB, bp, c + t * sB, c + (t + 1) * sB, tc + t * sB, s + (t + 1) * sB,
+          forward_step<T_>(g + t * 4 * sB, bp, c + t * sB, c + (t + 1) * sB, s + (t + 1) * sB,
                            zmp != nullptr ? zmp + t * n : nullptr, T * n,
                            sz != nullptr && t + 1 < T ? sz + (t + 1) * sB : nullptr, TB * n, zsp, b0, b1,
                            alive(batch_sizes, t + 1, B, T), n);
@@ -187,7 +185,7 @@ std::vector<Tensor> lstm_forward(Tensor x, optional<Tensor> s0, optional<Tensor>
   });
 
   Tensor s_T = last_states(S, batch_sizes), c_T = last_states(C, batch_sizes);  // at each row's last step
-  return {S, s_T, c_T, G, C, TC, wx, ws, XI, SZ};
+  return {S, s_T, c_T, G, C, wx, ws, XI, SZ};
 }
 
 
@@ -196,12 +194,12 @@ namespace {
 // ------------------------------------------------------------------------------------ backward
 
 // One backward step, rows [b0, b1): ds = ∂L/∂s_t = dS[t] (+ g_sT for rows ending here)
-// (+ the product from step t+1: acc, or Σ_g acc_g ∘ zs_g); then
+// (+ the product from step t+1: acc, or Σ_g acc_g ∘ zs_g); then, with tanh c recomputed from c_t,
 //   dc += ds o (1 − tanh² c);  dG_o = ds tanh c σo';  dG_i = dc (m ∘ zm) σi';
 //   dG_f = dc c_{t-1} σf';  dG_m = dc i zm (1 − m²);  dc ← dc f.
 template <typename T>
 void backward_step(const T* dS, int64_t dS_row, const T* g_sT, int64_t end0, const T* acc, int64_t acc_gate,
-                   const T* zs, T* dc, const T* g, const T* cp, const T* tc, const T* zm, int64_t zm_row, T* dg,
+                   const T* zs, T* dc, const T* g, const T* cp, const T* cn, const T* zm, int64_t zm_row, T* dg,
                    int64_t b0, int64_t b1, int64_t n) {
   using Vec = Vectorized<T>;
   const Vec one(T(1));
@@ -224,7 +222,7 @@ void backward_step(const T* dS, int64_t dS_row, const T* g_sT, int64_t end0, con
       }
       const Vec o = load(gb + j, cnt), i = load(gb + n + j, cnt);
       const Vec f = load(gb + 2 * n + j, cnt), m = load(gb + 3 * n + j, cnt);
-      const Vec h = load(tc + e, cnt);
+      const Vec h = tanh_(load(cn + e, cnt));
       const Vec c = load(dc + e, cnt) + ds * o * (one - h * h);
       const Vec z = zm != nullptr ? load(zm + b * zm_row + j, cnt) : one;
       store(ds * h * o * (one - o), dgb + j, cnt);
@@ -253,7 +251,7 @@ void state_product(const T* dgt, const T* ws, T* acc, bool per_gate, int64_t r0,
 // Returns [dx, ds0, dc0, the 12 array gradients in `lstm_forward`'s order] (undefined where not needed).
 std::vector<Tensor> lstm_backward(Tensor g_out, Tensor g_sT, Tensor g_cT, Tensor x, Tensor wx, Tensor ws,
                                   std::vector<Tensor> zw, optional<Tensor> zx_, optional<Tensor> zs_,
-                                  optional<Tensor> zm_, Tensor G, Tensor C, Tensor TC, Tensor S, optional<Tensor> XI_,
+                                  optional<Tensor> zm_, Tensor G, Tensor C, Tensor S, optional<Tensor> XI_,
                                   optional<Tensor> SZ_, std::vector<int64_t> batch_sizes, std::vector<bool> need) {
   const int64_t T = G.size(0), B = G.size(1), n = G.size(3), k = wx.size(1);
   const auto opts = G.options();
@@ -285,7 +283,7 @@ std::vector<Tensor> lstm_backward(Tensor g_out, Tensor g_sT, Tensor g_cT, Tensor
           backward_step<T_>(g_out.data_ptr<T_>() + t * g_out.stride(0), g_out.stride(1), g_sT.data_ptr<T_>(),
                             alive(batch_sizes, t + 1, B, T), t < T - 1 ? accp : nullptr, sB, zsp,
                             dc.data_ptr<T_>(), G.data_ptr<T_>() + t * 4 * sB, C.data_ptr<T_>() + t * sB,
-                            TC.data_ptr<T_>() + t * sB, zmp != nullptr ? zmp + t * n : nullptr, T * n,
+                            C.data_ptr<T_>() + (t + 1) * sB, zmp != nullptr ? zmp + t * n : nullptr, T * n,
                             dg + t * 4 * sB, b0, b1, n);
         });
       }

@@ -110,7 +110,7 @@ optional<Tensor> sorted_mask(const optional<Tensor>& z, const Rows& r, bool per_
 }  // namespace
 
 // Returns [out (B, T, n) zero past each end, s_T, c_T (B, n) in the rows' order, then what
-// `lstm_backward_rows` takes: x_tm, wx, ws, zx, zs, zm (rows sorted), G, C, TC, S, XI, SZ].
+// `lstm_backward_rows` takes: x_tm, wx, ws, zx, zs, zm (rows sorted), G, C, S, XI, SZ].
 std::vector<Tensor> lstm_forward_rows(Tensor x, std::vector<int64_t> lengths, optional<Tensor> s0,
                                       optional<Tensor> c0, std::vector<Tensor> arrays, std::vector<Tensor> zw,
                                       optional<Tensor> zx, optional<Tensor> zs, optional<Tensor> zm) {
@@ -123,10 +123,10 @@ std::vector<Tensor> lstm_forward_rows(Tensor x, std::vector<int64_t> lengths, op
                          zms = sorted_mask(zm, r, true);
   std::vector<Tensor> f = lstm_forward(x_tm, sorted_state(s0, r), sorted_state(c0, r), arrays, zw, zxs, zss, zms,
                                        r.batch_sizes);
-  // f: S, s_T, c_T, G, C, TC, wx, ws, XI, SZ (rows sorted)
+  // f: S, s_T, c_T, G, C, wx, ws, XI, SZ (rows sorted)
   const Tensor undefined;
-  return {to_batch_major(f[0], 1, r, T), permute_rows(f[1], r, false), permute_rows(f[2], r, false), x_tm, f[6], f[7],
-          zxs ? *zxs : undefined, zss ? *zss : undefined, zms ? *zms : undefined, f[3], f[4], f[5], f[0], f[8], f[9]};
+  return {to_batch_major(f[0], 1, r, T), permute_rows(f[1], r, false), permute_rows(f[2], r, false), x_tm, f[5], f[6],
+          zxs ? *zxs : undefined, zss ? *zss : undefined, zms ? *zms : undefined, f[3], f[4], f[0], f[7], f[8]};
 }
 
 // Backward of `lstm_forward_rows`: g_out (B, T, n), g_sT, g_cT (B, n) in the rows' order; the saved
@@ -134,14 +134,14 @@ std::vector<Tensor> lstm_forward_rows(Tensor x, std::vector<int64_t> lengths, op
 // Returns [dx (B, T, k), ds0, dc0 in the rows' order, the 12 array gradients] (undefined where not needed).
 std::vector<Tensor> lstm_backward_rows(Tensor g_out, Tensor g_sT, Tensor g_cT, Tensor x_tm, Tensor wx, Tensor ws,
                                        std::vector<Tensor> zw, optional<Tensor> zx, optional<Tensor> zs,
-                                       optional<Tensor> zm, Tensor G, Tensor C, Tensor TC, Tensor S,
+                                       optional<Tensor> zm, Tensor G, Tensor C, Tensor S,
                                        optional<Tensor> XI, optional<Tensor> SZ, std::vector<int64_t> lengths,
                                        int64_t T, std::vector<bool> need) {
   const int64_t B = g_out.size(0);
   const Rows r = sort_rows(lengths, B, T);
   const Tensor g_tm = to_time_major(g_out.contiguous(), r);
   std::vector<Tensor> g = lstm_backward(g_tm, permute_rows(g_sT, r, true), permute_rows(g_cT, r, true), x_tm, wx, ws,
-                                        zw, zx, zs, zm, G, C, TC, S, XI, SZ, r.batch_sizes, need);
+                                        zw, zx, zs, zm, G, C, S, XI, SZ, r.batch_sizes, need);
   if (g[0].defined()) g[0] = to_batch_major(g[0], 0, r, T);
   for (int i = 1; i < 3; ++i)
     if (g[i].defined()) g[i] = permute_rows(g[i], r, false);
