@@ -921,9 +921,9 @@ def test_arrays_side_by_side_in_one_buffer_are_read_in_place_and_give_the_same_r
     assert_close(g_got, g_want, tol=0)
     lib = native.get()
     arrs = [views[name].detach() for name in lstm_custom.NATIVE_NAMES]
-    wx, ws = lib.forward_rows(x, RAGGED.tolist(), s0, c0, arrs, [], None, None, None)[4:6]
+    wx, ws = lib.forward_rows(x, RAGGED.tolist(), s0, c0, arrs, [], None, None, None, False)[4:6]
     assert wx.data_ptr() == flat.data_ptr() and ws.data_ptr() == arrs[4].data_ptr()  # the buffer itself
-    copied = lib.forward_rows(x, RAGGED.tolist(), s0, c0, [a.clone() for a in arrs], [], None, None, None)[4]
+    copied = lib.forward_rows(x, RAGGED.tolist(), s0, c0, [a.clone() for a in arrs], [], None, None, None, False)[4]
     assert copied.data_ptr() != flat.data_ptr() and torch.equal(copied, wx)
 
 
@@ -970,3 +970,32 @@ def test_the_matrix_product_measured_once_is_kept_for_the_machine(tmp_path, monk
     (tmp_path / "wlnet_gemm.txt").write_text("another machine\nblas\n")
     monkeypatch.setattr(native, "_time_gemm", lambda lib, backend: {"blas": 1.0, "aten": 2.0}[backend])
     assert native._chosen_gemm(lib) == "blas"  # a record of another machine: measured afresh
+
+
+@pytest.mark.parametrize("lengths", [None, torch.tensor([6, 6, 5, 6])], ids=["in order", "one shorter"])
+def test_native_stack_passes_views_and_equals_the_torch_path(lengths):
+    """Two native LSTMs stacked, trained (rows in order, all of full length): the first's output is
+    a view of its state buffer, which the second reads in place, and the second's input gradient
+    reaches the first as a view too; values and every gradient equal the pure-torch path's.
+    With a shorter row the rows move, and the outputs are plain (B, T, n) tensors."""
+    native_or_skip()
+    x, a1, s0, c0 = make_problem(B=4, T=6, n=5, k=3)
+    a2 = make_problem(B=4, T=6, n=4, k=5, seed=1)[1]
+
+    def stack(use_native):
+        h = lstm_custom.run(x, lengths, a1, s0, c0, use_native=use_native)[0]
+        out, s_T, c_T = lstm_custom.run(h, lengths, a2, use_native=use_native)
+        return h, out, s_T, c_T
+
+    got, want = stack(True), stack(False)
+    B, T, n = got[0].shape
+    assert got[0].stride() == ((n, B * n, 1) if lengths is None else (T * n, n, 1))
+    g = torch.Generator().manual_seed(3)
+    weights = [torch.randn(v.shape, generator=g, dtype=v.dtype) for v in got[1:]]
+    params = [x, s0, c0, *a1.values(), *a2.values()]
+    grads = [torch.autograd.grad(sum((v * w).sum() for v, w in zip(vals[1:], weights)), params)
+             for vals in (got, want)]
+    assert_close(got, want)
+    assert_close(grads[0], grads[1])
+    with torch.no_grad():  # evaluation: a copy, not a view of the kernel's buffers
+        assert lstm_custom.run(x, lengths, a1, s0, c0, use_native=True)[0].is_contiguous()

@@ -182,7 +182,13 @@ def _largest(p: torch.Tensor) -> float:
 
 
 def _detach(v):
-    return Seq(v.data.detach(), v.lengths) if isinstance(v, Seq) else v.detach()
+    """v without its graph, to keep for the round's measurements: copied when it is a view into a
+    much larger buffer (a recurrent layer's output, a view of the kernel's state buffers), which
+    keeping would keep whole."""
+    if isinstance(v, Seq):
+        return Seq(_detach(v.data), v.lengths)
+    v = v.detach()
+    return v.clone() if v.untyped_storage().nbytes() > 2 * v.numel() * v.element_size() else v
 
 
 def _none(v):

@@ -290,7 +290,7 @@ class _LSTMNative(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x, s0, c0, zx, zs, zm, zw, lengths, *arrays):
-        out, s_T, c_T, *saved = native.get().forward_rows(x, lengths, s0, c0, list(arrays), zw, zx, zs, zm)
+        out, s_T, c_T, *saved = native.get().forward_rows(x, lengths, s0, c0, list(arrays), zw, zx, zs, zm, True)
         ctx.save_for_backward(*saved)
         ctx.zw, ctx.lengths, ctx.T = zw, lengths, x.shape[1]
         return out, s_T, c_T
@@ -329,7 +329,7 @@ def run(x, lengths, arrays: dict, s0=None, c0=None, zx=None, zs=None, zm=None, z
         arrs = [arrays[name] for name in NATIVE_NAMES]
         lens = [] if lengths is None else lengths.tolist()
         if not torch.is_grad_enabled():  # no graph to record: the kernel itself
-            return tuple(native.get().forward_rows(x, lens, s0, c0, arrs, zw_packed, zx, zs, zm)[:3])
+            return tuple(native.get().forward_rows(x, lens, s0, c0, arrs, zw_packed, zx, zs, zm, False)[:3])
         return _LSTMNative.apply(x, s0, c0, zx, zs, zm, zw_packed, lens, *arrs)
 
     n = arrays["InputGateBiases"].shape[0]

@@ -351,7 +351,7 @@ std::vector<Tensor> lstm_backward(Tensor g_out, Tensor g_sT, Tensor g_cT, Tensor
 // rows.cpp
 std::vector<Tensor> lstm_forward_rows(Tensor x, std::vector<int64_t> lengths, optional<Tensor> s0,
                                       optional<Tensor> c0, std::vector<Tensor> arrays, std::vector<Tensor> zw,
-                                      optional<Tensor> zx, optional<Tensor> zs, optional<Tensor> zm);
+                                      optional<Tensor> zx, optional<Tensor> zs, optional<Tensor> zm, bool views);
 std::vector<Tensor> lstm_backward_rows(Tensor g_out, Tensor g_sT, Tensor g_cT, Tensor x_tm, Tensor wx, Tensor ws,
                                        std::vector<Tensor> zw, optional<Tensor> zx, optional<Tensor> zs,
                                        optional<Tensor> zm, Tensor G, Tensor C, Tensor S,

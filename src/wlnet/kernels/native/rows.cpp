@@ -6,6 +6,12 @@
 //
 // x (B, T, k) batch-major; lengths: B ints in 1..T, or empty (all T). Rows are run sorted by
 // decreasing length (stable), so the kernels' per-step row counts (`batch_sizes`) apply.
+//
+// Rows already in order and all of the full length (the common case in training) need no
+// moving: a batch-major tensor is then the transpose of a time-major one. In training
+// (`views`) the output is returned as a view of the state buffer S, and an input or output
+// gradient that is such a view is read in place: in a stack of layers, a layer's input is the
+// layer below's state buffer and its output gradient the layer above's dx, without copies.
 
 #include "common.h"
 
@@ -45,8 +51,14 @@ Rows sort_rows(const std::vector<int64_t>& lengths, int64_t B, int64_t T) {
   return r;
 }
 
-// src (B, T, w) contiguous batch-major → (Tm, B, w) time-major, rows sorted.
-Tensor to_time_major(const Tensor& src, const Rows& r) {
+// Whether the rows need no moving between batch-major (B, T, ·) and time-major (T, B, ·).
+bool in_order(const Rows& r, int64_t T) { return r.identity && r.Tm == T; }
+
+// src (B, T, w) batch-major → (Tm, B, w) time-major contiguous, rows sorted (rows in order: the
+// transpose, a view where src is a time-major tensor's transpose).
+Tensor to_time_major(const Tensor& src_, const Rows& r) {
+  if (in_order(r, src_.size(1))) return src_.transpose(0, 1).contiguous();
+  const Tensor src = src_.contiguous();
   const int64_t B = src.size(0), T = src.size(1), w = src.size(2);
   Tensor dst = at::empty({r.Tm, B, w}, src.options());
   AT_DISPATCH_FLOATING_TYPES(src.scalar_type(), "wlnet_rows_in", [&] {
@@ -59,8 +71,9 @@ Tensor to_time_major(const Tensor& src, const Rows& r) {
 }
 
 // src (≥ Tm, B, w) time-major sorted, from row offset `first` → (B, T, w) batch-major in the rows'
-// order, zero past each row's length.
-Tensor to_batch_major(const Tensor& src, int64_t first, const Rows& r, int64_t T) {
+// order, zero past each row's length (with `view` and rows in order: a view of src).
+Tensor to_batch_major(const Tensor& src, int64_t first, const Rows& r, int64_t T, bool view) {
+  if (view && in_order(r, T)) return src.narrow(0, first, T).transpose(0, 1);
   const int64_t B = src.size(1), w = src.size(2);
   Tensor dst = at::empty({B, T, w}, src.options());
   AT_DISPATCH_FLOATING_TYPES(src.scalar_type(), "wlnet_rows_out", [&] {
@@ -111,10 +124,11 @@ optional<Tensor> sorted_mask(const optional<Tensor>& z, const Rows& r, bool per_
 
 // Returns [out (B, T, n) zero past each end, s_T, c_T (B, n) in the rows' order, then what
 // `lstm_backward_rows` takes: x_tm, wx, ws, zx, zs, zm (rows sorted), G, C, S, XI, SZ].
+// views: out may be a view of S (training, where S is kept for the backward anyway; in
+// evaluation a copy, so that the output does not hold the kernel's buffers).
 std::vector<Tensor> lstm_forward_rows(Tensor x, std::vector<int64_t> lengths, optional<Tensor> s0,
                                       optional<Tensor> c0, std::vector<Tensor> arrays, std::vector<Tensor> zw,
-                                      optional<Tensor> zx, optional<Tensor> zs, optional<Tensor> zm) {
-  x = x.contiguous();
+                                      optional<Tensor> zx, optional<Tensor> zs, optional<Tensor> zm, bool views) {
   TORCH_CHECK(x.dim() == 3, "wlnet native: x must be (B, T, k)");
   const int64_t T = x.size(1);
   const Rows r = sort_rows(lengths, x.size(0), T);
@@ -125,7 +139,7 @@ std::vector<Tensor> lstm_forward_rows(Tensor x, std::vector<int64_t> lengths, op
                                        r.batch_sizes);
   // f: S, s_T, c_T, G, C, wx, ws, XI, SZ (rows sorted)
   const Tensor undefined;
-  return {to_batch_major(f[0], 1, r, T), permute_rows(f[1], r, false), permute_rows(f[2], r, false), x_tm, f[5], f[6],
+  return {to_batch_major(f[0], 1, r, T, views), permute_rows(f[1], r, false), permute_rows(f[2], r, false), x_tm, f[5], f[6],
           zxs ? *zxs : undefined, zss ? *zss : undefined, zms ? *zms : undefined, f[3], f[4], f[0], f[7], f[8]};
 }
 
@@ -139,10 +153,11 @@ std::vector<Tensor> lstm_backward_rows(Tensor g_out, Tensor g_sT, Tensor g_cT, T
                                        int64_t T, std::vector<bool> need) {
   const int64_t B = g_out.size(0);
   const Rows r = sort_rows(lengths, B, T);
-  const Tensor g_tm = to_time_major(g_out.contiguous(), r);
+  // rows in order: g_out's transpose as it is (the backward reads any strides with unit last stride)
+  const Tensor g_tm = in_order(r, T) && g_out.stride(2) == 1 ? g_out.transpose(0, 1) : to_time_major(g_out, r);
   std::vector<Tensor> g = lstm_backward(g_tm, permute_rows(g_sT, r, true), permute_rows(g_cT, r, true), x_tm, wx, ws,
                                         zw, zx, zs, zm, G, C, S, XI, SZ, r.batch_sizes, need);
-  if (g[0].defined()) g[0] = to_batch_major(g[0], 0, r, T);
+  if (g[0].defined()) g[0] = to_batch_major(g[0], 0, r, T, true);
   for (int i = 1; i < 3; ++i)
     if (g[i].defined()) g[i] = permute_rows(g[i], r, false);
   return g;
