@@ -597,13 +597,14 @@ def test_other_methods_keep_the_optimizer_step():
 
 
 def test_outputs_kept_for_measurements_do_not_hold_a_larger_buffer():
-    """A recurrent layer's training output can be a view of the kernel's state buffer: kept for the
-    round's measurements, it is copied; an output that is its own tensor is kept as it is."""
+    """A recurrent layer's training output can be a view of the kernel's buffers (gates, cells and
+    states in one block): kept for the round's measurements, it is copied; an output that is its
+    own tensor is kept as it is."""
     from wlnet.data import Seq
     from wlnet.train_loop import _detach
 
-    states = torch.randn(7, 4, 5)  # (T + 1, B, n)
-    out = states[1:].transpose(0, 1)  # (B, T, n), a view
+    block = torch.randn(3, 7, 4, 5)  # three (T + 1, B, n) buffers
+    out = block[2, 1:].transpose(0, 1)  # (B, T, n), a view of the last
     kept = _detach(Seq(out, torch.tensor([6, 6, 5, 6])))
     assert torch.equal(kept.data, out) and kept.data.untyped_storage().nbytes() == out.numel() * 4
     plain = torch.randn(4, 6, 5)
