@@ -147,6 +147,17 @@ def test_resuming_after_the_later_checkpoints_are_lost_ends_as_an_unbroken_run(c
     assert len(resumed["CheckpointingFiles"]) == len(files) - 2 * (keep // interval)
 
 
+def test_resuming_a_run_whose_divergence_snapshot_is_in_the_gradients(monkeypatch, tmp_path):
+    """The same with the ADAM step of a large net (`snapshot_step`, its snapshot in the gradient
+    buffers; chunks of 5 elements make this small net one): the restored optimizer state is what
+    the resumed steps update."""
+    from wlnet import train_options
+
+    monkeypatch.setattr(train_options, "SNAPSHOT_CHUNK", 5)
+    test_resuming_after_the_later_checkpoints_are_lost_ends_as_an_unbroken_run("ADAM, dropout, validation, bucketing",
+                                                                                tmp_path)
+
+
 def test_a_checkpoint_net_is_the_net_of_its_round_and_file_mode_overwrites(tmp_path):
     path = tmp_path / "latest.wlnet"
     two = NetTrain(regression_net(), regression(), All, MaxTrainingRounds=2, BatchSize=8, **QUIET,

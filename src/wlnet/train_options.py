@@ -220,21 +220,19 @@ def snapshot_step(opt: torch.optim.Optimizer, leaves: list):
     a chunk of the arrays is copied aside, stepped (its gradients are read then), and copied over
     its gradients. The divergence snapshot then costs one chunk of memory instead of a copy of
     every array. The arithmetic is the kernel's, element by element: the arrays come out as
-    `step_function`'s step gives them."""
-    groups = []
-    for group in opt.param_groups:
-        leaf = group["params"][0]
-        state = opt.state[leaf]
-        if not state:
-            state["step"] = torch.zeros((), dtype=torch.float32, device=leaf.device)
-            state["exp_avg"] = torch.zeros_like(leaf)
-            state["exp_avg_sq"] = torch.zeros_like(leaf)
-        groups.append((group, leaf, state))
+    `step_function`'s step gives them. The groups and state are read at each call (a restored
+    checkpoint replaces them)."""
     aside = torch.empty(min(SNAPSHOT_CHUNK, max(leaf.numel() for leaf in leaves)), dtype=leaves[0].dtype,
                         device=leaves[0].device)
 
     def step() -> None:
-        for group, leaf, state in groups:
+        for group in opt.param_groups:
+            leaf = group["params"][0]
+            state = opt.state[leaf]
+            if not state:  # as Adam's lazy initialization for a fused group
+                state["step"] = torch.zeros((), dtype=torch.float32, device=leaf.device)
+                state["exp_avg"] = torch.zeros_like(leaf)
+                state["exp_avg_sq"] = torch.zeros_like(leaf)
             p, g, m, v, t = leaf.data, leaf.grad, state["exp_avg"], state["exp_avg_sq"], state["step"]
             t.add_(1)
             beta1, beta2 = group["betas"]
