@@ -157,6 +157,41 @@ def test_two_nodes_match_one(tmp_path):
     assert r0["losses"] == pytest.approx(single["RoundLossList"], rel=1e-5)
 
 
+EXIT_SCRIPT = textwrap.dedent(
+    """
+    import glob, json, os, sys
+    import torch.distributed as dist
+    sys.path.insert(0, {tests!r})
+    from test_distributed import data, net
+    from wlnet.train import NetTrain, _destroy
+
+    xs, ys, _, _ = data()
+    NetTrain(net(), list(zip(xs, ys)), MaxTrainingRounds=1, BatchSize=15, TrainingProgressReporting=None)
+    _destroy(dist)  # as at exit
+    threads = sorted(open(os.path.join(t, "comm")).read().strip() for t in glob.glob("/proc/self/task/*"))
+    with open(os.path.join({out!r}, f"threads{{os.environ['RANK']}}.json"), "w") as f:
+        json.dump(threads, f)
+    """
+)
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/task"), reason="threads are listed from /proc")
+def test_the_process_group_is_gone_before_the_interpreter_exits(tmp_path):
+    """After a data-parallel NetTrain, closing the group at exit (`_destroy`) ends gloo's threads:
+    none is left running into the interpreter's exit, where it could abort the process."""
+    import json
+
+    script = tmp_path / "exit.py"
+    script.write_text(EXIT_SCRIPT.format(tests=os.path.dirname(__file__), out=str(tmp_path)))
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_addr=127.0.0.1",
+           f"--master_port={_free_port()}", str(script)]
+    run = subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    for rank in (0, 1):
+        threads = json.loads((tmp_path / f"threads{rank}.json").read_text())
+        assert not [t for t in threads if "gloo" in t], threads
+
+
 PEER_SCRIPT = textwrap.dedent(
     """
     import json, os, signal, sys, time

@@ -8,19 +8,20 @@ the net returned is the one with the lowest validation loss. The options are che
 turned into the optimizer, schedule and stopping rules in `train_options`.
 
 Started by `torchrun` (WORLD_SIZE > 1), every process runs NetTrain on the same data: each
-takes its shard of every global batch, DistributedDataParallel averages the gradients, so the
-arrays stay identical on every rank and equal (to float tolerance) to one process training on
-the same global batches. Only rank 0 reports and returns the results; the others return the
-trained net. Losses and measurements are summed over the ranks, so they are the global batches';
-decisions (stopping, time goal) are rank 0's, a divergence or Ctrl-C on any rank stops all. A
-generator is called with the same info on every rank, each keeping its shard of the batch. A
-rank whose peer dies or stops answering raises a ProcessGroupError (after WLNET_DIST_TIMEOUT
-seconds at most) instead of waiting forever.
+takes its shard of every global batch, and one all-reduce of each flat gradient buffer averages
+the gradients (`_Group.average`), so the arrays stay identical on every rank and equal (to float
+tolerance) to one process training on the same global batches. Only rank 0 reports and returns
+the results; the others return the trained net. Losses and measurements are summed over the
+ranks, so they are the global batches'; decisions (stopping, time goal) are rank 0's, a
+divergence or Ctrl-C on any rank stops all. A generator is called with the same info on every
+rank, each keeping its shard of the batch. A rank whose peer dies or stops answering raises a
+ProcessGroupError (after WLNET_DIST_TIMEOUT seconds at most) instead of waiting forever.
 """
 
 from __future__ import annotations
 
 import atexit
+import importlib
 import math
 import os
 from contextlib import contextmanager
@@ -84,6 +85,10 @@ class _Group:
             torch.cuda.set_device(device)
         self.device = device
         if not dist.is_initialized():
+            # torch._dynamo (which the kernels' choice imports) keeps a reference to a process group
+            # that exists when it is imported: the group would then outlive destroy_process_group,
+            # its backend's threads running into the interpreter's exit, which can abort the process
+            importlib.import_module("torch._dynamo")
             dist.init_process_group("nccl" if device.type == "cuda" else "gloo", timeout=_timeout())
             atexit.register(_destroy, dist)
         self.world = dist.get_world_size()
@@ -148,14 +153,16 @@ class _Group:
                 seed = int(t.item())
         return seed
 
-    def wrap(self, module: torch.nn.Module, find_unused: bool) -> torch.nn.Module:
-        if self.world == 1:
-            return module
-        from torch.nn.parallel import DistributedDataParallel
-
-        # device_ids=None also for a GPU module: the inputs are on the device already, and Seq
-        # lengths must stay on the CPU.
-        return DistributedDataParallel(module, find_unused_parameters=find_unused)
+    def average(self, grads: list | None) -> None:
+        """The ranks' gradients averaged in place: one all-reduce of each flat gradient buffer
+        (`FlatArrays`), a collective per learning-rate group per batch; arrays without a gradient
+        in a batch add zeros."""
+        if self.world > 1:
+            if grads is None:
+                raise TrainingError(f"{WHO}: a data-parallel run needs the arrays in flat buffers.")
+            for g in grads:
+                self.dist.all_reduce(g)
+                g.div_(self.world)
 
     def same_arrays(self, module: torch.nn.Module) -> None:
         if self.world > 1:
@@ -281,10 +288,8 @@ def _train(net: Net, data, prop, o: dict, group: _Group):
     # alone, and the nets returned are made from the module's arrays on `net`'s structure
     module = (net if net.initialized() else NetInitialize(net, RandomSeeding=seed)).build(trainable=True)
     module = module.to(group.device, dtype)
-    # one buffer per group (`FlatArrays`), except under DistributedDataParallel, which keeps its own
-    opt, flats = optimizer(module, factors, o["Method"], flat=group.world == 1)
-    model = group.wrap(module, find_unused=len(problem.losses) < len(net.output_ports()))
-    run = Run(net, problem, source, validation, model, module, opt, group, o,
+    opt, flats = optimizer(module, factors, o["Method"], flat=True)  # one buffer per group (`FlatArrays`)
+    run = Run(net, problem, source, validation, module, opt, group, o,
               O.generator(seed + 1 + group.rank, WHO, group.device), AUTOMATIC_SECONDS, dtype, flats)
     run.seed = seed
     if checkpoints is not None:

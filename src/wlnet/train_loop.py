@@ -204,12 +204,12 @@ def _none(v):
 class Run:
     """One training run: the loop, the stopping rules, validation and the best arrays."""
 
-    def __init__(self, net, problem, source, validation, model, module, optimizer, group, o, dropout_g,
+    def __init__(self, net, problem, source, validation, module, optimizer, group, o, dropout_g,
                  automatic_seconds: float, dtype=torch.float32, flats=None):
         self.net, self.problem, self.source = net, problem, source
         self.validation = validation
         self.val_data = validation.data.to(group.device, dtype) if validation is not None else None
-        self.model, self.module, self.optimizer, self.group = model, module, optimizer, group
+        self.module, self.optimizer, self.group = module, optimizer, group
         self.batch = source.batch
         self.ctx = Ctx(True, dropout_g, exact_states=False)
         self.max_rounds = o["MaxTrainingRounds"]
@@ -290,7 +290,7 @@ class Run:
                             stop = True
                             break
                         self._backward_and_step(loss, weight, t0)
-                        if self.from_outputs:  # a rank without examples (weight 0) ran one only to join DDP
+                        if self.from_outputs:  # a rank without examples (weight 0) ran one only to join the all-reduce
                             outputs.append(_detach(out[self.port]) if weight else _none(out[self.port]))
                             targets.append(ts.get(self.port) if weight else _none(ts.get(self.port)))
                         self.batch_losses.append(value)
@@ -401,7 +401,7 @@ class Run:
 
     # ---- one batch ----
     def _forward(self, xs, ts):
-        out = run_module(self.model, xs, self.ctx)
+        out = run_module(self.module, xs, self.ctx)
         return batch_loss(self.problem, out, ts), out
 
     def _backward_and_step(self, loss, weight: float, t0: float) -> None:
@@ -409,6 +409,7 @@ class Run:
         if self.snapshot_in_grads:  # the snapshot there is not needed now: this loss is finite
             torch._foreach_zero_(self.grads)
         scaled.backward()
+        self.group.average(self.grads)
         if not self.snapshot_in_grads:
             torch._foreach_copy_(self.snapshot, self.live)  # the arrays whose loss was finite
         t = self.batches + 1
@@ -443,7 +444,7 @@ class Run:
 
     def _shard(self, part):
         """Under torchrun: this rank's shard of the global batch, its mean loss weighted so that the
-        gradients DDP averages are those of the global batch's mean loss. A generator is called with
+        gradients the ranks average are those of the global batch's mean loss. A generator is called with
         the same info on every rank, each rank keeping its shard of the batch it gives."""
         world, rank = self.group.world, self.group.rank
         if isinstance(self.source, GeneratorSource):
