@@ -67,15 +67,7 @@ def _free_port() -> int:
 
 
 def test_two_processes_match_one(tmp_path, monkeypatch):
-    script = tmp_path / "train_ddp.py"
-    script.write_text(SCRIPT.format(tests=os.path.dirname(__file__), out=str(tmp_path)))
-    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR",
-                                                             "MASTER_PORT")}
-    env["OMP_NUM_THREADS"] = "1"
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_addr=127.0.0.1",
-           f"--master_port={_free_port()}", str(script)]
-    run = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
-    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    run = _two_processes(tmp_path, "train_ddp.py", SCRIPT)
     # only rank 0 reports: one line per round
     assert sum(line.startswith("NetTrain: round") for line in run.stdout.splitlines()) == OPTIONS["MaxTrainingRounds"]
 
@@ -100,6 +92,18 @@ def _env(**extra) -> dict:
                                                              "MASTER_PORT", "WLNET_DIST_TIMEOUT")}
     env["OMP_NUM_THREADS"] = "1"
     return {**env, **extra}
+
+
+def _two_processes(tmp_path, name: str, template: str) -> subprocess.CompletedProcess:
+    """The script `template` (formatted with the tests' folder and tmp_path) run by one torchrun
+    launch of two processes; it must succeed."""
+    script = tmp_path / name
+    script.write_text(template.format(tests=os.path.dirname(__file__), out=str(tmp_path)))
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_addr=127.0.0.1",
+           f"--master_port={_free_port()}", str(script)]
+    run = subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    return run
 
 
 def _nodes(script, env) -> list:
@@ -181,12 +185,7 @@ def test_the_process_group_is_gone_before_the_interpreter_exits(tmp_path):
     none is left running into the interpreter's exit, where it could abort the process."""
     import json
 
-    script = tmp_path / "exit.py"
-    script.write_text(EXIT_SCRIPT.format(tests=os.path.dirname(__file__), out=str(tmp_path)))
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_addr=127.0.0.1",
-           f"--master_port={_free_port()}", str(script)]
-    run = subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=120)
-    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    _two_processes(tmp_path, "exit.py", EXIT_SCRIPT)
     for rank in (0, 1):
         threads = json.loads((tmp_path / f"threads{rank}.json").read_text())
         assert not [t for t in threads if "gloo" in t], threads
@@ -333,12 +332,7 @@ def _same(a, b, key):
 def test_options_under_torchrun(tmp_path, monkeypatch):
     """Generator data, Real64, global measurements, rank 0's stopping decision, Ctrl-C on one rank,
     divergence: two processes give the results of one on the same global batches."""
-    script = tmp_path / "options.py"
-    script.write_text(OPTIONS_SCRIPT.format(tests=os.path.dirname(__file__), out=str(tmp_path)))
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_addr=127.0.0.1",
-           f"--master_port={_free_port()}", str(script)]
-    run = subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=120)
-    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    _two_processes(tmp_path, "options.py", OPTIONS_SCRIPT)
     r0, r1 = torch.load(tmp_path / "rank0.pt", weights_only=False), torch.load(tmp_path / "rank1.pt")
 
     for k in ("RANK", "WORLD_SIZE", "LOCAL_RANK"):
