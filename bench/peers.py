@@ -208,14 +208,19 @@ def keras_rate(p) -> float | None:
 
 # ---- the GEMM-bound floor of the wide nets -------------------------------------------------------
 def mm_seconds(m: int, k: int, n: int, repeat: int = 3) -> float:
-    """The best time of torch.mm on (m, k) × (k, n) in float32."""
-    a, b = torch.randn(m, k), torch.randn(k, n)
-    torch.mm(a, b)
+    """The best time of torch.mm on (m, k) × (k, n) in float32, into a preallocated result; small
+    products are timed over enough calls to last ~2 ms a trial (one call is too short to time)."""
+    a, b, out = torch.randn(m, k), torch.randn(k, n), torch.empty(m, n)
+    torch.mm(a, b, out=out)
+    t0 = time.perf_counter()
+    torch.mm(a, b, out=out)
+    calls = max(1, int(2e-3 / max(time.perf_counter() - t0, 1e-7)))
     best = float("inf")
     for _ in range(repeat):
         t0 = time.perf_counter()
-        torch.mm(a, b)
-        best = min(best, time.perf_counter() - t0)
+        for _ in range(calls):
+            torch.mm(a, b, out=out)
+        best = min(best, (time.perf_counter() - t0) / calls)
     return best
 
 
