@@ -219,9 +219,10 @@ def snapshot_step(opt: torch.optim.Optimizer, leaves: list):
     that leaves each buffer's arrays from before the step in its gradient buffer: chunk by chunk,
     a chunk of the arrays is copied aside, stepped (its gradients are read then), and copied over
     its gradients. The divergence snapshot then costs one chunk of memory instead of a copy of
-    every array. The arithmetic is the kernel's, element by element: the arrays come out as
-    `step_function`'s step gives them. The groups and state are read at each call (a restored
-    checkpoint replaces them)."""
+    every array. The arithmetic is the kernel's, element by element; it agrees with
+    `step_function`'s step to rounding (the kernel computes the elements past a range's last whole
+    vector in double, and its ranges follow the buffer it is given). The groups and state are read
+    at each call (a restored checkpoint replaces them)."""
     aside = torch.empty(min(SNAPSHOT_CHUNK, max(leaf.numel() for leaf in leaves)), dtype=leaves[0].dtype,
                         device=leaves[0].device)
 
