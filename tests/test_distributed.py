@@ -179,6 +179,45 @@ EXIT_SCRIPT = textwrap.dedent(
 )
 
 
+START_SCRIPT = textwrap.dedent(
+    """
+    import os, sys
+    import torch
+    sys.path.insert(0, {tests!r})
+    from test_distributed import data
+    from wlnet import LongShortTermMemoryLayer, NetInitialize
+    from wlnet.train import NetTrain
+
+    rank = int(os.environ["RANK"])
+    xs, ys, _, _ = data()
+    start = NetInitialize(LongShortTermMemoryLayer(3, Input=("Varying", 2)), RandomSeeding=20 + rank)
+    out = NetTrain(start, list(zip(xs, ys)), MaxTrainingRounds=2, BatchSize=15, RandomSeeding=7,
+                   TrainingProgressReporting=None)
+    torch.save({{"start": start.arrays(), "arrays": out.arrays()}}, os.path.join({out!r}, f"start{{rank}}.pt"))
+    """
+)
+
+
+def test_ranks_given_different_nets_train_from_rank_0s(tmp_path, monkeypatch):
+    """Each rank passes a net initialized differently: training starts from rank 0's arrays on
+    every rank, so both end equal, and equal to one process trained from rank 0's net."""
+    _two_processes(tmp_path, "start.py", START_SCRIPT)
+    r0, r1 = torch.load(tmp_path / "start0.pt"), torch.load(tmp_path / "start1.pt")
+    assert any(not torch.equal(r0["start"][k], r1["start"][k]) for k in r0["start"])
+    for k in r0["arrays"]:
+        assert torch.equal(r0["arrays"][k], r1["arrays"][k]), k
+    for k in ("RANK", "WORLD_SIZE", "LOCAL_RANK"):
+        monkeypatch.delenv(k, raising=False)
+    from wlnet import LongShortTermMemoryLayer, NetInitialize
+
+    xs, ys, _, _ = data()
+    single = NetTrain(NetInitialize(LongShortTermMemoryLayer(3, Input=("Varying", 2)), RandomSeeding=20),
+                      list(zip(xs, ys)), MaxTrainingRounds=2, BatchSize=15, RandomSeeding=7,
+                      TrainingProgressReporting=None)
+    for k, v in single.arrays().items():
+        assert torch.allclose(r0["arrays"][k], v, atol=1e-5), k
+
+
 @pytest.mark.skipif(not os.path.isdir("/proc/self/task"), reason="threads are listed from /proc")
 def test_the_process_group_is_gone_before_the_interpreter_exits(tmp_path):
     """After a data-parallel NetTrain, closing the group at exit (`_destroy`) ends gloo's threads:

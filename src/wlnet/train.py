@@ -288,6 +288,7 @@ def _train(net: Net, data, prop, o: dict, group: _Group):
     # alone, and the nets returned are made from the module's arrays on `net`'s structure
     module = (net if net.initialized() else NetInitialize(net, RandomSeeding=seed)).build(trainable=True)
     module = module.to(group.device, dtype)
+    group.same_arrays(module)  # every rank starts from rank 0's arrays (a net each rank initialized alike or not)
     opt, flats = optimizer(module, factors, o["Method"], flat=True)  # one buffer per group (`FlatArrays`)
     run = Run(net, problem, source, validation, module, opt, group, o,
               O.generator(seed + 1 + group.rank, WHO, group.device), AUTOMATIC_SECONDS, dtype, flats)
