@@ -153,13 +153,11 @@ class _Group:
                 seed = int(t.item())
         return seed
 
-    def average(self, grads: list | None) -> None:
+    def average(self, grads: list) -> None:
         """The ranks' gradients averaged in place: one all-reduce of each flat gradient buffer
         (`FlatArrays`), a collective per learning-rate group per batch; arrays without a gradient
         in a batch add zeros."""
         if self.world > 1:
-            if grads is None:
-                raise TrainingError(f"{WHO}: a data-parallel run needs the arrays in flat buffers.")
             for g in grads:
                 self.dist.all_reduce(g)
                 g.div_(self.world)

@@ -205,7 +205,7 @@ class Run:
     """One training run: the loop, the stopping rules, validation and the best arrays."""
 
     def __init__(self, net, problem, source, validation, module, optimizer, group, o, dropout_g,
-                 automatic_seconds: float, dtype=torch.float32, flats=None):
+                 automatic_seconds: float, dtype, flats: list):
         self.net, self.problem, self.source = net, problem, source
         self.validation = validation
         self.val_data = validation.data.to(group.device, dtype) if validation is not None else None
@@ -226,13 +226,13 @@ class Run:
         self.progress_fn = o["TrainingProgressFunction"]
         reporting = o["TrainingProgressReporting"] if group.rank == 0 else None
         self.progress = Progress(reporting, self.max_rounds, automatic_seconds if self.automatic else self.goal)
-        # the tensors the step, clipping and snapshot work on: the flat buffers, else the arrays
-        self.params = [f.leaf for f in flats] if flats else [p for p in module.parameters() if p.requires_grad]
-        self.grads = [f.leaf.grad for f in flats] if flats else None
+        # the tensors the step, clipping, averaging and snapshot work on: the flat buffers (`FlatArrays`)
+        self.params = [f.leaf for f in flats]
+        self.grads = [f.leaf.grad for f in flats]
         self.live = [p.detach() for p in self.params]
         # the divergence snapshot (the arrays before the last step): in the gradient buffers of a
         # large net trained with ADAM (`snapshot_step`), else a copy of the arrays
-        self.snapshot_in_grads = bool(flats) and snapshot_in_gradients(optimizer, self.params)
+        self.snapshot_in_grads = snapshot_in_gradients(optimizer, self.params)
         if self.snapshot_in_grads:
             self.step = snapshot_step(optimizer, self.params)
             self.snapshot = self.grads
@@ -425,9 +425,7 @@ class Run:
                 if p.grad is not None:
                     p.grad.clamp_(-self.grad_clip, self.grad_clip)
         self.step()
-        if self.grads is None:
-            self.optimizer.zero_grad(set_to_none=True)
-        elif not self.snapshot_in_grads:  # (else they hold the snapshot until the next loss is known)
+        if not self.snapshot_in_grads:  # (else they hold the snapshot until the next loss is known)
             torch._foreach_zero_(self.grads)  # the arrays' gradients are views of these: zero them, keep them
         if self.weight_clip is not None:
             with torch.no_grad():

@@ -207,6 +207,16 @@ def plain_fused_adam(opt: torch.optim.Optimizer) -> bool:
                             or g.get("decoupled_weight_decay", False)) for g in opt.param_groups)
 
 
+def _adam_state(opt: torch.optim.Optimizer, p: torch.Tensor) -> dict:
+    """p's Adam state, made as Adam's lazy initialization for a fused group makes it."""
+    state = opt.state[p]
+    if not state:
+        state["step"] = torch.zeros((), dtype=torch.float32, device=p.device)
+        state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+        state["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+    return state
+
+
 def snapshot_in_gradients(opt: torch.optim.Optimizer, leaves: list) -> bool:
     """Whether NetTrain keeps the divergence snapshot in the gradient buffers (`snapshot_step`):
     for torch's fused Adam over flat buffers of at least two chunks (below that, a copy of the
@@ -229,11 +239,7 @@ def snapshot_step(opt: torch.optim.Optimizer, leaves: list):
     def step() -> None:
         for group in opt.param_groups:
             leaf = group["params"][0]
-            state = opt.state[leaf]
-            if not state:  # as Adam's lazy initialization for a fused group
-                state["step"] = torch.zeros((), dtype=torch.float32, device=leaf.device)
-                state["exp_avg"] = torch.zeros_like(leaf)
-                state["exp_avg_sq"] = torch.zeros_like(leaf)
+            state = _adam_state(opt, leaf)
             p, g, m, v, t = leaf.data, leaf.grad, state["exp_avg"], state["exp_avg_sq"], state["step"]
             t.add_(1)
             beta1, beta2 = group["betas"]
@@ -263,11 +269,7 @@ def step_function(opt: torch.optim.Optimizer):
             for p in group["params"]:
                 if p.grad is None:
                     continue
-                state = opt.state[p]
-                if not state:  # as Adam's lazy initialization for a fused group
-                    state["step"] = torch.zeros((), dtype=torch.float32, device=p.device)
-                    state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
-                    state["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+                state = _adam_state(opt, p)
                 params.append(p)
                 grads.append(p.grad)
                 avgs.append(state["exp_avg"])

@@ -50,6 +50,10 @@ class Cell:
         return {name: (n,) if name.endswith("Biases") else (n, n) if name.endswith("StateWeights")
                 else ((n, k) if k is not None else None) for name in self.array_names}
 
+    def width(self, a: dict) -> int:
+        """The cell's size n, read from its arrays."""
+        return a[self.array(self.gates[0], "Biases")].shape[0]
+
     def element_count(self, n: int, k: int) -> int:
         return len(self.gates) * n * (k + n + 1)
 
@@ -58,7 +62,7 @@ class Cell:
         """The arrays → a fused layout [W_ih (Gn, k), W_hh (Gn, n), b_ih (Gn,), b_hh = 0], the
         blocks in the order of `table` (default torch's)."""
         table = self.torch_table if table is None else table
-        n = a[self.array(self.gates[0], "Biases")].shape[0]
+        n = self.width(a)
         out = []
         for part in PARTS:
             blocks = []

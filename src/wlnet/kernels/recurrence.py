@@ -39,7 +39,7 @@ def unroll(cell: Cell, a: dict, x, lengths, states=(), zx=None, zs=None, zm=None
     """The cell's reference step over T steps. A sequence shorter than T keeps its states past
     its end and outputs zeros there. zx (B, G, k), zs (B, G, n), zm (B, T, n): dropout masks."""
     B, T, _ = x.shape
-    n = a[cell.array(cell.gates[0], "Biases")].shape[0]
+    n = cell.width(a)
     states = tuple(x.new_zeros(B, n) if s is None else s for s in full_states(cell, states))
     live = None if lengths is None else (torch.arange(T) < lengths.unsqueeze(1)).to(x.device)  # (B, T)
     outs = []
@@ -144,8 +144,7 @@ NATIVE = {LSTM.name: _native_lstm, GRU.name: _native_gru, RNN.name: _native_rnn}
 def masked(cell: Cell, x, lengths, arrays: dict, states, masks: dropout.Masks, exact: bool = True):
     """The recurrence with fixed dropout masks (`dropout.draw_masks`), on the chosen kernel."""
     states = full_states(cell, states)
-    n = arrays[cell.array(cell.gates[0], "Biases")].shape[0]
-    kernel = choose(cell, x.device, x.dtype, masks, n)
+    kernel = choose(cell, x.device, x.dtype, masks, cell.width(arrays))
     if kernel == "native":
         return NATIVE[cell.name](x, lengths, arrays, states, masks)
     if kernel == "custom":
@@ -176,12 +175,11 @@ def run(cell: Cell, arrays: dict, x, lengths, states, *, dropout_spec=None, gene
     """The cell over a batch: with `dropout_spec` (method → p, training only) masks are drawn
     from `generator`; the kernel `choose` picks runs, the fused one on packed weights (kept in
     `cache` when it is given: the arrays of an evaluation module never change)."""
+    n = cell.width(arrays)
     if dropout_spec:
         B, T, k = x.shape
-        n = arrays[cell.array(cell.gates[0], "Biases")].shape[0]
         masks = dropout.draw_masks(cell, dropout_spec, B, T, n, k, generator, x.device, x.dtype)
         return masked(cell, x, lengths, arrays, states, masks, exact)
-    n = arrays[cell.array(cell.gates[0], "Biases")].shape[0]
     if choose(cell, x.device, x.dtype, NO_MASKS, n) == "native":
         return NATIVE[cell.name](x, lengths, arrays, full_states(cell, states), NO_MASKS)
     if cache is None:

@@ -98,7 +98,8 @@ std::vector<Tensor> lstm_forward(Tensor x, optional<Tensor> s0, optional<Tensor>
     const int64_t bytes = sizes[first / 4] * static_cast<int64_t>(arrays[first].element_size());
     for (int g = 1; g < 4; ++g) {
       const Tensor& a = arrays[first + g];
-      if (!a.storage().is_alias_of(arrays[first].storage()) || static_cast<const char*>(a.data_ptr()) != base + g * bytes) {
+      if (!a.storage().is_alias_of(arrays[first].storage()) ||
+          static_cast<const char*>(a.data_ptr()) != base + g * bytes) {
         return false;
       }
     }

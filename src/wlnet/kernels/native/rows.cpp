@@ -139,8 +139,9 @@ std::vector<Tensor> lstm_forward_rows(Tensor x, std::vector<int64_t> lengths, op
                                        r.batch_sizes);
   // f: S, s_T, c_T, G, C, wx, ws, XI, SZ (rows sorted)
   const Tensor undefined;
-  return {to_batch_major(f[0], 1, r, T, views), permute_rows(f[1], r, false), permute_rows(f[2], r, false), x_tm, f[5], f[6],
-          zxs ? *zxs : undefined, zss ? *zss : undefined, zms ? *zms : undefined, f[3], f[4], f[0], f[7], f[8]};
+  return {to_batch_major(f[0], 1, r, T, views), permute_rows(f[1], r, false), permute_rows(f[2], r, false),
+          x_tm, f[5], f[6], zxs ? *zxs : undefined, zss ? *zss : undefined, zms ? *zms : undefined,
+          f[3], f[4], f[0], f[7], f[8]};
 }
 
 // Backward of `lstm_forward_rows`: g_out (B, T, n), g_sT, g_cT (B, n) in the rows' order; the saved
