@@ -13,9 +13,9 @@ import statistics
 import sys
 
 from wlnet.examples.applications import addition_data, addition_net, comparison_data, comparison_net
-from wlnet.initialize import NetInitialize
-from wlnet.train import NetTrain
-from wlnet.train_data import read_dataset
+from wlnet.nets.initialize import NetInitialize
+from wlnet.train.api import NetTrain
+from wlnet.train.data import read_dataset
 
 
 def seconds_per_round(net, data, bucketing: bool, rounds: int, **options) -> float:

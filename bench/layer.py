@@ -24,8 +24,8 @@ import torch
 
 import wlnet
 from wlnet import BasicRecurrentLayer, GatedRecurrentLayer, LongShortTermMemoryLayer, NetInitialize
-from wlnet.data import Seq
-from wlnet.runtime import Ctx
+from wlnet.core.data import Seq
+from wlnet.core.runtime import Ctx
 
 TWINS = {LongShortTermMemoryLayer: torch.nn.LSTM, GatedRecurrentLayer: torch.nn.GRU,
          BasicRecurrentLayer: torch.nn.RNN}

@@ -42,8 +42,8 @@ import torch
 
 from wlnet.examples.applications import addition_data, addition_net, comparison_data, comparison_net
 from wlnet.examples.sequences import LM_ALPHABET, language_data, language_model, language_text
-from wlnet.initialize import NetInitialize
-from wlnet.train import NetTrain
+from wlnet.nets.initialize import NetInitialize
+from wlnet.train.api import NetTrain
 
 BATCH = 64
 CLASSES = ["Less", "Greater", "Equal"]

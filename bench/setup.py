@@ -19,7 +19,7 @@ sys.path.insert(0, os.path.dirname(__file__))
 
 import peers  # noqa: E402  (the problems, as the peer benchmark builds them)
 from wlnet import NetInitialize, train_loop  # noqa: E402
-from wlnet.train import NetTrain  # noqa: E402
+from wlnet.train.api import NetTrain  # noqa: E402
 
 first_batch: list = []
 _rows = train_loop.ListSource.rows

@@ -19,7 +19,7 @@ import time
 import torch
 
 from wlnet import All, LongShortTermMemoryLayer, NetChain, NetInitialize
-from wlnet.train import NetTrain
+from wlnet.train.api import NetTrain
 
 EXAMPLES, LENGTH, INPUT, BATCH = 256, 32, 16, 64
 # name: (width, depth, Wolfram's examples/s, rounds per trial, trials)

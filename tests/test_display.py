@@ -10,9 +10,9 @@ import re
 import pytest
 
 import wlnet as w
-from wlnet import display
 from wlnet.examples.applications import addition_net, comparison_data, comparison_net
 from wlnet.examples.sequences import LM_ALPHABET, language_model
+from wlnet.show import display
 
 
 class _Tags(html.parser.HTMLParser):
@@ -101,8 +101,8 @@ def test_training_results_embed_their_loss_plot():
 
 
 def test_progress_reporting_values(monkeypatch):
-    from wlnet import train_options
-    from wlnet.errors import OptionError
+    from wlnet.core.errors import OptionError
+    from wlnet.train import options as train_options
 
     def mode(value):
         return train_options.parse({"TrainingProgressReporting": value})["TrainingProgressReporting"]

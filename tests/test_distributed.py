@@ -13,8 +13,8 @@ import time
 import pytest
 import torch
 
-from wlnet.symbols import All
-from wlnet.train import NetTrain
+from wlnet.core.symbols import All
+from wlnet.train.api import NetTrain
 
 SCRIPT = textwrap.dedent(
     """
@@ -22,8 +22,8 @@ SCRIPT = textwrap.dedent(
     import torch
     sys.path.insert(0, {tests!r})
     from test_distributed import data, net, OPTIONS
-    from wlnet.symbols import All
-    from wlnet.train import NetTrain
+    from wlnet.core.symbols import All
+    from wlnet.train.api import NetTrain
 
     xs, ys, vxs, vys = data()
     out = NetTrain(net(), list(zip(xs, ys)), All, ValidationSet=list(zip(vxs, vys)), **OPTIONS)
@@ -167,7 +167,7 @@ EXIT_SCRIPT = textwrap.dedent(
     import torch.distributed as dist
     sys.path.insert(0, {tests!r})
     from test_distributed import data, net
-    from wlnet.train import NetTrain, _destroy
+    from wlnet.train.api import NetTrain, _destroy
 
     xs, ys, _, _ = data()
     NetTrain(net(), list(zip(xs, ys)), MaxTrainingRounds=1, BatchSize=15, TrainingProgressReporting=None)
@@ -186,7 +186,7 @@ START_SCRIPT = textwrap.dedent(
     sys.path.insert(0, {tests!r})
     from test_distributed import data
     from wlnet import LongShortTermMemoryLayer, NetInitialize
-    from wlnet.train import NetTrain
+    from wlnet.train.api import NetTrain
 
     rank = int(os.environ["RANK"])
     xs, ys, _, _ = data()
@@ -235,7 +235,7 @@ PEER_SCRIPT = textwrap.dedent(
     import json, os, signal, sys, time
     sys.path.insert(0, {tests!r})
     from test_distributed import data, net
-    from wlnet.train import NetTrain
+    from wlnet.train.api import NetTrain
 
     rank, mode = int(os.environ["RANK"]), {mode!r}
     xs, ys, _, _ = data()
@@ -338,8 +338,8 @@ OPTIONS_SCRIPT = textwrap.dedent(
     import torch
     sys.path.insert(0, {tests!r})
     from test_distributed import option_runs, KEYS
-    from wlnet.symbols import All
-    from wlnet.train import NetTrain
+    from wlnet.core.symbols import All
+    from wlnet.train.api import NetTrain
 
     warnings.simplefilter("ignore")
     rank = int(os.environ["RANK"])
@@ -397,8 +397,8 @@ def test_options_under_torchrun(tmp_path, monkeypatch):
 def test_the_timeout_comes_from_the_environment(monkeypatch):
     from datetime import timedelta
 
-    from wlnet.errors import OptionError
-    from wlnet.train import _timeout
+    from wlnet.core.errors import OptionError
+    from wlnet.train.api import _timeout
 
     monkeypatch.delenv("WLNET_DIST_TIMEOUT", raising=False)
     assert _timeout() == timedelta(seconds=60)

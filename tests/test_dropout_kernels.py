@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 import torch
 
-from wlnet.errors import OptionError
+from wlnet.core.errors import OptionError
 from wlnet.kernels import cells, dropout, lstm_custom, native, recurrence
 
 LSTM = cells.LSTM
@@ -929,7 +929,7 @@ def test_arrays_side_by_side_in_one_buffer_are_read_in_place_and_give_the_same_r
 
 def test_nettrain_flat_buffer_holds_an_lstm_in_the_packed_layout():
     import wlnet as w
-    from wlnet.train_options import optimizer
+    from wlnet.train.options import optimizer
 
     net = w.NetInitialize(w.NetChain([w.LongShortTermMemoryLayer(3), w.SequenceLastLayer(), w.LinearLayer(2)],
                                      Input=(4, 2)))

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 import wlnet as w
-from wlnet.encoders import NetDecoder, NetEncoder
+from wlnet.coders.encoders import NetDecoder, NetEncoder
 
 
 def test_characters_index_form_is_one_based_and_ragged():
@@ -115,8 +115,8 @@ def test_bad_decoder_specs():
 def test_characters_read_at_once_equal_reading_them_one_at_a_time(alphabet, ignore_case, strings):
     import torch
 
-    from wlnet.encoders import _EncoderReader as _Reader
-    from wlnet.errors import EncodingError
+    from wlnet.coders.encoders import _EncoderReader as _Reader
+    from wlnet.core.errors import EncodingError
 
     enc = NetEncoder(("Characters", alphabet), IgnoreCase=ignore_case)
     for form in ("Index", "UnitVector"):

@@ -36,9 +36,9 @@ from wlnet import (
     Options,
     ShapeError,
 )
-from wlnet.data import Seq
+from wlnet.core.data import Seq
+from wlnet.core.runtime import Ctx
 from wlnet.kernels import cells, dropout, native, recurrence
-from wlnet.runtime import Ctx
 
 LAYERS = {"GRU": GatedRecurrentLayer, "RNN": BasicRecurrentLayer}
 CELLS = {"GRU": cells.GRU, "RNN": cells.RNN}

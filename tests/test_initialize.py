@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import wlnet as w
-from wlnet.errors import InitializationError, OptionError
+from wlnet.core.errors import InitializationError, OptionError
 
 
 def chain(k=200, n=300, ramp=False):

@@ -37,8 +37,8 @@ from wlnet import (
     SoftmaxLayer,
     UnitVectorLayer,
 )
-from wlnet.data import Seq
-from wlnet.runtime import Ctx
+from wlnet.core.data import Seq
+from wlnet.core.runtime import Ctx
 
 SEED = 4321
 NAN = float("nan")

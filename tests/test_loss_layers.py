@@ -8,7 +8,7 @@ import torch
 
 import wlnet as w
 from wlnet import NetMeasurements, NetTrain
-from wlnet.symbols import All
+from wlnet.core.symbols import All
 
 QUIET = {"TrainingProgressReporting": None}
 RNG = np.random.default_rng(5)
@@ -363,7 +363,7 @@ def test_a_graph_whose_one_output_is_a_loss_names_it_loss_and_trains_on_a_list_o
 def test_cross_entropy_of_a_softmax_output_equals_the_clamped_log_of_its_probabilities(form, ragged):
     """A SoftmaxLayer's output carries its input: the cross-entropy takes log_softmax of it. Values
     and gradients equal −log max(p, 1e-7) on the probabilities themselves, also where p underflows."""
-    from wlnet.data import Seq
+    from wlnet.core.data import Seq
     from wlnet.layers.basic import softmax, with_logits
     from wlnet.layers.loss import Loss
 

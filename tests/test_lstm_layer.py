@@ -27,9 +27,9 @@ from wlnet import (
     Options,
     ShapeError,
 )
-from wlnet.data import Seq
+from wlnet.core.data import Seq
+from wlnet.core.runtime import Ctx
 from wlnet.kernels import cells, recurrence
-from wlnet.runtime import Ctx
 
 NAMES = R.ARRAY_NAMES
 TEST = Ctx(False, None)

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 import wlnet as w
-from wlnet.measure import NetMeasurements
+from wlnet.nets.measure import NetMeasurements
 
 LABELS = ["a", "b", "c"]
 

@@ -259,7 +259,7 @@ def test_bad_paths_and_atomic_replacement(tmp_path, monkeypatch):
 
 
 def test_a_model_over_protobufs_2_gb_is_refused(tmp_path, monkeypatch):
-    import wlnet.io.onnx as module
+    import wlnet.io.onnx.export as module
 
     monkeypatch.setattr(module, "MAX_BYTES", 1000)
     with pytest.raises(w.NotSupportedError, match="at most 2 GB"):

@@ -36,8 +36,8 @@ from wlnet import (
     ShapeError,
     SoftmaxLayer,
 )
-from wlnet.data import Seq
-from wlnet.runtime import Ctx
+from wlnet.core.data import Seq
+from wlnet.core.runtime import Ctx
 
 RNG = np.random.default_rng(5)
 RAGGED = [RNG.standard_normal((t, 2)).round(3) for t in (4, 1, 3)]

@@ -7,8 +7,8 @@ import pytest
 import torch
 
 import wlnet as w
+from wlnet.core.runtime import Ctx, compiled
 from wlnet.kernels import cells, recurrence
-from wlnet.runtime import Ctx, compiled
 
 
 def lstm(n, k, seed=1):
@@ -138,7 +138,7 @@ def test_input_form_keeps_every_given_option():
 
 
 def test_seq_operations_keep_each_sequence():
-    from wlnet.data import Seq, cat_rows, take_rows
+    from wlnet.core.data import Seq, cat_rows, take_rows
 
     seqs = [[[1.0], [2.0], [3.0]], [[4.0]], [[5.0], [6.0]]]
     data = torch.zeros(3, 3, 1)

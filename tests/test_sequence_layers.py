@@ -33,8 +33,8 @@ from wlnet import (
     ThreadingLayer,
     TotalLayer,
 )
-from wlnet.data import Seq
-from wlnet.runtime import Ctx
+from wlnet.core.data import Seq
+from wlnet.core.runtime import Ctx
 
 RNG = np.random.default_rng(11)
 RAGGED = [RNG.standard_normal((t, 3)).round(3) for t in (4, 1, 3)]  # three sequences of size-3 vectors
@@ -384,7 +384,7 @@ def test_separate_edges_into_a_list_port_add_in_order():
 
 def test_unconnected_list_port_is_a_list_input_of_the_graph():
     g = NetInitialize(NetChain([CatenateLayer(Input=[2, 1]), LinearLayer(1)]))
-    assert isinstance(g.input_ports()["Input"], wlnet.shapes.ListType)
+    assert isinstance(g.input_ports()["Input"], wlnet.core.shapes.ListType)
     w, b = wlnet.NetExtract(g, (2, "Weights")), wlnet.NetExtract(g, (2, "Biases"))
     close(g([[1, 2], [3]]), w @ [1, 2, 3] + b)
     res = wlnet.NetTrain(g, [([[1.0, 2.0], [3.0]], [1.0]), ([[0.0, 1.0], [1.0]], [0.0])], wlnet.All,

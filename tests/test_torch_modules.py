@@ -11,8 +11,8 @@ import pytest
 import torch
 
 import wlnet as w
+from wlnet.core.runtime import param_name
 from wlnet.kernels import cells
-from wlnet.runtime import param_name
 
 F64 = torch.float64
 CELLS = {torch.nn.LSTM: cells.LSTM, torch.nn.GRU: cells.GRU, torch.nn.RNN: cells.RNN}

@@ -11,11 +11,11 @@ import pytest
 import torch
 
 import wlnet as w
-from wlnet import train as T
+from wlnet.core.symbols import All
 from wlnet.examples.applications import addition_data, addition_net, comparison_data, comparison_net
-from wlnet.measure import NetMeasurements
-from wlnet.symbols import All
-from wlnet.train import NetTrain, Scaled
+from wlnet.nets.measure import NetMeasurements
+from wlnet.train import api as T
+from wlnet.train.api import NetTrain, Scaled
 
 QUIET = {"TrainingProgressReporting": None}
 
@@ -135,7 +135,7 @@ def test_automatic_rounds_train_for_about_the_automatic_time(monkeypatch):
     # first round: the warm-up must not shorten the run to the 10-round floor)
     import types
 
-    from wlnet import train_loop
+    from wlnet.train import loop as train_loop
 
     readings = []
 

@@ -35,7 +35,7 @@ from wlnet import (
     SoftmaxLayer,
     TrainingError,
 )
-from wlnet.train_checkpoint import ROUND_FILE
+from wlnet.train.checkpoint import ROUND_FILE
 
 QUIET = {"TrainingProgressReporting": None}
 LISTS = ("RoundLossList", "ValidationLossList", "BatchLossList", "RoundMeasurementsLists",
@@ -151,7 +151,7 @@ def test_resuming_a_run_whose_divergence_snapshot_is_in_the_gradients(monkeypatc
     """The same with the ADAM step of a large net (`snapshot_step`, its snapshot in the gradient
     buffers; chunks of 5 elements make this small net one): the restored optimizer state is what
     the resumed steps update."""
-    from wlnet import train_options
+    from wlnet.train import options as train_options
 
     monkeypatch.setattr(train_options, "SNAPSHOT_CHUNK", 5)
     test_resuming_after_the_later_checkpoints_are_lost_ends_as_an_unbroken_run("ADAM, dropout, validation, bucketing",

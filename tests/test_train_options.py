@@ -17,13 +17,13 @@ import pytest
 import torch
 
 import wlnet as w
-from wlnet import train as T
-from wlnet.errors import NetWarning, NotSupportedError, OptionError, TrainingError
+from wlnet.core.errors import NetWarning, NotSupportedError, OptionError, TrainingError
+from wlnet.core.symbols import All
 from wlnet.examples.applications import comparison_data, comparison_net
-from wlnet.measure import NetMeasurements
-from wlnet.symbols import All
-from wlnet.train import NetTrain, Scaled
-from wlnet.train_loop import ListSource
+from wlnet.nets.measure import NetMeasurements
+from wlnet.train import api as T
+from wlnet.train.api import NetTrain, Scaled
+from wlnet.train.loop import ListSource
 
 QUIET = {"TrainingProgressReporting": None}
 SRC = os.path.join(os.path.dirname(__file__), "..", "src")
@@ -452,7 +452,7 @@ def test_every_results_property(tmp_path):
 # ---- bucketing ---------------------------------------------------------------------------------------------
 def test_bucketed_batches_cover_the_data_with_similar_lengths():
     xs, ys = ragged(n=40, seed=3)
-    problem = w.train_data.read_dataset(lstm(), list(zip(xs, ys)), "test")
+    problem = w.train.data.read_dataset(lstm(), list(zip(xs, ys)), "test")
     lengths = torch.tensor([len(x) for x in xs])
     g = torch.Generator().manual_seed(0)
     source = ListSource(problem, torch.device("cpu"), torch.float32, 6, None, True, g)
@@ -494,7 +494,7 @@ def test_flat_arrays_and_the_direct_adam_step_equal_torch_adam_on_separate_array
     """NetTrain's step (`optimizer(..., flat=True)`, `step_function`): the arrays as views of one
     buffer per group, the fused Adam kernel called directly, against torch.optim.Adam stepping
     the same arrays kept apart (its own fused step: bit-identical; its for-loop step: to rounding)."""
-    from wlnet.train_options import optimizer, step_function
+    from wlnet.train.options import optimizer, step_function
 
     spec = ("ADAM", {"LearningRate": 0.01, "Beta1": 0.9, "Beta2": 0.99, "Epsilon": 1e-8, "L2Regularization": wd})
     ours, x, y = _flat_problem(0)
@@ -531,7 +531,7 @@ def test_the_snapshot_step_equals_the_plain_step_and_leaves_the_arrays_before_it
     a whole vector, in double, and its threads' ranges depend on the buffer's length); after each
     step the gradient buffers hold exactly the arrays from before it, as recorded here. Chunks of
     7 elements split the arrays and the groups unevenly."""
-    from wlnet import train_options as TO
+    from wlnet.train import options as TO
 
     monkeypatch.setattr(TO, "SNAPSHOT_CHUNK", 7)
     spec = ("ADAM", {"LearningRate": 0.01, "Beta1": 0.9, "Beta2": 0.99, "Epsilon": 1e-8, "L2Regularization": 0.01})
@@ -557,7 +557,7 @@ def test_the_snapshot_step_equals_the_plain_step_and_leaves_the_arrays_before_it
 def _snapshot_runs(monkeypatch, net, data, **options):
     """The same NetTrain run with the snapshot as a copy of the arrays and in the gradient buffers
     (chunks of 5 elements, so that even a small net's step runs chunk by chunk)."""
-    from wlnet import train_options as TO
+    from wlnet.train import options as TO
 
     plain = NetTrain(net, data, All, **QUIET, **options)
     monkeypatch.setattr(TO, "SNAPSHOT_CHUNK", 5)
@@ -589,7 +589,7 @@ def test_a_diverging_adam_run_returns_the_arrays_before_the_last_step_from_the_g
 
 
 def test_other_methods_keep_the_optimizer_step():
-    from wlnet.train_options import optimizer, step_function
+    from wlnet.train.options import optimizer, step_function
 
     module = _flat_problem(1)[0]
     sgd, _ = optimizer(module, {}, ("SGD", {"LearningRate": 0.1, "Momentum": 0.9, "L2Regularization": 0.0}), flat=True)
@@ -600,8 +600,8 @@ def test_outputs_kept_for_measurements_do_not_hold_a_larger_buffer():
     """A recurrent layer's training output can be a view of the kernel's buffers (gates, cells and
     states in one block): kept for the round's measurements, it is copied; an output that is its
     own tensor is kept as it is."""
-    from wlnet.data import Seq
-    from wlnet.train_loop import _detach
+    from wlnet.core.data import Seq
+    from wlnet.train.loop import _detach
 
     block = torch.randn(3, 7, 4, 5)  # three (T + 1, B, n) buffers
     out = block[2, 1:].transpose(0, 1)  # (B, T, n), a view of the last

@@ -1,7 +1,6 @@
 """wlnet: the Wolfram Language's recurrent neural-net framework on PyTorch."""
 
-from .containers import NetChain, NetGraph
-from .encoders import (
+from .coders.encoders import (
     DigitCharacter,
     LetterCharacter,
     LowercaseCharacter,
@@ -12,7 +11,7 @@ from .encoders import (
     WhitespaceCharacter,
     WordCharacter,
 )
-from .errors import (
+from .core.errors import (
     ConstructionError,
     EncodingError,
     ExportError,
@@ -27,8 +26,8 @@ from .errors import (
     ShapeError,
     TrainingError,
 )
-from .info import Information, NetExtract, Options
-from .initialize import NetInitialize
+from .core.net import NetPort
+from .core.symbols import All, Automatic
 from .io import Export, Import
 from .io.torch import from_torch, to_torch
 from .layers.basic import DropoutLayer, ElementwiseLayer, LinearLayer, SoftmaxLayer
@@ -44,12 +43,13 @@ from .layers.sequence import (
     SequenceReverseLayer,
     UnitVectorLayer,
 )
-from .measure import NetMeasurements
-from .net import NetPort
-from .operators import NetBidirectionalOperator, NetMapOperator
-from .state import NetStateObject
-from .symbols import All, Automatic
-from .train import NetTrain, NetTrainResultsObject, Scaled
+from .nets.containers import NetChain, NetGraph
+from .nets.initialize import NetInitialize
+from .nets.measure import NetMeasurements
+from .nets.operators import NetBidirectionalOperator, NetMapOperator
+from .nets.state import NetStateObject
+from .show.info import Information, NetExtract, Options
+from .train.api import NetTrain, NetTrainResultsObject, Scaled
 
 __all__ = [
     "AggregationLayer",

@@ -21,9 +21,9 @@ from .. import (
     SequenceLastLayer,
     SoftmaxLayer,
 )
-from ..measure import NetMeasurements
-from ..symbols import All, Automatic
-from ..train import NetTrain
+from ..core.symbols import All, Automatic
+from ..nets.measure import NetMeasurements
+from ..train.api import NetTrain
 from .registry import scenario
 from .registry import show as _show
 

@@ -36,9 +36,9 @@ from .. import (
     SoftmaxLayer,
     UnitVectorLayer,
 )
-from ..measure import NetMeasurements
-from ..symbols import All
-from ..train import NetTrain
+from ..core.symbols import All
+from ..nets.measure import NetMeasurements
+from ..train.api import NetTrain
 from .applications import _save
 from .registry import scenario
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import importlib
 import os
 
-from ..errors import NotSupportedError, OptionError
+from ..core.errors import NotSupportedError, OptionError
 
 FORMATS = {"WLNet": ".wlnet", "ONNX": ".onnx"}  # Wolfram's format names and their extensions
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import tempfile
 
-from ..errors import ExportError
+from ..core.errors import ExportError
 
 
 def atomic_write(path, data, who: str = "Export", sync_directory: bool = True) -> None:

@@ -28,14 +28,14 @@ import math
 
 import torch
 
-from ..containers import NetChain, NetGraph
-from ..encoders import CharacterClass, NetDecoder, NetEncoder
-from ..errors import ExportError, NetError
+from ..coders.encoders import CharacterClass, NetDecoder, NetEncoder
+from ..core.errors import ExportError, NetError
+from ..core.net import Net, NetPort
+from ..core.shapes import VARYING, ArrayType
+from ..core.symbols import _Symbol
 from ..layers.base import Layer
-from ..net import Net, NetPort
-from ..shapes import VARYING, ArrayType
-from ..state import NetStateObject
-from ..symbols import _Symbol
+from ..nets.containers import NetChain, NetGraph
+from ..nets.state import NetStateObject
 
 FORMAT = "wlnet"
 VERSION = 1

@@ -9,16 +9,16 @@ from __future__ import annotations
 
 import torch
 
-from ..containers import GraphModule, NetChain
-from ..data import Seq
-from ..errors import NetError, NotSupportedError
+from ..core.data import Seq
+from ..core.errors import NetError, NotSupportedError
+from ..core.net import Net
+from ..core.runtime import Ctx, module_arrays
 from ..kernels import cells
 from ..layers.base import LayerModule
 from ..layers.basic import DropoutLayer, ElementwiseLayer, LinearLayer, SoftmaxLayer
 from ..layers.recurrent import BasicRecurrentLayer, GatedRecurrentLayer, LongShortTermMemoryLayer
-from ..net import Net
-from ..operators import NetBidirectionalOperator
-from ..runtime import Ctx, module_arrays
+from ..nets.containers import GraphModule, NetChain
+from ..nets.operators import NetBidirectionalOperator
 
 
 class TorchNet(torch.nn.Module):

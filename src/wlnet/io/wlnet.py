@@ -13,9 +13,9 @@ import os
 import stat
 from typing import NamedTuple
 
-from ..errors import ExportError, FileFormatError, NotSupportedError
-from ..net import Net
-from ..state import NetStateObject
+from ..core.errors import ExportError, FileFormatError, NotSupportedError
+from ..core.net import Net
+from ..nets.state import NetStateObject
 from . import structure
 from .files import atomic_write
 

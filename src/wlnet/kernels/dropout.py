@@ -29,7 +29,7 @@ from typing import NamedTuple
 
 import torch
 
-from ..errors import OptionError
+from ..core.errors import OptionError
 from . import native
 from .cells import PARTS, Cell
 

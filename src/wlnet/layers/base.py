@@ -6,14 +6,14 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .. import display
-from .. import options as O
-from ..data import _all_finite
-from ..encoders import NetDecoder, NetEncoder
-from ..errors import OptionError, ShapeError, where
-from ..net import Net
-from ..shapes import unify
-from ..symbols import Automatic
+from ..coders.encoders import NetDecoder, NetEncoder
+from ..core import options as O
+from ..core.data import _all_finite
+from ..core.errors import OptionError, ShapeError, where
+from ..core.net import Net
+from ..core.shapes import unify
+from ..core.symbols import Automatic
+from ..show import display
 
 
 class LayerModule(torch.nn.Module):

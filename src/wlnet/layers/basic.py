@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import torch
 
-from .. import options as O
-from ..data import Seq, note, noted
-from ..errors import OptionError, ShapeError, where
-from ..shapes import ANY, ArrayType, Real, describe
-from ..symbols import Automatic
+from ..core import options as O
+from ..core.data import Seq, note, noted
+from ..core.errors import OptionError, ShapeError, where
+from ..core.shapes import ANY, ArrayType, Real, describe
+from ..core.symbols import Automatic
 from .base import Layer, _unset
 
 

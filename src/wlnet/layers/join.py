@@ -13,10 +13,10 @@ import numbers
 
 import torch
 
-from ..data import Seq
-from ..errors import InputError, OptionError, ShapeError, where
-from ..shapes import ANY, VARYING, ArrayType, ListType, Real, _unify_dim, describe, unify
-from ..symbols import Automatic
+from ..core.data import Seq
+from ..core.errors import InputError, OptionError, ShapeError, where
+from ..core.shapes import ANY, VARYING, ArrayType, ListType, Real, _unify_dim, describe, unify
+from ..core.symbols import Automatic
 from .base import Layer, _unset
 
 

@@ -23,10 +23,10 @@ from typing import NamedTuple
 
 import torch
 
-from ..data import Seq
-from ..errors import InputError, OptionError, ShapeError, where
-from ..shapes import ANY, SCALAR, VARYING, ArrayType, Index, Real, describe, parse_sequence_shape, unify
-from ..symbols import Automatic
+from ..core.data import Seq
+from ..core.errors import InputError, OptionError, ShapeError, where
+from ..core.shapes import ANY, SCALAR, VARYING, ArrayType, Index, Real, describe, parse_sequence_shape, unify
+from ..core.symbols import Automatic
 from .base import Layer
 from .basic import with_logits
 

@@ -5,14 +5,14 @@ from __future__ import annotations
 
 import torch
 
-from .. import options as O
-from ..data import Seq, note
-from ..encoders import NetEncoder
-from ..errors import OptionError, ShapeError, where
+from ..coders.encoders import NetEncoder
+from ..core import options as O
+from ..core.data import Seq, note
+from ..core.errors import OptionError, ShapeError, where
+from ..core.shapes import VARYING, ArrayType, Real, describe, parse_sequence_shape, unify
+from ..core.symbols import Automatic
 from ..kernels import cells, lstm_custom, recurrence
 from ..kernels.dropout import METHODS as DROPOUT_METHODS
-from ..shapes import VARYING, ArrayType, Real, describe, parse_sequence_shape, unify
-from ..symbols import Automatic
 from .base import Layer
 
 

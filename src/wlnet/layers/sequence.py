@@ -7,12 +7,12 @@ import numbers
 
 import torch
 
-from .. import options as O
-from ..data import Seq, noted
-from ..encoders import NetEncoder
-from ..errors import InputError, OptionError, ShapeError, where
-from ..shapes import VARYING, ArrayType, Index, Real, describe, parse_sequence_shape, unify
-from ..symbols import All, Automatic
+from ..coders.encoders import NetEncoder
+from ..core import options as O
+from ..core.data import Seq, noted
+from ..core.errors import InputError, OptionError, ShapeError, where
+from ..core.shapes import VARYING, ArrayType, Index, Real, describe, parse_sequence_shape, unify
+from ..core.symbols import All, Automatic
 from .base import Layer, _unset
 
 

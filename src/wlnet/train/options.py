@@ -27,11 +27,11 @@ import sys
 
 import torch
 
-from . import options as O
-from .errors import NotSupportedError, OptionError, TrainingError
-from .measure import MEASUREMENTS
-from .symbols import All, Automatic
-from .train_checkpoint import parse as checkpointing
+from ..core import options as O
+from ..core.errors import NotSupportedError, OptionError, TrainingError
+from ..core.symbols import All, Automatic
+from ..nets.measure import MEASUREMENTS
+from .checkpoint import parse as checkpointing
 
 WHO = "NetTrain"
 OPTIONS = {
@@ -367,7 +367,7 @@ class Stopping:
                                   f"(rounds), but was given {v!r}.")
             setattr(self, attr, v)
         d = spec.get("Improvement", 0)
-        from .train import Scaled
+        from .api import Scaled
 
         if isinstance(d, Scaled):
             self.improvement, self.relative = d.f, True
@@ -463,7 +463,7 @@ def multipliers(net, spec) -> dict:
 
     Rules: a number (every array); or a dict whose keys are a layer position or name, a tuple
     position ending, optionally, in an array name, or All (everything not matched before)."""
-    from .runtime import param_name
+    from ..core.runtime import param_name
 
     keys = {pos + (a,): f for pos, leaf in net.leaves() for a, f in leaf.learning_rate_multipliers().items()}
     if spec is Automatic or spec is None:

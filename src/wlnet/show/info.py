@@ -6,11 +6,11 @@ from collections import Counter
 
 import numpy as np
 
+from ..core.errors import OptionError
+from ..core.net import Net
+from ..core.shapes import describe
+from ..nets.evaluate import EVALUATION_OPTIONS
 from .display import byte_text
-from .errors import OptionError
-from .evaluate import EVALUATION_OPTIONS
-from .net import Net
-from .shapes import describe
 
 PROPERTIES = (
     "Arrays", "ArraysCount", "ArraysDimensions", "ArraysElementCounts", "ArraysTotalElementCount",
@@ -132,7 +132,7 @@ def NetExtract(net, spec):
     >>> NetExtract(NetChain([LinearLayer(2), SoftmaxLayer()], Input=3), 2).name
     'SoftmaxLayer'
     """
-    from .state import NetStateObject
+    from ..nets.state import NetStateObject
 
     if isinstance(net, Net | NetStateObject):
         return net.extract(spec)

@@ -12,9 +12,9 @@ import string
 import numpy as np
 import torch
 
-from .data import Batch, Seq, write_port
-from .errors import EncodingError, OptionError, where
-from .shapes import VARYING, Index, Real
+from ..core.data import Batch, Seq, write_port
+from ..core.errors import EncodingError, OptionError, where
+from ..core.shapes import VARYING, Index, Real
 
 
 class CharacterClass:
@@ -120,7 +120,7 @@ class NetEncoder:
         return f"NetEncoder(({kind!r}, {items}, {self.form!r}){', IgnoreCase=True' if self.ignore_case else ''})"
 
     def _repr_html_(self) -> str:
-        from .display import coder_html
+        from ..show.display import coder_html
 
         return coder_html(self)
 

@@ -13,7 +13,7 @@ import base64
 import html
 import io
 
-from .shapes import describe
+from ..core.shapes import describe
 
 _SHOWN = 12  # alphabets and label lists longer than this are cut
 
@@ -64,8 +64,8 @@ def byte_text(n: int) -> str:
 def summary(net) -> dict:
     """The facts both forms show: what it is, initialized, ports, arrays, and the summaries of
     its parts (layers, nested containers, an operator's nets)."""
-    from .containers import NetGraph
-    from .operators import Operator
+    from ..nets.containers import NetGraph
+    from ..nets.operators import Operator
 
     parts = net._nodes.items() if isinstance(net, NetGraph) else net._nets.items() if isinstance(net, Operator) \
         else ()
@@ -78,7 +78,7 @@ def summary(net) -> dict:
 
 def _code(net) -> str:
     """A layer's type with its size and options (a container: its type)."""
-    from .layers.base import Layer
+    from ..layers.base import Layer
 
     return f"{net.name}({net._option_code()})" if isinstance(net, Layer) else net.name
 
@@ -86,7 +86,7 @@ def _code(net) -> str:
 def short_code(net) -> str:
     """A part of a container in a one-line summary: a layer with its size, an operator with what
     it holds, a container by its type."""
-    from .operators import Operator
+    from ..nets.operators import Operator
 
     return f"{net.name}({net._short_args()})" if isinstance(net, Operator) else _code(net)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import sys
 
-from .errors import OptionError
+from ..core.errors import OptionError
 
 WHO = "NetTrain"
 PROPERTIES = (
@@ -87,7 +87,7 @@ class Progress:
         """The panel's loss curves and the latest round's figures."""
         from IPython.display import HTML
 
-        from .display import figure_png
+        from ..show.display import figure_png
 
         self.drawn = now
         png = figure_png(loss_plot(self.losses, self.vals))
@@ -179,7 +179,7 @@ class NetTrainResultsObject:
 
     def _repr_html_(self) -> str:
         """In a notebook: the loss plot inline, the final losses, rounds, time, speed, why it stopped."""
-        from .display import results_html
+        from ..show.display import results_html
 
         return results_html(self)
 

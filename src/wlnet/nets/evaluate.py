@@ -11,12 +11,12 @@ from typing import NamedTuple
 
 import torch
 
-from . import options as O
-from .data import Batch, PortReader, Seq, cat_rows, move_all, reader, take_rows, write_port
-from .errors import InputError, NetError, where
-from .net import Net, NetPort
-from .runtime import Ctx, compiled
-from .symbols import Automatic
+from ..core import options as O
+from ..core.data import Batch, PortReader, Seq, cat_rows, move_all, reader, take_rows, write_port
+from ..core.errors import InputError, NetError, where
+from ..core.net import Net, NetPort
+from ..core.runtime import Ctx, compiled
+from ..core.symbols import Automatic
 
 EVALUATION_OPTIONS = {
     "BatchSize": Automatic,

@@ -35,10 +35,10 @@ import os
 
 import torch
 
-from . import options as O
-from .errors import InitializationError, OptionError
-from .net import Net
-from .symbols import All, Automatic
+from ..core import options as O
+from ..core.errors import InitializationError, OptionError
+from ..core.net import Net
+from ..core.symbols import All, Automatic
 
 METHODS = ("Xavier", "Orthogonal", "Identity", "Random", "Kaiming")
 SUB_OPTIONS = {
@@ -131,7 +131,7 @@ def _weight(shape: tuple, method: tuple, g: torch.Generator, before_ramp: bool) 
 
 # ---- which layers feed a Ramp -------------------------------------------------------------------
 def _is_ramp(node) -> bool:
-    from .layers.basic import ElementwiseLayer
+    from ..layers.basic import ElementwiseLayer
 
     return isinstance(node, ElementwiseLayer) and node.f == "Ramp"
 

@@ -18,16 +18,16 @@ from typing import NamedTuple
 
 import torch
 
-from .data import PortReader, Seq, _depth, move_all, take_rows
-from .encoders import NetDecoder
-from .errors import NetError, ShapeError, TrainingError
-from .evaluate import readers
-from .layers.loss import KINDS as LOSSES
-from .layers.loss import Loss, is_loss_layer
-from .net import Net
-from .runtime import TEST, compiled
-from .shapes import VARYING, Index, describe
-from .symbols import Automatic
+from ..coders.encoders import NetDecoder
+from ..core.data import PortReader, Seq, _depth, move_all, take_rows
+from ..core.errors import NetError, ShapeError, TrainingError
+from ..core.net import Net
+from ..core.runtime import TEST, compiled
+from ..core.shapes import VARYING, Index, describe
+from ..core.symbols import Automatic
+from ..layers.loss import KINDS as LOSSES
+from ..layers.loss import Loss, is_loss_layer
+from ..nets.evaluate import readers
 
 
 # ---- the one place a compiled module is called ---------------------------------------------------

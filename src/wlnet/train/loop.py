@@ -28,13 +28,13 @@ import warnings
 
 import torch
 
-from .data import Seq
-from .errors import NetWarning, TrainingError
-from .measure import measure_outputs
-from .runtime import Ctx, module_arrays
-from .train_data import Dataset, batch_loss, read_dataset, run_module
-from .train_options import schedule_factor, snapshot_in_gradients, snapshot_step, step_function
-from .train_report import Progress
+from ..core.data import Seq
+from ..core.errors import NetWarning, TrainingError
+from ..core.runtime import Ctx, module_arrays
+from ..nets.measure import measure_outputs
+from .data import Dataset, batch_loss, read_dataset, run_module
+from .options import schedule_factor, snapshot_in_gradients, snapshot_step, step_function
+from .report import Progress
 
 WHO = "NetTrain"
 MIN_AUTOMATIC_ROUNDS, MAX_AUTOMATIC_ROUNDS = 10, 10000

@@ -29,17 +29,17 @@ from datetime import timedelta
 
 import torch
 
-from . import options as O
-from .errors import NetError, OptionError, ProcessGroupError, TrainingError
-from .initialize import NetInitialize
-from .net import Net
-from .runtime import module_arrays
-from .symbols import All, Automatic
-from .train_checkpoint import Checkpointer, fingerprint
-from .train_data import Dataset, Problem, read_dataset
-from .train_loop import GeneratorSource, ListSource, Run, latest
-from .train_options import METHODS, OPTIONS, multipliers, optimizer, parse, precision
-from .train_report import PROPERTIES, NetTrainResultsObject, loss_plot
+from ..core import options as O
+from ..core.errors import NetError, OptionError, ProcessGroupError, TrainingError
+from ..core.net import Net
+from ..core.runtime import module_arrays
+from ..core.symbols import All, Automatic
+from ..nets.initialize import NetInitialize
+from .checkpoint import Checkpointer, fingerprint
+from .data import Dataset, Problem, read_dataset
+from .loop import GeneratorSource, ListSource, Run, latest
+from .options import METHODS, OPTIONS, multipliers, optimizer, parse, precision
+from .report import PROPERTIES, NetTrainResultsObject, loss_plot
 
 AUTOMATIC_SECONDS = 20.0  # MaxTrainingRounds -> Automatic trains about this long (Wolfram's rule)
 AUTOMATIC_BATCH = 64

@@ -39,14 +39,14 @@ from typing import NamedTuple
 
 import numpy as np
 
-from ..containers import NetGraph
-from ..encoders import CHARACTER_CLASSES, NetDecoder, NetEncoder
-from ..errors import NetError, NotSupportedError
-from ..layers.sequence import SequenceLastLayer
-from ..net import NetPort
-from ..operators import NetMapOperator
-from ..shapes import VARYING
-from .onnx import require_onnx
+from ...coders.encoders import CHARACTER_CLASSES, NetDecoder, NetEncoder
+from ...core.errors import NetError, NotSupportedError
+from ...core.net import NetPort
+from ...core.shapes import VARYING
+from ...layers.sequence import SequenceLastLayer
+from ...nets.containers import NetGraph
+from ...nets.operators import NetMapOperator
+from .export import require_onnx
 
 BATCH, TIME = "batch", "time"
 BIG = 2**31  # a Slice end or a Min bound at least this large means "to the end"
@@ -234,7 +234,7 @@ class Importer:
         for name in wanted:
             v = self.values.get(name)
             if isinstance(v, Stacked):
-                from .onnx_join import materialize
+                from .import_join import materialize
 
                 v = materialize(self, v)
             if not isinstance(v, Data):
@@ -299,8 +299,8 @@ class Importer:
         attrs = {a.name: self.onnx.helper.get_attribute_value(a) for a in node.attribute}
         attrs = {k: v.decode() if isinstance(v, bytes) else [x.decode() if isinstance(x, bytes) else x for x in v]
                  if isinstance(v, list) else v for k, v in attrs.items()}
-        from .onnx_join import materialize
-        from .onnx_ops import FOLDABLE, OPS, SUPPORTED
+        from .import_join import materialize
+        from .import_ops import FOLDABLE, OPS, SUPPORTED
 
         op = node.op_type
         try:
@@ -346,7 +346,7 @@ class Importer:
 
     # ---- the net ----
     def net(self, meta: dict):
-        from .onnx_join import resolve
+        from .import_join import resolve
 
         resolve(self)
         self.use_sequence_last_for_states()

@@ -9,14 +9,14 @@ from __future__ import annotations
 
 import torch
 
-from . import display
-from . import options as O
-from .encoders import NetDecoder, NetEncoder
-from .errors import ConstructionError, ShapeError
-from .layers.base import value_code
-from .net import Net, NetPort
-from .shapes import ANY, SCALAR, ListType, Real, describe, parse_sequence_shape, unify
-from .symbols import Automatic
+from ..coders.encoders import NetDecoder, NetEncoder
+from ..core import options as O
+from ..core.errors import ConstructionError, ShapeError
+from ..core.net import Net, NetPort
+from ..core.shapes import ANY, SCALAR, ListType, Real, describe, parse_sequence_shape, unify
+from ..core.symbols import Automatic
+from ..layers.base import value_code
+from ..show import display
 
 GRAPH = "graph"
 
@@ -25,7 +25,7 @@ def _as_layer(x, who: str, key) -> Net:
     if isinstance(x, Net):
         return x
     if isinstance(x, int) and not isinstance(x, bool):
-        from .layers.basic import LinearLayer
+        from ..layers.basic import LinearLayer
 
         return LinearLayer(x)
     raise ConstructionError(f"{who}: the layer at {key!r} is {x!r}, which is not a net or layer.")

@@ -6,15 +6,15 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..errors import NetError
-from ..kernels import cells
-from ..layers.basic import ElementwiseLayer, LinearLayer, SoftmaxLayer
-from ..layers.recurrent import BasicRecurrentLayer, GatedRecurrentLayer, LongShortTermMemoryLayer
-from ..layers.sequence import EmbeddingLayer, SequenceLastLayer, SequenceReverseLayer, UnitVectorLayer
-from ..shapes import VARYING
-from .onnx import FUNCTIONS
-from .onnx_in import BATCH, BIG, TIME, Const, Data, Lazy, Lengths, Shp, Stacked, Var, Zeros
-from .onnx_join import Bidirectional, joined, materialize, outputs, reduced
+from ...core.errors import NetError
+from ...core.shapes import VARYING
+from ...kernels import cells
+from ...layers.basic import ElementwiseLayer, LinearLayer, SoftmaxLayer
+from ...layers.recurrent import BasicRecurrentLayer, GatedRecurrentLayer, LongShortTermMemoryLayer
+from ...layers.sequence import EmbeddingLayer, SequenceLastLayer, SequenceReverseLayer, UnitVectorLayer
+from .export import FUNCTIONS
+from .import_join import Bidirectional, joined, materialize, outputs, reduced
+from .importer import BATCH, BIG, TIME, Const, Data, Lazy, Lengths, Shp, Stacked, Var, Zeros
 
 
 def _norm(axis: int, rank: int) -> int:

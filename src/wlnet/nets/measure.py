@@ -18,12 +18,12 @@ from __future__ import annotations
 
 import torch
 
-from .data import Seq
-from .errors import OptionError, TrainingError
-from .layers.loss import Loss
-from .net import Net
-from .runtime import TEST, compiled
-from .train_data import class_decoder, read_dataset, run_module
+from ..core.data import Seq
+from ..core.errors import OptionError, TrainingError
+from ..core.net import Net
+from ..core.runtime import TEST, compiled
+from ..layers.loss import Loss
+from ..train.data import class_decoder, read_dataset, run_module
 
 MEASUREMENTS = ("Accuracy", "ErrorRate", "ConfusionMatrix", "MeanSquare", "MeanDeviation", "Loss")
 WHO = "NetMeasurements"

@@ -13,12 +13,12 @@ as two layers, the backward one between SequenceReverseLayers.
 
 from __future__ import annotations
 
-from ..errors import NetError
-from ..layers.join import CatenateLayer, TotalLayer
-from ..layers.sequence import SequenceReverseLayer
-from ..operators import NetBidirectionalOperator
-from ..shapes import VARYING
-from .onnx_in import TIME, Data, Stacked, Var
+from ...core.errors import NetError
+from ...core.shapes import VARYING
+from ...layers.join import CatenateLayer, TotalLayer
+from ...layers.sequence import SequenceReverseLayer
+from ...nets.operators import NetBidirectionalOperator
+from .importer import TIME, Data, Stacked, Var
 
 PREFIXES = ("Forward", "Backward")
 

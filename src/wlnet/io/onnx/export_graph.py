@@ -11,7 +11,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from ..errors import NetError
+from ...core.errors import NetError
 
 BIG = 2**62  # a Slice end past any length
 

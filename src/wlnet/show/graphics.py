@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import textwrap
 
-from .shapes import ListType, describe
+from ..core.shapes import ListType, describe
 
 _GAP, _MARGIN, _ROW_GAP = 90, 20, 26  # pixels between columns, around the picture, between rows
 _STYLE = {"ha": "center", "va": "center", "fontsize": 8}
@@ -45,7 +45,7 @@ def summary_graphic(net):
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    from .containers import NetGraph
+    from ..nets.containers import NetGraph
 
     if isinstance(net, NetGraph):
         nodes = [(k, net._nodes[k]) for k in net._order]

@@ -21,10 +21,10 @@ from __future__ import annotations
 
 import torch
 
-from .data import Batch, PortReader, Seq
+from ..core.data import Batch, PortReader, Seq
+from ..core.errors import EncodingError, OptionError, ShapeError, where
+from ..core.shapes import VARYING, ArrayType, Real, describe, unify
 from .encoders import _alphabet, _hashable, _labels, _short
-from .errors import EncodingError, OptionError, ShapeError, where
-from .shapes import VARYING, ArrayType, Real, describe, unify
 
 DECODER_PROPERTIES = ("Decision", "Probabilities", "TopProbabilities", "Entropy")
 PARAMETRIC = ('("TopProbabilities", k)', '("Probabilities", label)')
@@ -69,7 +69,7 @@ class NetDecoder:
         return f"NetDecoder(('Class', [{', '.join(repr(lab) for lab in self.labels)}]))"
 
     def _repr_html_(self) -> str:
-        from .display import coder_html
+        from ..show.display import coder_html
 
         return coder_html(self)
 
@@ -124,7 +124,7 @@ class NetDecoder:
         data, lengths = (value.data, value.lengths) if isinstance(value, Seq) else (value, None)
         p = data.detach().to("cpu", torch.float64)  # (B, ..., n)
         if name != "Decision":
-            from .layers.loss import check_probabilities  # (the layers import this module)
+            from ..layers.loss import check_probabilities  # (the layers import this module)
 
             mask = Seq(p, lengths).mask()
             what = f'the {self.kind} decoder\'s "{name}"'

@@ -12,15 +12,15 @@ from __future__ import annotations
 
 import torch
 
-from . import display
-from . import options as O
-from .data import Seq
-from .errors import InputError, NotSupportedError, OptionError, ShapeError, where
-from .layers.base import Layer, value_code
-from .layers.sequence import _sequence_type
-from .net import Net
-from .shapes import ANY, VARYING, ArrayType, describe, unify
-from .symbols import Automatic
+from ..core import options as O
+from ..core.data import Seq
+from ..core.errors import InputError, NotSupportedError, OptionError, ShapeError, where
+from ..core.net import Net
+from ..core.shapes import ANY, VARYING, ArrayType, describe, unify
+from ..core.symbols import Automatic
+from ..layers.base import Layer, value_code
+from ..layers.sequence import _sequence_type
+from ..show import display
 
 
 def _short(net: Net) -> str:

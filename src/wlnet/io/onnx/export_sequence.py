@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..errors import NotSupportedError
-from .onnx_graph import BIG, Builder, Value, derived, lengths_of, reduce_axes, reverse, same_time, step_mask, time_of
+from ...core.errors import NotSupportedError
+from .export_graph import BIG, Builder, Value, derived, lengths_of, reduce_axes, reverse, same_time, step_mask, time_of
 
 
 def _drop(b: Builder, layer, ins: dict, initial, where: str):

@@ -36,13 +36,13 @@ import tempfile
 
 import numpy as np
 
-from ..containers import GRAPH, NetGraph
-from ..encoders import CharacterClass, NetEncoder
-from ..errors import NetError, NotSupportedError
-from ..net import Net
-from ..shapes import ListType
-from .onnx_graph import BIG, Builder, Value, reduce_axes, reverse
-from .onnx_sequence import CONVERTERS as SEQUENCE_CONVERTERS
+from ...coders.encoders import CharacterClass, NetEncoder
+from ...core.errors import NetError, NotSupportedError
+from ...core.net import Net
+from ...core.shapes import ListType
+from ...nets.containers import GRAPH, NetGraph
+from .export_graph import BIG, Builder, Value, reduce_axes, reverse
+from .export_sequence import CONVERTERS as SEQUENCE_CONVERTERS
 
 OPSET = 17
 IR_VERSION = 8
@@ -415,7 +415,7 @@ def to_model(net: Net):
     for pos, v in finals.items():
         b.output(port_name(pos), v)
     graph = b.h.make_graph(b.nodes, net.name, b.inputs, b.outputs, b.inits)
-    from .. import __name__ as package
+    from ... import __name__ as package
 
     model = b.h.make_model(graph, opset_imports=[b.h.make_opsetid("", OPSET)], producer_name=package,
                            producer_version=_version())
@@ -474,7 +474,7 @@ def export_onnx(path, net: Net) -> None:
 
 def import_onnx(path) -> Net:
     """A net built from the ONNX model at `path` (see `onnx_in`)."""
-    from .onnx_in import import_onnx as run
+    from .importer import import_onnx as run
 
     return run(path)
 

@@ -32,9 +32,9 @@ import warnings
 import numpy as np
 import torch
 
-from .data import Seq
-from .errors import FileFormatError, NetWarning, OptionError, TrainingError
-from .io.structure import NONFINITE, float_value
+from ..core.data import Seq
+from ..core.errors import FileFormatError, NetWarning, OptionError, TrainingError
+from ..io.structure import NONFINITE, float_value
 
 WHO = "NetTrain"
 KEY = "wlnet-training"
@@ -155,7 +155,7 @@ def fingerprint(module, problem, validation, batch, method, dtype, world, source
         return h.hexdigest()
 
     name, settings = method
-    from .train_loop import GeneratorSource
+    from .loop import GeneratorSource
 
     return {
         "arrays": [[k, list(p.shape), str(p.dtype)] for k, p in module.named_parameters()],
@@ -192,7 +192,7 @@ class Checkpointer:
         """The latest complete checkpoint (read now, checked against the run later), or None."""
         if not self.spec.resume:
             return None
-        from .io.wlnet import Kind, read_document
+        from ..io.wlnet import Kind, read_document
 
         kind = Kind(KEY, WHO, "checkpoint")
         fields = {"written": float, "round": int, "seed": int, "run": str, "fingerprint": dict}
@@ -259,8 +259,8 @@ class Checkpointer:
         dropout = _gather_states(run.ctx.generator, self.group)
         if self.group.rank != 0:
             return
-        from .io.wlnet import export_wlnet, write_document
-        from .runtime import module_arrays
+        from ..core.runtime import module_arrays
+        from ..io.wlnet import export_wlnet, write_document
 
         net_file, state_file = self.spec.files(self.run, r)
         # the net's structure is checked at the first checkpoint (it does not change); the rename of
@@ -278,7 +278,7 @@ class Checkpointer:
 
 
 def _check_version(doc) -> None:
-    from .io.structure import StructureError
+    from ..io.structure import StructureError
 
     if isinstance(doc, dict) and isinstance(doc.get("version"), int) and doc["version"] > FORMAT_VERSION:
         raise StructureError(f"it was written in checkpoint format version {doc['version']} by a newer wlnet; this "
@@ -303,7 +303,7 @@ RUN_FIELDS = ("losses", "val_losses", "batch_losses", "round_measurements", "val
 
 
 def _state(run, r: int, fp: dict, dropout: list, tensors: dict) -> dict:
-    from .train_loop import GeneratorSource
+    from .loop import GeneratorSource
 
     module, source = run.module, run.source
     for name, p in module.named_parameters():
@@ -334,7 +334,7 @@ def _state(run, r: int, fp: dict, dropout: list, tensors: dict) -> dict:
 
 
 def _restore(run, doc: dict, tensors: dict, rank: int) -> None:
-    from .train_loop import GeneratorSource
+    from .loop import GeneratorSource
 
     module, source = run.module, run.source
     with torch.no_grad():

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import torch
 
-from .errors import OptionError
+from ..core.errors import OptionError
+from ..core.net import Net, NetPort
+from ..core.symbols import All
 from .evaluate import evaluate, read_states, state_spec
-from .net import Net, NetPort
-from .symbols import All
 
 
 class NetStateObject:
@@ -93,6 +93,6 @@ class NetStateObject:
         return f"NetStateObject({self._net!r})"
 
     def _repr_html_(self) -> str:
-        from .display import state_html
+        from ..show.display import state_html
 
         return state_html(self)

@@ -55,7 +55,7 @@ class Net:
 
     def _repr_html_(self) -> str:
         """The summary in a notebook: ports with encoders and decoders, layers, arrays."""
-        from .display import html_of
+        from ..show.display import html_of
 
         return html_of(self)
 
@@ -159,7 +159,7 @@ class Net:
             )
 
     def __call__(self, data, port=None, **options):
-        from .evaluate import evaluate
+        from ..nets.evaluate import evaluate
 
         return evaluate(self, data, port, options).result
 

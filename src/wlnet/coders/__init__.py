@@ -1,0 +1,1 @@
+"""Encoders and decoders: user values (strings, labels) to tensors and back."""

@@ -1,0 +1,2 @@
+"""Nets that hold nets (NetChain, NetGraph, operators), their evaluation, initialization,
+state objects and measurements."""

@@ -1,0 +1,1 @@
+"""What a person sees of a net: summaries (text, HTML), the summary graphic, Information."""

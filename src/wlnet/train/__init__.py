@@ -1,0 +1,1 @@
+"""NetTrain: options, data, the loop and its hooks, checkpoints, results."""
