@@ -493,7 +493,13 @@ def _flat_problem(seed: int):
 def test_flat_arrays_and_the_direct_adam_step_equal_torch_adam_on_separate_arrays(wd):
     """NetTrain's step (`optimizer(..., flat=True)`, `step_function`): the arrays as views of one
     buffer per group, the fused Adam kernel called directly, against torch.optim.Adam stepping
-    the same arrays kept apart (its own fused step: bit-identical; its for-loop step: to rounding)."""
+    the same arrays kept apart (its own fused step and its for-loop step: to rounding).
+
+    The fused kernel computes the elements past a range's last whole vector in double, and its
+    ranges follow the tensors it is given: one flat buffer here, separate arrays there, so the
+    tails fall on different elements (and where depends on the CPU's vector width). Each such
+    element differs by a rounding of float32 (2^-24 relative) per step; rtol 1e-6 allows a few
+    of them over the five steps and is far below any real difference in the update."""
     from wlnet.train.options import optimizer, step_function
 
     spec = ("ADAM", {"LearningRate": 0.01, "Beta1": 0.9, "Beta2": 0.99, "Epsilon": 1e-8, "L2Regularization": wd})
@@ -518,8 +524,9 @@ def test_flat_arrays_and_the_direct_adam_step_equal_torch_adam_on_separate_array
             twin_opt.step()
             twin_opt.zero_grad()
         for (name, p), q, r in zip(ours.named_parameters(), fused_twin.parameters(), loop_twin.parameters()):
-            assert torch.equal(p, q), (t, name)
-            np.testing.assert_allclose(p.detach().numpy(), r.detach().numpy(), rtol=1e-5, atol=1e-7)
+            where = f"step {t + 1}, {name}"
+            np.testing.assert_allclose(p.detach().numpy(), q.detach().numpy(), rtol=1e-6, atol=1e-9, err_msg=where)
+            np.testing.assert_allclose(p.detach().numpy(), r.detach().numpy(), rtol=1e-5, atol=1e-7, err_msg=where)
     # the arrays stay views of the buffers: the module and the optimizer see the same numbers
     assert ours[0].weight.data_ptr() == flats[0].leaf.data_ptr()  # the group of factor 2, met first
     assert opt.state[flats[0].leaf]["step"].item() == 5
