@@ -55,6 +55,65 @@ def float_value(v: float):
     return {"$float": "NaN" if math.isnan(v) else "Infinity" if v > 0 else "-Infinity"}
 
 
+def json_value(v, other):
+    """A Python value as JSON: None, bools, strings and ints as they are, floats by `float_value`,
+    lists as lists, tuples as {"$tuple": [...]}, dicts with string keys (none starting with "$")
+    as objects and other dicts as {"$dict": [[key, value], ...]}; any other value is what
+    `other(v)` makes of it (which raises for a value that cannot be written)."""
+    if v is None or isinstance(v, bool | str):
+        return v
+    if isinstance(v, int):
+        return int(v)
+    if isinstance(v, float):
+        return float_value(v)
+    if isinstance(v, list):
+        return [json_value(x, other) for x in v]
+    if isinstance(v, tuple):
+        return {"$tuple": [json_value(x, other) for x in v]}
+    if isinstance(v, dict):
+        if all(isinstance(k, str) and not k.startswith("$") for k in v):
+            return {k: json_value(x, other) for k, x in v.items()}
+        return {"$dict": [[json_value(k, other), json_value(x, other)] for k, x in v.items()]}
+    return other(v)
+
+
+def python_value(v, tagged, where: str, depth: int = 0):
+    """JSON back to the value `json_value` wrote: `tagged(tag, x, depth, where)` reads a value
+    tagged other than $tuple, $dict and $float ({tag: x}; it raises StructureError for a tag it
+    does not know). Malformed JSON raises StructureError naming `where`."""
+    if depth > MAX_DEPTH:
+        raise StructureError(f"{where} is nested more than {MAX_DEPTH} levels deep.")
+    if v is None or isinstance(v, bool | int | float | str):
+        return v
+    if isinstance(v, list):
+        return [python_value(x, tagged, where, depth + 1) for x in v]
+    v = _type(v, dict, where)
+    tags = [k for k in v if k.startswith("$")]
+    if not tags:
+        return {k: python_value(x, tagged, where, depth + 1) for k, x in v.items()}
+    if len(v) != 1:
+        raise StructureError(f"{where}: a tagged value must have one field, but has {sorted(v)}.")
+    tag, x = tags[0], v[tags[0]]
+    if tag == "$tuple":
+        return tuple(python_value(y, tagged, where, depth + 1) for y in _type(x, list, where))
+    if tag == "$dict":
+        out = {}
+        for pair in _type(x, list, where):
+            if not isinstance(pair, list) or len(pair) != 2:
+                raise StructureError(f"{where}: a $dict entry must be a [key, value] pair, but is {_short(pair)}.")
+            key = python_value(pair[0], tagged, where, depth + 2)
+            try:
+                out[key] = python_value(pair[1], tagged, where, depth + 2)
+            except TypeError:
+                raise StructureError(f"{where}: the $dict key {_short(key)} cannot be a key.") from None
+        return out
+    if tag == "$float":
+        if not isinstance(x, str) or x not in NONFINITE:
+            raise StructureError(f"{where}: $float must be one of {', '.join(NONFINITE)}, but is {_short(x)}.")
+        return NONFINITE[x]
+    return tagged(tag, x, depth, where)
+
+
 def _graph_layers(g: NetGraph):
     nodes = g._nodes
     return list(nodes.values()) if all(isinstance(k, int) for k in nodes) else dict(nodes)
@@ -162,20 +221,10 @@ class Encoder:
         return node
 
     def value(self, v, owner, option: str | None = None):
-        if v is None or isinstance(v, bool | str):
-            return v
-        if isinstance(v, int):
-            return int(v)
-        if isinstance(v, float):
-            return float_value(v)
-        if isinstance(v, list):
-            return [self.value(x, owner, option) for x in v]
-        if isinstance(v, tuple):
-            return {"$tuple": [self.value(x, owner, option) for x in v]}
-        if isinstance(v, dict):
-            if all(isinstance(k, str) and not k.startswith("$") for k in v):
-                return {k: self.value(x, owner, option) for k, x in v.items()}
-            return {"$dict": [[self.value(k, owner, option), self.value(x, owner, option)] for k, x in v.items()]}
+        return json_value(v, lambda x: self._other(x, owner, option))
+
+    def _other(self, v, owner, option: str | None):
+        """The JSON of a value that is not plain data (see `json_value`)."""
         if id(v) in self.value_names:
             return {"$value": self.value_names[id(v)]}
         if isinstance(v, NetPort):
@@ -317,36 +366,9 @@ class Decoder:
         return obj
 
     def value(self, v, depth: int, where: str):
-        if depth > MAX_DEPTH:
-            raise StructureError(f"{where} is nested more than {MAX_DEPTH} levels deep.")
-        if v is None or isinstance(v, bool | int | float | str):
-            return v
-        if isinstance(v, list):
-            return [self.value(x, depth + 1, where) for x in v]
-        v = _type(v, dict, where)
-        tags = [k for k in v if k.startswith("$")]
-        if not tags:
-            return {k: self.value(x, depth + 1, where) for k, x in v.items()}
-        if len(v) != 1:
-            raise StructureError(f"{where}: a tagged value must have one field, but has {sorted(v)}.")
-        tag, x = tags[0], v[tags[0]]
-        if tag == "$tuple":
-            return tuple(self.value(y, depth + 1, where) for y in _type(x, list, where))
-        if tag == "$dict":
-            out = {}
-            for pair in _type(x, list, where):
-                if not isinstance(pair, list) or len(pair) != 2:
-                    raise StructureError(f"{where}: a $dict entry must be a [key, value] pair, but is {_short(pair)}.")
-                key = self.value(pair[0], depth + 2, where)
-                try:
-                    out[key] = self.value(pair[1], depth + 2, where)
-                except TypeError:
-                    raise StructureError(f"{where}: the $dict key {_short(key)} cannot be a key.") from None
-            return out
-        if tag == "$float":
-            if not isinstance(x, str) or x not in NONFINITE:
-                raise StructureError(f"{where}: $float must be one of {', '.join(NONFINITE)}, but is {_short(x)}.")
-            return NONFINITE[x]
+        return python_value(v, self._tagged, where, depth)
+
+    def _tagged(self, tag: str, x, depth: int, where: str):
         if tag == "$value":
             if not isinstance(x, str) or x not in self.values:
                 raise StructureError(f"{where} names the constant {_short(x)}, which wlnet does not know.")
