@@ -1,16 +1,16 @@
 """Independent float64 numpy implementations of GatedRecurrentLayer and BasicRecurrentLayer,
 forward and hand-derived backward through time, with optional dropout masks.
 
-Source of the formulas: SPEC §5 (Wolfram's GatedRecurrentLayer and BasicRecurrentLayer), σ the
-logistic sigmoid, * elementwise, weights out×in so that W·x is the product::
+Source of the formulas: Wolfram's reference pages of GatedRecurrentLayer and BasicRecurrentLayer,
+σ the logistic sigmoid, * elementwise, weights out×in so that W·x is the product::
 
     GRU   z_t = σ(W_ix·x_t + W_is·s_{t-1} + b_i)                input gate
           r_t = σ(W_rx·x_t + W_rs·s_{t-1} + b_r)                reset gate
           m_t = tanh(W_mx·x_t + b_m + r_t*(W_ms·s_{t-1}))       memory
-          s_t = (1 - z_t)*s_{t-1} + z_t*m_t                     state = output element t
+          s_t = (1 - z_t)*m_t + z_t*s_{t-1}                     state = output element t
     Basic s_t = tanh(W_x·x_t + W_s·s_{t-1} + b)
 
-s_0 = 0 unless given. Masks (SPEC §2 Dropout table, per sequence): zx (G, k) multiplies x_t as
+s_0 = 0 unless given. Masks (the Dropout methods, per sequence): zx (G, k) multiplies x_t as
 gate g sees it, zs (G, n) multiplies s_{t-1} as gate g sees it (never the carried state), zm
 (T, n) multiplies m_t before it is mixed in (GRU only); gates in the order of `GATES`.
 VariationalWeights masks are the caller's: pass masked arrays. Nothing here imports torch or
@@ -70,7 +70,7 @@ def forward(cell: str, x, a: dict, s0=None, zx=None, zs=None, zm=None, keep: boo
             h = a["MemoryGateStateWeights"] @ sg[2]
             m = np.tanh(a["MemoryGateInputWeights"] @ xg[2] + a["MemoryGateBiases"] + r * h)
             me = m * zm[t]
-            new = (1 - z) * s + z * me
+            new = (1 - z) * me + z * s
             tape.append((xg, sg, s, z, r, h, m, me))
         s = new
         outs.append(s)
@@ -84,12 +84,12 @@ def backward(cell: str, x, a: dict, s0=None, w_out=None, w_s=None, zx=None, zs=N
 
         Basic  da = ds*(1 - s_t²);  dW_x += da ⊗ x̃,  dW_s += da ⊗ s̃,  db += da
                dx_t = zx*(W_xᵀ da);  ds_{t-1} = zs*(W_sᵀ da)
-        GRU    dz = ds*(m̃ - s_{t-1}),  dm̃ = ds*z,  da_m = dm̃*zm*(1 - m²)
+        GRU    dz = ds*(s_{t-1} - m̃),  dm̃ = ds*(1 - z),  da_m = dm̃*zm*(1 - m²)
                dh = da_m*r,  da_r = da_m*h*r(1-r),  da_z = dz*z(1-z)     (h = W_ms·s̃_m)
                dW_gx += da_g ⊗ x̃_g,  db_g += da_g,  dW_zs += da_z ⊗ s̃_z,  dW_rs += da_r ⊗ s̃_r,
                dW_ms += dh ⊗ s̃_m
                dx_t = Σ_g zx_g*(W_gxᵀ da_g)
-               ds_{t-1} = ds*(1 - z) + zs_z*(W_isᵀ da_z) + zs_r*(W_rsᵀ da_r) + zs_m*(W_msᵀ dh)
+               ds_{t-1} = ds*z + zs_z*(W_isᵀ da_z) + zs_r*(W_rsᵀ da_r) + zs_m*(W_msᵀ dh)
     (x̃_g = x_t*zx_g, s̃_g = s_{t-1}*zs_g, m̃ = m*zm_t.)"""
     x = np.asarray(x, dtype=np.float64)
     out, _, tape = forward(cell, x, a, s0, zx, zs, zm, keep=True)
@@ -112,8 +112,8 @@ def backward(cell: str, x, a: dict, s0=None, w_out=None, w_s=None, zx=None, zs=N
             carry = zs[0] * (a["StateWeights"].T @ da)
             continue
         xg, sg, s_prev, z, r, h, m, me = tape[t]
-        dz = ds * (me - s_prev)
-        da_m = ds * z * zm[t] * (1 - m ** 2)
+        dz = ds * (s_prev - me)
+        da_m = ds * (1 - z) * zm[t] * (1 - m ** 2)
         dh = da_m * r
         da = {"Input": dz * z * (1 - z), "Reset": da_m * h * r * (1 - r), "Memory": da_m}
         for j, gate in enumerate(GATES["GRU"]):
@@ -123,7 +123,7 @@ def backward(cell: str, x, a: dict, s0=None, w_out=None, w_s=None, zx=None, zs=N
         g["InputGateStateWeights"] += np.outer(da["Input"], sg[0])
         g["ResetGateStateWeights"] += np.outer(da["Reset"], sg[1])
         g["MemoryGateStateWeights"] += np.outer(dh, sg[2])
-        carry = (ds * (1 - z) + zs[0] * (a["InputGateStateWeights"].T @ da["Input"])
+        carry = (ds * z + zs[0] * (a["InputGateStateWeights"].T @ da["Input"])
                  + zs[1] * (a["ResetGateStateWeights"].T @ da["Reset"]) + zs[2] * (a["MemoryGateStateWeights"].T @ dh))
     g["x"] = dx
     g["s0"] = carry

@@ -109,13 +109,13 @@ def test_reference_backward_matches_finite_differences(kind, masked):
 
 
 def test_reference_hand_steps():
-    # n = k = 1, every weight 0.5, every bias 0.1, written out from SPEC §5
+    # n = k = 1, every weight 0.5, every bias 0.1, written out from the reference page's formulas
     x, s0 = 2.0, 0.3
     gru = {name: np.array([[0.5]]) if "Weights" in name else np.array([0.1]) for name in C.array_names("GRU")}
     z = r = 1 / (1 + math.exp(-(0.5 * x + 0.5 * s0 + 0.1)))
     m = math.tanh(0.5 * x + 0.1 + r * 0.5 * s0)
     out, s = C.forward("GRU", [[x]], gru, [s0])
-    assert out[0, 0] == pytest.approx((1 - z) * s0 + z * m) and s[0] == out[0, 0]
+    assert out[0, 0] == pytest.approx((1 - z) * m + z * s0) and s[0] == out[0, 0]
     rnn = {"InputWeights": np.array([[0.5]]), "StateWeights": np.array([[-0.25]]), "Biases": np.array([0.1])}
     out, s = C.forward("RNN", [[x], [x]], rnn, [s0])
     s1 = math.tanh(0.5 * x - 0.25 * s0 + 0.1)
@@ -188,14 +188,14 @@ def test_public_call_with_torch_gradient(kind):
 
 # ---- against torch's own nn.GRU and nn.RNN ------------------------------------------------------
 def torch_module(kind: str, a: dict, dtype=torch.float32):
-    """nn.GRU / nn.RNN holding the arrays, mapped by hand: torch's GRU gates are r, z, n and its
-    z is 1 − Wolfram's z, so its update rows are the negated Input-gate arrays; zero hidden bias."""
+    """nn.GRU / nn.RNN holding the arrays, mapped by hand: torch's GRU gates are r, z, n, its
+    h' = (1 − z) n + z h is Wolfram's update with z the Input gate as it is; zero hidden bias."""
     t = {name: torch.tensor(v, dtype=dtype) for name, v in a.items()}
     if kind == "GRU":
-        rows = [("ResetGate", 1), ("InputGate", -1), ("MemoryGate", 1)]
-        w_ih = torch.cat([sign * t[f"{g}InputWeights"] for g, sign in rows])
-        w_hh = torch.cat([sign * t[f"{g}StateWeights"] for g, sign in rows])
-        b_ih = torch.cat([sign * t[f"{g}Biases"] for g, sign in rows])
+        rows = ["ResetGate", "InputGate", "MemoryGate"]
+        w_ih = torch.cat([t[f"{g}InputWeights"] for g in rows])
+        w_hh = torch.cat([t[f"{g}StateWeights"] for g in rows])
+        b_ih = torch.cat([t[f"{g}Biases"] for g in rows])
         module = torch.nn.GRU(w_ih.shape[1], w_hh.shape[1], batch_first=True)
     else:
         w_ih, w_hh, b_ih = t["InputWeights"], t["StateWeights"], t["Biases"]
@@ -580,12 +580,12 @@ def test_masked_equals_unroll_with_gradients(kind, spec, ragged):
 
 
 def test_gru_input_gate_convention():
-    # Wolfram's z weighs the new memory: z ≈ 1 takes m_t, z ≈ 0 keeps s_{t-1} (torch's z is the other way)
+    # Wolfram's z weighs the old state: z ≈ 1 keeps s_{t-1}, z ≈ 0 takes m_t (as torch's and ONNX's z)
     a = C.random_arrays("GRU", 3, 2, seed=40)
     x, s0 = rand(1, 2, seed=1, dtype=np.float64), rand(3, seed=2, dtype=np.float64)
     r = C.sigmoid(a["ResetGateInputWeights"] @ x[0] + a["ResetGateStateWeights"] @ s0 + a["ResetGateBiases"])
     m = np.tanh(a["MemoryGateInputWeights"] @ x[0] + a["MemoryGateBiases"] + r * (a["MemoryGateStateWeights"] @ s0))
-    for bias, want in ((40.0, m), (-40.0, s0)):
+    for bias, want in ((40.0, s0), (-40.0, m)):
         b = {**a, "InputGateBiases": np.full(3, bias)}
         got = make_layer("GRU", b)({"Input": x, NetPort("State"): s0}, WorkingPrecision="Real64")
         close(got[0], want, rtol=1e-12, atol=1e-12)

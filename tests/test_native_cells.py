@@ -45,7 +45,7 @@ def ref_gru_seq(x, a, s, zx, zs, zm):
         z = torch.sigmoid(wx[0] + ws[0])
         r = torch.sigmoid(wx[1] + ws[1])
         m = torch.tanh(wx[2] + r * ws[2])
-        s = (1 - z) * s + z * (m * zm[t])
+        s = (1 - z) * (m * zm[t]) + z * s
         out.append(s)
     return torch.stack(out), s
 

@@ -118,8 +118,9 @@ def test_recurrent_nodes_are_onnx_own_with_the_gate_tables():
             np.testing.assert_array_equal(W[0], np.concatenate([a[f"{g}GateInputWeights"] for g in blocks]))
             np.testing.assert_array_equal(R[0], np.concatenate([a[f"{g}GateStateWeights"] for g in blocks]))
             np.testing.assert_array_equal(B[0], np.concatenate([a[f"{g}GateBiases"] for g in blocks] + [np.zeros(8)]))
-        if op == "GRU":  # z = 1 − Wolfram's input gate: negated
-            np.testing.assert_array_equal(W[0, :2], -a["InputGateInputWeights"])
+        if op == "GRU":  # z, r, h: z is Wolfram's input gate as it is
+            np.testing.assert_array_equal(W[0, :2], a["InputGateInputWeights"])
+            np.testing.assert_array_equal(W[0, 2:4], a["ResetGateInputWeights"])
             np.testing.assert_array_equal(R[0, 4:], a["MemoryGateStateWeights"])
             np.testing.assert_array_equal(B[0, 6:], np.zeros(6))
 

@@ -7,6 +7,7 @@ import pytest
 import torch
 
 import wlnet as w
+from wlnet.core.data import Seq
 from wlnet.core.runtime import Ctx, compiled
 from wlnet.kernels import cells, recurrence
 
@@ -20,7 +21,7 @@ def test_module_takes_and_returns_states_explicitly():
     module = compiled(layer, torch.device("cpu"), torch.float32)
     x = torch.randn(2, 4, 2, generator=torch.Generator().manual_seed(0))
     s0, c0 = torch.randn(2, 3), torch.randn(2, 3)
-    out, final = module({"Input": w.data.Seq(x, None)}, {("State",): s0, ("CellState",): c0}, Ctx(False, None))
+    out, final = module({"Input": Seq(x, None)}, {("State",): s0, ("CellState",): c0}, Ctx(False, None))
     assert set(out) == {"Output"} and set(final) == {("State",), ("CellState",)}
     again = layer({"Input": x, w.NetPort("State"): s0, w.NetPort("CellState"): c0})
     torch.testing.assert_close(out["Output"].data, again)
@@ -31,7 +32,7 @@ def test_graph_states_are_positions_of_the_graph():
     chain = w.NetInitialize(w.NetChain([w.LongShortTermMemoryLayer(3), w.GatedRecurrentLayer(2)],
                                        Input=("Varying", 2)))
     module = compiled(chain, torch.device("cpu"), torch.float32)
-    x = w.data.Seq(torch.randn(1, 5, 2, generator=torch.Generator().manual_seed(1)), None)
+    x = Seq(torch.randn(1, 5, 2, generator=torch.Generator().manual_seed(1)), None)
     _, final = module({"Input": x}, {}, Ctx(False, None))
     assert set(final) == {(1, "State"), (1, "CellState"), (2, "State")}
     s2 = torch.full((1, 2), 0.5)

@@ -131,14 +131,14 @@ def lstm_step(a, x, states, zx=None, zs=None, zm=None):
 
 
 def gru_step(a, x, states, zx=None, zs=None, zm=None):
-    """z, r = σ(W·x + W·s + b); m = tanh(W_mx·x + b_m + r (W_ms·s)); s' = (1 − z) s + z m."""
+    """z, r = σ(W·x + W·s + b); m = tanh(W_mx·x + b_m + r (W_ms·s)); s' = (1 − z) m + z s."""
     (s,) = states
     z = torch.sigmoid(_affine(GRU, a, "Input", x, s, zx, zs))
     r = torch.sigmoid(_affine(GRU, a, "Reset", x, s, zx, zs))
     m = torch.tanh(_affine(GRU, a, "Memory", x, s, zx, zs, state_part=False) + r * _state(GRU, a, "Memory", s, zs))
     if zm is not None:
         m = m * zm
-    return ((1 - z) * s + z * m,)
+    return ((1 - z) * m + z * s,)
 
 
 def rnn_step(a, x, states, zx=None, zs=None, zm=None):
@@ -161,17 +161,17 @@ LSTM = Cell(
     onednn=True,
 )
 
-# torch's GRU: r, z, n; h' = (1 − z_t) n + z_t h with z_t = σ(−pre_z) = 1 − Wolfram's z, so its
-# update-gate block holds the negated Input-gate arrays. Its n = tanh(W_in x + b_in + r (W_hn h
-# + b_hn)) is Wolfram's m with b_hn = 0 (b_m sits outside the reset product, as in b_in).
-# ONNX's GRU with linear_before_reset = 1 is the same with the blocks z, r, h (its Rbh is b_hn).
+# torch's GRU: r, z, n; h' = (1 − z_t) n + z_t h, Wolfram's update with z_t its Input gate and n
+# its m. Its n = tanh(W_in x + b_in + r (W_hn h + b_hn)) is Wolfram's m with b_hn = 0 (b_m sits
+# outside the reset product, as in b_in). ONNX's GRU with linear_before_reset = 1 is the same
+# with the blocks z, r, h (its Rbh is b_hn).
 GRU = Cell(
     name="GatedRecurrentLayer",
     gates=("Input", "Reset", "Memory"),
     states=("State",),
     dropout=("VariationalWeights", "VariationalInput", "VariationalState", "StateUpdate"),
-    torch_table=(("Reset", 1), ("Input", -1), ("Memory", 1)),
-    onnx_table=(("Input", -1), ("Reset", 1), ("Memory", 1)),
+    torch_table=(("Reset", 1), ("Input", 1), ("Memory", 1)),
+    onnx_table=(("Input", 1), ("Reset", 1), ("Memory", 1)),
     onnx_op="GRU",
     step=gru_step,
     torch_kernel="gru",

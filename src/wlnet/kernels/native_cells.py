@@ -7,7 +7,7 @@ elementwise. Wolfram's arrays (weights out × in):
     GRU  z_t = σ(W_ix (x_t ∘ zx_i) + W_is (s_{t-1} ∘ zs_i) + b_i)          Input gate
          r_t = σ(W_rx (x_t ∘ zx_r) + W_rs (s_{t-1} ∘ zs_r) + b_r)          Reset gate
          m_t = tanh(W_mx (x_t ∘ zx_m) + b_m + r_t ∗ (W_ms (s_{t-1} ∘ zs_m)))   Memory gate
-         s_t = (1 − z_t) ∗ s_{t-1} + z_t ∗ (m_t ∘ zm_t)     (the carried s_{t-1} is never masked)
+         s_t = (1 − z_t) ∗ (m_t ∘ zm_t) + z_t ∗ s_{t-1}     (the carried s_{t-1} is never masked)
     RNN  s_t = tanh(W_x (x_t ∘ zx) + W_s (s_{t-1} ∘ zs) + b)
 
 Masks, already scaled (entries 0 or 1/(1 − p)), each optional: zx (B, G, k), zs (B, G, n) with

@@ -172,7 +172,7 @@ class GatedRecurrentLayer(RecurrentLayer):
         z_t = σ(W_ix·x_t + W_is·s_{t-1} + b_i)                input gate
         r_t = σ(W_rx·x_t + W_rs·s_{t-1} + b_r)                reset gate
         m_t = tanh(W_mx·x_t + b_m + r_t*(W_ms·s_{t-1}))       memory
-        s_t = (1 - z_t)*s_{t-1} + z_t*m_t                     state = output element t
+        s_t = (1 - z_t)*m_t + z_t*s_{t-1}                     state = output element t
 
     Ports: "Input" (T×k), "Output" (T×n); state port "State" (n).
     Arrays: {Input,Reset,Memory}Gate{InputWeights (n×k), StateWeights (n×n), Biases (n)}.

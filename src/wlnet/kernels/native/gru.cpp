@@ -3,7 +3,7 @@
 //   z = σ(W_ix (x_t ∘ zx_i) + W_is (s_{t-1} ∘ zs_i) + b_i)
 //   r = σ(W_rx (x_t ∘ zx_r) + W_rs (s_{t-1} ∘ zs_r) + b_r)
 //   m = tanh(W_mx (x_t ∘ zx_m) + b_m + r ∗ a),  a = W_ms (s_{t-1} ∘ zs_m)
-//   s_t = (1 − z) ∗ s_{t-1} + z ∗ (m ∘ zm_t)
+//   s_t = (1 − z) ∗ (m ∘ zm_t) + z ∗ s_{t-1}
 // The masks zx (B, 3, k), zs (B, 3, n) come in Wolfram's order (Input, Reset, Memory).
 // Input-side gates are stacked (z, r, m); state-side gates (m, z, r), so that one backward
 // buffer D (T, B, 4, n) = [∂a, ∂pre_z, ∂pre_r, ∂pre_m] holds both sides contiguously: the
@@ -43,7 +43,7 @@ void forward_step(T* g, const T* h, const T* bias, T* am, const T* sp, T* sn, co
       store(a, am + b * n + j, cnt);
       const Vec me = zm != nullptr ? m * load(zm + b * zm_row + j, cnt) : m;
       const Vec s0 = load(sp + b * n + j, cnt);
-      const Vec s = s0 + z * (me - s0);
+      const Vec s = me + z * (s0 - me);  // (1 − z) me + z s0
       store(s, sn + b * n + j, cnt);
       if (sz_next != nullptr && b < bt_next) {
         for (int64_t q = 0; q < 3; ++q) {
@@ -66,8 +66,8 @@ void state_product(const T* dt, const T* ws, T* acc, bool per_gate, int64_t r0, 
 
 // One backward step, rows [b0, b1): ds = ∂L/∂s_t = dS[t] (+ g_sT for rows ending here) + carry
 // (+ the state product of step t+1: acc, or Σ_q acc_q ∘ zs_q); then with me = m ∘ zm,
-//   ∂pre_z = ds (me − s_{t-1}) z (1 − z);  ∂pre_m = ds z zm (1 − m²);  ∂a = ∂pre_m r;
-//   ∂pre_r = ∂pre_m a r (1 − r);  carry ← ds (1 − z).
+//   ∂pre_z = ds (s_{t-1} − me) z (1 − z);  ∂pre_m = ds (1 − z) zm (1 − m²);  ∂a = ∂pre_m r;
+//   ∂pre_r = ∂pre_m a r (1 − r);  carry ← ds z.
 template <typename T>
 void backward_step(const T* dS, int64_t dS_row, const T* g_sT, int64_t end0, const T* acc, int64_t acc_gate,
                    const T* zs, T* carry, const T* g, const T* am, const T* sp, const T* zm, int64_t zm_row, T* d,
@@ -93,14 +93,14 @@ void backward_step(const T* dS, int64_t dS_row, const T* g_sT, int64_t end0, con
       }
       const Vec z = load(gb + j, cnt), r = load(gb + n + j, cnt), m = load(gb + 2 * n + j, cnt);
       const Vec zmv = zm != nullptr ? load(zm + b * zm_row + j, cnt) : one;
-      const Vec dz = ds * (m * zmv - load(sp + e, cnt)) * z * (one - z);
-      const Vec dm = ds * z * zmv * (one - m * m);
+      const Vec dz = ds * (load(sp + e, cnt) - m * zmv) * z * (one - z);
+      const Vec dm = ds * (one - z) * zmv * (one - m * m);
       const Vec dr = dm * load(am + e, cnt) * r * (one - r);
       store(dm * r, db + j, cnt);
       store(dz, db + n + j, cnt);
       store(dr, db + 2 * n + j, cnt);
       store(dm, db + 3 * n + j, cnt);
-      store(ds * (one - z), carry + e, cnt);
+      store(ds * z, carry + e, cnt);
     }
   }
 }
