@@ -1,4 +1,5 @@
-"""ONNX out (`export_onnx`) and in (`import_onnx`, see `onnx_in`).
+"""ONNX out: `export_onnx(path, net)` writes an initialized net as an ONNX model (ONNX in is
+`importer`).
 
 The exported model (opset 17) computes the net in evaluation mode:
 
@@ -24,7 +25,7 @@ The exported model (opset 17) computes the net in evaluation mode:
   on the elements (B·T, ...) of its sequences.
 
 Each layer class has one converter in `CONVERTERS` (class name → function emitting nodes; those
-of the sequence and list layers in `onnx_sequence`); NetChain, NetGraph and the operators
+of the sequence and list layers in `export_sequence`); NetChain, NetGraph and the operators
 (`NESTED`) convert the nets they hold.
 """
 
@@ -43,26 +44,12 @@ from ...core.shapes import ListType
 from ...nets.containers import GRAPH, NetGraph
 from .export_graph import BIG, Builder, Value, reduce_axes, reverse
 from .export_sequence import CONVERTERS as SEQUENCE_CONVERTERS
+from .tables import DECODERS, ENCODERS, FUNCTIONS, STATES, port_name, require_onnx
 
 OPSET = 17
 IR_VERSION = 8
 BIG_LENGTH = 2**62  # the default of a `<port>_lengths` input: min(length, T) is T
 MAX_BYTES = 2**31 - 1  # protobuf's limit on one message: the largest ONNX file without external data
-
-
-def require_onnx(what: str):
-    """The onnx package, or a NotSupportedError saying how to install it."""
-    try:
-        import onnx
-    except ImportError:
-        raise NotSupportedError(f"{what} needs the onnx package: pip install wlnet[onnx] (or pip install onnx).") \
-            from None
-    return onnx
-
-
-def port_name(position: tuple) -> str:
-    """The ONNX name of a recurrent state: NetPort(1, "State")."""
-    return "NetPort(" + ", ".join(json.dumps(p) if isinstance(p, str) else repr(p) for p in position) + ")"
 
 
 # ---- one converter per layer class -----------------------------------------------------------
@@ -117,10 +104,6 @@ def _linear(b: Builder, layer, ins: dict, initial, where: str):
     y = b.op("MatMul", [x.name, b.const(f"{where}/Weights", a["Weights"].T)], where)
     y = b.op("Add", [y, b.const(f"{where}/Biases", a["Biases"])], where)
     return {"Output": Value(y, (*x.dims[:-1], layer.n), False, x.lengths)}, {}
-
-
-# wlnet's named function → ONNX op (ONNX in reads it backwards)
-FUNCTIONS = {"Tanh": "Tanh", "LogisticSigmoid": "Sigmoid", "Ramp": "Relu", "Sin": "Sin", "Exp": "Exp"}
 
 
 def _elementwise(b: Builder, layer, ins: dict, initial, where: str):
@@ -421,9 +404,9 @@ def to_model(net: Net):
                            producer_version=_version())
     model.ir_version = IR_VERSION
     meta = {
-        "wlnet.encoders": json.dumps({p: _coder_json(e) for p, e in net.encoders.items()}),
-        "wlnet.decoders": json.dumps({p: _coder_json(d) for p, d in net.decoders.items()}),
-        "wlnet.states": json.dumps({port_name(pos): list(pos) for pos in finals}),
+        ENCODERS: json.dumps({p: _coder_json(e) for p, e in net.encoders.items()}),
+        DECODERS: json.dumps({p: _coder_json(d) for p, d in net.decoders.items()}),
+        STATES: json.dumps({port_name(pos): list(pos) for pos in finals}),
     }
     b.h.set_model_props(model, meta)
     return model
@@ -472,11 +455,4 @@ def export_onnx(path, net: Net) -> None:
     write_atomically(path, model.SerializeToString(), "Export")
 
 
-def import_onnx(path) -> Net:
-    """A net built from the ONNX model at `path` (see `onnx_in`)."""
-    from .importer import import_onnx as run
-
-    return run(path)
-
-
-__all__ = ["export_onnx", "import_onnx", "to_model", "CONVERTERS", "port_name"]
+__all__ = ["export_onnx", "to_model", "CONVERTERS"]

@@ -1,6 +1,6 @@
 """ONNX out converters of the layers on sequences and on lists of arrays: SequenceMostLayer,
 SequenceRestLayer, SequenceReverseLayer, AggregationLayer, CatenateLayer, TotalLayer,
-ThreadingLayer (see `onnx` for the model they are part of).
+ThreadingLayer (see `export` for the model they are part of).
 
 A batch of "Varying" sequences is a padded (B, T, ...) tensor with its (B,) lengths; what a
 converter writes past a sequence's length is unspecified, and every converter that reads

@@ -1,4 +1,4 @@
-"""ONNX in (`onnx_in`): wlnet values joined along a feature axis and picked apart again, and the
+"""ONNX in (`importer`): wlnet values joined along a feature axis and picked apart again, and the
 two directions of a bidirectional recurrent node.
 
 A Concat of wlnet values along a size-1 feature axis (torch's h_n of several layers, a
@@ -18,7 +18,7 @@ from ...core.shapes import VARYING
 from ...layers.join import CatenateLayer, TotalLayer
 from ...layers.sequence import SequenceReverseLayer
 from ...nets.operators import NetBidirectionalOperator
-from .importer import TIME, Data, Stacked, Var
+from .values import TIME, Data, Stacked, Var
 
 PREFIXES = ("Forward", "Backward")
 

@@ -1,4 +1,4 @@
-"""The op handlers of ONNX import (`onnx_in`): one function per ONNX operator, from the abstract
+"""The op handlers of ONNX import (`importer`): one function per ONNX operator, from the abstract
 values of its inputs, its attributes and its number of outputs to the abstract values of its
 outputs, adding layers and edges to the net being built."""
 
@@ -12,9 +12,9 @@ from ...kernels import cells
 from ...layers.basic import ElementwiseLayer, LinearLayer, SoftmaxLayer
 from ...layers.recurrent import BasicRecurrentLayer, GatedRecurrentLayer, LongShortTermMemoryLayer
 from ...layers.sequence import EmbeddingLayer, SequenceLastLayer, SequenceReverseLayer, UnitVectorLayer
-from .export import FUNCTIONS
 from .import_join import Bidirectional, joined, materialize, outputs, reduced
-from .importer import BATCH, BIG, TIME, Const, Data, Lazy, Lengths, Shp, Stacked, Var, Zeros
+from .tables import FUNCTIONS
+from .values import BATCH, BIG, TIME, Const, Data, Lazy, Lengths, Shp, Stacked, Var, Zeros
 
 
 def _norm(axis: int, rank: int) -> int:

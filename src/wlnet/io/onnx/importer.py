@@ -3,7 +3,7 @@
 Supported: ONNX's LSTM (no peepholes, default activations, no clip, input_forget 0), GRU with
 linear_before_reset = 1 and RNN with tanh, each forward, reverse or bidirectional, either
 layout (a bidirectional node is a NetBidirectionalOperator where its Y is read whole, see
-`onnx_join`); Gemm and MatMul + Add (LinearLayer; on every step of a sequence,
+`import_join`); Gemm and MatMul + Add (LinearLayer; on every step of a sequence,
 NetMapOperator(LinearLayer)), Softmax, Tanh / Sigmoid / Relu / Sin / Exp (ElementwiseLayer),
 Identity / Dropout, the last step of a sequence (Gather or Slice of the time axis, GatherND at
 the lengths: SequenceLastLayer), ReverseSequence (SequenceReverseLayer), Concat of values along
@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import json
 import os
-from typing import NamedTuple
 
 import numpy as np
 
@@ -46,77 +45,10 @@ from ...core.shapes import VARYING
 from ...layers.sequence import SequenceLastLayer
 from ...nets.containers import NetGraph
 from ...nets.operators import NetMapOperator
-from .export import require_onnx
-
-BATCH, TIME = "batch", "time"
-BIG = 2**31  # a Slice end or a Min bound at least this large means "to the end"
-
-
-# ---- abstract values -------------------------------------------------------------------------
-class Var:
-    """An axis of a rank-3 graph input that is the batch or the time, not yet known which."""
-
-    __slots__ = ("name", "partner")
-
-    def __init__(self, name: str):
-        self.name, self.partner = name, None
-
-    def __repr__(self) -> str:
-        return f"<axis {self.name}>"
-
-
-class Const(NamedTuple):
-    value: np.ndarray
-
-
-class Shp(NamedTuple):
-    """An int vector (or, scalar, one int) whose entries are ints or the symbols batch / time."""
-
-    entries: tuple
-    scalar: bool = False
-
-
-class Zeros(NamedTuple):
-    dims: tuple  # ints and symbols
-
-
-class Lengths(NamedTuple):
-    """The lengths of the batch's sequences (all full for a default), minus `offset`; `dims` its axes."""
-
-    offset: int = 0
-    dims: tuple = (BATCH,)
-
-
-class Data(NamedTuple):
-    """A wlnet value: `src` an edge source (a graph port name, (layer, port), or a Lazy), `axes`
-    per ONNX axis BATCH, TIME, a Var, or an int (a feature axis of that size; the features in
-    this order, flattened, are wlnet's per-step vector); integer indices minus `sub`."""
-
-    src: object
-    axes: tuple
-    integer: bool = False
-    sub: int = 0
-
-
-class Stacked(NamedTuple):
-    """wlnet values concatenated along a size-1 feature axis (torch's h_n of several layers, the
-    two directions of a bidirectional node), to be picked out again or joined (`onnx_join`);
-    a part may be Zeros (a direction's initial state left at zero)."""
-
-    parts: tuple
-    axis: int
-
-
-class Lazy:
-    """An edge source made on first use (the reversed output of a reverse recurrent node)."""
-
-    def __init__(self, make):
-        self.make, self.src = make, None
-
-    def get(self):
-        if self.src is None:
-            self.src = self.make()
-        return self.src
+from .import_join import materialize, resolve
+from .import_ops import FOLDABLE, OPS, SUPPORTED
+from .tables import DECODERS, ENCODERS, STATES, require_onnx
+from .values import BATCH, TIME, Const, Data, Lazy, Lengths, Stacked, Var
 
 
 # ---- the importer ----------------------------------------------------------------------------
@@ -132,7 +64,7 @@ class Importer:
         self.edges: list = []  # (src, (key, port))
         self.outputs: dict = {}  # graph output → src
         self.recurrent: list = []  # keys of recurrent layers
-        self.bidirectional: list = []  # onnx_join.Bidirectional records, in the graph's order
+        self.bidirectional: list = []  # import_join.Bidirectional records, in the graph's order
         self.reserved = {vi.name for vi in self.graph.input} | {vi.name for vi in self.graph.output}
         self.uses = {}
         for node in self.graph.node:
@@ -212,7 +144,7 @@ class Importer:
             if vi.name not in inits:
                 self.values[vi.name] = self.graph_input(vi)
         meta = {p.key: p.value for p in self.model.metadata_props}
-        skip = set(_json(meta.get("wlnet.states"), {}))
+        skip = set(_json(meta.get(STATES), {}))
         wanted = [o.name for o in g.output if o.name not in skip]
         if not wanted:
             raise NetError(f"ONNX import of {self.path}: the model has no outputs.")
@@ -234,8 +166,6 @@ class Importer:
         for name in wanted:
             v = self.values.get(name)
             if isinstance(v, Stacked):
-                from .import_join import materialize
-
                 v = materialize(self, v)
             if not isinstance(v, Data):
                 raise NetError(f"ONNX import of {self.path}: the output {name!r} does not depend on the inputs "
@@ -299,9 +229,6 @@ class Importer:
         attrs = {a.name: self.onnx.helper.get_attribute_value(a) for a in node.attribute}
         attrs = {k: v.decode() if isinstance(v, bytes) else [x.decode() if isinstance(x, bytes) else x for x in v]
                  if isinstance(v, list) else v for k, v in attrs.items()}
-        from .import_join import materialize
-        from .import_ops import FOLDABLE, OPS, SUPPORTED
-
         op = node.op_type
         try:
             if op not in PICKING:
@@ -346,8 +273,6 @@ class Importer:
 
     # ---- the net ----
     def net(self, meta: dict):
-        from .import_join import resolve
-
         resolve(self)
         self.use_sequence_last_for_states()
         layers = {}
@@ -408,7 +333,7 @@ class Importer:
     def coders(self, meta: dict) -> dict:
         """Port options for the encoders and decoders a wlnet export recorded."""
         out = {}
-        for key, make in (("wlnet.encoders", _encoder), ("wlnet.decoders", _decoder)):
+        for key, make in ((ENCODERS, _encoder), (DECODERS, _decoder)):
             for port, entry in _json(meta.get(key), {}).items():
                 spec = entry.get("spec") if isinstance(entry, dict) else None
                 if spec is None or (port not in self.values and port not in self.outputs):
