@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 
 import wlnet as w
-from wlnet.coders.encoders import NetDecoder, NetEncoder
+from wlnet.coders.decoders import NetDecoder
+from wlnet.coders.encoders import NetEncoder
 
 
 def test_characters_index_form_is_one_based_and_ragged():

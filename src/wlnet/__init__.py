@@ -1,10 +1,10 @@
 """wlnet: the Wolfram Language's recurrent neural-net framework on PyTorch."""
 
+from .coders.decoders import NetDecoder
 from .coders.encoders import (
     DigitCharacter,
     LetterCharacter,
     LowercaseCharacter,
-    NetDecoder,
     NetEncoder,
     PunctuationCharacter,
     UppercaseCharacter,

@@ -24,7 +24,7 @@ import torch
 from ..core.data import Batch, PortReader, Seq
 from ..core.errors import EncodingError, OptionError, ShapeError, where
 from ..core.shapes import VARYING, ArrayType, Real, describe, unify
-from .encoders import _alphabet, _hashable, _labels, _short
+from .labels import _alphabet, _hashable, _labels, _short
 
 DECODER_PROPERTIES = ("Decision", "Probabilities", "TopProbabilities", "Entropy")
 PARAMETRIC = ('("TopProbabilities", k)', '("Probabilities", label)')

@@ -1,13 +1,12 @@
-"""NetEncoder and NetDecoder: pure transforms between user values and tensors.
+"""NetEncoder: a pure transform from user values (strings, labels) to tensors.
 
 Encoders: ("Characters", alphabet, "Index" | "UnitVector") turns a string into a sequence of
 1-based indices or one-hot vectors; ("Class", labels, "Index" | "UnitVector") turns a label
-into an index or a one-hot vector. Decoders (`decoders.py`) go the other way.
+into an index or a one-hot vector. Decoders (`decoders.py`) go the other way; the character
+classes and the reading of alphabets and labels, which both share, are in `labels.py`.
 """
 
 from __future__ import annotations
-
-import string
 
 import numpy as np
 import torch
@@ -15,56 +14,23 @@ import torch
 from ..core.data import Batch, Seq, write_port
 from ..core.errors import EncodingError, OptionError, where
 from ..core.shapes import VARYING, Index, Real
-
-
-class CharacterClass:
-    """A named set of characters usable in a Characters alphabet (expanded in order).
-
-    >>> len(NetEncoder(("Characters", [DigitCharacter, LetterCharacter])).alphabet)
-    62
-    """
-
-    def __init__(self, name: str, chars: str):
-        self.name = name
-        self.chars = chars
-
-    def __repr__(self) -> str:
-        return self.name
-
-
-DigitCharacter = CharacterClass("DigitCharacter", string.digits)
-LetterCharacter = CharacterClass("LetterCharacter", string.ascii_lowercase + string.ascii_uppercase)
-LowercaseCharacter = CharacterClass("LowercaseCharacter", string.ascii_lowercase)
-UppercaseCharacter = CharacterClass("UppercaseCharacter", string.ascii_uppercase)
-WhitespaceCharacter = CharacterClass("WhitespaceCharacter", " \t\n")
-PunctuationCharacter = CharacterClass("PunctuationCharacter", string.punctuation)
-WordCharacter = CharacterClass("WordCharacter", string.ascii_letters + string.digits)
-CHARACTER_CLASSES = (DigitCharacter, LetterCharacter, LowercaseCharacter, UppercaseCharacter,
-                     WhitespaceCharacter, PunctuationCharacter, WordCharacter)
+from .labels import (
+    CHARACTER_CLASSES,
+    CharacterClass,
+    DigitCharacter,
+    LetterCharacter,
+    LowercaseCharacter,
+    PunctuationCharacter,
+    UppercaseCharacter,
+    WhitespaceCharacter,
+    WordCharacter,
+    _alphabet,
+    _hashable,
+    _labels,
+    _short,
+)
 
 FORMS = ("Index", "UnitVector")
-
-
-def _alphabet(spec) -> list[str]:
-    items = list(spec) if isinstance(spec, str) else spec
-    if not isinstance(items, list | tuple) or not items:
-        raise OptionError(
-            f"NetEncoder: a Characters alphabet must be a non-empty string or list of characters and character "
-            f"classes, but was given {spec!r}."
-        )
-    chars: list[str] = []
-    for item in items:
-        if isinstance(item, CharacterClass):
-            new = list(item.chars)
-        elif isinstance(item, str) and len(item) == 1:
-            new = [item]
-        else:
-            raise OptionError(
-                f"NetEncoder: the alphabet entry {item!r} is neither a single character nor a character class "
-                f"({', '.join(c.name for c in CHARACTER_CLASSES)})."
-            )
-        chars.extend(c for c in new if c not in chars)
-    return chars
 
 
 class NetEncoder:
@@ -265,26 +231,17 @@ def _codes(enc, text: str):
     return None if codes.size and codes.min() < 0 else codes
 
 
-def _hashable(x) -> bool:
-    try:
-        hash(x)
-    except TypeError:
-        return False
-    return True
+def __getattr__(name: str):
+    """NetDecoder and DECODER_PROPERTIES, reached through this module by older imports; looked up
+    only when asked for, so that this module never imports decoders.py as it loads."""
+    if name in ("NetDecoder", "DECODER_PROPERTIES"):
+        from . import decoders
+
+        return getattr(decoders, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-def _short(x) -> str:
-    r = repr(x)
-    return r if len(r) < 60 else r[:57] + "..."
-
-
-def _labels(spec, who: str) -> list:
-    if not isinstance(spec, list | tuple) or len(spec) < 1:
-        raise OptionError(f"{who}: Class labels must be a non-empty list, but was given {spec!r}.")
-    if not all(_hashable(x) for x in spec) or len(set(spec)) != len(spec):
-        raise OptionError(f"{who}: Class labels must be distinct hashable values, but were given {spec!r}.")
-    return list(spec)
-
-
-# NetDecoder lives in decoders.py, which reads the alphabets and labels above
-from .decoders import DECODER_PROPERTIES, NetDecoder  # noqa: E402, F401
+__all__ = [
+    "CHARACTER_CLASSES", "FORMS", "CharacterClass", "DigitCharacter", "LetterCharacter", "LowercaseCharacter",
+    "NetEncoder", "PunctuationCharacter", "UppercaseCharacter", "WhitespaceCharacter", "WordCharacter",
+]

@@ -6,7 +6,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ..coders.encoders import NetDecoder, NetEncoder
+from ..coders.decoders import NetDecoder
+from ..coders.encoders import NetEncoder
 from ..core import options as O
 from ..core.data import _all_finite
 from ..core.errors import OptionError, ShapeError, where

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import torch
 
-from ..coders.encoders import NetDecoder, NetEncoder
+from ..coders.decoders import NetDecoder
+from ..coders.encoders import NetEncoder
 from ..core import options as O
 from ..core.errors import ConstructionError, ShapeError
 from ..core.net import Net, NetPort
