@@ -50,6 +50,7 @@ from .nets.operators import NetBidirectionalOperator, NetMapOperator
 from .nets.state import NetStateObject
 from .show.info import Information, NetExtract, Options
 from .train.api import NetTrain, NetTrainResultsObject, Scaled
+from .wolfram import from_wolfram, to_wolfram
 
 __all__ = [
     "AggregationLayer",
@@ -113,5 +114,7 @@ __all__ = [
     "WhitespaceCharacter",
     "WordCharacter",
     "from_torch",
+    "from_wolfram",
     "to_torch",
+    "to_wolfram",
 ]
