@@ -13,7 +13,7 @@ import math
 import numpy as np
 import torch
 
-from ..core.errors import NetError, NotSupportedError, OptionError
+from ..core.errors import NotSupportedError, OptionError
 from ..core.net import Net
 from ..core.symbols import All, Automatic
 from .functions import ELEMENTWISE_NAMES, UNARY, PureFunction, Symbol
@@ -88,9 +88,17 @@ def builtin_names() -> dict:
 
 
 # ---- Python forms of evaluated values ------------------------------------------------------------
+class Numbers(list):
+    """A list of plain numbers (nested) read in one pass: its Python form is itself."""
+
+    __slots__ = ()
+
+
 def py(v):
     """The Python form of a value: a list of rules → dict, {a, b, "x" -> 1} (values then rules) →
     (a, b, {"x": 1}), a rule → a pair, dict keys that are lists → tuples."""
+    if type(v) is Numbers:
+        return v
     if isinstance(v, Rule):
         return (py(v.lhs), py(v.rhs))
     if isinstance(v, list):
@@ -188,7 +196,7 @@ class Evaluator:
         if isinstance(e, Sym):
             return self.symbol(e.name)
         if isinstance(e, Lit):
-            return e.value
+            return Numbers(e.value)
         if isinstance(e, Slot):
             raise NotSupportedError(f"#{e.n} outside a pure function (...&).")
         return e  # a number or a string
@@ -524,13 +532,17 @@ def from_wolfram(code: str, **names):
     for k in names:
         if not k.isidentifier():
             raise OptionError(f"from_wolfram: {k!r} cannot be a Wolfram name.")
-    ev = Evaluator(code, names)
+    return evaluate_in(code, dict(names))
+
+
+def evaluate_in(code: str, env: dict):
+    """from_wolfram with `env` as the session's names: assignments are left in it for the next call."""
+    ev = Evaluator(code, {})
+    ev.env = env
     try:
         return ev.run(parse(code))
     except RecursionError:
         raise NotSupportedError("from_wolfram: the code is nested too deeply to read.") from None
-    except NetError:
-        raise
 
 
 __all__ = ["from_wolfram", "Rule", "py"]

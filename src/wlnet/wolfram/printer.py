@@ -67,8 +67,13 @@ def array_text(a) -> str:
         return _fix_exponents(str(a.item() if a.dtype.kind != "f" else a))
     if a.size and a.dtype.kind == "f" and not np.isfinite(a).all():
         return _nested([real(float(x)) for x in a.ravel().tolist()], a.shape)
-    strs = a.ravel().astype(str).tolist()
-    return _fix_exponents(_nested(strs, a.shape))
+    flat = a.ravel()
+    strs = flat.astype(str).tolist()
+    if flat.dtype.kind == "f":  # numpy writes exponents only outside [1e-4, 1e16): fix those few
+        size = np.abs(flat)
+        for i in np.flatnonzero(((size < 1e-3) & (size > 0)) | (size >= 1e15)).tolist():
+            strs[i] = _fix_exponents(strs[i])
+    return _nested(strs, a.shape)
 
 
 def _nested(strs: list, shape: tuple) -> str:
