@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import stat
 from typing import NamedTuple
 
@@ -57,7 +58,23 @@ def write_document(path, doc: dict, tensors: dict, key: str = "wlnet", who: str 
     """Write a safetensors file (atomically) of `tensors` whose metadata holds the JSON `doc` under `key`."""
     text = json.dumps(doc, allow_nan=False, ensure_ascii=False, separators=(",", ":"))
     st = _safetensors()
-    atomic_write(path, lambda tmp: st.save_file(tensors, tmp, metadata={key: text}), who, sync_directory)
+    from safetensors import SafetensorError
+
+    def save(tmp):
+        try:
+            st.save_file(tensors, tmp, metadata={key: text})
+        except SafetensorError as e:  # its I/O errors (a full disk, a file-size limit) as the OSError they are
+            raise _os_error(e) from e
+
+    atomic_write(path, save, who, sync_directory)
+
+
+def _os_error(e: Exception) -> OSError:
+    """safetensors' error text "... I/O error: File too large (os error 27)" as OSError(27, ...)."""
+    m = re.search(r"\(os error (\d+)\)", str(e))
+    if m is None:
+        return OSError(str(e))
+    return OSError(int(m.group(1)), os.strerror(int(m.group(1))))
 
 
 def _check_same(obj, rebuilt, name: str) -> None:

@@ -32,8 +32,6 @@ of the sequence and list layers in `export_sequence`); NetChain, NetGraph and th
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 
 import numpy as np
 
@@ -42,6 +40,7 @@ from ...core.errors import NetError, NotSupportedError
 from ...core.net import Net
 from ...core.shapes import ListType
 from ...nets.containers import GRAPH, NetGraph
+from ..files import atomic_write
 from .export_graph import BIG, Builder, Value, reduce_axes, reverse
 from .export_sequence import CONVERTERS as SEQUENCE_CONVERTERS
 from .tables import DECODERS, ENCODERS, FUNCTIONS, STATES, port_name, require_onnx
@@ -421,30 +420,6 @@ def _version() -> str:
         return "0"
 
 
-def write_atomically(path, data: bytes, who: str) -> None:
-    """Write `data` to `path` through a temporary file in the same folder and a rename, so that
-    the target is never a partial file."""
-    path = os.fspath(path)
-    if os.path.isdir(path):
-        raise NetError(f"{who}: {path!r} is a directory; give a file name.")
-    folder = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(folder):
-        raise NetError(f"{who}: the folder {folder!r} of {path!r} does not exist.")
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".wlnet-", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-
-
 def export_onnx(path, net: Net) -> None:
     """Write `net` (initialized) as an ONNX model to `path`; see the module's description."""
     model = to_model(net)
@@ -452,7 +427,7 @@ def export_onnx(path, net: Net) -> None:
     if size > MAX_BYTES:
         raise NotSupportedError(f"Export: the net's ONNX model would take {size / 2**30:.1f} GB; an ONNX file holds at "
                                 f"most 2 GB, and wlnet writes no external data files.")
-    write_atomically(path, model.SerializeToString(), "Export")
+    atomic_write(path, model.SerializeToString(), "Export")
 
 
 __all__ = ["export_onnx", "to_model", "CONVERTERS"]
