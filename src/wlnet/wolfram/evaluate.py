@@ -364,6 +364,9 @@ def _conv_train(f, pos, opts):
         out.append(data(pos[1]))
     out += [py(a) for a in pos[2:]]
     opts = {k: (data(v) if k == "ValidationSet" else py(v)) for k, v in opts.items()}
+    method = opts.get("Method")
+    if isinstance(method, list) and len(method) == 1:  # Method -> {"ADAM"}
+        opts["Method"] = method[0]
     return out, opts
 
 
@@ -402,7 +405,10 @@ _CONVERSIONS = {
 def _set(ev: Evaluator, e: Expr):
     target, value = e.args
     name = target.name
-    if name in _VALUES or name in builtins() or name in _SPECIAL:
+    from .functions import ARITHMETIC, CONSTANTS
+
+    if name in _VALUES or name in builtins() or name in _SPECIAL or name in UNARY or name in ARITHMETIC or \
+            name in CONSTANTS:
         raise NotSupportedError(f"from_wolfram: {name}{ev.where(e)} is a built-in symbol and cannot be assigned.")
     v = ev.eval(value)
     ev.env[name] = v
@@ -540,7 +546,8 @@ def evaluate_in(code: str, env: dict):
     ev = Evaluator(code, {})
     ev.env = env
     try:
-        return ev.run(parse(code))
+        value = py(ev.run(parse(code)))
+        return list(value) if type(value) is Numbers else value
     except RecursionError:
         raise NotSupportedError("from_wolfram: the code is nested too deeply to read.") from None
 

@@ -69,9 +69,9 @@ def array_text(a) -> str:
         return _nested([real(float(x)) for x in a.ravel().tolist()], a.shape)
     flat = a.ravel()
     strs = flat.astype(str).tolist()
-    if flat.dtype.kind == "f":  # numpy writes exponents only outside [1e-4, 1e16): fix those few
+    if flat.dtype.kind == "f":  # numpy writes an exponent only for |x| ≤ 1e-4 or ≥ 1e6: fix those few
         size = np.abs(flat)
-        for i in np.flatnonzero(((size < 1e-3) & (size > 0)) | (size >= 1e15)).tolist():
+        for i in np.flatnonzero(((size < 2e-4) & (size > 0)) | (size >= 1e5)).tolist():
             strs[i] = _fix_exponents(strs[i])
     return _nested(strs, a.shape)
 
@@ -162,6 +162,11 @@ class Printer:
             return real(v)
         if id(v) in self.value_names:
             return self.value_names[id(v)]
+        if isinstance(v, tuple) and len(v) > 1 and isinstance(v[-1], dict) and v[-1]:
+            # (name, {option: value}) as Wolfram writes it: {name, option -> value}
+            head = ", ".join(self.value(x, inside_net) for x in v[:-1])
+            rules = ", ".join(f"{self.key(k, True)} -> {self.value(x, inside_net)}" for k, x in v[-1].items())
+            return "{" + head + ", " + rules + "}"
         if isinstance(v, list | tuple):
             return "{" + ", ".join(self.value(x, inside_net) for x in v) + "}"
         if isinstance(v, dict):
