@@ -111,6 +111,30 @@ class Net:
         storage when not trainable, fresh copies when trainable."""
         raise NotImplementedError
 
+    # ---- what a summary shows (defaults: a net that holds no other nets) -----------------------
+    def parts(self) -> list:
+        """[(key, net)] of the nets this net holds itself, in the order they were given (a
+        graph's layers, an operator's "Net" or "ForwardNet" and "BackwardNet"); none for a layer."""
+        return []
+
+    def wiring(self) -> tuple[list, list]:
+        """This net as boxes and arrows: ([(key, net)] in the order they are evaluated,
+        [(source, destination)]), an endpoint (key, port) or ("graph", port) for this net's own
+        ports. Anything but a graph is one box, keyed 1, between its inputs and outputs."""
+        edges = [(("graph", p), (1, p)) for p in self.input_ports()]
+        edges += [((1, p), ("graph", p)) for p in self.output_ports()]
+        return [(1, self)], edges
+
+    def summary_code(self) -> str:
+        """The headline of this net in a summary: a layer's type with its size and options, a
+        container's type."""
+        return self.name
+
+    def short_code(self) -> str:
+        """This net as a part of a container in a one-line summary: as `summary_code`, an
+        operator with what it holds."""
+        return self.summary_code()
+
     # ---- derived from the protocol ------------------------------------------------------------
     @property
     def name(self) -> str:

@@ -205,6 +205,9 @@ class Layer(Net):
         parts += [f"{k}={value_code(v)}" for k, v in self._given.items()]
         return ", ".join(parts)
 
+    def summary_code(self) -> str:
+        return f"{self.name}({self._option_code()})"
+
     def input_form(self) -> str:
         parts = [self._option_code()]
         parts += [f"{name}={t.tolist()!r}" for name, t in self._arrays.items() if t is not None]

@@ -332,6 +332,16 @@ class NetGraph(Net):
     def backward_positions(self) -> list:
         return [(k,) + pos for k, node in self._nodes.items() for pos in node.backward_positions()]
 
+    def parts(self) -> list:
+        return list(self._nodes.items())
+
+    def wiring(self) -> tuple[list, list]:
+        nodes = [(k, self._nodes[k]) for k in self._order]
+        edges = [(s, (k, port)) for k in self._order for port, src in self._feeds[k].items()
+                 for s in (src if isinstance(src, list) else [src])]  # a list port's sources one by one
+        edges += [(src, (GRAPH, port)) for port, src in self._graph_out.items()]
+        return nodes, edges
+
     def output_leaf(self, port: str):
         src = self._graph_out[port]
         return None if src[0] == GRAPH else self._nodes[src[0]].output_leaf(src[1])

@@ -79,6 +79,12 @@ class Operator(Net):
     def backward_positions(self) -> list:
         return [(key,) + pos for key, net in self._nets.items() for pos in net.backward_positions()]
 
+    def parts(self) -> list:
+        return list(self._nets.items())
+
+    def short_code(self) -> str:
+        return f"{self.name}({self._short_args()})"
+
     def extract(self, spec):
         if not isinstance(spec, tuple):
             spec = (spec,)

@@ -64,31 +64,17 @@ def byte_text(n: int) -> str:
 def summary(net) -> dict:
     """The facts both forms show: what it is, initialized, ports, arrays, and the summaries of
     its parts (layers, nested containers, an operator's nets)."""
-    from ..nets.containers import NetGraph
-    from ..nets.operators import Operator
-
-    parts = net._nodes.items() if isinstance(net, NetGraph) else net._nets.items() if isinstance(net, Operator) \
-        else ()
-    return {"code": _code(net), "initialized": net.initialized(),
+    return {"code": net.summary_code(), "initialized": net.initialized(),
             "inputs": [(p, port_text(t, net.encoders.get(p))) for p, t in net.input_ports().items()],
             "outputs": [(p, port_text(t, net.decoders.get(p))) for p, t in net.output_ports().items()],
             "states": [(p, describe(t)) for p, t in net.state_ports().items()],
-            "parts": [(key, summary(part)) for key, part in parts], "arrays": arrays_text(net)}
-
-
-def _code(net) -> str:
-    """A layer's type with its size and options (a container: its type)."""
-    from ..layers.base import Layer
-
-    return f"{net.name}({net._option_code()})" if isinstance(net, Layer) else net.name
+            "parts": [(key, summary(part)) for key, part in net.parts()], "arrays": arrays_text(net)}
 
 
 def short_code(net) -> str:
     """A part of a container in a one-line summary: a layer with its size, an operator with what
     it holds, a container by its type."""
-    from ..nets.operators import Operator
-
-    return f"{net.name}({net._short_args()})" if isinstance(net, Operator) else _code(net)
+    return net.short_code()
 
 
 def text(net) -> str:
@@ -110,7 +96,7 @@ def _text(s: dict, indent: str) -> str:
 
 def arrays_text(net) -> str:
     """The arrays' count, numbers and bytes."""
-    arrays = [t for _, leaf in net.leaves() for t in leaf._arrays.values()]
+    arrays = list(net.arrays().values())
     if not arrays:
         return "no arrays"
     n = f"{len(arrays)} array{'s' if len(arrays) > 1 else ''}"
@@ -150,7 +136,7 @@ def coder_html(coder) -> str:
 
 def state_html(state) -> str:
     stored = ", ".join(f"{'/'.join(str(x) for x in pos)}" for pos in state._states) or "none yet"
-    return f"<div><p><b>NetStateObject</b>, states held: {html.escape(stored)}</p>{html_of(state._net)}</div>"
+    return f"<div><p><b>NetStateObject</b>, states held: {html.escape(stored)}</p>{html_of(state.net)}</div>"
 
 
 def figure_png(fig) -> str:

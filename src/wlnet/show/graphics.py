@@ -31,11 +31,9 @@ def _coder(coder) -> str:
 
 
 def _node_text(key, node) -> str:
-    from .display import short_code
-
     ins, outs = list(node.input_ports().values()), list(node.output_ports().values())
     flow = f"{_dims(ins[0]) if ins else ''} → {_dims(outs[0]) if outs else ''}"
-    return f"{key}  {short_code(node)}\n{flow}"
+    return f"{key}  {node.short_code()}\n{flow}"
 
 
 def summary_graphic(net):
@@ -45,15 +43,7 @@ def summary_graphic(net):
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    from ..nets.containers import NetGraph
-
-    if isinstance(net, NetGraph):
-        nodes = [(k, net._nodes[k]) for k in net._order]
-        edges = list(_all_edges(net))
-    else:
-        nodes = [(1, net)]
-        edges = [(("graph", p), (1, p)) for p in net.input_ports()] + \
-                [((1, p), ("graph", p)) for p in net.output_ports()]
+    nodes, edges = net.wiring()
     ins, outs = net.input_ports(), net.output_ports()
     boxes = {}  # key → (text, box style)
     for p, t in ins.items():
@@ -120,11 +110,3 @@ def summary_graphic(net):
             ha="center", va="center", fontsize=9)
     return fig
 
-
-def _all_edges(graph):
-    for k in graph._order:
-        for port, src in graph._feeds[k].items():
-            for s in src if isinstance(src, list) else [src]:  # a list port's sources one by one
-                yield s, (k, port)
-    for port, src in graph._graph_out.items():
-        yield src, ("graph", port)
