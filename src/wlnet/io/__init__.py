@@ -50,7 +50,9 @@ def _onnx():
 def Export(path, net, fmt=None) -> str:
     """Export(path, net) writes a net (or a NetStateObject, with its stored states) to a file in
     the format of the extension: ".wlnet" (wlnet's own) or ".onnx". Export(path, net, "WLNet")
-    names the format. The file is written atomically; returns the path.
+    names the format. The file is written atomically (`files.atomic_write`: an interrupted write
+    leaves any old file as it was; a path naming a device, a FIFO or a directory is refused);
+    returns the path.
 
     >>> Export("net.wlnet", NetInitialize(LinearLayer(2, Input=3)))  # doctest: +SKIP
     'net.wlnet'
