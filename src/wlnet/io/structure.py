@@ -456,9 +456,28 @@ def decode(doc, tensors: dict):
         net = _state_object(net, dec, doc)
     unused = dec.unused()
     if unused:
-        raise StructureError(f"the file holds arrays that no layer uses (extra): {', '.join(map(repr, unused[:4]))}"
-                             f"{' ...' if len(unused) > 4 else ''}.")
+        raise StructureError(f"the file holds {unused_text(unused)}.")
     return net
+
+
+def unused_text(unused: list) -> str:
+    return f"arrays that no layer uses (extra): {', '.join(map(repr, unused[:4]))}{' ...' if len(unused) > 4 else ''}"
+
+
+def tensor_names(doc) -> set:
+    """The names of the tensors a document's array references ({"tensor": name, "dtype": ...,
+    "shape": ...}, anywhere in it) give: every array a file holds must be one of them, which is
+    known before any array is read. (A walk with a stack: the document may be nested deeply.)"""
+    names, stack = set(), [doc]
+    while stack:
+        x = stack.pop()
+        if isinstance(x, dict):
+            if isinstance(x.get("tensor"), str):
+                names.add(x["tensor"])
+            stack.extend(x.values())
+        elif isinstance(x, list):
+            stack.extend(x)
+    return names
 
 
 def _state_object(net: Net, dec: Decoder, doc: dict) -> NetStateObject:
@@ -481,6 +500,8 @@ def _state_object(net: Net, dec: Decoder, doc: dict) -> NetStateObject:
             if t.dtype not in (torch.float32, torch.float64) or t.ndim != 2 or t.shape[0] < 1 or t.shape[1] != n:
                 raise StructureError(f"{what} must be a B×{n} array of reals, but is {DTYPE_NAMES.get(t.dtype)} "
                                      f"{list(t.shape)}.")
+            if not bool(torch.isfinite(t).all()):  # a NaN state would carry into every later evaluation
+                raise StructureError(f"{what} holds NaN or infinite values; a stored state must be finite.")
             if key == "seed" and t.shape[0] != 1:
                 raise StructureError(f"{what} must be one vector (1×{n}), but is {list(t.shape)}.")
             if pos in table:

@@ -4,15 +4,26 @@ The arrays are its tensors; the net's structure (`structure.py`: classes, constr
 options, port types, a format name and version) is a JSON document in its metadata under the
 key "wlnet". Reading checks the safetensors header itself (sizes, offsets, dtypes) before the
 safetensors library parses it, and loads nothing but tensors and JSON: no pickle, no code.
+
+Checksums: the metadata entry "wlnet-checksums" holds the SHA-256 of the structure's JSON text
+and of each array (its dtype, shape and bytes), `{"algorithm": "sha256", "document": HEX,
+"arrays": {name: HEX}}`. Reading refuses a file whose structure or arrays do not match them
+(damaged since it was written). A file without the entry (written before checksums were kept)
+is read as before; a reader that predates them ignores the entry.
 """
 
 from __future__ import annotations
 
+import contextlib
+import gc
+import hashlib
 import json
 import os
 import re
 import stat
 from typing import NamedTuple
+
+import torch
 
 from ..core.errors import ExportError, FileFormatError, NotSupportedError
 from ..core.net import Net
@@ -22,6 +33,7 @@ from .files import atomic_write
 
 MAX_HEADER = 64 * 2**20  # bytes of safetensors header (the JSON) accepted
 HDF5 = b"\x89HDF\r\n\x1a\n"  # the signature of an HDF5 file (Wolfram's own .wlnet), at 0, 512, 1024, 2048, ...
+CHECKSUMS = "wlnet-checksums"  # the metadata entry of the checksums
 ITEM_SIZES = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2, "I64": 8, "I32": 4, "I16": 2, "I8": 1, "U8": 1, "BOOL": 1}
 
 
@@ -42,7 +54,13 @@ def export_wlnet(path, obj, check: bool = True, sync_directory: bool = True) -> 
     was checked before, such as each checkpoint of a run after the first)."""
     if not isinstance(obj, Net | NetStateObject):
         raise ExportError(f"Export: expected a net or a NetStateObject, but was given {type(obj).__name__}.")
-    doc, tensors = structure.encode(obj)
+    if isinstance(obj, NetStateObject):
+        for pos, t in obj._states.items():  # a NaN or infinite state: the net overflowed on what it was given
+            if not bool(torch.isfinite(t).all()):
+                raise ExportError(f"Export: the NetStateObject's state at {pos!r} holds NaN or infinite values, which "
+                                  "a file does not keep. Call reset() on it (or evaluate it on finite data) first.")
+    with obj._lock if isinstance(obj, NetStateObject) else contextlib.nullcontext():  # not mid-evaluation
+        doc, tensors = structure.encode(obj)
     name = obj.net.name if isinstance(obj, NetStateObject) else obj.name
     if check:
         try:  # what is written must read back: rebuild the net from the document now
@@ -57,12 +75,13 @@ def write_document(path, doc: dict, tensors: dict, key: str = "wlnet", who: str 
                    sync_directory: bool = True) -> None:
     """Write a safetensors file (atomically) of `tensors` whose metadata holds the JSON `doc` under `key`."""
     text = json.dumps(doc, allow_nan=False, ensure_ascii=False, separators=(",", ":"))
+    metadata = {key: text, CHECKSUMS: json.dumps(checksums(text, tensors), separators=(",", ":"))}
     st = _safetensors()
     from safetensors import SafetensorError
 
     def save(tmp):
         try:
-            st.save_file(tensors, tmp, metadata={key: text})
+            st.save_file(tensors, tmp, metadata=metadata)
         except SafetensorError as e:  # its I/O errors (a full disk, a file-size limit) as the OSError they are
             raise _os_error(e) from e
 
@@ -75,6 +94,22 @@ def _os_error(e: Exception) -> OSError:
     if m is None:
         return OSError(str(e))
     return OSError(int(m.group(1)), os.strerror(int(m.group(1))))
+
+
+def checksums(text: str, tensors: dict) -> dict:
+    """The checksums entry of a file whose structure is the JSON `text` and whose arrays are `tensors`."""
+    return {"algorithm": "sha256", "document": hashlib.sha256(text.encode("utf-8")).hexdigest(),
+            "arrays": {k: array_digest(t) for k, t in tensors.items()}}
+
+
+def array_digest(t: torch.Tensor) -> str:
+    """The SHA-256 (hex) of an array's dtype, shape and bytes: the bytes safetensors writes
+    (little-endian), seen through a flat uint8 view of the contiguous tensor."""
+    t = t.detach().cpu()
+    h = hashlib.sha256(f"{structure.DTYPE_NAMES.get(t.dtype)} {list(t.shape)}\n".encode())
+    if t.numel():
+        h.update(t.contiguous().reshape(-1).view(torch.uint8).numpy())
+    return h.hexdigest()
 
 
 def _check_same(obj, rebuilt, name: str) -> None:
@@ -96,7 +131,7 @@ def import_wlnet(path):
     """The net (or NetStateObject) in the .wlnet file `path`; a FileFormatError naming the file
     and what is wrong with it otherwise."""
     path = os.fspath(path)
-    doc, tensors = read_document(path, WLNET, structure_version)
+    doc, tensors = read_document(path, WLNET, structure_version, uses=structure.tensor_names)
     try:
         return structure.decode(doc, tensors)
     except structure.StructureError as e:
@@ -116,17 +151,26 @@ class Kind(NamedTuple):
 WLNET = Kind("wlnet", "Import", ".wlnet file")
 
 
-def read_document(path: str, kind: Kind, check=None, arrays: bool = True) -> tuple[dict, dict | None]:
+def read_document(path: str, kind: Kind, check=None, arrays: bool = True, uses=None) -> tuple[dict, dict | None]:
     """(the JSON document under kind.key in the metadata, {name: tensor}, or None without
-    `arrays`) of a safetensors file, its header checked before the library reads it;
-    `check(doc)` may raise a StructureError (a newer version) before the arrays are read."""
-    header, doc, identity = _read_header(path, kind)
-    if check is not None:
-        try:
-            check(doc)
-        except structure.StructureError as e:
-            raise _bad(path, kind, str(e)) from None
-    return doc, _load_tensors(path, header, identity, kind) if arrays else None
+    `arrays`) of a safetensors file, its header and checksums checked before the library reads
+    it; `check(doc)` may raise a StructureError (a newer version) before the arrays are read, and
+    `uses(doc)`, the set of array names the document can refer to, refuses arrays it cannot
+    before any is read (a header may list a million)."""
+    def before_entries(doc, header):
+        if check is not None:
+            try:
+                check(doc)
+            except structure.StructureError as e:
+                raise _bad(path, kind, str(e)) from None
+        if uses is not None and arrays:
+            used = uses(doc)
+            unused = [k for k in header if k != "__metadata__" and k not in used]
+            if unused:
+                raise _bad(path, kind, f"it holds {structure.unused_text(unused)}")
+
+    header, doc, identity, sums = _read_header(path, kind, before_entries)
+    return doc, _load_tensors(path, header, identity, kind, sums) if arrays else None
 
 
 def structure_version(doc) -> None:
@@ -144,8 +188,9 @@ def _identity(st) -> tuple:
     return st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns
 
 
-def _read_header(path: str, kind: Kind) -> tuple[dict, dict, tuple]:
-    """(the checked safetensors header, the wlnet document in it, the file's identity)."""
+def _read_header(path: str, kind: Kind, before_entries=None) -> tuple[dict, dict, tuple, dict | None]:
+    """(the checked safetensors header, the wlnet document in it, the file's identity, its
+    checksums or None); `before_entries` as `_parse_header` takes it."""
     try:
         st = os.stat(path)
     except FileNotFoundError:
@@ -177,15 +222,16 @@ def _read_header(path: str, kind: Kind) -> tuple[dict, dict, tuple]:
                            + (f"at most {MAX_HEADER} are allowed (corrupt, or not a .wlnet file)" if n > MAX_HEADER
                               else f"only {size - 8} bytes follow (truncated, or not a .wlnet file)"))
             text = f.read(n)
-            header, doc = _parse_header(text, size - 8 - n, path, lambda: _recognise(path, read_at, size, kind),
-                                        kind)
+            header, doc, sums = _parse_header(text, size - 8 - n, path,
+                                              lambda: _recognise(path, read_at, size, kind), kind, before_entries)
     except OSError as e:
         raise FileFormatError(f"{kind.who}: cannot read {path!r}: {e.strerror or e}.") from None
-    return header, doc, _identity(st)
+    return header, doc, _identity(st), sums
 
 
-def _load_tensors(path: str, header: dict, identity: tuple, kind: Kind) -> dict:
-    """The file's arrays, read by the safetensors library (its header already checked here)."""
+def _load_tensors(path: str, header: dict, identity: tuple, kind: Kind, sums: dict | None = None) -> dict:
+    """The file's arrays, read by the safetensors library (its header already checked here),
+    each checked against its checksum in `sums` (when the file has them)."""
     names = {k for k in header if k != "__metadata__"}
     if not names:
         return {}
@@ -208,6 +254,11 @@ def _load_tensors(path: str, header: dict, identity: tuple, kind: Kind) -> dict:
         if list(t.shape) != e["shape"] or structure.DTYPE_NAMES.get(t.dtype) != e["dtype"]:
             raise _bad(path, kind, f"the safetensors library read the array {k!r} as {t.dtype} {list(t.shape)}, "
                        "not as its header says")
+    if sums is not None:
+        for k in header:
+            if k != "__metadata__" and array_digest(tensors[k]) != sums["arrays"][k]:
+                raise _bad(path, kind, f"the data of the array {k!r} does not match its checksum: the file is "
+                           "damaged (changed since it was written)")
     return tensors
 
 
@@ -239,11 +290,13 @@ def _wolfram(path: str, kind: Kind) -> FileFormatError:
 
 
 def _no_duplicates(pairs):
-    out = {}
-    for k, v in pairs:
-        if k in out:
-            raise ValueError(f"the key {k!r} appears twice")
-        out[k] = v
+    out = dict(pairs)
+    if len(out) != len(pairs):
+        seen = set()
+        for k, _ in pairs:
+            if k in seen:
+                raise ValueError(f"the key {k[:60]!r} appears twice")
+            seen.add(k)
     return out
 
 
@@ -251,15 +304,28 @@ def _no_constants(name):
     raise ValueError(f"{name} is not a JSON number")
 
 
-def _json(text: str):
-    return json.loads(text, object_pairs_hook=_no_duplicates, parse_constant=_no_constants)
-
-
-def _parse_header(text: bytes, data_size: int, path: str, recognise, kind: Kind) -> tuple[dict, dict]:
-    """The safetensors header ({name: entry}, each checked against the `data_size` bytes that
-    follow it) and the wlnet document in its metadata."""
+def _json(text: str, collect: bool = True):
+    """The JSON value of `text` (no duplicate keys, no NaN); collect=False pauses the cyclic
+    garbage collector meanwhile (a header of a million objects parses in half the time; a
+    parse makes no cycles)."""
+    paused = not collect and gc.isenabled()
+    if paused:
+        gc.disable()
     try:
-        header = _json(text.decode("utf-8"))
+        return json.loads(text, object_pairs_hook=_no_duplicates, parse_constant=_no_constants)
+    finally:
+        if paused:
+            gc.enable()
+
+
+def _parse_header(text: bytes, data_size: int, path: str, recognise, kind: Kind,
+                  before_entries=None) -> tuple[dict, dict, dict | None]:
+    """The safetensors header ({name: entry}, each checked against the `data_size` bytes that
+    follow it), the wlnet document in its metadata (checked against its checksum) and the
+    checksums (None in a file written before they were kept). `before_entries(doc, header)`
+    may refuse the document before the entries are checked."""
+    try:
+        header = _json(text.decode("utf-8"), collect=False)
     except (UnicodeDecodeError, ValueError, RecursionError) as e:
         recognise()
         raise _bad(path, kind, f"its header is not valid JSON ({e}): corrupt, or not a {kind.what}") from None
@@ -272,6 +338,20 @@ def _parse_header(text: bytes, data_size: int, path: str, recognise, kind: Kind)
     if not isinstance(meta, dict) or not all(isinstance(v, str) for v in meta.values()) or kind.key not in meta:
         raise _bad(path, kind, f"it is a safetensors file, but not one wlnet wrote (its header holds no {kind.key!r} "
                    "structure)")
+    unknown = [k for k in meta if k not in (kind.key, CHECKSUMS)]
+    if unknown:  # (a damaged name of the checksums would otherwise pass for a file without them)
+        raise _bad(path, kind, f"its header holds the metadata entry {unknown[0][:60]!r}, which this wlnet does not "
+                   "know (damaged, or written by a newer wlnet)")
+    try:
+        doc = _json(meta[kind.key])
+    except (ValueError, RecursionError) as e:
+        raise _bad(path, kind, f"its {kind.key} structure is not valid JSON ({e})") from None
+    sums = _checksums(meta.get(CHECKSUMS), [k for k in header if k != "__metadata__"], path, kind)
+    if sums is not None and hashlib.sha256(meta[kind.key].encode("utf-8")).hexdigest() != sums["document"]:
+        raise _bad(path, kind, f"its {kind.key} structure does not match its checksum: the file is damaged (changed "
+                   "since it was written)")
+    if before_entries is not None:  # (before the entries: a header may list a million)
+        before_entries(doc, header)
     spans = []
     for name, e in header.items():
         if name == "__metadata__":
@@ -301,11 +381,31 @@ def _parse_header(text: bytes, data_size: int, path: str, recognise, kind: Kind)
     if end != data_size:
         raise _bad(path, kind, f"its arrays take {end} bytes after the header, but {data_size} follow "
                    + ("(truncated)" if end > data_size else "(extra bytes: corrupt)"))
+    return header, doc, sums
+
+
+def _checksums(text: str | None, names: list, path: str, kind: Kind) -> dict | None:
+    """The checksums entry, checked to be one this wlnet reads and to name the arrays `names`."""
+    if text is None:
+        return None
     try:
-        doc = _json(meta[kind.key])
-    except (ValueError, RecursionError) as e:
-        raise _bad(path, kind, f"its {kind.key} structure is not valid JSON ({e})") from None
-    return header, doc
+        sums = _json(text)
+    except (ValueError, RecursionError):
+        sums = None
+    if not isinstance(sums, dict) or set(sums) != {"algorithm", "document", "arrays"} or \
+            not isinstance(sums["arrays"], dict) or \
+            not all(isinstance(v, str) for v in (sums["algorithm"], sums["document"], *sums["arrays"].values())):
+        raise _bad(path, kind, f"its {CHECKSUMS} entry is not a table of checksums (damaged)")
+    if sums["algorithm"] != "sha256":
+        raise _bad(path, kind, f"its checksums are of the kind {sums['algorithm'][:40]!r}, which this wlnet does not "
+                   "know (damaged, or written by a newer wlnet)")
+    listed = sums["arrays"]
+    if len(listed) != len(names) or not all(k in listed for k in names):
+        odd = next((k for k in names if k not in listed), None)
+        what = f"the array {odd!r} has none" if odd is not None else \
+            f"they name {next(k for k in listed if k not in set(names))[:60]!r}, which the file does not hold"
+        raise _bad(path, kind, f"its checksums do not match its arrays ({what}): the file is damaged")
+    return sums
 
 
 def _count(d) -> bool:
