@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+
 import torch
 
 from ..core.errors import OptionError
@@ -22,6 +24,9 @@ class NetStateObject:
     vectors after a batch of B. A stored single state starts every sequence of a batch; stored
     batch states continue a batch of the same size B, sequence by sequence; any other batch
     size is an error (call reset() first).
+
+    Threads: its calls are serialized (a lock), so evaluations from several threads each start
+    from the states the one before left and none is lost; they run one at a time.
 
     >>> obj = NetStateObject(NetInitialize(LongShortTermMemoryLayer(2, Input=("Varying", 1))))
     >>> obj([[1.0]]) == obj([[1.0]])  # the second call starts from the first one's final state
@@ -46,6 +51,7 @@ class NetStateObject:
                 "from one evaluation to the next. Evaluate the net on whole sequences instead."
             )
         net._require_initialized()
+        self._lock = threading.RLock()
         self._net = net
         self._seed = self._read_seed(seed) if seed is not None else {}
         self._states = dict(self._seed)
@@ -62,8 +68,10 @@ class NetStateObject:
     def states(self) -> dict:
         """{position: numpy array} of the stored states (zeros where none is stored yet)."""
         out = {}
+        with self._lock:
+            stored = dict(self._states)
         for pos, t in self._positions.items():
-            v = self._states.get(pos)
+            v = stored.get(pos)
             if v is None:
                 v = torch.zeros(1, t.dims[0])
             v = v.detach().cpu()
@@ -72,9 +80,10 @@ class NetStateObject:
 
     def reset(self, seed=None) -> None:
         """Forget the stored states: back to the seed (or the new `seed`)."""
-        if seed is not None:
-            self._seed = self._read_seed(seed)
-        self._states = dict(self._seed)
+        with self._lock:
+            if seed is not None:
+                self._seed = self._read_seed(seed)
+            self._states = dict(self._seed)
 
     def extract(self, spec):
         if spec == "States":
@@ -85,9 +94,19 @@ class NetStateObject:
         return self._net.extract(spec)
 
     def __call__(self, data, port=None, **options):
-        ev = evaluate(self._net, data, port, options, states=self._states, exact_states=True)
-        self._states = {p: v.detach().clone() for p, v in ev.states.items()}
+        with self._lock:  # read the states, evaluate, store the new ones: one step
+            ev = evaluate(self._net, data, port, options, states=self._states, exact_states=True)
+            self._states = {p: v.detach().clone() for p, v in ev.states.items()}
         return ev.result
+
+    def __getstate__(self) -> dict:  # copies and pickles: without the lock, which cannot be copied
+        state = dict(self.__dict__)
+        state.pop("_lock", None)
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._lock = threading.RLock()
 
     def __repr__(self) -> str:
         return f"NetStateObject({self._net!r})"

@@ -10,10 +10,12 @@ into torch's extensions directory (TORCH_EXTENSIONS_DIR) and reused from there. 
 BLAS that torch links (`sgemm_`, `sgemm_batch_`, MKL in torch's x86 wheels); where those are
 missing, loading fails and the fallback runs.
 
-`get()` tries at most once per process. WLNET_NO_NATIVE=1 in the environment, or a non-CPU
-tensor, gives the pure-torch code instead. A failed build (no compiler, no ninja, a build or
-load error) falls back too, and its error text is kept (`build_error()`); with
-WLNET_REQUIRE_NATIVE=1 it is an error instead (`get()` raises). CPU only, float32 and float64.
+`get()` tries at most once per process, under a lock: threads whose first calls come at once
+wait for the one build and all get its module (or all the same error). WLNET_NO_NATIVE=1 in
+the environment, or a non-CPU tensor, gives the pure-torch code instead. A failed build (no
+compiler, no ninja, a build or load error) falls back too, and its error text is kept
+(`build_error()`); with WLNET_REQUIRE_NATIVE=1 it is an error instead (`get()` raises). CPU
+only, float32 and float64.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import threading
 import time
 import warnings
 from pathlib import Path
@@ -30,8 +33,9 @@ import torch
 _DIR = Path(__file__).parent
 _SOURCES = ("lstm.cpp", "rows.cpp", "gru.cpp", "rnn.cpp", "draw.cpp", "module.cpp")
 _module = None
-_tried = False
+_tried = False  # set only once _module and _error hold the outcome (read without the lock)
 _error: str | None = None
+_lock = threading.Lock()
 
 
 def disabled() -> bool:
@@ -180,17 +184,20 @@ def get():
     kernels call, chosen at first use by `choose_gemm`)."""
     global _module, _tried, _error
     if not _tried and not disabled():
-        _tried = True
-        try:
-            _module = _build()
-        except Exception as e:  # any build failure: the pure-torch loops, with the reason kept
-            _module = None
-            _error = f"{type(e).__name__}: {e}"
-        if _module is not None:
-            try:
-                _chosen_gemm(_module)
-            except Exception:  # a failed measurement keeps the BLAS (the default)
-                _module.set_gemm(0)
+        with _lock:
+            if not _tried:  # (another thread may have finished it while this one waited)
+                module, error = None, None
+                try:
+                    module = _build()
+                except Exception as e:  # any build failure: the pure-torch loops, with the reason kept
+                    error = f"{type(e).__name__}: {e}"
+                if module is not None:
+                    try:
+                        _chosen_gemm(module)
+                    except Exception:  # a failed measurement keeps the BLAS (the default)
+                        module.set_gemm(0)
+                _module, _error = module, error
+                _tried = True
     if _module is None and required() and not disabled():
         raise RuntimeError(f"wlnet: the native kernel is required (WLNET_REQUIRE_NATIVE=1) but did not build:\n"
                            f"{_error or 'no build error recorded'}")
