@@ -40,7 +40,17 @@ class LinearLayer(Layer):
     def __init__(self, n, **options):
         super().__init__((n,), options, ("Weights", "Biases"))
         self.n = O.positive_int(n, self.name, "n (the output size)", allow_automatic=False)
-        in_type = _input_type(self, options.get("Input", Automatic))
+        spec = options.get("Input", Automatic)
+        if isinstance(spec, tuple | list) and len(spec) != 1:  # (checked before its sizes: it may be huge)
+            shape = "×".join(str(d)[:12] for d in spec[:4]) + ("×..." if len(spec) > 4 else "")
+            raise OptionError(
+                f"{self.name}: option Input must be a size k (a length-k vector), but was given "
+                + (f"the shape {shape}, an array of rank {len(spec)}" if spec else "the shape (), a real number")
+                + ": input of any other rank is not supported yet."
+                + (f" To apply the layer to every element of a sequence, use NetMapOperator(LinearLayer({self.n}))."
+                   if len(spec) == 2 and spec[0] == "Varying" else "")
+            )
+        in_type = _input_type(self, spec)
         if in_type.dims is None:
             in_type = Real(None)
         k = in_type.dims[0] if in_type.rank == 1 else None
