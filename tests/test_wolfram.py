@@ -468,6 +468,23 @@ def test_every_layer_and_container_round_trips_through_wolfram_code(case):
     assert back(x) == net(x)
 
 
+def test_a_layer_taken_out_of_a_chain_keeps_the_input_the_chain_inferred():
+    chain = NetInitialize(NetChain([LongShortTermMemoryLayer(3), SequenceLastLayer(), LinearLayer(2)],
+                                   Input=("Varying", 2)))
+    for i in (1, 2, 3):
+        layer = NetExtract(chain, i)
+        back = from_wolfram(to_wolfram(layer))
+        assert back.input_ports() == layer.input_ports() and back.output_ports() == layer.output_ports()
+    assert to_wolfram(NetExtract(NetChain([LinearLayer(2)], Input=3), 1)) == 'LinearLayer[2, "Input" -> 3]'
+
+
+def test_export_and_import_by_their_wolfram_names(tmp_path):
+    net = NetInitialize(NetChain([LongShortTermMemoryLayer(3), SequenceLastLayer()], Input=("Varying", 2)))
+    path = str(tmp_path / "net.wlnet")
+    assert from_wolfram("Export[path, net]", path=path, net=net) == path
+    assert_same_net(from_wolfram(f"Import[{to_wolfram(path)}]"), net)
+
+
 def test_a_state_object_and_options_round_trip():
     net = NetInitialize(NetChain([LongShortTermMemoryLayer(3), SequenceLastLayer()], Input=("Varying", 2)))
     obj = NetStateObject(net, {(1, "State"): [0.1, -0.2, 0.3], (1, "CellState"): [1.0, 2.0, 3.0]})

@@ -16,7 +16,7 @@ import re
 import numpy as np
 import torch
 
-from ..core.errors import NotSupportedError
+from ..core.errors import NetError, NotSupportedError
 from ..core.net import Net, NetPort
 from .functions import PureFunction, Symbol
 from .syntax import Expr, Slot, Sym
@@ -212,7 +212,7 @@ class Printer:
     def option_name(self, k: str) -> str:
         return k if k in SYMBOL_OPTIONS else string(k)
 
-    def net(self, obj) -> str:
+    def net(self, obj, extra: dict | None = None) -> str:
         from ..io.structure import CONSTRUCTORS
 
         name = type(obj).__name__
@@ -221,6 +221,7 @@ class Printer:
             args, options, arrays = rule(obj)
         except AttributeError:
             raise NotSupportedError(f"to_wolfram: the {name} does not keep the arguments that built it.") from None
+        options = {**options, **(extra or {})}
         if name in ("NetEncoder", "NetDecoder"):
             items = [self.value(x, True) for x in args[0]]
             items += [f"{self.option_name(k)} -> {self.value(v, True)}" for k, v in options.items()]
@@ -281,4 +282,29 @@ def to_wolfram(obj) -> str:
     >>> to_wolfram({"MaxTrainingRounds": 5, "Dropout": 0.5})
     '{MaxTrainingRounds -> 5, "Dropout" -> 0.5}'
     """
-    return Printer().value(obj)
+    printer = Printer()
+    extra = _inferred_input(obj)
+    return printer.net(obj, extra) if extra else printer.value(obj)
+
+
+def _inferred_input(obj) -> dict | None:
+    """{"Input": shape} for a layer whose input a container inferred (a layer taken out of a chain),
+    which its own arguments do not give; None otherwise."""
+    from ..core.shapes import ArrayType
+    from ..layers.base import Layer
+
+    if not isinstance(obj, Layer) or "Input" not in obj.OPTIONS or "Input" in obj._given:
+        return None
+    t = obj.input_ports().get("Input")
+    if not isinstance(t, ArrayType) or t.dims is None or t.integer:
+        return None
+    try:
+        fresh = type(obj)(*obj._args, **obj._given)
+    except (NetError, TypeError, ValueError):  # a layer that cannot be rebuilt without its arrays prints as it is
+        return None
+    if fresh.input_ports() == obj.input_ports():
+        return None
+    from ..core.symbols import Automatic
+
+    dims = tuple(Automatic if d is None else d for d in t.dims)
+    return {"Input": dims[0] if len(dims) == 1 and isinstance(dims[0], int) else dims}
