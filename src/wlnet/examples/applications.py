@@ -22,6 +22,7 @@ from .. import (
     SoftmaxLayer,
 )
 from ..core.symbols import All, Automatic
+from ..io.files import atomic_write
 from ..nets.measure import NetMeasurements
 from ..train.api import NetTrain
 from .registry import scenario
@@ -69,7 +70,7 @@ def comparison_net() -> NetChain:
 def _save(fig, name: str, out_dir: str) -> str:
     os.makedirs(out_dir, exist_ok=True)
     path = os.path.join(out_dir, name)
-    fig.savefig(path)
+    atomic_write(path, lambda tmp: fig.savefig(tmp, format="png"), "savefig", sync_directory=False)
     return path
 
 
