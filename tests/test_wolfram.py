@@ -195,6 +195,8 @@ def test_anything_outside_the_net_framework_is_not_supported_naming_the_head(cod
     with pytest.raises(NotSupportedError) as e:
         from_wolfram(code)
     assert head in str(e.value)
+    if code.startswith(head):
+        assert "(line 1, column 1)" in str(e.value)
 
 
 def test_nothing_is_evaluated_as_python():

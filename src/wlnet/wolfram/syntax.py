@@ -319,6 +319,7 @@ class Parser:
 
     def expression(self, rbp: int):
         tok = self.lex.next()
+        start = tok.start
         left = self.prefix(tok)
         while True:
             tok = self.lex.peek()
@@ -328,17 +329,17 @@ class Parser:
             if lbp <= rbp:
                 return left
             self.lex.next()
-            left = self.infix(tok, left, lbp, head)
+            left = self.infix(tok, left, lbp, head, start)
 
     def _starts_expression(self, tok: Token) -> bool:
         if tok.kind in ("num", "sym", "str", "slot"):
             return True
         return tok.kind == "op" and tok.text in ("(", "{", "<|", "-", "+", ";;")
 
-    def infix(self, tok: Token, left, lbp: int, head):
+    def infix(self, tok: Token, left, lbp: int, head, start: int):
         op = tok.text
         if op == "[":
-            return Expr(left, self.sequence("[", "]", tok), tok.start)
+            return Expr(left, self.sequence("[", "]", tok), start)
         if op == "[[":
             args = self.sequence("[[", "]]", tok)
             return Expr(Sym("Part"), (left, *args), tok.start)
