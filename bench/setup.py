@@ -18,11 +18,12 @@ import time
 sys.path.insert(0, os.path.dirname(__file__))
 
 import peers  # noqa: E402  (the problems, as the peer benchmark builds them)
-from wlnet import NetInitialize, train_loop  # noqa: E402
+from wlnet import NetInitialize  # noqa: E402
+from wlnet.train import sources  # noqa: E402
 from wlnet.train.api import NetTrain  # noqa: E402
 
 first_batch: list = []
-_rows = train_loop.ListSource.rows
+_rows = sources.ListSource.rows
 
 
 def _marked_rows(self, idx):
@@ -32,7 +33,7 @@ def _marked_rows(self, idx):
 
 
 def main() -> None:
-    train_loop.ListSource.rows = _marked_rows
+    sources.ListSource.rows = _marked_rows
     for name, make in (("x/y classifier", peers.xy_problem), ("addition", peers.addition_problem)):
         net, data, options = make()["wlnet"]
         net = NetInitialize(net)

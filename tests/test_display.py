@@ -10,6 +10,7 @@ import re
 import pytest
 
 import wlnet as w
+from wlnet.core.net import Net
 from wlnet.examples.applications import addition_net, comparison_data, comparison_net
 from wlnet.examples.sequences import LM_ALPHABET, language_model
 from wlnet.show import display
@@ -105,7 +106,7 @@ def test_progress_reporting_values(monkeypatch):
     from wlnet.train import options as train_options
 
     def mode(value):
-        return train_options.parse({"TrainingProgressReporting": value})["TrainingProgressReporting"]
+        return train_options.parse({"TrainingProgressReporting": value}).reporting
 
     assert mode(w.Automatic) == mode("Panel") == mode("ProgressIndicator") == "bar"  # outside a notebook
     assert mode("Print") == "Print" and mode(None) is None
@@ -155,3 +156,83 @@ def test_summary_graphic_boxes_carry_sizes_coders_and_no_arrow_crosses_a_box():
         assert arrows
         for a, b in arrows:
             assert not any(_crosses(box, a, b) for _, box in boxes)
+
+
+class _Pair(Net):
+    """A net kind the display modules know nothing of: two layers, the first feeding the second.
+    It declares only the protocol, so whatever its summary shows came through the protocol."""
+
+    def __init__(self, first, second):
+        self._first, self._second = first, second
+
+    def input_ports(self) -> dict:
+        return self._first.input_ports()
+
+    def output_ports(self) -> dict:
+        return self._second.output_ports()
+
+    def leaves(self) -> list:
+        return [((k,) + pos, leaf) for k, net in self.parts() for pos, leaf in net.leaves()]
+
+    def parts(self) -> list:
+        return [("first", self._first), ("second", self._second)]
+
+
+def test_a_net_kind_unknown_to_the_display_is_summarized_through_the_protocol():
+    pair = _Pair(w.NetInitialize(w.LinearLayer(3, Input=2), RandomSeeding=1), w.SoftmaxLayer(Input=3))
+    text = display.text(pair).splitlines()
+    assert text[0] == "_Pair  (initialized)"
+    assert text[1] == "  input Input: a vector of size 2" and text[2] == "  output Output: a vector of size 3"
+    assert text[3] == "  first:" and text[4] == "    LinearLayer(3, Input=2)  (initialized)"
+    assert "  second:" in text and "    SoftmaxLayer(Input=3)  (initialized)" in text
+    assert text[-1] == "  2 arrays (9 numbers, 36 bytes)"  # 3×2 weights and 3 biases, float32
+    page = pair._repr_html_()
+    assert page.count("<details") == 2 and "LinearLayer(3, Input=2) — 2 arrays (9 numbers, 36 bytes)" in page and balanced(page)
+    boxes, arrows = _boxes_and_arrows(w.Information(pair, "SummaryGraphic"))  # one box between its ports
+    assert [t.split("\n")[0] for t, _ in boxes] == ["Input", "1  _Pair", "Output"] and len(arrows) == 2
+
+
+def test_parts_wiring_and_codes_of_graphs_and_operators():
+    bi = w.NetBidirectionalOperator(w.GatedRecurrentLayer(3))
+    chain = w.NetChain({"bi": bi, "map": w.NetMapOperator(w.LinearLayer(2))}, Input=("Varying", 2))
+    assert [k for k, _ in chain.parts()] == ["bi", "map"]
+    assert [k for k, _ in chain.parts()[0][1].parts()] == ["ForwardNet", "BackwardNet"]
+    assert [n.short_code() for _, n in chain.parts()] == ["NetBidirectionalOperator(GatedRecurrentLayer(3))",
+                                                         "NetMapOperator(LinearLayer(2))"]
+    assert [n.summary_code() for _, n in chain.parts()] == ["NetBidirectionalOperator", "NetMapOperator"]
+    assert chain.summary_code() == chain.short_code() == "NetChain" and w.LinearLayer(2).parts() == []
+    nodes, edges = chain.wiring()
+    assert [k for k, _ in nodes] == ["bi", "map"]
+    assert edges == [(("graph", "Input"), ("bi", "Input")), (("bi", "Output"), ("map", "Input")),
+                     (("map", "Output"), ("graph", "Output"))]
+    g = w.NetGraph({"a": w.LinearLayer(3), "b": w.LinearLayer(3), "c": w.CatenateLayer()},
+                   [("b", "c"), (["a", "b"], "c")], Input=2)
+    nodes, edges = g.wiring()
+    assert [k for k, _ in nodes][-1] == "c"  # evaluated after both layers that feed it
+    assert (("a", "Output"), ("c", "Input")) in edges and (("b", "Output"), ("c", "Input")) in edges
+
+
+def test_information_is_its_table_of_properties():
+    from wlnet.core.errors import OptionError
+    from wlnet.show import info
+
+    net = w.NetInitialize(comparison_net(), RandomSeeding=1)
+    props = w.Information(net, "Properties")
+    assert props == list(info.PROPERTIES) and len(set(props)) == len(props) and "Properties" in props
+    answers = {p: w.Information(net, p) for p in props}
+    assert answers["ArraysTotalElementCount"] == 1903 and answers["ArraysTotalByteCount"] == 4 * 1903
+    assert answers["ArraysTotalSize"] == "7.61 kB" and answers["LayersCount"] == 4
+    assert answers["LayerTypeCounts"] == {"LongShortTermMemoryLayer": 1, "SequenceLastLayer": 1, "LinearLayer": 1,
+                                          "SoftmaxLayer": 1}
+    summary = w.Information(net)
+    assert list(summary) == ["LayersCount", "ArraysCount", "InputPortNames", "OutputPortNames",
+                             "ArraysTotalElementCount", "ArraysTotalSize"]
+    assert all(summary[p] == answers[p] for p in summary)
+    for bad in ("NotAProperty", ["Arrays"], 3):
+        with pytest.raises(OptionError, match="is not a known property; the properties are Arrays, ArraysCount"):
+            w.Information(net, bad)
+    state = w.NetStateObject(w.NetInitialize(w.LongShortTermMemoryLayer(2, Input=("Varying", 1)), RandomSeeding=3))
+    with pytest.raises(OptionError, match="Information: expected a net, but was given NetStateObject"):
+        w.Information(state)
+    with pytest.raises(OptionError, match="Information: expected a net, but was given NetStateObject"):
+        w.Information(state, "LayersCount")

@@ -167,7 +167,8 @@ EXIT_SCRIPT = textwrap.dedent(
     import torch.distributed as dist
     sys.path.insert(0, {tests!r})
     from test_distributed import data, net
-    from wlnet.train.api import NetTrain, _destroy
+    from wlnet.train.api import NetTrain
+    from wlnet.train.distributed import _destroy
 
     xs, ys, _, _ = data()
     NetTrain(net(), list(zip(xs, ys)), MaxTrainingRounds=1, BatchSize=15, TrainingProgressReporting=None)
@@ -398,7 +399,7 @@ def test_the_timeout_comes_from_the_environment(monkeypatch):
     from datetime import timedelta
 
     from wlnet.core.errors import OptionError
-    from wlnet.train.api import _timeout
+    from wlnet.train.distributed import _timeout
 
     monkeypatch.delenv("WLNET_DIST_TIMEOUT", raising=False)
     assert _timeout() == timedelta(seconds=60)

@@ -151,9 +151,9 @@ def test_resuming_a_run_whose_divergence_snapshot_is_in_the_gradients(monkeypatc
     """The same with the ADAM step of a large net (`snapshot_step`, its snapshot in the gradient
     buffers; chunks of 5 elements make this small net one): the restored optimizer state is what
     the resumed steps update."""
-    from wlnet.train import options as train_options
+    from wlnet.train import optim
 
-    monkeypatch.setattr(train_options, "SNAPSHOT_CHUNK", 5)
+    monkeypatch.setattr(optim, "SNAPSHOT_CHUNK", 5)
     test_resuming_after_the_later_checkpoints_are_lost_ends_as_an_unbroken_run("ADAM, dropout, validation, bucketing",
                                                                                 tmp_path)
 
@@ -331,3 +331,42 @@ def test_under_torchrun_rank_0_writes_and_every_rank_resumes(tmp_path):
     for key, net in nets.items():
         for k, t in net.arrays().items():
             assert torch.equal(t, reference[k]), (key, k)
+
+
+def test_a_checkpoint_holds_every_parts_state(tmp_path):
+    """The .training file holds {name: part.state_dict()} of each stateful part, its tensors as the
+    file's; the encoding reads back tuples, non-string keys, non-finite floats, numpy arrays (with
+    their dtype) and tensors; a checkpoint of an older format is skipped with a warning."""
+    import math
+
+    from wlnet.io.wlnet import Kind, read_document, write_document
+    from wlnet.train.checkpoint import KEY, decode, encode
+
+    path = tmp_path / "c.wlnet"
+    options = dict(MaxTrainingRounds=2, BatchSize=8, ValidationSet=Scaled(0.2), TrainingStoppingCriterion="Loss",
+                   **QUIET)
+    res = NetTrain(regression_net(), regression(), All, **options, TrainingProgressCheckpointing=("File", path))
+    doc, tensors = read_document(str(path) + ".training", Kind(KEY, "test", "checkpoint"))
+    assert set(doc["parts"]) == {"run", "optimizer", "source", "dropout", "validation", "divergence", "rounds",
+                                 "stopping"}
+    run = decode(doc["parts"]["run"], tensors, "run")
+    assert run["round"] == 2 and run["losses"] == res["RoundLossList"] and run["reason"] == "MaxTrainingRounds"
+    arrays = decode(doc["parts"]["optimizer"], tensors, "optimizer")["arrays"]
+    final = res["FinalNet"].arrays()
+    assert len(arrays) == len(final)  # the module's arrays, by the module's names: compared as sorted values
+    assert torch.equal(torch.cat([t.flatten() for t in arrays.values()]).sort().values,
+                       torch.cat([t.flatten() for t in final.values()]).sort().values)
+
+    state = {"t": (1, 2.5), 3: [math.inf, -math.inf], "n": np.arange(3, dtype=np.int32), "x": torch.tensor([1.0, 2.0]),
+             "$k": None}
+    held: dict = {}
+    back = decode(encode(state, held, "p"), held, "p")
+    assert list(back) == list(state) and back["t"] == (1, 2.5) and back[3] == [math.inf, -math.inf]
+    assert back["n"].dtype == np.int32 and np.array_equal(back["n"], state["n"]) and torch.equal(back["x"], state["x"])
+    assert back["$k"] is None and math.isnan(decode(encode(math.nan, {}, "p"), {}, "p"))
+
+    write_document(str(path) + ".training", {**doc, "version": 1}, tensors, KEY, "test")
+    with pytest.warns(NetWarning, match="format version 1 by an older wlnet"):
+        again = NetTrain(regression_net(), regression(), All, **options,
+                         TrainingProgressCheckpointing=("File", path, {"Resume": True}))
+    same_results(res, again)  # started afresh

@@ -23,7 +23,7 @@ from wlnet.examples.applications import comparison_data, comparison_net
 from wlnet.nets.measure import NetMeasurements
 from wlnet.train import api as T
 from wlnet.train.api import NetTrain, Scaled
-from wlnet.train.loop import ListSource
+from wlnet.train.sources import ListSource
 
 QUIET = {"TrainingProgressReporting": None}
 SRC = os.path.join(os.path.dirname(__file__), "..", "src")
@@ -500,7 +500,7 @@ def test_flat_arrays_and_the_direct_adam_step_equal_torch_adam_on_separate_array
     tails fall on different elements (and where depends on the CPU's vector width). Each such
     element differs by a rounding of float32 (2^-24 relative) per step; rtol 1e-6 allows a few
     of them over the five steps and is far below any real difference in the update."""
-    from wlnet.train.options import optimizer, step_function
+    from wlnet.train.optim import optimizer, step_function
 
     spec = ("ADAM", {"LearningRate": 0.01, "Beta1": 0.9, "Beta2": 0.99, "Epsilon": 1e-8, "L2Regularization": wd})
     ours, x, y = _flat_problem(0)
@@ -538,7 +538,7 @@ def test_the_snapshot_step_equals_the_plain_step_and_leaves_the_arrays_before_it
     a whole vector, in double, and its threads' ranges depend on the buffer's length); after each
     step the gradient buffers hold exactly the arrays from before it, as recorded here. Chunks of
     7 elements split the arrays and the groups unevenly."""
-    from wlnet.train import options as TO
+    from wlnet.train import optim as TO
 
     monkeypatch.setattr(TO, "SNAPSHOT_CHUNK", 7)
     spec = ("ADAM", {"LearningRate": 0.01, "Beta1": 0.9, "Beta2": 0.99, "Epsilon": 1e-8, "L2Regularization": 0.01})
@@ -564,7 +564,7 @@ def test_the_snapshot_step_equals_the_plain_step_and_leaves_the_arrays_before_it
 def _snapshot_runs(monkeypatch, net, data, **options):
     """The same NetTrain run with the snapshot as a copy of the arrays and in the gradient buffers
     (chunks of 5 elements, so that even a small net's step runs chunk by chunk)."""
-    from wlnet.train import options as TO
+    from wlnet.train import optim as TO
 
     plain = NetTrain(net, data, All, **QUIET, **options)
     monkeypatch.setattr(TO, "SNAPSHOT_CHUNK", 5)
@@ -596,7 +596,7 @@ def test_a_diverging_adam_run_returns_the_arrays_before_the_last_step_from_the_g
 
 
 def test_other_methods_keep_the_optimizer_step():
-    from wlnet.train.options import optimizer, step_function
+    from wlnet.train.optim import optimizer, step_function
 
     module = _flat_problem(1)[0]
     sgd, _ = optimizer(module, {}, ("SGD", {"LearningRate": 0.1, "Momentum": 0.9, "L2Regularization": 0.0}), flat=True)
@@ -608,7 +608,7 @@ def test_outputs_kept_for_measurements_do_not_hold_a_larger_buffer():
     states in one block): kept for the round's measurements, it is copied; an output that is its
     own tensor is kept as it is."""
     from wlnet.core.data import Seq
-    from wlnet.train.loop import _detach
+    from wlnet.train.hooks import _detach
 
     block = torch.randn(3, 7, 4, 5)  # three (T + 1, B, n) buffers
     out = block[2, 1:].transpose(0, 1)  # (B, T, n), a view of the last
@@ -616,3 +616,29 @@ def test_outputs_kept_for_measurements_do_not_hold_a_larger_buffer():
     assert torch.equal(kept.data, out) and kept.data.untyped_storage().nbytes() == out.numel() * 4
     plain = torch.randn(4, 6, 5)
     assert _detach(plain).data_ptr() == plain.data_ptr()
+
+
+def test_only_the_hooks_with_a_batch_callback_are_called_per_batch(monkeypatch):
+    """The loop calls a hook's batch callback only where the hook defines one: with no per-batch
+    option only the Ctrl-C check runs per batch; each per-batch option adds its own hook."""
+    seen = {}
+    real = T.train
+
+    def spy(run, hooks):
+        seen["batch"] = [type(h).__name__ for h in hooks if hasattr(type(h), "on_batch_end")]
+        seen["rounds"] = [type(h).__name__ for h in hooks if hasattr(type(h), "on_round_end")]
+        real(run, hooks)
+
+    monkeypatch.setattr(T, "train", spy)
+    x, y = regression()
+    data = (x.tolist(), y.tolist())
+    NetTrain(linear(), data, MaxTrainingRounds=2, **QUIET)
+    assert seen["batch"] == ["Interrupt"]
+    assert seen["rounds"] == ["Divergence", "Interrupt", "Rounds"]
+    calls = []
+    NetTrain(linear(), data, MaxTrainingRounds=2, BatchSize=4, TimeGoal=1000, TrainingProgressMeasurements="MeanSquare",
+             TrainingProgressFunction=(calls.append, {"Interval": ("Batches", 2)}), TrainingStoppingCriterion="Loss",
+             **QUIET)
+    assert seen["batch"] == ["Measurements", "BatchProgressFunction", "Interrupt", "TimeGoal"]
+    assert seen["rounds"] == ["Divergence", "Interrupt", "Rounds", "Stopping"]
+    assert [c["AbsoluteBatch"] for c in calls] == [2, 4, 6]

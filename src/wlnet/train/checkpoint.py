@@ -3,10 +3,11 @@
 ("Directory", dir[, settings]) writes, every Interval rounds, the net with its current arrays as
 dir/<run>_round-00005.wlnet (Export's format; <run> the time the run started, to the millisecond) and beside it
 dir/<run>_round-00005.training: a safetensors file (no pickle) whose JSON metadata holds the
-round, the counters, the loss and measurement lists, the stopping rule's memory and the
-optimizer's settings, and whose tensors are the arrays in the working precision, the optimizer's
-state, the best arrays so far (with a ValidationSet), the order of the examples still to come
-and the random generators' states (the shuffling one and each process's dropout one).
+round, the seed, what identifies the run, and {name: state} of every stateful part of the run
+(`hooks`: the run's records, the optimizer, the source of batches, the dropout generators, the
+validation's best arrays, the stopping rule's and the rounds' memory, the warnings given),
+their tensors (the arrays in the working precision, the optimizer's state, the generators'
+states, the order of the examples still to come) stored as the file's tensors.
 ("File", path[, settings]) overwrites path and path + ".training" instead. Every file is written
 atomically, the .training file last: a checkpoint exists once it is complete, so a process
 killed at any moment leaves the previous one intact.
@@ -22,8 +23,6 @@ every rank reads the same checkpoint, which must lie on a file system all of the
 from __future__ import annotations
 
 import glob
-import hashlib
-import math
 import os
 import re
 import time
@@ -32,13 +31,12 @@ import warnings
 import numpy as np
 import torch
 
-from ..core.data import Seq
 from ..core.errors import FileFormatError, NetWarning, OptionError, TrainingError
-from ..io.structure import NONFINITE, float_value
+from ..io.structure import StructureError, json_value, python_value
 
 WHO = "NetTrain"
 KEY = "wlnet-training"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: {name: part.state_dict()}; 1 (a fixed list of fields) is not resumed from
 ROUND_FILE = re.compile(r"^(?P<run>.+)_round-(?P<round>\d+)\.training$")
 
 
@@ -92,82 +90,60 @@ class Checkpointing:
                 if ROUND_FILE.match(os.path.basename(p))]
 
 
-def parse(spec) -> Checkpointing | None:
-    return None if spec is None else Checkpointing(spec)
+# ---- the training state as JSON, its arrays as the file's tensors ------------------------------------------
+def encode(state, tensors: dict, label: str):
+    """A part's state as JSON (`structure.json_value`), each tensor or numpy array put in
+    `tensors` (CPU copies, named label/0, label/1, ...) and written as {"$tensor": name} or
+    {"$numpy": name}, a function as {"$function": its name}."""
+    def other(v):
+        if isinstance(v, torch.Tensor | np.ndarray):
+            name = f"{label}/{len(tensors)}"
+            tensors[name] = torch.as_tensor(v).detach().cpu().contiguous().clone()
+            return {"$numpy" if isinstance(v, np.ndarray) else "$tensor": name}
+        if isinstance(v, np.generic):
+            return json_value(v.item(), other)
+        if callable(v):
+            return {"$function": getattr(v, "__name__", "function")}
+        raise TrainingError(f"{WHO}: the training state holds {v!r}, which a checkpoint cannot hold.")
+
+    return json_value(state, other)
 
 
-# ---- plain values of the training state: JSON, with arrays as tensors -----------------------------
-def _plain(v, tensors: dict, label: str):
-    if v is None or isinstance(v, bool | str):
-        return v
-    if isinstance(v, int):
-        return int(v)
-    if isinstance(v, float):
-        return float_value(v)
-    if isinstance(v, list | tuple):
-        items = [_plain(x, tensors, f"{label}/{i}") for i, x in enumerate(v)]
-        return items if isinstance(v, list) else {"$tuple": items}
-    if isinstance(v, dict):
-        return {"$dict": [[_plain(k, tensors, label), _plain(x, tensors, f"{label}/{k}")] for k, x in v.items()]}
-    if isinstance(v, torch.Tensor | np.ndarray):
-        t = torch.as_tensor(v).detach().cpu().contiguous().clone()
-        tensors[label] = t
-        return {"$tensor": label, "numpy": isinstance(v, np.ndarray)}
-    if isinstance(v, np.generic):
-        return _plain(v.item(), tensors, label)
-    if callable(v):
-        return {"$function": getattr(v, "__name__", "function")}
-    raise TrainingError(f"{WHO}: the training state holds {v!r}, which a checkpoint cannot hold.")
+def decode(v, tensors: dict, where: str):
+    """`encode`'s JSON back (a function as its name)."""
+    def tagged(tag, x, depth, at):
+        if tag in ("$tensor", "$numpy"):
+            if not isinstance(x, str) or x not in tensors:
+                raise StructureError(f"{at} refers to the array {x!r}, which the file does not hold.")
+            t = tensors[x].clone()
+            return t.numpy() if tag == "$numpy" else t
+        if tag == "$function" and isinstance(x, str):
+            return x
+        raise StructureError(f"{at} has the unknown tag {tag!r}.")
+
+    return python_value(v, tagged, where)
 
 
-def _unplain(v, tensors: dict):
-    if isinstance(v, list):
-        return [_unplain(x, tensors) for x in v]
-    if not isinstance(v, dict):
-        return v
-    if "$tuple" in v:
-        return tuple(_unplain(x, tensors) for x in v["$tuple"])
-    if "$dict" in v:
-        return {_unplain(k, tensors): _unplain(x, tensors) for k, x in v["$dict"]}
-    if "$float" in v:
-        return NONFINITE[v["$float"]]
-    if "$tensor" in v:
-        t = tensors[v["$tensor"]].clone()
-        return t.numpy() if v.get("numpy") else t
-    if "$function" in v:
-        return v["$function"]
-    raise ValueError(f"unknown value {v!r}")
-
-
-def fingerprint(module, problem, validation, batch, method, dtype, world, source) -> dict:
+def fingerprint(module, problem, validation, source, o, world: int) -> dict:
     """What must be the same for a checkpoint to be of this run."""
-    def digest(dataset) -> str:
-        if dataset is None:
-            return "none"
-        h = hashlib.sha256()
-        for side in (dataset.inputs, dataset.targets):
-            for port in sorted(side):
-                v = side[port]
-                for t in (v.data, v.lengths) if isinstance(v, Seq) else (v,):
-                    if t is not None:
-                        h.update(f"{port}{tuple(t.shape)}{t.dtype}".encode())
-                        h.update(t.detach().cpu().contiguous().numpy().tobytes())
-        return h.hexdigest()
-
-    name, settings = method
-    from .loop import GeneratorSource
+    from .sources import digest
 
     return {
         "arrays": [[k, list(p.shape), str(p.dtype)] for k, p in module.named_parameters()],
-        "data": "generator" if isinstance(source, GeneratorSource) else digest(problem.data),
+        "data": source.digest(),
         "validation": digest(validation.data if validation is not None else None),
         "losses": sorted(problem.losses.items()),
-        "BatchSize": batch,
+        "BatchSize": source.batch,
         "RoundLength": source.round_length,
-        "Method": [name, {k: _plain(v, {}, k) for k, v in settings.items()}],
-        "WorkingPrecision": str(dtype),
+        "Method": [o.method, dict(o.settings)],
+        "WorkingPrecision": str(o.dtype),
         "processes": world,
     }
+
+
+def _normal(fp) -> object:
+    """A fingerprint as it reads back from a file (tuples, names of functions), to compare."""
+    return decode(encode(fp, {}, ""), {}, "the fingerprint")
 
 
 # ---- writing and reading ------------------------------------------------------------------------------
@@ -179,7 +155,7 @@ class Checkpointer:
         now = time.time()
         self.run = time.strftime("%Y-%m-%dT%H-%M-%S", time.localtime(now)) + f"-{int(now * 1000) % 1000:03d}"
         self.written: list[str] = []
-        self.state = None  # the checkpoint resumed from: (doc, tensors)
+        self.state = None  # the checkpoint resumed from: (path, doc, tensors)
         if spec.kind == "Directory" and group.rank == 0:
             try:
                 os.makedirs(spec.path, exist_ok=True)
@@ -195,7 +171,7 @@ class Checkpointer:
         from ..io.wlnet import Kind, read_document
 
         kind = Kind(KEY, WHO, "checkpoint")
-        fields = {"written": float, "round": int, "seed": int, "run": str, "fingerprint": dict}
+        fields = {"written": float, "round": int, "seed": int, "run": str, "fingerprint": dict, "parts": dict}
 
         def read(path, arrays):
             try:
@@ -234,10 +210,15 @@ class Checkpointer:
         self.run = chosen[3]["run"]
         return chosen[3]
 
-    def restore(self, run, fp: dict) -> None:
-        """Put the run, its module, optimizer, sources and generators back as the checkpoint has them."""
+    def restore(self, parts: dict, fp: dict) -> None:
+        """Put every part back as the checkpoint has it (a part the checkpoint does not hold, such as
+        a stopping rule added on resuming, starts afresh)."""
         path, doc, tensors = self.state
-        saved, now = _unplain(doc["fingerprint"], {}), _unplain(_plain(fp, {}, ""), {})
+        try:
+            saved = decode(doc["fingerprint"], {}, "the fingerprint")
+        except StructureError:
+            saved = None
+        now = _normal(fp)
         if saved != now:
             differ = [k for k in now if not isinstance(saved, dict) or saved.get(k) != now[k]]
             raise TrainingError(
@@ -245,8 +226,11 @@ class Checkpointer:
                 f"{'differ' if len(differ) > 1 else 'differs'} from this one's. Resume with the same net, data and "
                 "options, or checkpoint into another directory.")
         try:
-            _restore(run, doc, tensors, self.group.rank)
-        except (KeyError, ValueError, TypeError, RuntimeError, IndexError) as e:
+            states = {name: decode(doc["parts"][name], tensors, f"the checkpoint's {name}")
+                      for name in parts if name in doc["parts"]}
+            for name, state in states.items():
+                parts[name].load_state_dict(state)
+        except (KeyError, ValueError, TypeError, RuntimeError, IndexError, StructureError) as e:
             raise TrainingError(f"{WHO}: the checkpoint {path!r} cannot be resumed from: {type(e).__name__}: {e}") \
                 from None
 
@@ -254,23 +238,25 @@ class Checkpointer:
     def due(self, r: int) -> bool:
         return r % self.spec.interval == 0
 
-    def write(self, run, r: int, fp: dict) -> None:
-        """Write round r's checkpoint (every rank calls this; rank 0 writes)."""
-        dropout = _gather_states(run.ctx.generator, self.group)
+    def write(self, run, parts: dict, fp: dict, seed: int) -> None:
+        """Write round r's checkpoint: the net with the run's arrays and {name: part.state_dict()}
+        (every rank calls this, a part's state may need the others; rank 0 writes)."""
+        states = {name: part.state_dict() for name, part in parts.items()}
         if self.group.rank != 0:
             return
         from ..core.runtime import module_arrays
         from ..io.wlnet import export_wlnet, write_document
 
+        r = run.round
         net_file, state_file = self.spec.files(self.run, r)
         # the net's structure is checked at the first checkpoint (it does not change); the rename of
         # the net's file is flushed with the state's, in the same directory
         export_wlnet(net_file, run.net.with_arrays(module_arrays(run.net, run.module)), check=not self.written,
                      sync_directory=False)
         tensors: dict = {}
-        doc = _state(run, r, fp, dropout, tensors)
-        doc["run"] = self.run
-        doc["net_file"] = os.path.basename(net_file)
+        doc = {"format": KEY, "version": FORMAT_VERSION, "written": time.time(), "round": r, "seed": seed,
+               "run": self.run, "net_file": os.path.basename(net_file), "fingerprint": encode(fp, {}, ""),
+               "parts": {name: encode(state, tensors, name) for name, state in states.items()}}
         write_document(state_file, doc, tensors, KEY, WHO)
         for f in (net_file, state_file):
             if f not in self.written:
@@ -278,93 +264,10 @@ class Checkpointer:
 
 
 def _check_version(doc) -> None:
-    from ..io.structure import StructureError
-
-    if isinstance(doc, dict) and isinstance(doc.get("version"), int) and doc["version"] > FORMAT_VERSION:
-        raise StructureError(f"it was written in checkpoint format version {doc['version']} by a newer wlnet; this "
+    version = doc.get("version") if isinstance(doc, dict) else None
+    if isinstance(version, int) and version > FORMAT_VERSION:
+        raise StructureError(f"it was written in checkpoint format version {version} by a newer wlnet; this "
                              f"wlnet reads versions up to {FORMAT_VERSION}.")
-
-
-def _gather_states(generator, group) -> list:
-    """Every rank's dropout generator state (rank 0 gets them all; a rank gets its own)."""
-    if generator is None:
-        return []
-    state = generator.get_state()
-    if group.world == 1:
-        return [state]
-    t = state.to(group.device)
-    parts = [torch.empty_like(t) for _ in range(group.world)]
-    group.dist.all_gather(parts, t)
-    return [p.cpu() for p in parts]
-
-
-RUN_FIELDS = ("losses", "val_losses", "batch_losses", "round_measurements", "val_measurements", "examples", "batches",
-              "lr_first", "lr_last", "planned_rounds", "reason", "best_loss")
-
-
-def _state(run, r: int, fp: dict, dropout: list, tensors: dict) -> dict:
-    from .loop import GeneratorSource
-
-    module, source = run.module, run.source
-    for name, p in module.named_parameters():
-        tensors[f"arrays/{name}"] = p.detach().cpu().clone()
-    if run.best is not None:
-        for name, p in run.best.items():
-            tensors[f"best/{name}"] = p.detach().cpu().clone()
-    for i, s in enumerate(dropout):
-        tensors[f"generator/dropout/{i}"] = s.clone()
-    sd = run.optimizer.state_dict()
-    doc = {
-        "format": KEY, "version": FORMAT_VERSION, "written": time.time(), "round": r,
-        "batch": source.steps(), "seed": run.seed, "fingerprint": _plain(fp, {}, ""),
-        "run_fields": _plain({k: getattr(run, k) for k in RUN_FIELDS}, tensors, "run"),
-        "elapsed": time.perf_counter() - run.t0, "val_time": run.val_time,
-        "warned": [bool(getattr(run, "_huge", False)), bool(getattr(run, "_grew", False))],
-        "stopping": _plain([getattr(run.stopping, "best", None), getattr(run.stopping, "waited", 0)], tensors,
-                           "stopping"),
-        "optimizer": {"param_groups": _plain(sd["param_groups"], tensors, "optimizer/groups"),
-                      "state": _plain(sd["state"], tensors, "optimizer/state")},
-    }
-    if isinstance(source, GeneratorSource):
-        doc["source"] = {"round": source.round, "absolute": source.absolute}
-    else:
-        tensors["generator/shuffle"] = source.g.get_state()
-        tensors["source/stream"] = source.stream.clone()
-    return doc
-
-
-def _restore(run, doc: dict, tensors: dict, rank: int) -> None:
-    from .loop import GeneratorSource
-
-    module, source = run.module, run.source
-    with torch.no_grad():
-        for name, p in module.named_parameters():
-            p.copy_(tensors[f"arrays/{name}"])
-    names = [n for n, _ in module.named_parameters()]
-    best = {n: tensors[f"best/{n}"].to(run.group.device) for n in names if f"best/{n}" in tensors}
-    run.best = best or None
-    automatic = run.max_rounds is None
-    for k, v in _unplain(doc["run_fields"], tensors).items():
-        if k in RUN_FIELDS and (k != "planned_rounds" or automatic):  # a given MaxTrainingRounds may be raised
-            setattr(run, k, v)
-    run.best_loss = math.inf if run.best_loss is None else run.best_loss
-    if run.reason == "MaxTrainingRounds":
-        run.reason = None  # MaxTrainingRounds may have been raised to train on
-    run.start_round = int(doc["round"])
-    run.elapsed_before, run.val_time = float(doc["elapsed"]), float(doc["val_time"])
-    run._huge, run._grew = doc["warned"]
-    best, waited = _unplain(doc["stopping"], tensors)
-    if run.stopping.criterion is not None:
-        run.stopping.best, run.stopping.waited = best, waited
-    sd = {"param_groups": _unplain(doc["optimizer"]["param_groups"], tensors),
-          "state": _unplain(doc["optimizer"]["state"], tensors)}
-    run.optimizer.load_state_dict(sd)
-    key = f"generator/dropout/{rank}"
-    if run.ctx.generator is not None and key in tensors:
-        run.ctx.generator.set_state(tensors[key])
-    if isinstance(source, GeneratorSource):
-        source.round, source.absolute = doc["source"]["round"], doc["source"]["absolute"]
-        source.pending = None  # the first batch was read to learn the losses; training goes on from the checkpoint
-    else:
-        source.g.set_state(tensors["generator/shuffle"])
-        source.stream = tensors["source/stream"].clone()
+    if isinstance(version, int) and version < FORMAT_VERSION:
+        raise StructureError(f"it was written in checkpoint format version {version} by an older wlnet; this wlnet "
+                             f"resumes from version {FORMAT_VERSION}.")

@@ -1,22 +1,13 @@
-"""What NetTrain shows and returns: the live progress bar (or per-round lines), the results
-object of NetTrain(net, data, All), and the loss plot."""
+"""What NetTrain shows while it trains: the live progress bar (or per-round lines, or in a
+notebook the panel with the loss curves)."""
 
 from __future__ import annotations
 
 import sys
 
-from ..core.errors import OptionError
+from .results import loss_plot
 
 WHO = "NetTrain"
-PROPERTIES = (
-    "TrainedNet", "FinalNet", "BatchLossList", "RoundLossList", "ValidationLossList", "RoundMeasurements",
-    "ValidationMeasurements", "RoundMeasurementsLists", "ValidationMeasurementsLists", "ReasonTrainingStopped",
-    "BestValidationRound", "InitialLearningRate", "FinalLearningRate", "ExamplesProcessed", "MeanBatchesPerSecond",
-    "MeanExamplesPerSecond", "TotalBatches", "TotalRounds", "TotalTrainingTime", "TrainingExamples",
-    "ValidationExamples", "BatchSize", "OptimizationMethod", "TargetDevice", "WorkingPrecision", "CheckpointingFiles",
-    "LossPlot", "FinalPlots", "Properties",
-)
-REASONS = ("MaxTrainingRounds", "TimeGoal", "StoppingCriterion", "ManualStop", "Divergence")
 
 
 # ---- progress ------------------------------------------------------------------------------------
@@ -116,94 +107,4 @@ def measurement_text(measured: dict | None, validated: dict | None) -> str:
     return "".join(parts)
 
 
-# ---- the results object ----------------------------------------------------------------------------
-class NetTrainResultsObject:
-    """What NetTrain(net, data, All) returns, indexed by property name (or a list of names, giving
-    a list):
-
-    "TrainedNet"  the net with the lowest validation loss (with a ValidationSet), else the final one
-    "FinalNet"  the net after the last step (after a divergence: the last net with finite arrays)
-    "BatchLossList"  the loss of each batch           "RoundLossList"  mean training loss of each round
-    "ValidationLossList"  validation loss after each round ([] without a ValidationSet)
-    "RoundMeasurements", "ValidationMeasurements"  {measurement: value} of the last round ("Loss" and
-    each of TrainingProgressMeasurements; on the round's training batches, on the ValidationSet)
-    "RoundMeasurementsLists", "ValidationMeasurementsLists"  {measurement: [value per round]}
-    "ReasonTrainingStopped"  "MaxTrainingRounds", "TimeGoal", "StoppingCriterion", "ManualStop" or
-    "Divergence"                                      "BestValidationRound"  1-based, or None
-    "InitialLearningRate", "FinalLearningRate"  the learning rate at the first and last batch
-    "ExamplesProcessed", "TotalBatches", "TotalRounds", "MeanBatchesPerSecond", "MeanExamplesPerSecond"
-    (validation passes excluded), "TotalTrainingTime" (seconds in the training loop)
-    "TrainingExamples", "ValidationExamples"  examples per round, validation examples (0 without)
-    "BatchSize", "OptimizationMethod" ((name, settings)), "TargetDevice", "WorkingPrecision"
-    "CheckpointingFiles"  the files TrainingProgressCheckpointing wrote (each checkpoint's .wlnet net
-    and its .training state), in the order first written
-    "LossPlot"  a matplotlib figure of the losses (fig.savefig("loss.png"))
-    "FinalPlots"  {"Loss": figure, measurement: figure, ...}
-
-    >>> res = NetTrain(NetInitialize(LinearLayer(1, Input=1)), [([1.0], [2.0]), ([2.0], [4.0])], All,
-    ...                MaxTrainingRounds=3, TrainingProgressReporting=None)
-    >>> res["TotalRounds"], res["ReasonTrainingStopped"]
-    (3, 'MaxTrainingRounds')
-    """
-
-    def __init__(self, values: dict):
-        self._values = values
-
-    @property
-    def properties(self) -> list:
-        return list(PROPERTIES)
-
-    def __getitem__(self, prop):
-        if isinstance(prop, list | tuple):
-            return [self[p] for p in prop]
-        if prop == "Properties":
-            return self.properties
-        if prop == "LossPlot":
-            return loss_plot(self._values["RoundLossList"], self._values["ValidationLossList"])
-        if prop == "FinalPlots":
-            rounds, val = self._values["RoundMeasurementsLists"], self._values["ValidationMeasurementsLists"]
-            return {m: loss_plot(v, val.get(m, []), ylabel="loss" if m == "Loss" else m)
-                    for m, v in rounds.items() if all(isinstance(x, float) for x in v)}
-        if prop not in self._values:
-            raise OptionError(f"NetTrainResultsObject: {prop!r} is not a property; the properties are "
-                              f"{', '.join(PROPERTIES)}.")
-        return self._values[prop]
-
-    def __repr__(self) -> str:
-        v = self._values
-        loss = v["RoundLossList"][-1] if v["RoundLossList"] else float("nan")
-        return (f"NetTrainResultsObject(rounds={v['TotalRounds']}, batch size={v['BatchSize']}, final round loss="
-                f"{loss:.4g}, time={v['TotalTrainingTime']:.3g} s, {v['MeanExamplesPerSecond']:,.0f} examples/s, "
-                f"stopped: {v['ReasonTrainingStopped']})")
-
-
-    def _repr_html_(self) -> str:
-        """In a notebook: the loss plot inline, the final losses, rounds, time, speed, why it stopped."""
-        from ..show.display import results_html
-
-        return results_html(self)
-
-
-def loss_plot(losses: list, validation: list, ylabel: str = "loss"):
-    """A matplotlib figure of the round losses (and validation losses); `fig.savefig("x.png")`."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(6, 3.6), dpi=100)
-    FigureCanvasAgg(fig)
-    ax = fig.add_subplot()
-    rounds = range(1, len(losses) + 1)
-    ax.plot(rounds, losses, label="training", color="tab:orange")
-    if validation:
-        ax.plot(range(1, len(validation) + 1), validation, label="validation", color="tab:blue")
-    if ylabel == "loss" and all(x > 0 for x in list(losses) + list(validation)):
-        ax.set_yscale("log")
-    ax.set_xlabel("training rounds")
-    ax.set_ylabel(ylabel)
-    ax.legend()
-    ax.grid(True, alpha=0.3)
-    fig.tight_layout()
-    return fig
-
-
-__all__ = ["PROPERTIES", "REASONS", "NetTrainResultsObject", "Progress", "loss_plot", "measurement_text"]
+__all__ = ["Progress", "measurement_text"]
