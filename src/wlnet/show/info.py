@@ -12,26 +12,65 @@ from ..core.shapes import describe
 from ..nets.evaluate import EVALUATION_OPTIONS
 from .display import byte_text
 
-PROPERTIES = (
-    "Arrays", "ArraysCount", "ArraysDimensions", "ArraysElementCounts", "ArraysTotalElementCount",
-    "ArraysTotalByteCount", "ArraysTotalSize", "ArraysLearningRateMultipliers", "InputPorts",
-    "OutputPorts", "InputPortNames", "OutputPortNames", "Layers", "LayersCount", "LayerTypeCounts",
-    "RecurrentStatesCount", "RecurrentStatesPositionList", "InputForm", "SummaryGraphic", "Properties",
-)
-
 
 def _array_dims(net: Net) -> dict:
     """{position: dims} for every array, from the array itself or, if missing, its expected shape."""
-    out = {}
-    for pos, leaf in net.leaves():
-        shapes = leaf.array_shapes()
-        for name, t in leaf._arrays.items():
-            out[pos + (name,)] = tuple(t.shape) if t is not None else shapes.get(name)
-    return out
+    expected = {pos + (name,): d for pos, leaf in net.leaves() for name, d in leaf.array_shapes().items()}
+    return {k: tuple(t.shape) if t is not None else expected.get(k) for k, t in net.arrays().items()}
 
 
 def _port_text(t, enc=None) -> str:
     return f"{describe(t)} (encoded by {enc!r})" if enc is not None else describe(t)
+
+
+def _total(dims: dict):
+    if any(d is None for d in dims.values()):
+        return None
+    return int(sum(int(np.prod(d)) for d in dims.values()))
+
+
+def _byte_count(net: Net):
+    """4 bytes a number (float32), or None while an array's shape is unknown."""
+    total = _total(_array_dims(net))
+    return None if total is None else 4 * total
+
+
+def _summary_graphic(net: Net):
+    from .graphics import summary_graphic  # (matplotlib is loaded only when a graphic is asked for)
+
+    return summary_graphic(net)
+
+
+# Information(net, name) for each property: the table is the list of properties
+_PROPERTY = {
+    "Arrays": lambda net: {k: (v.numpy().copy() if v is not None else None) for k, v in net.arrays().items()},
+    "ArraysCount": lambda net: len(net.arrays()),
+    "ArraysDimensions": _array_dims,
+    "ArraysElementCounts": lambda net: {k: (int(np.prod(d)) if d is not None else None)
+                                        for k, d in _array_dims(net).items()},
+    "ArraysTotalElementCount": lambda net: _total(_array_dims(net)),
+    "ArraysTotalByteCount": _byte_count,
+    "ArraysTotalSize": lambda net: None if (n := _byte_count(net)) is None else byte_text(n),
+    "ArraysLearningRateMultipliers": lambda net: {pos + (a,): m for pos, leaf in net.leaves()
+                                                  for a, m in leaf.learning_rate_multipliers().items()},
+    "InputPorts": lambda net: {p: _port_text(t, net.encoders.get(p)) for p, t in net.input_ports().items()},
+    "OutputPorts": lambda net: {p: _port_text(t, net.decoders.get(p)) for p, t in net.output_ports().items()},
+    "InputPortNames": lambda net: list(net.input_ports()),
+    "OutputPortNames": lambda net: list(net.output_ports()),
+    "Layers": lambda net: dict(net.leaves()),
+    "LayersCount": lambda net: len(net.leaves()),
+    "LayerTypeCounts": lambda net: dict(Counter(leaf.name for _, leaf in net.leaves())),
+    "RecurrentStatesCount": lambda net: sum(len(leaf.state_ports()) for _, leaf in net.leaves()),
+    "RecurrentStatesPositionList": lambda net: [pos + (s,) for pos, leaf in net.leaves() for s in leaf.state_ports()],
+    "InputForm": lambda net: net.input_form(),
+    "SummaryGraphic": _summary_graphic,
+    "Properties": lambda net: list(PROPERTIES),
+}
+PROPERTIES = tuple(_PROPERTY)
+
+# Information(net) with no property: these, in this order
+_SUMMARY = ("LayersCount", "ArraysCount", "InputPortNames", "OutputPortNames", "ArraysTotalElementCount",
+            "ArraysTotalSize")
 
 
 def Information(net: Net, prop=None):
@@ -43,70 +82,12 @@ def Information(net: Net, prop=None):
     if not isinstance(net, Net):
         raise OptionError(f"Information: expected a net, but was given {type(net).__name__}.")
     if prop is None:
-        dims = _array_dims(net)
-        total = _total(dims)
-        return {
-            "LayersCount": len(net.leaves()),
-            "ArraysCount": len(dims),
-            "InputPortNames": list(net.input_ports()),
-            "OutputPortNames": list(net.output_ports()),
-            "ArraysTotalElementCount": total,
-            "ArraysTotalSize": byte_text(4 * total) if total is not None else None,
-        }
-    if prop not in PROPERTIES:
+        return {name: _PROPERTY[name](net) for name in _SUMMARY}
+    if not isinstance(prop, str) or prop not in _PROPERTY:
         raise OptionError(
             f"Information: {prop!r} is not a known property; the properties are {', '.join(PROPERTIES)}."
         )
-    if prop == "Properties":
-        return list(PROPERTIES)
-    if prop == "Arrays":
-        return {k: (v.numpy().copy() if v is not None else None) for k, v in net.arrays().items()}
-    if prop == "ArraysCount":
-        return len(net.arrays())
-    if prop == "ArraysDimensions":
-        return _array_dims(net)
-    if prop == "ArraysElementCounts":
-        return {k: (int(np.prod(d)) if d is not None else None) for k, d in _array_dims(net).items()}
-    if prop == "ArraysTotalElementCount":
-        return _total(_array_dims(net))
-    if prop in ("ArraysTotalByteCount", "ArraysTotalSize"):
-        total = _total(_array_dims(net))
-        if total is None:
-            return None
-        return 4 * total if prop == "ArraysTotalByteCount" else byte_text(4 * total)
-    if prop == "ArraysLearningRateMultipliers":
-        return {pos + (a,): m for pos, leaf in net.leaves() for a, m in leaf.learning_rate_multipliers().items()}
-    if prop == "InputPorts":
-        return {p: _port_text(t, net.encoders.get(p)) for p, t in net.input_ports().items()}
-    if prop == "OutputPorts":
-        return {p: _port_text(t, net.decoders.get(p)) for p, t in net.output_ports().items()}
-    if prop == "InputPortNames":
-        return list(net.input_ports())
-    if prop == "OutputPortNames":
-        return list(net.output_ports())
-    if prop == "Layers":
-        return {pos: leaf for pos, leaf in net.leaves()}
-    if prop == "LayersCount":
-        return len(net.leaves())
-    if prop == "LayerTypeCounts":
-        return dict(Counter(leaf.name for _, leaf in net.leaves()))
-    if prop == "RecurrentStatesCount":
-        return sum(len(leaf.state_ports()) for _, leaf in net.leaves())
-    if prop == "RecurrentStatesPositionList":
-        return [pos + (s,) for pos, leaf in net.leaves() for s in leaf.state_ports()]
-    if prop == "InputForm":
-        return net.input_form()
-    if prop == "SummaryGraphic":
-        from .graphics import summary_graphic
-
-        return summary_graphic(net)
-    raise AssertionError(prop)
-
-
-def _total(dims: dict):
-    if any(d is None for d in dims.values()):
-        return None
-    return int(sum(int(np.prod(d)) for d in dims.values()))
+    return _PROPERTY[prop](net)
 
 
 def Options(f):
