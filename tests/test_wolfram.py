@@ -126,6 +126,7 @@ def f(name, *args):
     ("{1, , 2}", f("List", 1, Sym("Null"), 2)),
     ("(a; b)", f("CompoundExpression", Sym("a"), Sym("b"))),
     ("a; b;", f("CompoundExpression", Sym("a"), Sym("b"), Sym("Null"))),
+    ("a -> b == c + 1", f("Rule", Sym("a"), f("Equal", Sym("b"), f("Plus", Sym("c"), 1)))),
     ("System`Automatic", Sym("Automatic")),
 ])
 def test_operators_have_wolframs_precedence_and_grouping(code, tree):
@@ -237,6 +238,9 @@ PAGE = {  # name → Wolfram input as the page writes it (data bound from Python
                          'graph = NetGraph[{lstm}, {NetPort[1, "State"] -> NetPort["state"], '
                          'NetPort[1, "CellState"] -> NetPort["cellstate"]}]\n'
                          "graph[{{1, 0, 0}, {0, 1, 0}, {0, 0, 1}}]",
+    "scope-final-state-is-last": 'lstm = NetInitialize@LongShortTermMemoryLayer[2, "Input" -> {"Varying", 3}];\n'
+                                 'out = NetGraph[{lstm}, {NetPort[1, "State"] -> NetPort["state"]}][{{1, 0, 0}, '
+                                 '{0, 1, 0}, {0, 0, 1}}];\nout["state"] == Last[out["Output"]]',
     "options-dropout-methods": 'LongShortTermMemoryLayer[10, "Dropout" -> {"VariationalInput" -> 0.1, '
                                '"VariationalState" -> 0.5}]',
     "options-dropout-train": 'lstm = NetInitialize@LongShortTermMemoryLayer[3, "Input" -> {"Varying", 2}, '
@@ -290,6 +294,7 @@ def test_scope_examples():
     assert from_wolfram(PAGE["scope-initial-state"]) == graph(x)
     assert_same_structure(from_wolfram(PAGE["scope-initial-state"].rsplit("\n", 1)[0]), graph)
 
+    assert from_wolfram(PAGE["scope-final-state-is-last"]) is True
     result = from_wolfram(PAGE["scope-final-state"])
     graph = NetGraph([lstm], [(NetPort(1, "State"), NetPort("state")), (NetPort(1, "CellState"),
                                                                           NetPort("cellstate"))])

@@ -172,9 +172,12 @@ def spec(v):
 
 # ---- the evaluator --------------------------------------------------------------------------------
 class Evaluator:
-    def __init__(self, src: str, names: dict):
+    """Evaluates the statements of `src`; `env` (name → value) holds the names bound from Python
+    and by assignments."""
+
+    def __init__(self, src: str, env: dict):
         self.src = src
-        self.env = dict(names)
+        self.env = env
 
     def run(self, statements: list):
         value = None
@@ -330,7 +333,7 @@ def _function_arg(v):
 
 
 def _conv_elementwise(f, pos, opts):
-    return [_function_arg(pos[0]) if pos else None][:len(pos)] + [py(a) for a in pos[1:]], _generic_options(f, opts)
+    return [_function_arg(a) if i == 0 else py(a) for i, a in enumerate(pos)], _generic_options(f, opts)
 
 
 def _conv_graph(f, pos, opts):
@@ -473,16 +476,14 @@ def _part(ev: Evaluator, e: Expr):
     for a in e.args[1:]:
         i = ev.eval(a)
         if isinstance(v, dict):
-            v = v[_key(py(i))] if _key(py(i)) in v else _missing(v, i, ev, e)
+            if _key(py(i)) not in v:
+                raise OptionError(f"Part{ev.where(e)}: the association has no key {_short(i)}.")
+            v = v[_key(py(i))]
         elif isinstance(v, list | tuple) and isinstance(i, int) and not isinstance(i, bool) and 1 <= abs(i) <= len(v):
             v = v[i - 1 if i > 0 else i]
         else:
             raise OptionError(f"Part{ev.where(e)}: cannot take part {_short(i)} of {_short(v)}.")
     return v
-
-
-def _missing(v, i, ev, e):
-    raise OptionError(f"Part{ev.where(e)}: the association has no key {_short(i)}.")
 
 
 def _arith(name):
@@ -516,7 +517,41 @@ def _print(ev: Evaluator, e: Expr):
     return None
 
 
+def _plain(v):
+    """A value compared or measured as Wolfram lists: arrays as nested lists."""
+    if isinstance(v, np.ndarray | torch.Tensor):
+        return v.tolist()
+    if isinstance(v, list | tuple):
+        return [_plain(x) for x in v]
+    if isinstance(v, dict):
+        return {k: _plain(x) for k, x in v.items()}
+    return v
+
+
+def _equal(ev: Evaluator, e: Expr):
+    vals = [_plain(py(ev.eval(a))) for a in e.args]
+    return all(v == vals[0] for v in vals[1:])
+
+
+def _list_function(name):
+    def f(ev: Evaluator, e: Expr):
+        if len(e.args) != 1:
+            raise OptionError(f"{name}{ev.where(e)} takes one argument, but was given {len(e.args)}.")
+        v = py(ev.eval(e.args[0]))
+        v = list(v) if isinstance(v, np.ndarray | torch.Tensor | tuple | dict) else v
+        if not isinstance(v, list | str):
+            raise OptionError(f"{name}{ev.where(e)}: expected a list, but was given {_short(v)}.")
+        if name == "Length":
+            return len(v)
+        if not v:
+            raise OptionError(f"{name}{ev.where(e)}: the list is empty.")
+        return v[0] if name == "First" else v[-1]
+    return f
+
+
 _SPECIAL = {
+    "Equal": _equal, "First": _list_function("First"), "Last": _list_function("Last"),
+    "Length": _list_function("Length"),
     "Set": _set, "CompoundExpression": _compound, "List": _list, "Association": _association, "Rule": _rule,
     "RuleDelayed": _rule, "Function": _function, "Span": _span, "Part": _part, "Apply": _apply, "Print": _print,
     **{n: _arith(n) for n in ("Plus", "Subtract", "Times", "Divide", "Power", "Minus")},
@@ -543,8 +578,7 @@ def from_wolfram(code: str, **names):
 
 def evaluate_in(code: str, env: dict):
     """from_wolfram with `env` as the session's names: assignments are left in it for the next call."""
-    ev = Evaluator(code, {})
-    ev.env = env
+    ev = Evaluator(code, env)
     try:
         value = py(ev.run(parse(code)))
         return list(value) if type(value) is Numbers else value

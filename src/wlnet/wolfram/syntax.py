@@ -6,7 +6,7 @@ The tree is made of Python values: int and float (numbers), str (strings), `Sym`
 
 Operator precedences are Wolfram's (higher binds tighter):
 
-    ;  10   =  40   //  70   &  90   -> :>  120 (right)   ;;  305   + -  310   * /  400
+    ;  10   =  40   //  70   &  90   -> :>  120 (right)   ==  290   ;;  305   + -  310   * /  400
     unary -  480   ^  590 (right)   @@  620 (right)   @  640 (right)   f[...] x[[...]]  highest
 
 At the top level a newline ends a statement once the expression is complete, as in a notebook
@@ -134,7 +134,7 @@ _NAMED = {"Alpha": "α", "Beta": "β", "Gamma": "γ", "Delta": "δ", "Epsilon": 
 REFUSED = {
     "//.": "ReplaceRepeated", "//@": "MapAll", "@@@": "MapApply", "===": "SameQ", "=!=": "UnsameQ",
     "/@": "Map", "/.": "ReplaceAll", "/;": "Condition", ":=": "SetDelayed", "^=": "UpSet", "^:=": "UpSetDelayed",
-    "==": "Equal", "!=": "Unequal", "<=": "LessEqual", ">=": "GreaterEqual", "&&": "And", "||": "Or",
+    "!=": "Unequal", "<=": "LessEqual", ">=": "GreaterEqual", "&&": "And", "||": "Or",
     "++": "Increment", "--": "Decrement", "+=": "AddTo", "-=": "SubtractFrom", "*=": "TimesBy", "/=": "DivideBy",
     "<>": "StringJoin", "~~": "StringExpression", "**": "NonCommutativeMultiply", "^^": "a number in a base",
     "<": "Less", ">": "Greater", "!": "Not (or Factorial)", "?": "PatternTest (or Information)", "%": "Out",
@@ -280,7 +280,7 @@ _INFIX = {  # operator → (left binding power, head)
     ";": (10, "CompoundExpression"), "=": (40, "Set"), "//": (70, None), "&": (90, "Function"),
     "->": (120, "Rule"), ":>": (120, "RuleDelayed"), ";;": (305, "Span"), "+": (310, "Plus"),
     "-": (310, "Subtract"), "*": (400, "Times"), "/": (400, "Divide"), "^": (590, "Power"),
-    "@@": (620, "Apply"), "@": (640, None), "[": (1000, None), "[[": (1000, "Part"),
+    "==": (290, "Equal"), "@@": (620, "Apply"), "@": (640, None), "[": (1000, None), "[[": (1000, "Part"),
 }
 _RIGHT = {"=", "->", ":>", "^", "@@", "@"}
 _OPEN = {"(": ")", "[": "]", "{": "}", "<|": "|>", "[[": "]]"}
