@@ -1,0 +1,771 @@
+"""Layers that rearrange arrays and sequences: SequenceIndicesLayer, ReshapeLayer, FlattenLayer,
+PartLayer, ReplicateLayer, AppendLayer, PrependLayer, PaddingLayer, DotLayer.
+
+Levels are 1-based as in Wolfram (level 1 of a sequence is its steps). A ragged batch keeps,
+example by example, its own lengths: a part taken from the end of a sequence, an element
+appended, a padding added, are placed at each sequence's own end.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+
+import torch
+
+from ..core.data import Seq
+from ..core.errors import InputError, OptionError, ShapeError, where
+from ..core.shapes import ANY, VARYING, ArrayType, Index, Real, describe, unify
+from ..core.symbols import All, Automatic
+from .base import Layer, _unset
+from .join import _ListLayer, _shape
+
+
+def _input_type(layer: Layer, spec, option: str = "Input") -> ArrayType:
+    """A shape option: Automatic, "Real" (a number), "Varying" (a sequence of numbers), n, or
+    (d1, d2, ...) whose first entry may be "Varying" and any entry Automatic."""
+    if spec == "Real":
+        return Real()
+    if spec == VARYING:
+        return Real(VARYING)
+    try:
+        return _shape(spec, layer.name, 1)
+    except ShapeError:
+        raise ShapeError(f'{where(layer.name)}option {option} must be "Real", "Varying", a size n, or a shape '
+                         f'(d1, d2, ...) whose first entry may be "Varying", but was given {spec!r}.') from None
+
+
+def _int(value, who: str, what: str, low: int | None = None) -> int:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or (low is not None and value < low):
+        must = "an integer" if low is None else f"an integer ≥ {low}"
+        raise OptionError(f"{where(who)}{what} must be {must}, but was given {value!r}.")
+    return int(value)
+
+
+def _data(x):
+    return x.data if isinstance(x, Seq) else x
+
+
+def _lengths_of(x) -> torch.Tensor:
+    """(B,) int64 on the CPU: each example's sequence length (the data's T where not ragged)."""
+    if isinstance(x, Seq) and x.lengths is not None:
+        return x.lengths
+    d = _data(x)
+    return torch.full((d.shape[0],), d.shape[1], dtype=torch.int64)
+
+
+def _zero_padding(data: torch.Tensor, lengths: torch.Tensor | None) -> torch.Tensor:
+    """data (B, T, ...) with the steps past each length set to 0."""
+    if lengths is None:
+        return data
+    mask = torch.arange(data.shape[1], device=data.device) < lengths.to(data.device).unsqueeze(1)
+    return data * mask.view(*mask.shape, *(1,) * (data.ndim - 2)).to(data.dtype)
+
+
+def _out_seq(data: torch.Tensor, lengths: torch.Tensor | None, varying: bool):
+    """A layer's output: a Seq (ragged only where lengths differ) for a varying type, else the tensor."""
+    if not varying:
+        return data
+    if lengths is not None and bool((lengths == data.shape[1]).all()):
+        lengths = None
+    return Seq(data, lengths)
+
+
+class _OneInput(Layer):
+    """A layer with one port "Input" (its shape the Input option) and one port "Output", whose
+    type `_output(dims)` derives from the input's dimensions once they are known."""
+
+    OPTIONS = {"Input": Automatic}
+
+    def _init_ports(self, options: dict) -> None:
+        self._in = {"Input": _input_type(self, options.get("Input", Automatic))}
+        self._derive()
+
+    def _derive(self) -> None:
+        t = self._in["Input"]
+        if t.dims is None or any(d is None for d in t.dims):
+            self._out = {"Output": ANY}
+            return
+        self._out = {"Output": self._output(t)}
+
+    def _accept(self, port, t) -> None:
+        if t.dims is not None and t.known:
+            self._output(t)  # raises the ShapeError that this input would give
+
+    def _output(self, t: ArrayType) -> ArrayType:
+        raise NotImplementedError
+
+
+# ---- SequenceIndicesLayer -----------------------------------------------------------------------
+class SequenceIndicesLayer(_OneInput):
+    """The positions of a sequence's elements: x_1..x_T → 1, 2, ..., T (each sequence of a
+    ragged batch to its own length); with Maximum=m, min(m, i) (for an EmbeddingLayer of m
+    positions).
+
+    Ports: "Input" (a sequence of arrays of any dimensions), "Output" (a sequence of integers).
+
+    >>> SequenceIndicesLayer(Input=("Varying", 2))([[0.5, 1.0], [2.0, 3.0], [4.0, 5.0]])
+    [1, 2, 3]
+    """
+
+    OPTIONS = {"Input": Automatic, "Maximum": math.inf}
+
+    def __init__(self, **options):
+        super().__init__((), options)
+        m = options.get("Maximum", math.inf)
+        if not (isinstance(m, float) and m == math.inf):
+            m = _int(m, self.name, "Maximum", 1)
+        self.maximum = m
+        spec = options.get("Input", Automatic)
+        self._in = {"Input": ArrayType((VARYING, None)) if _unset(spec) else _input_type(self, spec)}
+        self._accept("Input", self._in["Input"])
+        self._derive()
+
+    def _derive(self) -> None:
+        t = self._in["Input"]
+        levels = None if self.maximum == math.inf else self.maximum
+        if t.dims is not None and isinstance(t.dims[0], int) and levels is not None:
+            levels = min(levels, t.dims[0])
+        length = VARYING if t.dims is None else t.dims[0]
+        self._out = {"Output": Index(length, levels=levels)}
+
+    def _accept(self, port, t) -> None:
+        if t.dims is not None and len(t.dims) < 1:
+            raise ShapeError(f'{where(self.name, "Input")}the layer expects a sequence, but its input is '
+                             f"{describe(t)}.")
+
+    def infer(self, inputs: dict) -> Layer:
+        t = inputs.get("Input")
+        if t is None or t.dims is None:
+            return self
+        self._accept("Input", t)
+        own = self._in["Input"]
+        if own.dims is not None and own.rank == t.rank:
+            t = unify(t, own, "the preceding layer", f'{self.name} port "Input"')
+        if t == own:
+            return self
+        new = self._copy()
+        new._in = {"Input": t}
+        new._derive()
+        return new
+
+    def forward(self, arrays, inputs, ctx):
+        x = inputs["Input"]
+        d = _data(x)
+        B, T = d.shape[:2]
+        idx = torch.arange(1, T + 1, device=d.device).expand(B, T)
+        if self.maximum != math.inf:
+            idx = idx.clamp(max=self.maximum)
+        if isinstance(x, Seq):
+            return {"Output": Seq(_zero_padding(idx, x.lengths), x.lengths)}  # padding: index 0
+        return {"Output": idx.contiguous()}
+
+
+# ---- ReshapeLayer, FlattenLayer -----------------------------------------------------------------
+class ReshapeLayer(_OneInput):
+    """Its input's elements, in order, as an array of dimensions dims: ReshapeLayer((d1, d2, ...));
+    one entry may be Automatic (inferred from the input's size). ReshapeLayer(("Varying", d2, ...))
+    reshapes each element of a sequence into d2×... (lengths kept).
+
+    Ports: "Input" (an array), "Output" (an array of dimensions dims).
+
+    >>> ReshapeLayer((2, 2), Input=4)([1, 2, 3, 4])
+    [[1.0, 2.0], [3.0, 4.0]]
+    """
+
+    def __init__(self, dims, **options):
+        super().__init__((dims,), options)
+        if not isinstance(dims, tuple | list) or not dims:
+            raise OptionError(f"{self.name}: the dimensions must be a non-empty tuple of sizes, one of them may be "
+                              f"Automatic, but were given {dims!r}.")
+        self.varying = dims[0] == VARYING
+        rest = list(dims[1:] if self.varying else dims)
+        parsed = []
+        for d in rest:
+            parsed.append(None if d is Automatic else _int(d, self.name, "each dimension", 1))
+        if parsed.count(None) > 1:
+            raise OptionError(f"{self.name}: at most one dimension may be Automatic, but {dims!r} has "
+                              f"{parsed.count(None)}.")
+        self.dims = tuple(parsed)
+        self._init_ports(options)
+
+    def _output(self, t: ArrayType) -> ArrayType:
+        dims = t.dims
+        if self.varying:
+            if not t.varying:
+                raise ShapeError(f'{where(self.name, "Input")}the layer reshapes the elements of a sequence ("Varying" '
+                                 f"first), but its input is {describe(t)}.")
+            dims = dims[1:]
+        elif VARYING in dims:
+            raise ShapeError(f'{where(self.name, "Input")}its input is {describe(t)}, whose length varies; reshape '
+                             f'each element instead: ReshapeLayer(("Varying", ...)).')
+        size = math.prod(dims)
+        known = math.prod(d for d in self.dims if d is not None)
+        out = self.dims
+        if None in out:
+            if size % known:
+                raise ShapeError(f'{where(self.name, "Input")}an input of {size} elements ({describe(t)}) cannot be '
+                                 f"reshaped into dimensions {self._text()}.")
+            out = tuple(size // known if d is None else d for d in out)
+        elif known != size:
+            raise ShapeError(f'{where(self.name, "Input")}an input of {size} elements ({describe(t)}) cannot be '
+                             f"reshaped into dimensions {self._text()} ({known} elements).")
+        return Real(VARYING, *out) if self.varying else Real(*out)
+
+    def _text(self) -> str:
+        return "×".join("Automatic" if d is None else str(d) for d in self.dims)
+
+    def forward(self, arrays, inputs, ctx):
+        x = inputs["Input"]
+        d = _data(x)
+        lead = 2 if self.varying else 1
+        shape = tuple(-1 if s is None else s for s in self.dims)
+        per = math.prod(d.shape[lead:])
+        known = math.prod(s for s in self.dims if s is not None)
+        if (per % known if -1 in shape else per != known):
+            raise InputError(f'{where(self.name, "Input")}an input of {per} elements cannot be reshaped into '
+                             f"dimensions {self._text()}.")
+        out = d.reshape(*d.shape[:lead], *shape)
+        return {"Output": Seq(out, x.lengths) if isinstance(x, Seq) else out}
+
+
+class FlattenLayer(_OneInput):
+    """Joins levels of an array into one: FlattenLayer() (math.inf) every level into a vector;
+    FlattenLayer(n) the first n+1 levels; FlattenLayer(-n) the last n+1 levels. Flattening the
+    steps of a ragged sequence with its elements gives each sequence length × (element size).
+
+    Ports: "Input" (an array of rank ≥ 2 for n ≠ ∞), "Output".
+
+    >>> FlattenLayer(Input=(2, 2))([[1, 2], [3, 4]])
+    [1.0, 2.0, 3.0, 4.0]
+    """
+
+    def __init__(self, n=math.inf, **options):
+        super().__init__(() if n == math.inf else (n,), options)
+        if not (isinstance(n, float) and n == math.inf):
+            n = _int(n, self.name, "n (the levels to flatten)")
+            if n == 0:
+                raise OptionError(f"{self.name}: n (the levels to flatten) must be a non-zero integer or math.inf, "
+                                  "but was given 0.")
+        self.n = n
+        self._init_ports(options)
+
+    def _span(self, rank: int) -> tuple[int, int]:
+        """The 0-based levels [a, b) joined, for an input of this rank."""
+        if self.n == math.inf:
+            return 0, rank
+        k = abs(self.n) + 1
+        if k > rank:
+            raise ShapeError(f'{where(self.name, "Input")}FlattenLayer({self.n}) joins {k} levels, but its input has '
+                             f"rank {rank}.")
+        return (0, k) if self.n > 0 else (rank - k, rank)
+
+    def _output(self, t: ArrayType) -> ArrayType:
+        if not t.dims:
+            raise ShapeError(f'{where(self.name, "Input")}the layer expects an array, but its input is {describe(t)}.')
+        a, b = self._span(len(t.dims))
+        joined = t.dims[a:b]
+        d = VARYING if VARYING in joined else math.prod(joined)
+        return ArrayType((*t.dims[:a], d, *t.dims[b:]), t.integer, t.levels)
+
+    def forward(self, arrays, inputs, ctx):
+        x = inputs["Input"]
+        d = _data(x)
+        a, b = self._span(d.ndim - 1)
+        out = d.flatten(a + 1, b) if b - a > 1 else d
+        if isinstance(x, Seq):
+            if a == 0:  # the steps joined with their elements: each length × the element size
+                per = math.prod(d.shape[2:b + 1])
+                return {"Output": Seq(out, None if x.lengths is None else x.lengths * per)}
+            return {"Output": Seq(out, x.lengths)}
+        return {"Output": out}
+
+
+# ---- PartLayer ---------------------------------------------------------------------------------
+def _span_text(s: slice) -> str:
+    parts = ["1" if s.start is None else str(s.start), "All" if s.stop is None else str(s.stop)]
+    if s.step not in (None, 1):
+        parts.append(str(s.step))
+    return ";;".join(parts)
+
+
+class PartLayer(_OneInput):
+    """A part of an array, as Wolfram's Part: PartLayer(i) the i-th element (negative i counts
+    from the end); PartLayer(slice(i, j)) elements i through j (Wolfram's i;;j, 1-based and
+    inclusive; slice(i, None) is i;;All, a step k as slice(i, j, k)); PartLayer([i1, i2, ...])
+    those elements; PartLayer((s1, s2, ...)) s1 at level 1, s2 at level 2, ... (each one of the
+    above or All). On a ragged batch of sequences, positions at level 1 count within each
+    sequence's own length; a span whose end is not fixed gives sequences of varying length.
+
+    Ports: "Input" (an array or a sequence), "Output".
+
+    >>> PartLayer(-1, Input=("Varying", 2))([[1, 2], [3, 4], [5, 6]])
+    [5.0, 6.0]
+    """
+
+    def __init__(self, spec, **options):
+        super().__init__((spec,), options)
+        specs = spec if isinstance(spec, tuple) else (spec,)
+        if not specs:
+            raise OptionError(f"{self.name}: the part specification must not be empty.")
+        for s in specs:
+            self._check_spec(s)
+        self.specs = specs
+        self._init_ports(options)
+
+    def _check_spec(self, s) -> None:
+        bad = OptionError(f"{self.name}: each part specification must be a non-zero integer, a slice (i;;j), a list of "
+                          f"non-zero integers, or All, but was given {s!r}.")
+        if s is All:
+            return
+        if isinstance(s, slice):
+            for v in (s.start, s.stop):
+                if v is not None and (isinstance(v, bool) or not isinstance(v, numbers.Integral) or v == 0):
+                    raise bad
+            if s.step is not None and (isinstance(s.step, bool) or not isinstance(s.step, numbers.Integral)
+                                       or s.step < 1):
+                raise OptionError(f"{self.name}: the step of the span {_span_text(s)} must be a positive integer.")
+            return
+        if isinstance(s, list):
+            if not s:
+                raise bad
+            if any(isinstance(v, bool) or not isinstance(v, numbers.Integral) or v == 0 for v in s):
+                raise bad
+            return
+        if isinstance(s, bool) or not isinstance(s, numbers.Integral) or s == 0:
+            raise bad
+
+    @staticmethod
+    def _fixed_span(s: slice) -> int | None:
+        """The length of a span at a varying level when it is the same for every sequence."""
+        if s.start is not None and s.start > 0 and s.stop is not None and s.stop > 0 and s.stop >= s.start:
+            return (s.stop - s.start) // (s.step or 1) + 1
+        return None
+
+    def _positions(self, s, d: int, level: int) -> list:
+        """0-based positions of spec s in a level of size d (a ShapeError if out of range)."""
+        def pos(i):
+            p = i - 1 if i > 0 else d + i
+            if not 0 <= p < d:
+                raise ShapeError(f'{where(self.name, "Input")}part {i} at level {level} does not exist: the input has '
+                                 f"{d} elements there.")
+            return p
+
+        if isinstance(s, slice):
+            a = pos(s.start) if s.start is not None else 0
+            b = pos(s.stop) if s.stop is not None else d - 1
+            if b < a:
+                raise ShapeError(f'{where(self.name, "Input")}the span {_span_text(s)} at level {level} is empty for '
+                                 f"a level of {d} elements.")
+            return list(range(a, b + 1, s.step or 1))
+        if isinstance(s, list):
+            return [pos(i) for i in s]
+        return [pos(s)]
+
+    def _output(self, t: ArrayType) -> ArrayType:
+        if len(self.specs) > len(t.dims):
+            raise ShapeError(f'{where(self.name, "Input")}the part specification has {len(self.specs)} levels, but its '
+                             f"input is {describe(t)}.")
+        dims = []
+        for level, (s, d) in enumerate(zip(self.specs, t.dims), 1):
+            if s is All:
+                dims.append(d)
+            elif d == VARYING:
+                if isinstance(s, list):
+                    dims.append(len(s))
+                elif isinstance(s, slice):
+                    fixed = self._fixed_span(s)
+                    dims.append(VARYING if fixed is None else fixed)
+            else:
+                p = self._positions(s, d, level)
+                if isinstance(s, list | slice):
+                    dims.append(len(p))
+        dims += t.dims[len(self.specs):]
+        return ArrayType(tuple(dims), t.integer, t.levels)
+
+    def forward(self, arrays, inputs, ctx):
+        x = inputs["Input"]
+        d = _data(x)
+        lengths = None
+        varying = False
+        axis = 1
+        for level, s in enumerate(self.specs, 1):
+            if s is All:
+                axis += 1
+                continue
+            if level == 1 and (isinstance(x, Seq) or self._in["Input"].dims[:1] == (VARYING,)):
+                d, lengths, varying = self._steps(x, d, s)
+                if isinstance(s, list | slice):
+                    axis += 1
+                continue
+            if axis >= d.ndim:
+                raise InputError(f'{where(self.name, "Input")}the part specification has {len(self.specs)} levels, but '
+                                 f"the input has rank {d.ndim - 1}.")
+            try:
+                p = self._positions(s, d.shape[axis], level)
+            except ShapeError as e:
+                raise InputError(str(e)) from None
+            if isinstance(s, list | slice):
+                d = d.index_select(axis, torch.tensor(p, device=d.device))
+                axis += 1
+            else:
+                d = d.select(axis, p[0])
+        if varying:
+            return {"Output": _out_seq(d, lengths, True)}
+        if isinstance(x, Seq) and self.specs[0] is All:
+            return {"Output": Seq(d, x.lengths)}
+        return {"Output": d}
+
+    def _steps(self, x, d: torch.Tensor, s):
+        """Level 1 of a sequence, each example within its own length L_b: (data, lengths, varying)."""
+        L = _lengths_of(x)  # (B,)
+        B = d.shape[0]
+
+        def pos(i):  # (B,) 0-based positions of part i, checked against every length
+            p = torch.full((B,), i - 1) if i > 0 else L + i
+            bad = ((p < 0) | (p >= L)).nonzero()
+            if len(bad):
+                j = int(bad[0])
+                raise InputError(f'{where(self.name, "Input")}part {i} at level 1 does not exist'
+                                 f"{f' in batch element {j + 1}' if B > 1 else ''}: that sequence has {int(L[j])} "
+                                 "elements.")
+            return p
+
+        def take(idx):  # idx (B, K) → data (B, K, ...)
+            index = idx.to(d.device).view(B, -1, *(1,) * (d.ndim - 2)).expand(B, idx.shape[1], *d.shape[2:])
+            return d.gather(1, index)
+
+        if isinstance(s, list):
+            return take(torch.stack([pos(i) for i in s], 1)), None, False
+        if not isinstance(s, slice):
+            return take(pos(s).unsqueeze(1)).squeeze(1), None, False
+        a = pos(s.start) if s.start is not None else torch.zeros(B, dtype=torch.int64)
+        b = pos(s.stop) if s.stop is not None else L - 1
+        step = s.step or 1
+        n = torch.div(b - a, step, rounding_mode="floor") + 1
+        short = (n < 1).nonzero()
+        if len(short):
+            j = int(short[0])
+            raise InputError(f'{where(self.name, "Input")}the span {_span_text(s)} is empty'
+                             f"{f' in batch element {j + 1}' if B > 1 else ''}: that sequence has {int(L[j])} "
+                             "elements.")
+        K = int(n.max())
+        k = torch.arange(K).unsqueeze(0)  # (1, K)
+        idx = (a.unsqueeze(1) + step * k).clamp(max=d.shape[1] - 1)  # past n_b: any real step, zeroed next
+        out = _zero_padding(take(idx), n if int(n.min()) < K else None)
+        fixed = self._fixed_span(s) is not None
+        return out, (None if fixed else n), not fixed
+
+
+# ---- ReplicateLayer ----------------------------------------------------------------------------
+class ReplicateLayer(_OneInput):
+    """Copies of its input along new levels: ReplicateLayer(n) an input of dimensions d1×d2×...
+    → n×d1×d2×...; ReplicateLayer([n1, n2, ...]) → n1×n2×...×d1×...; ReplicateLayer(dims, m)
+    with the new levels at position m (1-based) of the output's dimensions. A sequence stays a
+    sequence (m ≥ 2): each of its elements is replicated.
+
+    Ports: "Input" (an array), "Output" (its rank + the number of new levels).
+
+    >>> ReplicateLayer(3, Input="Real")(2.0)
+    [2.0, 2.0, 2.0]
+    """
+
+    def __init__(self, n, m=1, **options):
+        super().__init__((n,) if m == 1 else (n, m), options)
+        ns = n if isinstance(n, list | tuple) else [n]
+        if not ns:
+            raise OptionError(f"{self.name}: the replication sizes must not be empty.")
+        self.ns = tuple(_int(k, self.name, "each replication size", 1) for k in ns)
+        self.m = _int(m, self.name, "m (the position of the new levels)", 1)
+        self._init_ports(options)
+
+    def _output(self, t: ArrayType) -> ArrayType:
+        rank = len(t.dims)
+        if self.m > rank + 1:
+            raise ShapeError(f'{where(self.name, "Input")}the new levels cannot be placed at position {self.m}: its '
+                             f"input ({describe(t)}) has rank {rank}, so the position must be at most {rank + 1}.")
+        if t.varying and self.m == 1:
+            raise ShapeError(f'{where(self.name, "Input")}its input is a sequence of varying length, which must stay '
+                             "the first level; place the new levels after it (m ≥ 2).")
+        i = self.m - 1
+        return ArrayType((*t.dims[:i], *self.ns, *t.dims[i:]), t.integer, t.levels)
+
+    def forward(self, arrays, inputs, ctx):
+        x = inputs["Input"]
+        d = _data(x)
+        rank = d.ndim - 1
+        if self.m > rank + 1:
+            raise InputError(f'{where(self.name, "Input")}the new levels cannot be placed at position {self.m} of an '
+                             f"input of rank {rank}.")
+        i = self.m  # in the batched frame
+        shape = (*d.shape[:i], *(1,) * len(self.ns), *d.shape[i:])
+        out = d.reshape(shape).expand(*d.shape[:i], *self.ns, *d.shape[i:])
+        return {"Output": Seq(out, x.lengths) if isinstance(x, Seq) else out}
+
+
+# ---- AppendLayer, PrependLayer -----------------------------------------------------------------
+class _JoinElement(Layer):
+    """Ports "Input" (an array of rank n, a sequence) and "Element" (rank n−1); output "Output"
+    one element longer."""
+
+    OPTIONS = {"Input": Automatic, "Element": Automatic}
+
+    def __init__(self, **options):
+        super().__init__((), options)
+        seq = _input_type(self, options.get("Input", Automatic))
+        elem = _input_type(self, options.get("Element", Automatic), "Element")
+        self._in = {"Input": seq, "Element": elem}
+        self._derive()
+
+    def _accept(self, port, t) -> None:
+        if port == "Input" and t.dims is not None and not t.dims:
+            raise ShapeError(f'{where(self.name, "Input")}the layer expects an array of rank at least 1, but its input '
+                             f"is {describe(t)}.")
+
+    def _derive(self) -> None:
+        seq, elem = self._in["Input"], self._in["Element"]
+        if seq.dims is not None and elem.dims is not None:
+            if len(elem.dims) != len(seq.dims) - 1:
+                raise ShapeError(f'{where(self.name, "Element")}the element must have rank one less than the input '
+                                 f"({describe(seq)}), but it is {describe(elem)}.")
+            e = unify(elem, ArrayType(seq.dims[1:], seq.integer), f'{self.name} port "Element"',
+                      f'{self.name} (for its input {describe(seq)})')
+            seq = ArrayType((seq.dims[0], *e.dims), seq.integer, seq.levels)
+            self._in = {"Input": seq, "Element": e}
+        elif seq.dims is not None:
+            self._in["Element"] = ArrayType(seq.dims[1:], seq.integer, seq.levels)
+        elif elem.dims is not None:
+            self._in["Input"] = ArrayType((VARYING, *elem.dims), elem.integer, elem.levels)
+            seq = self._in["Input"]
+        if seq.dims is None:
+            self._out = {"Output": ANY}
+            return
+        n = seq.dims[0]
+        self._out = {"Output": ArrayType((n + 1 if isinstance(n, int) else n, *seq.dims[1:]), seq.integer,
+                                         seq.levels)}
+
+    def forward(self, arrays, inputs, ctx):
+        x, e = inputs["Input"], inputs["Element"]
+        d = _data(x)
+        if tuple(e.shape[1:]) != tuple(d.shape[2:]) or e.shape[0] != d.shape[0]:
+            raise InputError(f'{where(self.name, "Element")}the element has dimensions {tuple(e.shape[1:])}, but the '
+                             f"input's elements have {tuple(d.shape[2:])}.")
+        e = e.to(d.dtype).unsqueeze(1)  # (B, 1, ...)
+        lengths = x.lengths if isinstance(x, Seq) else None
+        out = self._join(d, e, lengths)
+        new = None if lengths is None else lengths + 1
+        return {"Output": Seq(out, new) if isinstance(x, Seq) else out}
+
+
+class AppendLayer(_JoinElement):
+    """Its "Element" appended to its "Input": x_1..x_T, e → x_1..x_T, e (each sequence of a
+    ragged batch gets e after its own last element).
+
+    Ports: "Input" (a sequence or array of rank n), "Element" (rank n−1), "Output".
+
+    >>> AppendLayer(Input=("Varying", 2))({"Input": [[1, 2], [3, 4]], "Element": [5, 6]})
+    [[1.0, 2.0], [3.0, 4.0], [5.0, 6.0]]
+    """
+
+    @staticmethod
+    def _join(d, e, lengths):
+        if lengths is None:
+            return torch.cat([d, e], 1)
+        out = torch.cat([d, torch.zeros_like(e)], 1)  # (B, T+1, ...)
+        rows = torch.arange(d.shape[0], device=d.device)
+        return out.index_put((rows, lengths.to(d.device)), e.squeeze(1))
+
+
+class PrependLayer(_JoinElement):
+    """Its "Element" put before its "Input": e, x_1..x_T → e, x_1..x_T.
+
+    Ports: "Input" (a sequence or array of rank n), "Element" (rank n−1), "Output".
+
+    >>> PrependLayer(Input=("Varying", 2))({"Input": [[1, 2], [3, 4]], "Element": [5, 6]})
+    [[5.0, 6.0], [1.0, 2.0], [3.0, 4.0]]
+    """
+
+    @staticmethod
+    def _join(d, e, lengths):
+        return torch.cat([e, d], 1)
+
+
+# ---- PaddingLayer ------------------------------------------------------------------------------
+_PADDINGS = ("Fixed", "Reflected", "Periodic")
+
+
+def _source(s: torch.Tensor, m, L, how) -> tuple[torch.Tensor, torch.Tensor]:
+    """For output positions s of a level padded with m before a length L: (the source position in
+    the input, True where it is inside the input)."""
+    L = torch.as_tensor(L, device=s.device)
+    j = s - m
+    inside = (j >= 0) & (j < L)
+    if how == "Fixed":
+        src = torch.minimum(j.clamp(min=0), L - 1)
+    elif how == "Periodic":
+        src = torch.remainder(j, L)
+    elif how == "Reflected":
+        period = (2 * (L - 1)).clamp(min=1)
+        r = torch.remainder(j, period)
+        src = torch.where(r >= L, period - r, r)
+        src = torch.where(L == 1, torch.zeros_like(src), src)
+    else:  # a constant: any position inside, replaced by the constant next
+        src = torch.minimum(j.clamp(min=0), L - 1)
+    return src, inside
+
+
+class PaddingLayer(_OneInput):
+    """Pads an array with m_i elements before and n_i after at level i: PaddingLayer([[m1, n1],
+    [m2, n2], ...]), the levels not named left as they are. Padding=c pads with the constant c
+    (0 by default), "Fixed" repeats the boundary elements, "Reflected" reflects the array in its
+    boundary (the boundary element not repeated), "Periodic" repeats it cyclically. A ragged
+    sequence is padded at level 1 each to its own length.
+
+    Ports: "Input" (an array of rank ≥ 1), "Output".
+
+    >>> PaddingLayer([[1, 2]], Input=2)([1, 2])
+    [0.0, 1.0, 2.0, 0.0, 0.0]
+    """
+
+    OPTIONS = {"Input": Automatic, "Padding": 0}
+
+    def __init__(self, spec, **options):
+        super().__init__((spec,), options)
+        ok = isinstance(spec, list | tuple) and spec and all(
+            isinstance(p, list | tuple) and len(p) == 2 and all(
+                not isinstance(v, bool) and isinstance(v, numbers.Integral) and v >= 0 for v in p) for p in spec)
+        if not ok:
+            raise OptionError(f"{self.name}: the padding must be a list of pairs [m, n] of non-negative integers, one "
+                              f"per level, but was given {spec!r}.")
+        self.pads = tuple((int(a), int(b)) for a, b in spec)
+        how = options.get("Padding", 0)
+        if isinstance(how, str):
+            if how not in _PADDINGS:
+                raise OptionError(f"{self.name}: Padding must be a number or one of {', '.join(map(repr, _PADDINGS))}, "
+                                  f"but was given {how!r}.")
+            self.value = None
+        elif isinstance(how, bool) or not isinstance(how, numbers.Real) or not math.isfinite(how):
+            raise OptionError(f"{self.name}: Padding must be a finite number or one of "
+                              f"{', '.join(map(repr, _PADDINGS))}, but was given {how!r}.")
+        else:
+            self.value = float(how)
+        self.how = how
+        self._init_ports(options)
+
+    def _output(self, t: ArrayType) -> ArrayType:
+        if len(self.pads) > len(t.dims):
+            raise ShapeError(f'{where(self.name, "Input")}the padding names {len(self.pads)} levels, but its input is '
+                             f"{describe(t)}.")
+        dims = list(t.dims)
+        for i, (a, b) in enumerate(self.pads):
+            if dims[i] != VARYING:
+                dims[i] = dims[i] + a + b
+        return Real(*dims)
+
+    def forward(self, arrays, inputs, ctx):
+        x = inputs["Input"]
+        d = _data(x)
+        if len(self.pads) > d.ndim - 1:
+            raise InputError(f'{where(self.name, "Input")}the padding names {len(self.pads)} levels, but the input has '
+                             f"rank {d.ndim - 1}.")
+        how = None if self.value is not None else self.how
+        lengths = None
+        for level, (a, b) in enumerate(self.pads, 1):
+            if a == 0 and b == 0:
+                continue
+            if level == 1 and isinstance(x, Seq):
+                d, lengths = self._pad_steps(d, _lengths_of(x), a, b, how)
+                continue
+            L = d.shape[level]
+            s = torch.arange(a + L + b, device=d.device)
+            src, inside = _source(s, a, L, how)
+            d = d.index_select(level, src)
+            if how is None:
+                shape = [1] * d.ndim
+                shape[level] = -1
+                d = torch.where(inside.view(shape), d, torch.full((), self.value, dtype=d.dtype, device=d.device))
+        if isinstance(x, Seq):
+            return {"Output": _out_seq(d, lengths if lengths is not None else x.lengths, True)}
+        return {"Output": d}
+
+    def _pad_steps(self, d, L, a, b, how):
+        """Level 1 of a ragged batch: (B, T, ...) → (B, max L + a + b, ...), each padded at its own ends."""
+        B, T = d.shape[:2]
+        new = L + a + b
+        Tn = int(new.max())
+        s = torch.arange(Tn).unsqueeze(0).expand(B, Tn)
+        src, inside = _source(s, a, L.unsqueeze(1), how)
+        index = src.to(d.device).view(B, Tn, *(1,) * (d.ndim - 2)).expand(B, Tn, *d.shape[2:])
+        out = d.gather(1, index)
+        if how is None:
+            mask = inside.to(d.device).view(B, Tn, *(1,) * (d.ndim - 2))
+            out = torch.where(mask, out, torch.full((), self.value, dtype=d.dtype, device=d.device))
+        return _zero_padding(out, new), new
+
+
+# ---- DotLayer ----------------------------------------------------------------------------------
+class DotLayer(_ListLayer):
+    """The dot product of a list of arrays, as Wolfram's Dot: the last level of each array is
+    contracted with the first level of the next (vector·vector a number, matrix·vector a vector,
+    ...). The first array may be a sequence (T×k · k×m → T×m); a later one contracted over its
+    steps sums over each sequence's real steps only.
+
+    Ports: "Input" (a list of arrays), "Output".
+
+    >>> DotLayer()([[1, 2], [3, 4]])
+    11.0
+    """
+
+    def __init__(self, **options):
+        super().__init__((), options)
+        self._init_ports(options)
+
+    def _derive(self) -> None:
+        items = self._known_items()
+        if items is None:
+            self._out = {"Output": ANY}
+            return
+        if len(items) < 2:
+            raise ShapeError(f'{where(self.name, "Input")}the layer takes at least 2 arrays, but {len(items)} are '
+                             "given.")
+        dims = list(items[0].dims)
+        for i, t in enumerate(items, 1):
+            if t.integer or not t.dims:
+                raise ShapeError(f'{where(self.name, "Input")}array {i} is {describe(t)}, but the layer takes real '
+                                 "arrays of rank at least 1.")
+            if VARYING in t.dims[1:] or (i > 2 and t.varying) or (i == 2 and t.varying and len(dims) > 1):
+                raise ShapeError(f'{where(self.name, "Input")}array {i} is {describe(t)}: only the first array may be '
+                                 "a sequence, or the second when the first is a vector of one value per step.")
+        for i, t in enumerate(items[1:], 2):
+            a, b = dims[-1], t.dims[0]
+            if a is not None and b is not None and a != b and VARYING not in (a, b):
+                raise ShapeError(f'{where(self.name, "Input")}array {i - 1} ends in a level of size {a}, but array {i} '
+                                 f"begins with one of size {b}; Dot needs them equal.")
+            dims = dims[:-1] + list(t.dims[1:])
+        self._out = {"Output": Real(*dims)}
+
+    def forward(self, arrays, inputs, ctx):
+        xs = list(inputs["Input"])
+        self._check_count(xs)
+        if len(xs) < 2:
+            raise InputError(f'{where(self.name, "Input")}the layer takes at least 2 arrays, but was given {len(xs)}.')
+        first = xs[0]
+        out = _data(first)
+        lengths = first.lengths if isinstance(first, Seq) else None
+        seq_out = isinstance(first, Seq)
+        for i, x in enumerate(xs[1:], 2):
+            d = _data(x)
+            if isinstance(x, Seq):  # contracted over its steps: the first array is one value per step
+                out = _zero_padding(out, x.lengths)
+                d = _zero_padding(d, x.lengths)
+                if out.shape[1] != d.shape[1]:
+                    raise InputError(f'{where(self.name, "Input")}array {i - 1} has {out.shape[1]} entries, but array '
+                                     f"{i} has {d.shape[1]} steps.")
+                seq_out = False
+            if out.shape[-1] != d.shape[1]:
+                raise InputError(f'{where(self.name, "Input")}array {i - 1} ends in a level of size {out.shape[-1]}, '
+                                 f"but array {i} begins with one of size {d.shape[1]}; Dot needs them equal.")
+            a = out.reshape(out.shape[0], -1, out.shape[-1])  # (B, P, k)
+            b = d.reshape(d.shape[0], d.shape[1], -1)  # (B, k, Q)
+            out = torch.bmm(a, b).reshape(*out.shape[:-1], *d.shape[2:])
+        return {"Output": Seq(_zero_padding(out, lengths), lengths) if seq_out else out}
