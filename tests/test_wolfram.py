@@ -213,6 +213,11 @@ def test_nothing_is_evaluated_as_python():
         from_wolfram("Tanh = 3")  # built-in names cannot be reassigned
 
 
+def test_huge_numbers_are_reals_not_endless_integers():
+    assert from_wolfram("1*^100000000") == math.inf and from_wolfram("2^10^10") == math.inf
+    assert from_wolfram("2^10") == 1024 and from_wolfram("2*^3") == 2000
+
+
 def test_bad_net_input_still_gets_the_net_s_typed_error():
     with pytest.raises(wlnet.OptionError):
         from_wolfram("LongShortTermMemoryLayer[0]")

@@ -91,6 +91,11 @@ def _times(*xs):
 def _power(a, b):
     if isinstance(a, torch.Tensor) or isinstance(b, torch.Tensor):
         return torch.pow(a, b)
+    if isinstance(a, int) and isinstance(b, int) and abs(b) > 64 and abs(a) > 1:  # a real, not a huge integer
+        try:
+            return float(a) ** b
+        except OverflowError:
+            return math.inf if a > 0 or b % 2 == 0 else -math.inf
     return a ** b
 
 

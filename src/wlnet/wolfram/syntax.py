@@ -263,9 +263,9 @@ def number(text: str):
     """A Wolfram number: 12 → int, 1.5, 1.5*^-3, 2*^3 (an integer), 1.5`20 (precision ignored)."""
     mant, _, exp = text.partition("*^")
     mant = mant.split("`", 1)[0]
-    if "." in mant:
+    if "." in mant or (exp and not 0 <= int(exp) <= 400):  # 1*^100000000 a real (infinite), not a huge integer
         return float(mant + ("e" + exp if exp else ""))
-    return int(mant) * 10 ** int(exp) if exp and int(exp) >= 0 else (float(mant + "e" + exp) if exp else int(mant))
+    return int(mant) * 10 ** int(exp) if exp else int(mant)
 
 
 # a run of characters that plain numeric lists are made of; a list read in one pass lies inside one
