@@ -1,4 +1,6 @@
-"""NetChain, NetGraph, NetPort, NetStateObject: SPEC §4 scenarios 3–6 and 11, shape inference,
+"""NetChain, NetGraph, NetPort, NetStateObject: the reference page's examples (an LSTM behind a
+Characters encoder; a chain ending in SequenceLastLayer; a graph that feeds, and one that reads,
+"State" and "CellState"; a NetStateObject that remembers its state), shape inference,
 construction errors, InputForm. Values are checked against the numpy recurrence in reference.py."""
 
 import numpy as np
@@ -7,7 +9,7 @@ import torch
 
 import wlnet as w
 from reference import backward as reference_backward
-from reference import forward as lstm_forward  # numpy implementation of SPEC §2
+from reference import forward as lstm_forward  # the LSTM recurrence in numpy
 
 RNG = np.random.default_rng(7)
 
