@@ -26,6 +26,7 @@ from wlnet import (
     Export,
     ExportError,
     FileFormatError,
+    FlattenLayer,
     GatedRecurrentLayer,
     Import,
     LinearLayer,
@@ -429,6 +430,15 @@ def test_linear_layer_still_takes_a_size_or_a_one_element_shape():
         x = [1.0, -2.0, 0.5]
         w, b = layer.arrays()[("Weights",)].numpy(), layer.arrays()[("Biases",)].numpy()
         np.testing.assert_allclose(layer(x), w @ np.array(x, np.float32) + b, rtol=1e-6)
-    hint = pytest.raises(OptionError, match=r"use NetMapOperator\(LinearLayer\(2\)\)")
-    with hint:
+    with pytest.raises(OptionError, match=r"use NetMapOperator\(LinearLayer\(2\)\)"):
         LinearLayer(2, Input=("Varying", 3))
+
+
+def test_the_flattening_chain_the_error_names_computes_wolframs_linear_layer_on_a_matrix():
+    with pytest.raises(OptionError, match=r"Flatten the array first.*NetChain\(\[FlattenLayer\(\), LinearLayer\(2\)\]"):
+        LinearLayer(2, Input=[2, 3])
+    chain = NetInitialize(NetChain([FlattenLayer(), LinearLayer(2)], Input=[2, 3]), RandomSeeding=4)
+    x = np.array([[1.0, -2.0, 0.5], [0.25, 3.0, -1.0]], np.float32)
+    w, b = chain.arrays()[(2, "Weights")].numpy(), chain.arrays()[(2, "Biases")].numpy()
+    assert w.shape == (2, 6)
+    np.testing.assert_allclose(chain(x.tolist()), w @ x.reshape(-1) + b, rtol=1e-6)

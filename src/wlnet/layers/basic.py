@@ -48,7 +48,9 @@ class LinearLayer(Layer):
                 + (f"the shape {shape}, an array of rank {len(spec)}" if spec else "the shape (), a real number")
                 + ": input of any other rank is not supported yet."
                 + (f" To apply the layer to every element of a sequence, use NetMapOperator(LinearLayer({self.n}))."
-                   if len(spec) == 2 and spec[0] == "Varying" else "")
+                   if spec and spec[0] == "Varying" else
+                   f" Flatten the array first, as Wolfram's LinearLayer does: NetChain([FlattenLayer(), "
+                   f"LinearLayer({self.n})], Input=...)." if len(spec) > 1 else "")
             )
         in_type = _input_type(self, spec)
         if in_type.dims is None:
