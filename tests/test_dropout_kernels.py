@@ -18,7 +18,7 @@ import pytest
 import torch
 
 from wlnet.core.errors import OptionError
-from wlnet.kernels import cells, dropout, lstm_custom, native, recurrence
+from wlnet.kernels import cells, dropout, lstm_custom, native, native_cells, recurrence
 
 LSTM = cells.LSTM
 GATES = LSTM.gates  # the order of the mask 4-axis: Input, Output, Forget, Memory
@@ -607,7 +607,7 @@ def test_which_kernel_runs(monkeypatch, built):
         monkeypatch.setenv("WLNET_NO_NATIVE", "1")
     x, arrays, s0, c0 = make_problem(seed=22)
     weights_only = dropout.draw_masks(LSTM, {"VariationalWeights": 0.5}, 4, 6, 5, 3, seeded(), "cpu", F64)
-    big_n = recurrence.NATIVE_FORWARD_MAX_N + 1
+    big_n = cells.NATIVE_FORWARD_MAX_N + 1
     for masks in (dropout.Masks(), weights_only):
         for n, grad, kernel in [(5, True, "native"), (5, False, "native"), (1024, True, "native"),
                                 (big_n, False, "fused")]:
@@ -909,9 +909,9 @@ def test_arrays_side_by_side_in_one_buffer_are_read_in_place_and_give_the_same_r
     kernel reads the weights in place (no copy) and gives what it gives on separate arrays."""
     native_or_skip()
     x, arrays, s0, c0 = make_problem(lengths=RAGGED, seed=41)
-    flat = torch.cat([arrays[name].detach().reshape(-1) for name in lstm_custom.NATIVE_NAMES])
+    flat = torch.cat([arrays[name].detach().reshape(-1) for name in native_cells.LSTM_NAMES])
     views, offset = {}, 0
-    for name in lstm_custom.NATIVE_NAMES:
+    for name in native_cells.LSTM_NAMES:
         size = arrays[name].numel()
         views[name] = torch.nn.Parameter(flat[offset:offset + size].view_as(arrays[name]))
         offset += size
@@ -920,7 +920,7 @@ def test_arrays_side_by_side_in_one_buffer_are_read_in_place_and_give_the_same_r
     assert_close(got, want, tol=0)
     assert_close(g_got, g_want, tol=0)
     lib = native.get()
-    arrs = [views[name].detach() for name in lstm_custom.NATIVE_NAMES]
+    arrs = [views[name].detach() for name in native_cells.LSTM_NAMES]
     wx, ws = lib.forward_rows(x, RAGGED.tolist(), s0, c0, arrs, [], None, None, None, False)[4:6]
     assert wx.data_ptr() == flat.data_ptr() and ws.data_ptr() == arrs[4].data_ptr()  # the buffer itself
     copied = lib.forward_rows(x, RAGGED.tolist(), s0, c0, [a.clone() for a in arrs], [], None, None, None, False)[4]
@@ -937,8 +937,8 @@ def test_nettrain_flat_buffer_holds_an_lstm_in_the_packed_layout():
     _, flats = optimizer(module, {}, ("ADAM", {"LearningRate": 0.001, "Beta1": 0.9, "Beta2": 0.999,
                                                "Epsilon": 1e-8, "L2Regularization": 0.0}), flat=True)
     lstm = module._modules["1"]
-    ptrs = [lstm._parameters[name].data_ptr() for name in lstm_custom.NATIVE_NAMES]
-    sizes = [lstm._parameters[name].numel() * 4 for name in lstm_custom.NATIVE_NAMES]
+    ptrs = [lstm._parameters[name].data_ptr() for name in native_cells.LSTM_NAMES]
+    sizes = [lstm._parameters[name].numel() * 4 for name in native_cells.LSTM_NAMES]
     assert ptrs[0] == flats[0].leaf.data_ptr()
     assert all(b == a + s for a, b, s in zip(ptrs, ptrs[1:], sizes))
 

@@ -55,19 +55,28 @@ CASES = backend_cases()
 REPRODUCED = {"test_lstm_defaults", "test_lstm_with_initial_bias", "test_lstm_batchwise", "test_lstm_reverse",
               "test_lstm_bidirectional", "test_simple_rnn_defaults", "test_simple_rnn_with_initial_bias",
               "test_rnn_seq_length", "test_simple_rnn_batchwise", "test_simple_rnn_reverse",
-              "test_simple_rnn_bidirectional"}
-REFUSED = {"test_lstm_with_peepholes": "peepholes",
-           **{name: "linear_before_reset = 0" for name in CASES if name.startswith("test_gru")}}
+              "test_simple_rnn_bidirectional",
+              # beyond Wolfram's layers: peepholes, the GRU's reset before the state product (and its Rbh)
+              "test_lstm_with_peepholes", "test_gru_defaults", "test_gru_with_initial_bias", "test_gru_seq_length",
+              "test_gru_batchwise", "test_gru_reverse", "test_gru_bidirectional"}
+REFUSED: dict = {}
 
 
 def as_initializers(case):
-    """The case's model with its weight inputs (W, R, B, P) as initializers, as exporters write them."""
+    """The case's model with its constant inputs (W, R, B, P; the peephole case's zero initial
+    states) as initializers, as exporters write them; a sequence_lens of full lengths left out
+    (which means the same)."""
     model = copy.deepcopy(case.model)
     (inputs, outputs), = case.data_sets
     node = model.graph.node[0]
     feeds = dict(zip([i for i in node.input if i], inputs))
-    keep = [vi for vi in model.graph.input if vi.name not in ("W", "R", "B", "P")]
-    for name in ("W", "R", "B", "P"):
+    attrs = {a.name: h.get_attribute_value(a) for a in node.attribute}
+    if "sequence_lens" in feeds and np.all(feeds["sequence_lens"] == feeds["X"].shape[attrs.get("layout", 0)]):
+        node.input[list(node.input).index("sequence_lens")] = ""
+        del feeds["sequence_lens"]
+    constant = ("W", "R", "B", "P", "initial_h", "initial_c")
+    keep = [vi for vi in model.graph.input if vi.name not in constant and vi.name in node.input]
+    for name in constant:
         if name in feeds:
             model.graph.initializer.append(numpy_helper.from_array(feeds[name], name))
     del model.graph.input[:]
@@ -234,15 +243,23 @@ def test_torch_dynamo_export_of_rnn_unrolls_it_and_is_refused(tmp_path):
         import_onnx(path)
 
 
-def test_torch_gru_with_its_b_hn_is_refused_with_the_reason(tmp_path):
+def test_torch_gru_with_its_b_hn_maps_exactly(tmp_path):
+    # a trained torch GRU's b_hn (ONNX's Rbh, inside the reset product): the layer's MemoryGateStateBiases
     torch.manual_seed(0)
     m = torch.nn.GRU(3, 4)
     path = str(tmp_path / "gru.onnx")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        torch.onnx.export(m, (torch.randn(5, 2, 3),), path, dynamo=False)
-    with pytest.raises(w.NotSupportedError, match=r"Rbh\) is nonzero.*reset gate"):
-        import_onnx(path)
+        torch.onnx.export(m, (torch.randn(5, 2, 3),), path, input_names=["x"], output_names=["y"], dynamo=False)
+    net = import_onnx(path)
+    (layer,) = [x for _, x in net.leaves() if isinstance(x, w.GatedRecurrentLayer)]
+    np.testing.assert_array_equal(layer._arrays["MemoryGateStateBiases"].numpy(), m.bias_hh_l0[8:].detach().numpy())
+    x = torch.randn(7, 2, 3)
+    with torch.no_grad():
+        want = m(x)[0].transpose(0, 1).numpy()
+    got = net({"x": list(x.transpose(0, 1).numpy())})
+    np.testing.assert_allclose(np.array(got["y"] if isinstance(got, dict) else got).reshape(want.shape), want,
+                               atol=TOL)
 
 
 # ---- single nodes with lengths and initial states, against onnxruntime --------------------------------
@@ -312,12 +329,26 @@ def test_lstm_options_outside_wolframs_lstm_are_refused(attrs, reason, tmp_path)
         import_onnx(save(recurrent_model("LSTM", 2, 3, states=False, lengths=False, **attrs), tmp_path))
 
 
-def test_gru_recurrent_h_bias_and_rnn_relu_are_refused(tmp_path):
-    model = recurrent_model("GRU", 2, 3, states=False, lengths=False)
+@pytest.mark.parametrize("before", [0, 1])
+def test_gru_recurrent_biases_both_forms_against_onnxruntime(before, tmp_path):
+    # every bias nonzero (a Keras GRU's, exported with reset_after: linear_before_reset = 1, or without: 0)
+    model = recurrent_model("GRU", 2, 3, lengths=False)
+    (attr,) = [a for a in model.graph.node[0].attribute if a.name == "linear_before_reset"]
+    attr.i = before
     b = model.graph.initializer[2]
-    b.CopyFrom(numpy_helper.from_array(np.ones((1, 18), np.float32), "B"))
-    with pytest.raises(w.NotSupportedError, match=r"Rbh\) is nonzero"):
-        import_onnx(save(model, tmp_path))
+    b.CopyFrom(numpy_helper.from_array(RNG.normal(size=(1, 18)).astype(np.float32), "B"))
+    net = import_onnx(save(model, tmp_path))
+    (layer,) = [x for _, x in net.leaves() if isinstance(x, w.GatedRecurrentLayer)]
+    assert layer.cell.option("ResetGateTarget") == ("StateProduct" if before else "State")
+    x = RNG.normal(size=(3, 4, 2)).astype(np.float32)
+    s0 = RNG.normal(size=(1, 3, 3)).astype(np.float32)
+    want = session(model).run(None, {"X": x.transpose(1, 0, 2), "initial_h": s0})
+    got = net({"X": x, "initial_h": s0[0]})
+    np.testing.assert_allclose(got["Y"], want[0][:, 0].transpose(1, 0, 2), atol=TOL)
+    np.testing.assert_allclose(got["Y_h"], want[1][0], atol=TOL)
+
+
+def test_rnn_relu_is_refused(tmp_path):
     with pytest.raises(w.NotSupportedError, match="activations"):
         import_onnx(save(recurrent_model("RNN", 2, 3, states=False, lengths=False, activations=["Relu"]), tmp_path))
 

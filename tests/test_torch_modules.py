@@ -243,14 +243,33 @@ def test_torch_export_of_an_lstm_chain():
     np.testing.assert_allclose(program.module()(x2).detach().numpy(), net(x2.numpy()), atol=1e-6)
 
 
-def test_refused_modules_and_options():
-    with pytest.raises(w.NotSupportedError, match=r"b_hn.*reset gate"):
-        w.from_torch(torch.nn.GRU(2, 3))
-    gru = torch.nn.GRU(2, 3, bidirectional=True)
+@pytest.mark.parametrize("bidirectional", [False, True])
+def test_from_torch_gru_with_its_b_hn(bidirectional):
+    # torch's trained GRUs have b_hn ≠ 0, inside the reset product: the layer's MemoryGateStateBiases
+    torch.manual_seed(3)
+    m = torch.nn.GRU(3, 4, num_layers=2, batch_first=True, bidirectional=bidirectional).double()
     with torch.no_grad():
-        gru.bias_hh_l0[6:] = 0
-    with pytest.raises(w.NotSupportedError, match=r"bias_hh_l0_reverse\[6:9\] \(b_hn\)"):
-        w.from_torch(gru)
+        m.bias_hh_l1[8:] = 0  # (the second layer's forward b_hn zero: that layer is Wolfram's own)
+    net = w.from_torch(m)
+    layers = [leaf for _, leaf in net.leaves() if isinstance(leaf, w.GatedRecurrentLayer)]
+    held = ["MemoryGateStateBiases" in leaf._arrays for leaf in layers]
+    assert held == ([True, True, False, True] if bidirectional else [True, False])
+    assert layers[held.index(False)].cell is w.GatedRecurrentLayer.CELL
+    x = torch.randn(3, 5, 3, dtype=F64)
+    lengths = torch.tensor([5, 2, 4])
+    want, h = packed_run(m, x, lengths)
+    mod = w.to_torch(net).double()
+    xa, xb = x.clone().requires_grad_(), x.clone().requires_grad_()
+    out = mod(xa, lengths=lengths)
+    torch.testing.assert_close(out, want, atol=1e-10, rtol=0)
+    g = torch.randn_like(out)
+    (out * g).sum().backward()
+    mine, _ = packed_run(m, xb, lengths)
+    (mine * g).sum().backward()
+    torch.testing.assert_close(xa.grad, xb.grad, atol=1e-10, rtol=0)
+
+
+def test_refused_modules_and_options():
     with pytest.raises(w.NotSupportedError, match="proj_size=2"):
         w.from_torch(torch.nn.LSTM(2, 3, proj_size=2))
     with pytest.raises(w.NotSupportedError, match="nonlinearity='relu'"):

@@ -16,7 +16,7 @@ from ..core.runtime import Ctx, module_arrays
 from ..kernels import cells
 from ..layers.base import LayerModule
 from ..layers.basic import DropoutLayer, ElementwiseLayer, LinearLayer, SoftmaxLayer
-from ..layers.recurrent import BasicRecurrentLayer, GatedRecurrentLayer, LongShortTermMemoryLayer
+from ..layers.recurrent import LAYERS
 from ..nets.containers import GraphModule, NetChain
 from ..nets.operators import NetBidirectionalOperator
 
@@ -105,8 +105,7 @@ def to_torch(net: Net) -> TorchNet:
 
 
 # ---- from torch --------------------------------------------------------------------------------
-_RECURRENT = {"LSTM": (LongShortTermMemoryLayer, cells.LSTM), "GRU": (GatedRecurrentLayer, cells.GRU),
-              "RNN": (BasicRecurrentLayer, cells.RNN)}
+_RECURRENT = {cell.torch_module: cell for cell in cells.CELLS}  # torch.nn class name → cell
 _ACTIVATIONS = {"Tanh": "Tanh", "Sigmoid": "LogisticSigmoid", "ReLU": "Ramp"}
 
 
@@ -114,13 +113,14 @@ def _recurrent(m, who: str) -> list:
     """The layers of an nn.LSTM / nn.GRU / nn.RNN stack: one recurrent layer per layer (a
     NetBidirectionalOperator of two for a bidirectional stack), DropoutLayers between them."""
     kind = type(m).__name__
-    layer, cell = _RECURRENT[kind]
+    cell = _RECURRENT[kind]
+    layer = LAYERS[cell.name]
     if getattr(m, "proj_size", 0):
-        raise NotSupportedError(f"from_torch: {who} is an nn.LSTM with proj_size={m.proj_size}; "
-                                "LongShortTermMemoryLayer has no projection of its state.")
-    if kind == "RNN" and m.nonlinearity != "tanh":
-        raise NotSupportedError(f"from_torch: {who} is an nn.RNN with nonlinearity={m.nonlinearity!r}; "
-                                "BasicRecurrentLayer computes tanh.")
+        raise NotSupportedError(f"from_torch: {who} is an nn.{kind} with proj_size={m.proj_size}; "
+                                f"{cell.name} has no projection of its state.")
+    if getattr(m, "nonlinearity", "tanh") != "tanh":
+        raise NotSupportedError(f"from_torch: {who} is an nn.{kind} with nonlinearity={m.nonlinearity!r}; "
+                                f"{cell.name} computes tanh.")
     out = []
     n, k = m.hidden_size, m.input_size
     D = 2 if m.bidirectional else 1
@@ -131,13 +131,7 @@ def _recurrent(m, who: str) -> list:
             w_ih, w_hh = (getattr(m, f"{p}_l{i}{suffix}").detach() for p in ("weight_ih", "weight_hh"))
             b_ih = getattr(m, f"bias_ih_l{i}{suffix}").detach() if m.bias else torch.zeros(w_ih.shape[0])
             b_hh = getattr(m, f"bias_hh_l{i}{suffix}").detach() if m.bias else None
-            rows = cell.unfoldable_bias_rows(cell.torch_table, n)
-            if b_hh is not None and rows and bool((b_hh[rows] != 0).any()):
-                raise NotSupportedError(
-                    f"from_torch: {who} has a nonzero bias_hh_l{i}{suffix}[{rows[0]}:{rows[-1] + 1}] (b_hn): torch's "
-                    "GRU multiplies it by the reset gate, r*(W_hn h + b_hn), and GatedRecurrentLayer has no such bias "
-                    "(m = tanh(W_mx x + b_m + r*(W_ms s))). Set it to zero (and train so) to map the module."
-                )
+            # (a GRU's nonzero b_hn, inside the reset product, gives the layer its MemoryGateStateBiases)
             nets.append(layer(n, Input=("Varying", size), **cell.unpack(w_ih, w_hh, b_ih, b_hh)))
         if i and m.dropout:
             out.append(DropoutLayer(m.dropout))
@@ -174,8 +168,9 @@ def from_torch(module: torch.nn.Module) -> Net:
     """A net computing `module`: nn.LSTM / nn.GRU / nn.RNN (batch first or not: nets take
     batches first; a stack of num_layers becomes a NetChain, with DropoutLayers for torch's
     dropout between layers; a bidirectional one a NetBidirectionalOperator of its two directions
-    per layer, whose output is torch's, forward then backward; the two biases summed: a GRU maps
-    only where its b_hn is zero),
+    per layer, whose output is torch's, forward then backward; the two biases summed, but for a
+    GRU's b_hn, which sits inside the reset product: nonzero, it becomes the layer's
+    MemoryGateStateBiases, an array beyond Wolfram's GatedRecurrentLayer),
     nn.Linear, nn.Tanh / nn.Sigmoid / nn.ReLU, nn.Softmax(dim=-1), nn.Dropout, nn.Sequential of
     these; or a module made by `to_torch`, which gives its net with the module's current
     parameters.

@@ -1,22 +1,60 @@
-"""The recurrent cells: for each, its Wolfram arrays and shapes, its gates, its state ports, the
-tables from Wolfram's gate order to torch's fused kernel and to ONNX's recurrent operator, the
-dropout methods that apply, and a reference step that reads like the formulas.
+"""The recurrent cells, one registry: each cell declares its arrays (name → shape rule), the
+optional arrays and options beyond Wolfram's layer, its state ports, its dropout methods, its
+kernels (native, custom, torch's fused one: each optional; `recurrence.unroll` of its reference
+step always), and its mappings to torch's modules and to ONNX's recurrent operators. The layers
+(`layers.recurrent`), the kernels' choice (`recurrence.choose`), the dropout masks, io/torch and
+io/onnx read it; a new cell is one more `Cell` here (and its layer class).
 
 Symbols: B batch, k input size, n output size, G the number of gates. Weights are out×in, so
 that W·x is the product; a batch of row vectors x (B, k) is multiplied as x @ Wᵀ.
 
 Masks (dropout, see `kernels.dropout`) reach a step as zx (B, G, k), zs (B, G, n), one per gate
 in the cell's `gates` order, and zm (B, n) for the step's memory; None where off.
+
+Beyond Wolfram's layers (each off by default; off, a layer runs exactly the kernels it ran
+without them):
+- GatedRecurrentLayer's optional array "MemoryGateStateBiases" b_ms (n), inside the reset
+  product: m = tanh(W_mx x + b_m + r∗(W_ms s + b_ms)) (torch's b_hn, ONNX's Rbh, Keras's
+  recurrent bias with reset_after);
+- GatedRecurrentLayer's option "ResetGateTarget": "StateProduct" (Wolfram's, the default:
+  r∗(W_ms s)) or "State" (m = tanh(W_mx x + b_m + W_ms (r∗s) + b_ms): ONNX's
+  linear_before_reset = 0, Keras's reset_after = False);
+- LongShortTermMemoryLayer's optional peephole arrays "{Input,Forget,Output}GateCellStateWeights"
+  (n each): i, f see + p∘c_{t-1}, o sees + p∘c_t (ONNX's P).
 """
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 
+from . import lstm_custom, native_cells
+
 PARTS = ("InputWeights", "StateWeights", "Biases")
+RULES = {"InputWeights": "nk", "StateWeights": "nn", "Biases": "n"}  # part → shape rule
+
+
+def shape_of(rule: str, n: int, k: int | None):
+    """A shape rule ("nk", "nn", "n") at sizes n, k (None where k is not known)."""
+    return (n,) if rule == "n" else (n, n) if rule == "nn" else ((n, k) if k is not None else None)
+
+
+@dataclass(frozen=True)
+class Fused:
+    """A fused kernel's layout: torch's (`torch_kernel`) or ONNX's operator (`op`).
+
+    blocks: per block of the stacked arrays, in the layout's order, (gate, the array that its
+    recurrent bias b_hh holds or None): None where b_hh is added outside every product by the
+    gate, so that it folds into the gate's Biases (and packs as zero)."""
+    blocks: tuple
+    kernel: str = ""  # torch._VF function, or the ONNX operator
+    attrs: tuple = ()  # ONNX attributes the cell needs, (name, value) pairs
+    peepholes: tuple = ()  # ONNX's P input: the arrays in its order (LSTM: i, o, f)
+    activations: tuple = ()  # ONNX's activations: the defaults, which the cell computes
 
 
 @dataclass(frozen=True, eq=False)
@@ -25,84 +63,132 @@ class Cell:
     gates: tuple  # Wolfram's gate order (the order of the masks' gate axis); ("",) for one ungated affine map
     states: tuple  # state ports; the first is the output
     dropout: tuple  # the dropout methods that apply
-    torch_table: tuple  # torch's fused layout: (gate, sign) per block, in torch's order
-    onnx_table: tuple  # ONNX's operator (LSTM i, o, f, c; GRU z, r, h; RNN): (gate, sign) per block
-    onnx_op: str  # the ONNX operator
-    step: Callable  # step(arrays, x_t, states, zx, zs, zm) → new states
-    torch_kernel: str  # the torch._VF function
-    initial: dict  # array name → initial value of every entry (NetInitialize), where not the method's rule
-    onednn: bool = False  # torch runs its fused kernel for this cell in oneDNN on the CPU (else an ATen step loop)
-    reset_gate_of: str | None = None  # the gate whose state part (and a fused kernel's b_hh block) is times r
+    step: Callable  # step(cell, arrays, x_t, states, zx, zs, zm) → new states
+    torch: Fused  # torch's fused kernel and module (also the layout of the weight masks: `pack`)
+    onnx: Fused  # ONNX's operator
+    torch_module: str  # the torch.nn module ("LSTM", "GRU", "RNN")
+    native: Callable | None = None  # native(cell, x, lengths, arrays, states, masks) → out, states
+    custom: Callable | None = None  # the same contract, in eager torch where the native kernel cannot run
+    native_unmasked: Callable | None = None  # (n, grad) → whether native beats fused without masks (None: always)
+    native_order: tuple = ()  # the arrays in the order the native kernel takes them
+    initial: dict = dataclasses.field(default_factory=dict)  # array → initial value of every entry (NetInitialize)
+    extras: tuple = ()  # optional arrays beyond Wolfram's: (name, rule), (they must be given to exist)
+    forms: dict = dataclasses.field(default_factory=dict)  # options beyond Wolfram's: name → values, default first
+    configure: Callable | None = None  # (cell, extras present, form) → field replacements of that variant
+    present: frozenset = frozenset()  # of a variant: its extras
+    form: tuple = ()  # of a variant: its options, (name, value) pairs
+    base: Cell | None = None  # of a variant: the cell it varies
 
+    # ---- arrays ----
     def array(self, gate: str, part: str) -> str:
         return f"{gate}Gate{part}" if gate else part
 
     @property
+    def arrays(self) -> tuple:
+        """(name, shape rule) of every array: Wolfram's, then the variant's extras."""
+        own = tuple((self.array(g, p), RULES[p]) for g in self.gates for p in PARTS)
+        return own + tuple(e for e in self.extras if e[0] in self.present)
+
+    @property
     def array_names(self) -> tuple:
-        return tuple(self.array(g, p) for g in self.gates for p in PARTS)
+        return tuple(name for name, _ in self.arrays)
+
+    @property
+    def extra_names(self) -> tuple:
+        return tuple(name for name, _ in self.extras)
 
     @property
     def weight_names(self) -> tuple:
-        return tuple(name for name in self.array_names if not name.endswith("Biases"))
+        """The weight matrices (those VariationalWeights masks)."""
+        return tuple(name for name, rule in self.arrays if rule != "n")
 
     def array_shapes(self, n: int, k: int | None) -> dict:
         """Shape of each array (None where k is not yet known)."""
-        return {name: (n,) if name.endswith("Biases") else (n, n) if name.endswith("StateWeights")
-                else ((n, k) if k is not None else None) for name in self.array_names}
+        return {name: shape_of(rule, n, k) for name, rule in self.arrays}
 
     def width(self, a: dict) -> int:
         """The cell's size n, read from its arrays."""
         return a[self.array(self.gates[0], "Biases")].shape[0]
 
     def element_count(self, n: int, k: int) -> int:
-        return len(self.gates) * n * (k + n + 1)
-
-    # ---- fused layouts (torch's, ONNX's): one table each, with shape checks ----
-    def pack(self, a: dict, table: tuple | None = None) -> list:
-        """The arrays → a fused layout [W_ih (Gn, k), W_hh (Gn, n), b_ih (Gn,), b_hh = 0], the
-        blocks in the order of `table` (default torch's)."""
-        table = self.torch_table if table is None else table
-        n = self.width(a)
-        out = []
-        for part in PARTS:
-            blocks = []
-            for gate, sign in table:
-                t = a[self.array(gate, part)]
-                assert t.shape[0] == n, (self.array(gate, part), tuple(t.shape))
-                blocks.append(t if sign > 0 else -t)
-            out.append(torch.cat(blocks))
-        return [*out, torch.zeros_like(out[2])]
-
-    def unpack(self, w_ih, w_hh, b_ih, b_hh=None, table: tuple | None = None) -> dict:
-        """A fused layout (default torch's) → the arrays; b_hh, if any, is folded into the biases
-        (exact only where the kernel adds it outside the reset product: the caller checks the
-        GRU's memory block, `unfoldable_bias_rows`)."""
-        table = self.torch_table if table is None else table
-        n = w_hh.shape[1]
-        G = len(table)
-        assert w_ih.shape[0] == G * n and w_hh.shape == (G * n, n) and b_ih.shape == (G * n,), \
-            (tuple(w_ih.shape), tuple(w_hh.shape), tuple(b_ih.shape))
-        b = b_ih if b_hh is None else b_ih + b_hh
-        out = {}
-        for j, (gate, sign) in enumerate(table):
-            rows = slice(j * n, (j + 1) * n)
-            for part, t in zip(PARTS, (w_ih, w_hh, b)):
-                out[self.array(gate, part)] = t[rows] if sign > 0 else -t[rows]
-        return out
-
-    def unfoldable_bias_rows(self, table: tuple, n: int) -> list:
-        """Rows of a fused recurrent bias b_hh that cannot be folded into the input biases: the
-        GRU's memory block, which the kernels multiply by the reset gate (Wolfram's b_m sits
-        outside that product). Empty for the other cells."""
-        if self.reset_gate_of is None:
-            return []
-        j = [g for g, _ in table].index(self.reset_gate_of)
-        return list(range(j * n, (j + 1) * n))
+        return sum(int(torch.Size(shape_of(rule, n, k)).numel()) for _, rule in self.arrays)
 
     def gate_index(self, gate: str) -> int:
         return self.gates.index(gate)
 
+    # ---- variants and kernels ----
+    def variant(self, present=(), form: dict | None = None) -> Cell:
+        """The cell with the extras `present` and the options `form` (the cell itself for none)."""
+        root = self.base or self
+        defaults = {name: values[0] for name, values in root.forms.items()}
+        form = tuple(sorted({**defaults, **(form or {})}.items()))
+        return _variant(root, frozenset(present), form)
 
+    def option(self, name: str):
+        """An option of the variant (its default where not set)."""
+        return dict(self.form).get(name, (self.base or self).forms[name][0])
+
+    @property
+    def kernels(self) -> tuple:
+        """The kernels that run this cell, `recurrence.choose`'s candidates."""
+        return tuple(k for k, there in (("native", self.native), ("custom", self.custom),
+                                        ("fused", self.torch.kernel)) if there) + ("unroll",)
+
+    # ---- fused layouts (torch's, ONNX's): one table each, with shape checks ----
+    def pack(self, a: dict, layout: Fused | None = None) -> list:
+        """The arrays → a fused layout [W_ih (Gn, k), W_hh (Gn, n), b_ih (Gn,), b_hh (Gn,)], the
+        blocks in the order of `layout` (default torch's); b_hh zero but for the blocks whose
+        recurrent bias is an array of this variant."""
+        layout = self.torch if layout is None else layout
+        n = self.width(a)
+        out = []
+        for part in PARTS:
+            blocks = []
+            for gate, _ in layout.blocks:
+                t = a[self.array(gate, part)]
+                assert t.shape[0] == n, (self.array(gate, part), tuple(t.shape))
+                blocks.append(t)
+            out.append(torch.cat(blocks))
+        held = [a[name] for _, name in layout.blocks if name in self.present]
+        if not held:
+            return [*out, torch.zeros_like(out[2])]
+        return [*out, torch.cat([a[name] if name in self.present else torch.zeros_like(a[self.array(gate, "Biases")])
+                                 for gate, name in layout.blocks])]
+
+    def unpack(self, w_ih, w_hh, b_ih, b_hh=None, layout: Fused | None = None) -> dict:
+        """A fused layout (default torch's) → the arrays. b_hh, if any, is folded into the gates'
+        biases where the layout adds it outside the products; a block whose b_hh sits inside the
+        reset product gives its extra array (MemoryGateStateBiases), and only where nonzero, so
+        that a layout without it gives Wolfram's layer."""
+        layout = self.torch if layout is None else layout
+        n = w_hh.shape[1]
+        G = len(layout.blocks)
+        assert w_ih.shape[0] == G * n and w_hh.shape == (G * n, n) and b_ih.shape == (G * n,), \
+            (tuple(w_ih.shape), tuple(w_hh.shape), tuple(b_ih.shape))
+        out = {}
+        for j, (gate, inner) in enumerate(layout.blocks):
+            rows = slice(j * n, (j + 1) * n)
+            bias = b_ih[rows]
+            if b_hh is not None:
+                if inner is None:
+                    bias = bias + b_hh[rows]
+                elif bool((b_hh[rows] != 0).any()):
+                    out[inner] = b_hh[rows]
+            for part, t in zip(PARTS, (w_ih[rows], w_hh[rows], bias)):
+                out[self.array(gate, part)] = t
+        return out
+
+
+@functools.cache
+def _variant(cell: Cell, present: frozenset, form: tuple) -> Cell:
+    defaults = tuple(sorted((name, values[0]) for name, values in cell.forms.items()))
+    if not present and form == defaults:
+        return cell
+    changes = cell.configure(cell, present, dict(form)) if cell.configure else {}
+    return dataclasses.replace(cell, present=present, form=form, base=cell, **changes)
+
+
+# ---- the reference steps ---------------------------------------------------------------------
 def _affine(cell: Cell, a: dict, gate: str, x, s, zx, zs, state_part: bool = True):
     """W_gx·(x ∘ zx_g) + b_g (+ W_gs·(s ∘ zs_g)) for a batch of rows."""
     j = cell.gates.index(gate)
@@ -119,32 +205,75 @@ def _state(cell: Cell, a: dict, gate: str, s, zs):
     return s @ a[cell.array(gate, "StateWeights")].T
 
 
-def lstm_step(a, x, states, zx=None, zs=None, zm=None):
-    """i, o, f = σ(W·x + W·s + b); m = tanh(W_mx·x + W_ms·s + b_m); c' = f c + i m; s' = o tanh c'."""
+def lstm_step(cell, a, x, states, zx=None, zs=None, zm=None):
+    """i, o, f = σ(W·x + W·s + b); m = tanh(W_mx·x + W_ms·s + b_m); c' = f c + i m; s' = o tanh c'.
+    With peepholes p_g: i, f see + p_g c, o sees + p_o c'."""
     s, c = states
-    i, o, f = (torch.sigmoid(_affine(LSTM, a, g, x, s, zx, zs)) for g in ("Input", "Output", "Forget"))
-    m = torch.tanh(_affine(LSTM, a, "Memory", x, s, zx, zs))
+    pre = {g: _affine(cell, a, g, x, s, zx, zs) for g in ("Input", "Output", "Forget")}
+    for g in ("Input", "Forget"):
+        p = a.get(f"{g}GateCellStateWeights")
+        if p is not None:
+            pre[g] = pre[g] + p * c
+    i, f = torch.sigmoid(pre["Input"]), torch.sigmoid(pre["Forget"])
+    m = torch.tanh(_affine(cell, a, "Memory", x, s, zx, zs))
     if zm is not None:
         m = m * zm
     c = f * c + i * m
+    p = a.get("OutputGateCellStateWeights")
+    o = torch.sigmoid(pre["Output"] if p is None else pre["Output"] + p * c)
     return o * torch.tanh(c), c
 
 
-def gru_step(a, x, states, zx=None, zs=None, zm=None):
-    """z, r = σ(W·x + W·s + b); m = tanh(W_mx·x + b_m + r (W_ms·s)); s' = (1 − z) m + z s."""
+def gru_step(cell, a, x, states, zx=None, zs=None, zm=None):
+    """z, r = σ(W·x + W·s + b); m = tanh(W_mx·x + b_m + r (W_ms·s + b_ms)); s' = (1 − z) m + z s.
+    ResetGateTarget "State": m = tanh(W_mx·x + b_m + W_ms·(r s) + b_ms). (b_ms: 0 where absent.)"""
     (s,) = states
-    z = torch.sigmoid(_affine(GRU, a, "Input", x, s, zx, zs))
-    r = torch.sigmoid(_affine(GRU, a, "Reset", x, s, zx, zs))
-    m = torch.tanh(_affine(GRU, a, "Memory", x, s, zx, zs, state_part=False) + r * _state(GRU, a, "Memory", s, zs))
+    z = torch.sigmoid(_affine(cell, a, "Input", x, s, zx, zs))
+    r = torch.sigmoid(_affine(cell, a, "Reset", x, s, zx, zs))
+    inner = _state(cell, a, "Memory", r * s, zs) if cell.form and cell.option("ResetGateTarget") == "State" \
+        else None
+    b_ms = a.get("MemoryGateStateBiases")
+    if inner is None:
+        h = _state(cell, a, "Memory", s, zs)
+        inner = r * (h if b_ms is None else h + b_ms)
+    elif b_ms is not None:
+        inner = inner + b_ms
+    m = torch.tanh(_affine(cell, a, "Memory", x, s, zx, zs, state_part=False) + inner)
     if zm is not None:
         m = m * zm
     return ((1 - z) * m + z * s,)
 
 
-def rnn_step(a, x, states, zx=None, zs=None, zm=None):
+def rnn_step(cell, a, x, states, zx=None, zs=None, zm=None):
     """s' = tanh(W_x·x + W_s·s + b)."""
     (s,) = states
-    return (torch.tanh(_affine(RNN, a, "", x, s, zx, zs)),)
+    return (torch.tanh(_affine(cell, a, "", x, s, zx, zs)),)
+
+
+# ---- the cells ---------------------------------------------------------------------------------
+# Where the native LSTM beats oneDNN's fused kernel without masks (bench/kernels.py, 2 cores,
+# B = 1-510): the training step at every width measured (n = 20-1024: 0.4-0.9× the fused step's
+# time); the forward alone up to n = 128 (0.25-0.9×; from n = 256, 1.1-1.4×).
+NATIVE_FORWARD_MAX_N = 128
+
+
+def _lstm_native_unmasked(n: int | None, grad: bool) -> bool:
+    return grad or n is None or n <= NATIVE_FORWARD_MAX_N
+
+
+def _lstm_configure(cell: Cell, present: frozenset, form: dict) -> dict:
+    # peepholes: torch's modules and kernels have none; the reference step runs them
+    return {"native": None, "custom": None, "torch": dataclasses.replace(cell.torch, kernel="")}
+
+
+def _gru_configure(cell: Cell, present: frozenset, form: dict) -> dict:
+    if form["ResetGateTarget"] == "State":
+        # ONNX's linear_before_reset = 0: h = tanh(W_h x + R_h (r ∘ H) + Wbh + Rbh), Rbh being b_ms;
+        # no torch kernel computes this form
+        onnx = dataclasses.replace(cell.onnx, attrs=(("linear_before_reset", 0),))
+        return {"native": None, "torch": dataclasses.replace(cell.torch, kernel=""), "onnx": onnx}
+    # b_ms inside the reset product: torch's fused GRU computes it (its b_hn)
+    return {"native": None}
 
 
 LSTM = Cell(
@@ -152,31 +281,41 @@ LSTM = Cell(
     gates=("Input", "Output", "Forget", "Memory"),
     states=("State", "CellState"),
     dropout=("VariationalWeights", "VariationalInput", "VariationalState", "StateUpdate"),
-    torch_table=(("Input", 1), ("Forget", 1), ("Memory", 1), ("Output", 1)),
-    onnx_table=(("Input", 1), ("Output", 1), ("Forget", 1), ("Memory", 1)),
-    onnx_op="LSTM",
     step=lstm_step,
-    torch_kernel="lstm",
+    torch=Fused((("Input", None), ("Forget", None), ("Memory", None), ("Output", None)), "lstm"),
+    onnx=Fused((("Input", None), ("Output", None), ("Forget", None), ("Memory", None)), "LSTM",
+               peepholes=("InputGateCellStateWeights", "OutputGateCellStateWeights", "ForgetGateCellStateWeights"),
+               activations=("Sigmoid", "Tanh", "Tanh")),
+    torch_module="LSTM",
+    native=native_cells.lstm_kernel,
+    custom=lstm_custom.kernel,
+    native_unmasked=_lstm_native_unmasked,
+    native_order=native_cells.LSTM_NAMES,
     initial={"ForgetGateBiases": 1.0},
-    onednn=True,
+    extras=(("InputGateCellStateWeights", "n"), ("ForgetGateCellStateWeights", "n"),
+            ("OutputGateCellStateWeights", "n")),
+    configure=_lstm_configure,
 )
 
 # torch's GRU: r, z, n; h' = (1 − z_t) n + z_t h, Wolfram's update with z_t its Input gate and n
-# its m. Its n = tanh(W_in x + b_in + r (W_hn h + b_hn)) is Wolfram's m with b_hn = 0 (b_m sits
-# outside the reset product, as in b_in). ONNX's GRU with linear_before_reset = 1 is the same
-# with the blocks z, r, h (its Rbh is b_hn).
+# its m = tanh(W_in x + b_in + r (W_hn h + b_hn)), b_hn being MemoryGateStateBiases (zero in
+# Wolfram's layer). ONNX's GRU with linear_before_reset = 1 is the same with the blocks z, r, h
+# (its Rbh is b_hn).
 GRU = Cell(
     name="GatedRecurrentLayer",
     gates=("Input", "Reset", "Memory"),
     states=("State",),
     dropout=("VariationalWeights", "VariationalInput", "VariationalState", "StateUpdate"),
-    torch_table=(("Reset", 1), ("Input", 1), ("Memory", 1)),
-    onnx_table=(("Input", 1), ("Reset", 1), ("Memory", 1)),
-    onnx_op="GRU",
     step=gru_step,
-    torch_kernel="gru",
-    initial={},
-    reset_gate_of="Memory",
+    torch=Fused((("Reset", None), ("Input", None), ("Memory", "MemoryGateStateBiases")), "gru"),
+    onnx=Fused((("Input", None), ("Reset", None), ("Memory", "MemoryGateStateBiases")), "GRU",
+               (("linear_before_reset", 1),), activations=("Sigmoid", "Tanh")),
+    torch_module="GRU",
+    native=native_cells.gru_kernel,
+    native_order=native_cells.GRU_NAMES,
+    extras=(("MemoryGateStateBiases", "n"),),
+    forms={"ResetGateTarget": ("StateProduct", "State")},
+    configure=_gru_configure,
 )
 
 RNN = Cell(
@@ -184,12 +323,12 @@ RNN = Cell(
     gates=("",),
     states=("State",),
     dropout=("VariationalWeights", "VariationalInput", "VariationalState"),
-    torch_table=(("", 1),),
-    onnx_table=(("", 1),),
-    onnx_op="RNN",
     step=rnn_step,
-    torch_kernel="rnn_tanh",
-    initial={},
+    torch=Fused((("", None),), "rnn_tanh"),
+    onnx=Fused((("", None),), "RNN", activations=("Tanh",)),
+    torch_module="RNN",
+    native=native_cells.rnn_kernel,
+    native_order=native_cells.RNN_NAMES,
 )
 
 CELLS = (LSTM, GRU, RNN)

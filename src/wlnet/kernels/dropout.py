@@ -25,13 +25,15 @@ from __future__ import annotations
 import functools
 import math
 from collections.abc import Mapping
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 import torch
 
 from ..core.errors import OptionError
 from . import native
-from .cells import PARTS, Cell
+
+if TYPE_CHECKING:
+    from .cells import Cell
 
 METHODS = ("VariationalWeights", "VariationalInput", "VariationalState", "StateUpdate")
 
@@ -54,8 +56,8 @@ class PackedWeightMasks(Mapping):
 
     def __init__(self, cell: Cell, ih: torch.Tensor, hh: torch.Tensor):
         self.cell, self.ih, self.hh = cell, ih, hh
-        self._rows = {cell.array(g, part): (j, part) for j, (g, _) in enumerate(cell.torch_table)
-                      for part in PARTS[:2]}
+        self._rows = {cell.array(g, part): (j, part) for j, (g, _) in enumerate(cell.torch.blocks)
+                      for part in ("InputWeights", "StateWeights")}
 
     def __getitem__(self, name: str) -> torch.Tensor:
         j, part = self._rows[name]
@@ -110,6 +112,8 @@ def _plan(cell: Cell, spec: tuple, B: int, T: int, n: int, k: int) -> tuple:
     their shapes and their probabilities."""
     spec = active(dict(spec), cell.name)
     G = len(cell.gates)
+    assert all(rule in ("nk", "nn") for name, rule in cell.arrays if name in cell.weight_names) and \
+        len(cell.weight_names) == 2 * G, "the weight masks are drawn as each gate's W_x (n×k) and W_s (n×n)"
     parts = []
     if "VariationalWeights" in spec:  # in torch's fused layout: W_ih (Gn, k), W_hh (Gn, n)
         parts += [("ih", (G * n, k), spec["VariationalWeights"]), ("hh", (G * n, n), spec["VariationalWeights"])]

@@ -52,13 +52,12 @@ import math
 import torch
 from torch.autograd.function import once_differentiable
 
-from . import native
-from .cells import LSTM
-from .dropout import PackedWeightMasks, mask_arrays
+from . import native, native_cells
+from .dropout import mask_arrays
 from .ragged import checked_lengths, run_sorted
 
-# Internal gate order and where each gate sits in Wolfram's order `cells.LSTM.gates`.
-ORDER = ("Output", "Input", "Forget", "Memory")
+# Internal gate order (the native kernel's too) and where each gate sits in Wolfram's order `cells.LSTM.gates`.
+ORDER = native_cells.LSTM_ORDER
 _FROM_WOLFRAM = [1, 0, 2, 3]  # ORDER[j] == GATES[_FROM_WOLFRAM[j]]
 
 
@@ -273,38 +272,6 @@ class _LSTMCustom(torch.autograd.Function):
         return dx, ds0, dc if need[2] else None, dw, db, None, None, None, None, None
 
 
-# The 12 arrays in the order the native kernel takes them: input weights, state weights,
-# biases, each for the gates in `ORDER`.
-NATIVE_NAMES = tuple(f"{g}Gate{part}" for part in ("InputWeights", "StateWeights", "Biases") for g in ORDER)
-
-
-class _LSTMNative(torch.autograd.Function):
-    """The recurrence in C++ (`native/lstm.cpp`, `native/rows.cpp`): forward and backward one
-    call each, on batch-major rows in any order (the sort by length and the copies to and from
-    time-major are done there).
-
-    x (B, T, k); s0, c0 (B, n) | None (zeros); zx (B, 4, k), zs (B, 4, n), zm (B, T, n) | None
-    (Wolfram gate order); zw: the weight masks in torch's fused layout [(4n, k), (4n, n)] or [];
-    lengths: B ints, or [] (all T); arrays: the 12 arrays in `NATIVE_NAMES` order → out (B, T, n)
-    (zero past each end), s_T, c_T (B, n) at each row's last step."""
-
-    @staticmethod
-    def forward(ctx, x, s0, c0, zx, zs, zm, zw, lengths, *arrays):
-        out, s_T, c_T, *saved = native.get().forward_rows(x, lengths, s0, c0, list(arrays), zw, zx, zs, zm, True)
-        ctx.save_for_backward(*saved)
-        ctx.zw, ctx.lengths, ctx.T = zw, lengths, x.shape[1]
-        return out, s_T, c_T
-
-    @staticmethod
-    @once_differentiable
-    def backward(ctx, g_out, g_sT, g_cT):
-        x_tm, wx, ws, zx, zs, zm, G, C, S, XI, SZ = ctx.saved_tensors
-        need = ctx.needs_input_grad
-        grads = native.get().backward_rows(g_out, g_sT, g_cT, x_tm, wx, ws, ctx.zw, zx, zs, zm, G, C, S, XI, SZ,
-                                           ctx.lengths, ctx.T, [need[0], need[1], need[2], any(need[8:])])
-        return (*grads[:3], None, None, None, None, None, *grads[3:])
-
-
 def run(x, lengths, arrays: dict, s0=None, c0=None, zx=None, zs=None, zm=None, zw=None, use_native=None):
     """The masked recurrence. x (B, T, k); lengths (B,) int64 CPU or None (all T);
     s0, c0 (B, n) or None (zeros); masks zx (B, 4, k), zs (B, 4, n), zm (B, T, n) or None
@@ -313,24 +280,14 @@ def run(x, lengths, arrays: dict, s0=None, c0=None, zx=None, zs=None, zm=None, z
 
     Same contract as `recurrence.fused`: outputs past a sequence's end are zero and each final state
     is taken at the sequence's own last step. Differentiable in x, s0, c0 and the 12 arrays.
-    Runs `_LSTMNative` with use_native (None: where `kernels.native` is usable), else the
-    pure-torch `_LSTMCustom`."""
+    Runs the native kernel (`native_cells.lstm`) with use_native (None: where `kernels.native`
+    is usable), else the pure-torch `_LSTMCustom`."""
     B, T, k = x.shape
-    lengths = checked_lengths(lengths, B, T)
     if use_native is None:
         use_native = native.usable(x) is not None
     if use_native:
-        zw_packed = []  # the weight masks in torch's fused layout (`Cell.pack`)
-        if isinstance(zw, PackedWeightMasks):  # drawn in that layout
-            zw_packed = [zw.ih, zw.hh]
-        elif zw:
-            zw_packed = [torch.cat([zw[f"{g}Gate{part}"] for g, _ in LSTM.torch_table])
-                         for part in ("InputWeights", "StateWeights")]
-        arrs = [arrays[name] for name in NATIVE_NAMES]
-        lens = [] if lengths is None else lengths.tolist()
-        if not torch.is_grad_enabled():  # no graph to record: the kernel itself
-            return tuple(native.get().forward_rows(x, lens, s0, c0, arrs, zw_packed, zx, zs, zm, False)[:3])
-        return _LSTMNative.apply(x, s0, c0, zx, zs, zm, zw_packed, lens, *arrs)
+        return native_cells.lstm(x, lengths, arrays, s0, c0, zx, zs, zm, zw)
+    lengths = checked_lengths(lengths, B, T)
 
     n = arrays["InputGateBiases"].shape[0]
     s0 = x.new_zeros(B, n) if s0 is None else s0
@@ -350,3 +307,9 @@ def run(x, lengths, arrays: dict, s0=None, c0=None, zx=None, zs=None, zm=None, z
 
     out, (s_T, c_T) = run_sorted(x, lengths, (s0, c0), ((zx, False), (zs, False), (zm, True)), call)
     return out, s_T, c_T
+
+
+def kernel(cell, x, lengths, arrays, states, masks):
+    """The LSTM's "custom" kernel (`kernels.cells`): `run` in eager torch."""
+    out, s, c = run(x, lengths, arrays, *states, masks.x, masks.s, masks.m, masks.weights, use_native=False)
+    return out, (s, c)

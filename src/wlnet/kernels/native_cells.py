@@ -1,5 +1,7 @@
-"""Masked GRU and basic RNN recurrences for dropout, on the native kernels (`native/gru.cpp`,
-`native/rnn.cpp`): the whole forward in one C++ call and the whole backward in another.
+"""The cells' recurrences on the native kernels (`native/lstm.cpp` with `native/rows.cpp`,
+`native/gru.cpp`, `native/rnn.cpp`), with or without dropout masks: the whole forward in one C++
+call and the whole backward in another. `lstm_kernel`, `gru_kernel`, `rnn_kernel` are the cells'
+"native" kernels (`kernels.cells`).
 
 Symbols: B batch, T length, k input size, n output size; σ the logistic sigmoid, ∗ and ∘
 elementwise. Wolfram's arrays (weights out × in):
@@ -9,6 +11,7 @@ elementwise. Wolfram's arrays (weights out × in):
          m_t = tanh(W_mx (x_t ∘ zx_m) + b_m + r_t ∗ (W_ms (s_{t-1} ∘ zs_m)))   Memory gate
          s_t = (1 − z_t) ∗ (m_t ∘ zm_t) + z_t ∗ s_{t-1}     (the carried s_{t-1} is never masked)
     RNN  s_t = tanh(W_x (x_t ∘ zx) + W_s (s_{t-1} ∘ zs) + b)
+    LSTM as `lstm_custom` (masks zx (B, 4, k), zs (B, 4, n) in Wolfram's gate order)
 
 Masks, already scaled (entries 0 or 1/(1 − p)), each optional: zx (B, G, k), zs (B, G, n) with
 G = 3 for the GRU in the order (Input, Reset, Memory) and G = 1 for the RNN, the same at every
@@ -35,6 +38,11 @@ from . import native
 from .ragged import checked_lengths, run_sorted
 
 GRU_GATES = ("Input", "Reset", "Memory")  # the order of the masks' gate axis
+# The LSTM kernel's own gate order (the output gate first), and the order of the weight masks'
+# blocks it takes: torch's fused layout.
+LSTM_ORDER = ("Output", "Input", "Forget", "Memory")
+LSTM_MASK_ORDER = ("Input", "Forget", "Memory", "Output")
+LSTM_NAMES = tuple(f"{g}Gate{part}" for part in ("InputWeights", "StateWeights", "Biases") for g in LSTM_ORDER)
 # The arrays in the order the native kernel takes them: input weights, state weights, biases.
 GRU_NAMES = tuple(f"{g}Gate{part}" for part in ("InputWeights", "StateWeights", "Biases") for g in GRU_GATES)
 RNN_NAMES = ("InputWeights", "StateWeights", "Biases")
@@ -134,3 +142,68 @@ def rnn(x, lengths, arrays: dict, s0=None, zx=None, zs=None, zw=None):
 
     out, (s_T,) = run_sorted(x, checked_lengths(lengths, *x.shape[:2]), (s0,), ((zx, False), (zs, False)), call)
     return out, s_T
+
+
+class _LSTMNative(torch.autograd.Function):
+    """The LSTM recurrence in C++ (`native/lstm.cpp`, `native/rows.cpp`): forward and backward
+    one call each, on batch-major rows in any order (the sort by length and the copies to and
+    from time-major are done there).
+
+    x (B, T, k); s0, c0 (B, n) | None (zeros); zx (B, 4, k), zs (B, 4, n), zm (B, T, n) | None
+    (Wolfram gate order); zw: the weight masks in torch's fused layout [(4n, k), (4n, n)] or [];
+    lengths: B ints, or [] (all T); arrays: the 12 arrays in `LSTM_NAMES` order → out (B, T, n)
+    (zero past each end), s_T, c_T (B, n) at each row's last step."""
+
+    @staticmethod
+    def forward(ctx, x, s0, c0, zx, zs, zm, zw, lengths, *arrays):
+        out, s_T, c_T, *saved = native.get().forward_rows(x, lengths, s0, c0, list(arrays), zw, zx, zs, zm, True)
+        ctx.save_for_backward(*saved)
+        ctx.zw, ctx.lengths, ctx.T = zw, lengths, x.shape[1]
+        return out, s_T, c_T
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, g_out, g_sT, g_cT):
+        x_tm, wx, ws, zx, zs, zm, G, C, S, XI, SZ = ctx.saved_tensors
+        need = ctx.needs_input_grad
+        grads = native.get().backward_rows(g_out, g_sT, g_cT, x_tm, wx, ws, ctx.zw, zx, zs, zm, G, C, S, XI, SZ,
+                                           ctx.lengths, ctx.T, [need[0], need[1], need[2], any(need[8:])])
+        return (*grads[:3], None, None, None, None, None, *grads[3:])
+
+
+def lstm(x, lengths, arrays: dict, s0=None, c0=None, zx=None, zs=None, zm=None, zw=None):
+    """The masked LSTM. x (B, T, k) float32/float64 CPU; lengths (B,) int64 CPU or None (all T);
+    s0, c0 (B, n) or None (zeros); zx (B, 4, k), zs (B, 4, n) (Wolfram's gate order), zm (B, T, n)
+    or None; zw: array name → weight mask (a `dropout.PackedWeightMasks` as drawn), or None →
+    out (B, T, n), s_T, c_T (B, n). Contract as `gru`; differentiable in x, s0, c0 and the 12 arrays."""
+    B, T, _ = x.shape
+    lengths = checked_lengths(lengths, B, T)
+    lib = native.usable(x)
+    assert lib is not None, "the native kernel runs on the CPU in float32/float64 where it is built"
+    zw_packed = []  # the weight masks in torch's fused layout
+    if zw is not None and hasattr(zw, "ih"):  # drawn in that layout
+        zw_packed = [zw.ih, zw.hh]
+    elif zw:
+        zw_packed = [torch.cat([zw[f"{g}Gate{part}"] for g in LSTM_MASK_ORDER]) for part in ("InputWeights",
+                                                                                         "StateWeights")]
+    arrs = [arrays[name] for name in LSTM_NAMES]
+    lens = [] if lengths is None else lengths.tolist()
+    if not torch.is_grad_enabled():  # no graph to record: the kernel itself
+        return tuple(lib.forward_rows(x, lens, s0, c0, arrs, zw_packed, zx, zs, zm, False)[:3])
+    return _LSTMNative.apply(x, s0, c0, zx, zs, zm, zw_packed, lens, *arrs)
+
+
+# ---- the cells' "native" kernels: (cell, x, lengths, arrays, states, masks) → out, final states ----
+def lstm_kernel(cell, x, lengths, arrays, states, masks):
+    out, s, c = lstm(x, lengths, arrays, *states, masks.x, masks.s, masks.m, masks.weights)
+    return out, (s, c)
+
+
+def gru_kernel(cell, x, lengths, arrays, states, masks):
+    out, s = gru(x, lengths, arrays, states[0], masks.x, masks.s, masks.m, masks.weights)
+    return out, (s,)
+
+
+def rnn_kernel(cell, x, lengths, arrays, states, masks):
+    out, s = rnn(x, lengths, arrays, states[0], masks.x, masks.s, masks.weights)
+    return out, (s,)

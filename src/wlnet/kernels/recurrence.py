@@ -7,24 +7,25 @@ tuple of initial states (B, n) or None (zeros), in the cell's `states` order →
 (zero past each sequence's end) and the tuple of final states (B, n), each taken at its
 sequence's own last step.
 
-Kernels (`choose`):
+Kernels (`choose`), each declared by the cell (`Cell.kernels`, `kernels.cells`):
 - "fused": torch's fused kernel (oneDNN on CPU, cuDNN on GPU) on the arrays packed by the cell's
-  table; weight masks multiply the packed weights; input masks alone widen the input to one
-  masked copy per gate with block-diagonal input weights, which gives exactly W_gx (x ∘ z_g).
-- "native": the cell's masked recurrence in C++ (`kernels.native`), CPU, float32/float64; for
-  the LSTM also without masks where it measured faster than oneDNN's (bench/kernels.py).
-- "custom": the LSTM's masked recurrence in eager torch with a hand-written backward
-  (`lstm_custom`), where the native kernel cannot run (CUDA, no compiler).
+  torch layout; weight masks multiply the packed weights; input masks alone widen the input to
+  one masked copy per gate with block-diagonal input weights, which gives exactly W_gx (x ∘ z_g).
+- "native": the cell's recurrence in C++ (`native_cells`), CPU, float32/float64, with or without
+  masks (for the LSTM without masks where it measured faster than oneDNN's: the cell's
+  `native_unmasked`).
+- "custom": a recurrence in eager torch with a hand-written backward (the LSTM's
+  `lstm_custom`), where the native kernel cannot run (CUDA, no compiler).
 - "unroll": `unroll`, the cell's reference step in a time loop with autograd: the ground truth
-  of every other kernel, and the fallback of the other cells' masks off the CPU.
+  of every other kernel, and the fallback of every cell.
 """
 
 from __future__ import annotations
 
 import torch
 
-from . import dropout, lstm_custom, native, native_cells
-from .cells import GRU, LSTM, RNN, Cell
+from . import dropout, native
+from .cells import Cell
 
 NO_MASKS = dropout.Masks()
 
@@ -44,7 +45,7 @@ def unroll(cell: Cell, a: dict, x, lengths, states=(), zx=None, zs=None, zm=None
     live = None if lengths is None else (torch.arange(T) < lengths.unsqueeze(1)).to(x.device)  # (B, T)
     outs = []
     for t in range(T):
-        new = cell.step(a, x[:, t], states, zx, zs, None if zm is None else zm[:, t])
+        new = cell.step(cell, a, x[:, t], states, zx, zs, None if zm is None else zm[:, t])
         if live is not None:
             keep = live[:, t:t + 1]  # (B, 1)
             new = tuple(torch.where(keep, v, old) for v, old in zip(new, states))
@@ -63,8 +64,8 @@ def fused(cell: Cell, x, lengths, weights: list, states=(), exact: bool = True):
     faster than a packed sequence on CPU): steps before each end are exact, later outputs are
     zeroed and the output state is read at each end. The LSTM's CellState cannot be read so:
     with exact it runs a packed sequence instead, else its final CellState comes back None."""
-    kernel = _KERNELS.get(cell.torch_kernel) or _KERNELS.setdefault(cell.torch_kernel,
-                                                                     getattr(torch._VF, cell.torch_kernel))
+    name = cell.torch.kernel
+    kernel = _KERNELS.get(name) or _KERNELS.setdefault(name, getattr(torch._VF, name))
     B, T, _ = x.shape
     n = weights[1].shape[1]
     states = full_states(cell, states)
@@ -92,65 +93,43 @@ def fused(cell: Cell, x, lengths, weights: list, states=(), exact: bool = True):
     return out, tuple(h[0].index_select(0, back) for h in finals)
 
 
-# Where the native LSTM beats oneDNN's fused kernel without masks (bench/kernels.py, 2 cores,
-# B = 1-510): the training step at every width measured (n = 20-1024: 0.4-0.9× the fused step's
-# time); the forward alone up to n = 128 (0.25-0.9×; from n = 256, 1.1-1.4×).
-NATIVE_FORWARD_MAX_N = 128
-
-
 def choose(cell: Cell, device, dtype, masks: dropout.Masks = NO_MASKS, n: int | None = None,
            grad: bool | None = None) -> str:
     """The kernel that runs `cell` with `masks` on tensors of `device` and `dtype`, at width n,
-    recording a graph (`grad`, default: torch's grad mode) or not.
+    recording a graph (`grad`, default: torch's grad mode) or not, among the cell's kernels.
 
     On the CPU torch's fused kernel is oneDNN's for the LSTM only; for the GRU and the basic RNN
     it is a loop of ATen ops per step, which the native kernel (the same products, each step's
     element-wise work in one pass) beats 2-3× (bench/dropout.py), so there the native kernel runs
-    with or without masks. For the LSTM the native kernel runs wherever it measured faster than
-    oneDNN's (`NATIVE_FORWARD_MAX_N`). Under torch.compile and torch.export (which trace with
-    tensors that hold no data) the C++ kernels cannot run: torch's kernels run instead."""
-    if cell.name in NATIVE and not torch.compiler.is_compiling() and \
+    with or without masks. Without masks a cell's `native_unmasked` says where its native kernel
+    measured faster than the fused one. Under torch.compile and torch.export (which trace with
+    tensors that hold no data) the C++ kernels cannot run: torch's kernels run instead. The fused
+    kernel takes weight and input masks only; then a custom kernel, else the unroll."""
+    kernels = cell.kernels
+    if "native" in kernels and not torch.compiler.is_compiling() and \
             native.usable_for(torch.device(device), dtype) is not None:
         step_masks = masks.x is not None or masks.s is not None or masks.m is not None
-        if step_masks or not cell.onednn:
+        if step_masks or cell.native_unmasked is None or "fused" not in kernels:
             return "native"
         grad = torch.is_grad_enabled() if grad is None else grad
-        if grad or n is None or n <= NATIVE_FORWARD_MAX_N:
-            return "native"
+        return "native" if cell.native_unmasked(n, grad) else "fused"
+    if "fused" in kernels and masks.s is None and masks.m is None:
         return "fused"
-    if masks.s is None and masks.m is None:
-        return "fused"
-    return "custom" if cell is LSTM else "unroll"
-
-
-def _native_lstm(x, lengths, a, states, masks):
-    out, s, c = lstm_custom.run(x, lengths, a, *states, masks.x, masks.s, masks.m, masks.weights, use_native=True)
-    return out, (s, c)
-
-
-def _native_gru(x, lengths, a, states, masks):
-    out, s = native_cells.gru(x, lengths, a, states[0], masks.x, masks.s, masks.m, masks.weights)
-    return out, (s,)
-
-
-def _native_rnn(x, lengths, a, states, masks):
-    out, s = native_cells.rnn(x, lengths, a, states[0], masks.x, masks.s, masks.weights)
-    return out, (s,)
-
-
-NATIVE = {LSTM.name: _native_lstm, GRU.name: _native_gru, RNN.name: _native_rnn}  # cell → its native recurrence
+    return "custom" if "custom" in kernels else "unroll"
 
 
 def masked(cell: Cell, x, lengths, arrays: dict, states, masks: dropout.Masks, exact: bool = True):
     """The recurrence with fixed dropout masks (`dropout.draw_masks`), on the chosen kernel."""
+    return _on(choose(cell, x.device, x.dtype, masks, cell.width(arrays)), cell, x, lengths, arrays, states, masks,
+               exact)
+
+
+def _on(kernel: str, cell: Cell, x, lengths, arrays: dict, states, masks: dropout.Masks, exact: bool):
     states = full_states(cell, states)
-    kernel = choose(cell, x.device, x.dtype, masks, cell.width(arrays))
     if kernel == "native":
-        return NATIVE[cell.name](x, lengths, arrays, states, masks)
+        return cell.native(cell, x, lengths, arrays, states, masks)
     if kernel == "custom":
-        out, s, c = lstm_custom.run(x, lengths, arrays, *states, masks.x, masks.s, masks.m, masks.weights,
-                                    use_native=False)
-        return out, (s, c)
+        return cell.custom(cell, x, lengths, arrays, states, masks)
     if kernel == "unroll":
         a = dropout.mask_arrays(arrays, masks.weights) if masks.weights else arrays
         return unroll(cell, a, x, lengths, states, masks.x, masks.s, masks.m)
@@ -164,9 +143,10 @@ def masked(cell: Cell, x, lengths, arrays: dict, states, masks: dropout.Masks, e
     a = dropout.mask_arrays(arrays, masks.weights) if masks.weights else arrays
     weights = cell.pack(a)
     B, T, k = x.shape
-    order = [cell.gate_index(g) for g, _ in cell.torch_table]
+    blocks = [g for g, _ in cell.torch.blocks]
+    order = [cell.gate_index(g) for g in blocks]
     x = (x.unsqueeze(2) * masks.x[:, order].unsqueeze(1)).reshape(B, T, len(order) * k)  # (B, T, Gk)
-    weights[0] = torch.block_diag(*(sign * a[cell.array(g, "InputWeights")] for g, sign in cell.torch_table))
+    weights[0] = torch.block_diag(*(a[cell.array(g, "InputWeights")] for g in blocks))
     return fused(cell, x, lengths, weights, states, exact)
 
 
@@ -180,8 +160,9 @@ def run(cell: Cell, arrays: dict, x, lengths, states, *, dropout_spec=None, gene
         B, T, k = x.shape
         masks = dropout.draw_masks(cell, dropout_spec, B, T, n, k, generator, x.device, x.dtype)
         return masked(cell, x, lengths, arrays, states, masks, exact)
-    if choose(cell, x.device, x.dtype, NO_MASKS, n) == "native":
-        return NATIVE[cell.name](x, lengths, arrays, full_states(cell, states), NO_MASKS)
+    kernel = choose(cell, x.device, x.dtype, NO_MASKS, n)
+    if kernel != "fused":
+        return _on(kernel, cell, x, lengths, arrays, states, NO_MASKS, exact)
     if cache is None:
         weights = cell.pack(arrays)
     else:

@@ -11,9 +11,11 @@ from ..core.data import Seq, note
 from ..core.errors import OptionError, ShapeError, where
 from ..core.shapes import VARYING, ArrayType, Real, describe, parse_sequence_shape, unify
 from ..core.symbols import Automatic
-from ..kernels import cells, lstm_custom, recurrence
+from ..kernels import cells, recurrence
 from ..kernels.dropout import METHODS as DROPOUT_METHODS
 from .base import Layer
+
+LAYERS: dict = {}  # cell name → its layer class (each `RecurrentLayer` subclass enters itself)
 
 
 def parse_dropout(spec, layer: str, methods: tuple = DROPOUT_METHODS) -> dict:
@@ -45,16 +47,35 @@ class RecurrentLayer(Layer):
     read, they give the final ones, each at its sequence's own end).
     Legend: k input size, n output size, T sequence length, B batch size."""
 
-    CELL: cells.Cell
+    CELL: cells.Cell  # the cell; a layer runs its variant `cell` (the optional arrays and options it was given)
 
     def __init_subclass__(cls, **kw):
         super().__init_subclass__(**kw)
+        cell = cls.CELL
         cls.OPTIONS = {"Input": Automatic, "Output": Automatic, "Dropout": None,
-                       "LearningRateMultipliers": Automatic, **dict.fromkeys(cls.CELL.array_names, Automatic)}
+                       "LearningRateMultipliers": Automatic, **dict.fromkeys(cell.array_names, Automatic)}
+        # beyond Wolfram's layer (so not among its Options): the cell's optional arrays and forms
+        cls.EXTENSION_OPTIONS = {**dict.fromkeys(cell.extra_names, None),
+                                 **{name: values[0] for name, values in cell.forms.items()}}
+        LAYERS[cell.name] = cls
 
     def __init__(self, n, **options):
-        cell = self.CELL
-        super().__init__((n,), options, cell.array_names)
+        self.OPTIONS = {**type(self).OPTIONS, **self.EXTENSION_OPTIONS}  # the options this layer takes
+        form = {}
+        for name, values in self.CELL.forms.items():
+            value = options.get(name, values[0])
+            if not isinstance(value, str) or value not in values:
+                raise OptionError(f"{where(self.name)}option {name} must be one of {', '.join(map(repr, values))}, "
+                                  f"but was given {value!r}.")
+            form[name] = value
+        present = [name for name in self.CELL.extra_names if options.get(name) is not None]
+        cell = self.cell = self.CELL.variant(present, form)
+        # an optional array asked for (Automatic) but not yet held stays an option, so that the
+        # layer's code and its saved form keep asking for it
+        wanted = [name for name in present if options[name] is Automatic]
+        super().__init__((n,), options, tuple(name for name in cell.array_names if name not in wanted))
+        self._arrays.update(dict.fromkeys(wanted))
+        self._arrays = {name: self._arrays[name] for name in cell.array_names}
         self.n = O.positive_int(n, self.name, "n (the output size)", allow_automatic=False)
         self._dropout = parse_dropout(options.get("Dropout"), self.name, cell.dropout)
         in_type = self._parse_input(options.get("Input", Automatic))
@@ -81,6 +102,15 @@ class RecurrentLayer(Layer):
                 self._in["Input"] = self._in["Input"].with_dims((out.dims[0], k))
             self._out = {"Output": out}
 
+    def _with_arrays(self, arrays: dict):
+        # an optional array not held is asked for by its option (Automatic), one held by itself
+        new = super()._with_arrays(arrays)
+        extras = new.cell.present
+        new._given = {**{k: v for k, v in new._given.items() if k not in extras},
+                      **{name: Automatic for name in new.cell.array_names
+                         if name in extras and new._arrays[name] is None}}
+        return new
+
     def _parse_input(self, spec) -> ArrayType:
         if spec is Automatic or spec is None:
             return Real(VARYING, None)
@@ -102,10 +132,10 @@ class RecurrentLayer(Layer):
         return self._in["Input"].dims[1]
 
     def array_shapes(self) -> dict:
-        return self.CELL.array_shapes(self.n, self.k)
+        return self.cell.array_shapes(self.n, self.k)
 
     def initial_array(self, name: str, shape: tuple):
-        value = self.CELL.initial.get(name)
+        value = self.cell.initial.get(name)
         return None if value is None else torch.full(shape, value)
 
     def state_ports(self) -> dict:
@@ -127,7 +157,7 @@ class RecurrentLayer(Layer):
         seq = isinstance(x, Seq)
         data, lengths = (x.data, x.lengths) if seq else (x, None)
         initial = tuple(states.get((s,)) for s in self.CELL.states)
-        out, final = recurrence.run(self.CELL, arrays, data, lengths, initial,
+        out, final = recurrence.run(self.cell, arrays, data, lengths, initial,
                                     dropout_spec=self._dropout if ctx.train else None,
                                     generator=ctx.generator, exact=ctx.exact_states, cache=cache)
         note(out, "_wlnet_last", final[0])  # each sequence's last output (`sequence.last_of`)
@@ -160,7 +190,7 @@ class LongShortTermMemoryLayer(RecurrentLayer):
     CELL = cells.LSTM
     # the arrays' order in NetTrain's flat buffer: the native kernel's packed layout, which it
     # then reads in place instead of copying (`native/lstm.cpp`)
-    ARRAY_ORDER = lstm_custom.NATIVE_NAMES
+    ARRAY_ORDER = cells.LSTM.native_order
 
 
 class GatedRecurrentLayer(RecurrentLayer):

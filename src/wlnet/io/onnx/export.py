@@ -13,8 +13,9 @@ The exported model (opset 17) computes the net in evaluation mode:
   (batch, n), zeros by default; the final value of every one is an extra output named after its
   NetPort, e.g. `NetPort(1, "State")`.
 - outputs: one per output port, named after it; a "Scalar" port gives (batch,).
-- recurrent layers are ONNX's own LSTM, GRU (linear_before_reset = 1) and RNN nodes with the
-  gate tables of `kernels.cells`, time-major (layout 0, the only layout onnxruntime runs)
+- recurrent layers are ONNX's own LSTM, GRU and RNN nodes with the layouts of `kernels.cells`
+  (its attributes, linear_before_reset = 1 for Wolfram's GRU; a GRU's MemoryGateStateBiases in
+  Rbh, an LSTM's peepholes in P), time-major (layout 0, the only layout onnxruntime runs)
   between two Transposes.
 - encoders and decoders stay outside the graph; the metadata ("wlnet.encoders",
   "wlnet.decoders") records them as JSON, with their code.
@@ -39,6 +40,7 @@ from ...coders.encoders import CharacterClass, NetEncoder
 from ...core.errors import NetError, NotSupportedError
 from ...core.net import Net
 from ...core.shapes import ListType
+from ...kernels.cells import CELLS
 from ...nets.containers import GRAPH, NetGraph
 from ..files import atomic_write
 from .export_graph import BIG, Builder, Value, reduce_axes, reverse
@@ -57,32 +59,38 @@ def _arrays(layer) -> dict:
 
 
 def _gates(layer) -> tuple:
-    """W (G·n, k), R (G·n, n) and B (2·G·n: the input biases, then zero recurrent biases) of a
-    recurrent layer, in ONNX's gate order (`kernels.cells`)."""
+    """W (G·n, k), R (G·n, n), B (2·G·n: the input biases, then the recurrent ones, zero but for
+    the arrays the layout puts there) and P (3n, an LSTM's peepholes, zero where absent; None for
+    the other cells) of a recurrent layer, in ONNX's gate order (`kernels.cells`)."""
     import torch
 
-    cell = layer.CELL
-    w, r, bias, _ = (t.numpy() for t in cell.pack({a: torch.as_tensor(v) for a, v in _arrays(layer).items()},
-                                                  cell.onnx_table))
-    return w, r, np.concatenate([bias, np.zeros_like(bias)])
+    cell = layer.cell
+    a = {name: torch.as_tensor(v) for name, v in _arrays(layer).items()}
+    w, r, bias, rbias = (t.numpy() for t in cell.pack(a, cell.onnx))
+    p = None
+    if cell.onnx.peepholes:
+        zero = np.zeros(layer.n, np.float32)
+        p = np.concatenate([a[name].numpy() if name in a else zero for name in cell.onnx.peepholes])
+    return w, r, np.concatenate([bias, rbias]), p
 
 
 def _recurrent_node(b: Builder, layers: list, x: Value, state_in: dict, where: str) -> tuple:
     """ONNX's LSTM / GRU / RNN node of one recurrent layer, or of two of one kind and size
     (forward, backward) as a bidirectional node, time-major after a Transpose. state_in: state
     → (D, B, n) initial value (D directions). → Y (T, D, B, n), {state: (D, B, n) final value}."""
-    cell, n = layers[0].CELL, layers[0].n
-    W, R, B = (np.stack(a) for a in zip(*(_gates(layer) for layer in layers)))
+    cell, n = layers[0].cell, layers[0].n
+    gates = [_gates(layer) for layer in layers]
+    W, R, B = (np.stack([g[j] for g in gates]) for j in range(3))
     xt = b.op("Transpose", [x.name], where, perm=[1, 0, 2])  # (T, B, k)
     seq_lens = b.op("Cast", [x.lengths], where, to=b.onnx.TensorProto.INT32) if x.lengths else ""
-    attrs = {"hidden_size": n}
+    attrs = {"hidden_size": n, **dict(cell.onnx.attrs)}
     if len(layers) == 2:
         attrs["direction"] = "bidirectional"
-    if cell.onnx_op == "GRU":
-        attrs["linear_before_reset"] = 1
-    outs = b.op(cell.onnx_op, [xt, b.const(f"{where}/W", W), b.const(f"{where}/R", R), b.const(f"{where}/B", B),
-                               seq_lens, *(state_in[s] for s in cell.states)],
-                where, n_out=1 + len(cell.states), **attrs)
+    inputs = [xt, b.const(f"{where}/W", W), b.const(f"{where}/R", R), b.const(f"{where}/B", B),
+              seq_lens, *(state_in[s] for s in cell.states)]
+    if any(layer.cell.present & set(cell.onnx.peepholes) for layer in layers):
+        inputs.append(b.const(f"{where}/P", np.stack([g[3] for g in gates])))
+    outs = b.op(cell.onnx.kernel, inputs, where, n_out=1 + len(cell.states), **attrs)
     return outs[0], dict(zip(cell.states, outs[1:]))
 
 
@@ -157,9 +165,7 @@ def _unit_vector(b: Builder, layer, ins: dict, initial, where: str):
 
 
 CONVERTERS = {
-    "LongShortTermMemoryLayer": _recurrent,
-    "GatedRecurrentLayer": _recurrent,
-    "BasicRecurrentLayer": _recurrent,
+    **dict.fromkeys((cell.name for cell in CELLS), _recurrent),
     "LinearLayer": _linear,
     "ElementwiseLayer": _elementwise,
     "SoftmaxLayer": _softmax,
@@ -269,7 +275,7 @@ def _map(b: Builder, op, ins: dict, initial, position: tuple):
     return result, {}
 
 
-_RECURRENT = ("LongShortTermMemoryLayer", "GatedRecurrentLayer", "BasicRecurrentLayer")
+_RECURRENT = {cell.name for cell in CELLS}
 
 
 def _bidirectional(b: Builder, op, ins: dict, initial, position: tuple):
@@ -279,7 +285,7 @@ def _bidirectional(b: Builder, op, ins: dict, initial, position: tuple):
     where = "/".join(str(p) for p in position) or op.name
     x = ins["Input"]
     fw, bw = op.forward_net, op.backward_net
-    if type(fw).__name__ in _RECURRENT and type(fw) is type(bw) and fw.n == bw.n:
+    if type(fw).__name__ in _RECURRENT and type(fw) is type(bw) and fw.n == bw.n and fw.cell.onnx == bw.cell.onnx:
         return _bidirectional_node(b, op, x, initial, position, where)
     outs, finals = {}, {}
     for key, net in (("ForwardNet", fw), ("BackwardNet", bw)):

@@ -4,13 +4,15 @@ outputs, adding layers and edges to the net being built."""
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 
 from ...core.errors import NetError
 from ...core.shapes import VARYING
 from ...kernels import cells
 from ...layers.basic import ElementwiseLayer, LinearLayer, SoftmaxLayer
-from ...layers.recurrent import BasicRecurrentLayer, GatedRecurrentLayer, LongShortTermMemoryLayer
+from ...layers.recurrent import LAYERS
 from ...layers.sequence import EmbeddingLayer, SequenceLastLayer, SequenceReverseLayer, UnitVectorLayer
 from .import_join import Bidirectional, joined, materialize, outputs, reduced
 from .tables import FUNCTIONS
@@ -524,23 +526,32 @@ def op_reverse_sequence(im, args, attrs, n_out):
     return x._replace(src=(key, "Output"))
 
 
-RECURRENT = {"LSTM": (LongShortTermMemoryLayer, cells.LSTM), "GRU": (GatedRecurrentLayer, cells.GRU),
-             "RNN": (BasicRecurrentLayer, cells.RNN)}
-DEFAULT_ACTIVATIONS = {"LSTM": ["Sigmoid", "Tanh", "Tanh"], "GRU": ["Sigmoid", "Tanh"], "RNN": ["Tanh"]}
+RECURRENT = {cell.onnx.kernel: cell for cell in cells.CELLS}  # ONNX operator → cell
+
+
+def _variant(cell, attrs: dict):
+    """The variant of `cell` whose ONNX attributes the node has (ONNX's default 0 where it
+    gives none), or None."""
+    for values in itertools.product(*cell.forms.values()):
+        v = cell.variant((), dict(zip(cell.forms, values)))
+        if all(int(attrs.get(a, 0)) == value for a, value in v.onnx.attrs):
+            return v
+    return None
 
 
 def op_recurrent(im, args, attrs, n_out):
     op = im.node.op_type
-    layer_cls, cell = RECURRENT[op]
+    cell = RECURRENT[op]
+    layer_cls = LAYERS[cell.name]
     args = args + [None] * (8 - len(args))
     x, W, R, B, lens = materialize(im, args[0]), *args[1:5]
     n = int(attrs["hidden_size"]) if "hidden_size" in attrs else None
     direction = attrs.get("direction", "forward")
     layout = attrs.get("layout", 0)
     acts = [a.lower() for a in attrs.get("activations", [])]
-    default = [a.lower() for a in DEFAULT_ACTIVATIONS[op]]
+    default = [a.lower() for a in cell.onnx.activations]
     if acts and acts != default * (len(acts) // len(default)):
-        raise im.fail(f"activations {attrs['activations']} differ from the default {DEFAULT_ACTIVATIONS[op]}; "
+        raise im.fail(f"activations {attrs['activations']} differ from the default {list(cell.onnx.activations)}; "
                       f"{layer_cls.__name__} computes those.")
     if "clip" in attrs:
         raise im.fail(f"a clip of the cell (clip = {attrs['clip']}) is not part of {layer_cls.__name__}.")
@@ -549,12 +560,16 @@ def op_recurrent(im, args, attrs, n_out):
     if op == "LSTM" and attrs.get("input_forget", 0):
         raise im.fail("input_forget = 1 (the forget gate coupled to the input gate) is not part of "
                       "LongShortTermMemoryLayer.")
-    if op == "LSTM" and args[7] is not None and (not isinstance(args[7], Const) or np.any(args[7].value)):
-        raise im.fail("an LSTM with peepholes (input P) is refused: LongShortTermMemoryLayer has no peepholes.")
-    if op == "GRU" and attrs.get("linear_before_reset", 0) != 1:
-        raise im.fail("a GRU with linear_before_reset = 0 computes h = g(W_h x + R_h (r ∘ H) + ...), the reset gate "
-                      "inside the state product; GatedRecurrentLayer applies it after (m = tanh(W_mx x + b_m + "
-                      "r*(W_ms s))), which is ONNX's linear_before_reset = 1.")
+    variant = _variant(cell, attrs)
+    if variant is None:
+        raise im.fail(f"the attributes {', '.join(f'{a} = {attrs.get(a, 0)}' for a, _ in cell.onnx.attrs)} "
+                      f"match no form of {layer_cls.__name__}.")
+    peep = None
+    if cell.onnx.peepholes and args[7] is not None:
+        if not isinstance(args[7], Const):
+            raise im.fail("the peepholes P must be a constant.")
+        if np.any(args[7].value):
+            peep = np.asarray(args[7].value, np.float32)
     if direction not in ("forward", "reverse", "bidirectional"):
         raise im.fail(f"the direction {direction!r} is not known.")
     D = 2 if direction == "bidirectional" else 1
@@ -568,11 +583,9 @@ def op_recurrent(im, args, attrs, n_out):
     if b.shape != (D, 2 * G * n):
         raise im.fail(f"B must have shape ({D}, {2 * G * n}), but has {b.shape}.", NetError)
     k = int(w.shape[2])
-    rows = cell.unfoldable_bias_rows(cell.onnx_table, n)
-    if rows and np.any(b[:, G * n:][:, rows]):
-        raise im.fail("the GRU's recurrent bias of its h gate (Rbh) is nonzero: with linear_before_reset = 1 it is "
-                      "multiplied by the reset gate, r*(R_h H + Rbh), and GatedRecurrentLayer has no such bias "
-                      "(m = tanh(W_mx x + b_m + r*(W_ms s))).")
+    P = len(cell.onnx.peepholes)
+    if peep is not None and peep.shape != (D, P * n):
+        raise im.fail(f"P must have shape ({D}, {P * n}), but has {peep.shape}.", NetError)
     if not isinstance(x, Data) or x.integer or len(x.axes) != 3 or not isinstance(im.axes(x)[2], int):
         raise im.fail("its input X must be a float sequence of vectors (3 axes).")
     if im.axes(x)[2] != k:
@@ -583,9 +596,12 @@ def op_recurrent(im, args, attrs, n_out):
         raise im.fail("sequence_lens must be the lengths of the batch's sequences (a graph input, or all full).")
     if isinstance(lens, Lengths) and lens.offset:
         raise im.fail("sequence_lens must be the lengths themselves.")
-    arrays = tuple({name: t.copy() for name, t in cell.unpack(
-        *(np.asarray(t, np.float32) for t in (w[d], r[d], b[d, :G * n], b[d, G * n:])), table=cell.onnx_table).items()}
-        for d in range(D))
+    form = {name: value for name, value in variant.form if value != cell.forms[name][0]}
+    arrays = tuple({**{name: t.copy() for name, t in variant.unpack(
+        *(np.asarray(t, np.float32) for t in (w[d], r[d], b[d, :G * n], b[d, G * n:])), layout=variant.onnx).items()},
+        **({} if peep is None else {name: peep[d, j * n:(j + 1) * n].copy()
+                                    for j, name in enumerate(cell.onnx.peepholes)}), **form}
+        for d in range(D))  # each direction's arrays and options
     given = {s: _initial_states(im, v, s, n, layout, D) for s, v in zip(cell.states, args[5:5 + len(cell.states)])}
     given = {s: v for s, v in given.items() if v is not None}
     if D == 2:
