@@ -73,6 +73,9 @@ def main():
     }
     for name, net in page.items():
         measure(name, net, repeat=5)
+    measure("addition net as the page writes it", NetChain(
+        [LongShortTermMemoryLayer(80), LongShortTermMemoryLayer(80), SequenceLastLayer(), LinearLayer(1)],
+        Input=NetEncoder(("Characters", "0123456789+", "UnitVector")), Output="Scalar"), repeat=5)
 
 
 if __name__ == "__main__":
