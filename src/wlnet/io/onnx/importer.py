@@ -34,21 +34,24 @@ decoders and leaves out its state outputs.
 from __future__ import annotations
 
 import json
+import math
 import os
+import stat
 
 import numpy as np
 
 from ...coders.encoders import CHARACTER_CLASSES, NetDecoder, NetEncoder
-from ...core.errors import NetError, NotSupportedError
+from ...core.errors import FileFormatError, NetError, NotSupportedError
 from ...core.net import NetPort
 from ...core.shapes import VARYING
 from ...layers.sequence import SequenceLastLayer
 from ...nets.containers import NetGraph
 from ...nets.operators import NetMapOperator
+from .export import MAX_BYTES
 from .import_join import materialize, resolve
 from .import_ops import FOLDABLE, OPS, SUPPORTED
 from .tables import DECODERS, ENCODERS, STATES, require_onnx
-from .values import BATCH, TIME, Const, Data, Lazy, Lengths, Stacked, Var
+from .values import BATCH, TIME, Const, Data, Lazy, Lengths, Shp, Stacked, Var, Zeros
 
 
 # ---- the importer ----------------------------------------------------------------------------
@@ -71,6 +74,8 @@ class Importer:
             for i in node.input:
                 self.uses[i] = self.uses.get(i, 0) + 1
         self.node = None
+        self.folded = 0  # bytes of the constants computed so far
+        self.fold_budget = MAX_FOLD_BYTES + 4 * model.ByteSize()  # (a model's weights cast wider and transposed)
 
     # ---- errors ----
     def fail(self, what: str, cls=NotSupportedError):
@@ -234,11 +239,16 @@ class Importer:
             if op not in PICKING:
                 args = [materialize(self, a) for a in args]
             if (op == "Constant" or all(a is None or isinstance(a, Const) for a in args)) and op in FOLDABLE:
-                outs = self.fold(node, args)
+                outs = self.fold(node, args, attrs)
             else:
                 handler = OPS.get(op)
                 if handler is None:
                     raise self.fail(f"the operator {op} is not supported; supported are {', '.join(SUPPORTED)}.")
+                for name, a in zip(node.input, args):  # the handlers read integer constants as shapes, axes or
+                    # indices, entry by entry (a Reshape's target in combinations of its entries)
+                    if isinstance(a, Const) and a.value.dtype.kind in "iu" and a.value.size > MAX_ENTRIES:
+                        raise self.fail(f"its input {name!r} is an integer constant of {a.value.size} entries; as a "
+                                        f"shape, axes or indices at most {MAX_ENTRIES} are read.")
                 outs = handler(self, args, attrs, len(node.output))
                 outs = outs if isinstance(outs, list) else [outs]
         except (IndexError, KeyError, ValueError, TypeError, ZeroDivisionError, OverflowError) as e:
@@ -248,15 +258,29 @@ class Importer:
                             NetError) from None
         for name, v in zip(node.output, outs):
             if name:
+                self.check_bounds(name, v)
                 self.values[name] = v
 
-    def fold(self, node, args) -> list:
-        """A node on constants, run by onnx's reference evaluator."""
+    def fold(self, node, args, attrs) -> list:
+        """A node on constants, run by onnx's reference evaluator once the size of what it makes is
+        known to be bounded: at most MAX_FOLD elements (or no more than its inputs hold), and all the
+        constants computed so far within the budget of bytes."""
         from onnx.reference import ReferenceEvaluator
 
-        size = _fold_size(node.op_type, args)
-        if size > MAX_FOLD:
-            raise self.fail(f"it would make a constant of {size} elements.", NetError)
+        count = FOLD_COUNTS.get(node.op_type)
+        if count is None:
+            raise self.fail("it is not computed on constants.")
+        count = count(args, attrs)
+        held = sum(a.value.size for a in args if a is not None)
+        if node.op_type == "Constant" and "value" in attrs:  # its array is in the file already
+            held = count
+        if count > max(MAX_FOLD, held):
+            raise self.fail(f"it would make a constant of {count} elements, from inputs of {held}; at most {MAX_FOLD} "
+                            "are computed while reading a graph.")
+        size = count * max([8] + [a.value.itemsize for a in args if a is not None])  # (an upper bound: Cast widens)
+        if self.folded + size > self.fold_budget:
+            raise self.fail(f"its constant of {count} elements would take the constants computed while reading the "
+                            f"graph past {self.fold_budget} bytes.")
         h = self.onnx.helper
         names = [f"i{j}" if a is not None else "" for j, a in enumerate(args)]
         n = h.make_node(node.op_type, names, [f"o{j}" for j in range(len(node.output))], domain=node.domain)
@@ -269,7 +293,25 @@ class Importer:
             out = ReferenceEvaluator(m).run(None, {nm: a.value for nm, a in zip(names, args) if a is not None})
         except Exception as e:
             raise self.fail(f"it cannot be evaluated on its constant inputs ({type(e).__name__}: {e}).") from None
-        return [Const(np.asarray(v)) for v in out]
+        out = [np.asarray(v) for v in out]
+        self.folded += sum(v.nbytes for v in out)
+        return [Const(v) for v in out]
+
+    def check_bounds(self, name: str, v) -> None:
+        """Refuse an abstract value that grew past what a graph of tensors needs (shape vectors, axes,
+        stacked values), before a later node multiplies it."""
+        what = None
+        if isinstance(v, Shp | Zeros | Lengths | Data):
+            entries = v.entries if isinstance(v, Shp) else v.dims if isinstance(v, Zeros | Lengths) else v.axes
+            if len(entries) > MAX_ENTRIES:
+                what = f"{'a shape vector of' if isinstance(v, Shp) else 'a value of'} {len(entries)} " \
+                       f"{'entries' if isinstance(v, Shp) else 'axes'}; at most {MAX_ENTRIES} are read"
+            elif any(isinstance(e, int) and not -2**63 <= e < 2**63 for e in entries):
+                what = "a shape whose sizes leave the 64-bit integers"
+        elif isinstance(v, Stacked) and len(v.parts) > MAX_PARTS:
+            what = f"{len(v.parts)} values stacked; at most {MAX_PARTS} are read"
+        if what is not None:
+            raise self.fail(f"its output {name!r} would be {what}.")
 
     # ---- the net ----
     def net(self, meta: dict):
@@ -362,22 +404,72 @@ class Importer:
 
 PICKING = {"Gather", "Slice", "Concat", "Shape", "Identity", "ReduceSum", "ReduceMean",  # ops that take Stacked values
            "LSTM", "GRU", "RNN"}  # (initial states of both directions)
-MAX_FOLD = 10**7  # elements of a constant computed while reading a graph
+MAX_FOLD = 10**7  # elements of a constant computed while reading a graph (more only where its inputs hold more)
+MAX_FOLD_BYTES = 2**28  # bytes of all the constants computed, beyond four times the model's own bytes
+MAX_ENTRIES = 32  # entries of a shape vector, axes of a value, entries of an integer constant the handlers read
+MAX_PARTS = 4096  # values stacked by a Concat (the directions of every layer of a recurrent stack)
 
 
-def _fold_size(op: str, args: list) -> int:
-    """The number of elements a folded node that makes arrays from a shape would make (0 for the others)."""
-    def count(shape):
-        return int(np.prod([max(int(d), 0) for d in np.asarray(shape).reshape(-1)], dtype=np.float64))
+# ---- the size of what a node on constants makes, from the shapes (and shape inputs) of its inputs --------
+def _count(shape) -> int:
+    return math.prod(max(int(d), 0) for d in shape)
 
-    if op == "ConstantOfShape":
-        return count(args[0].value)
-    if op == "Expand":
-        return count(np.broadcast_shapes(args[0].value.shape, tuple(int(d) for d in np.asarray(args[1].value))))
-    if op == "Range":
-        start, limit, delta = (float(np.asarray(a.value)) for a in args)
-        return int(abs((limit - start) / delta)) if delta else MAX_FOLD + 1
-    return 0
+
+def _broadcast(*shapes) -> tuple:
+    """The shape numpy's broadcasting (ONNX's multidirectional broadcasting) gives `shapes`."""
+    rank = max((len(s) for s in shapes), default=0)
+    out = []
+    for i in range(rank):
+        dims = {int(s[i - rank + len(s)]) for s in shapes if i - rank + len(s) >= 0}
+        big = dims - {1}
+        if len(big) > 1:
+            raise ValueError(f"the shapes {[list(s) for s in shapes]} do not broadcast")
+        out.append(big.pop() if big else 1)
+    return tuple(out)
+
+
+def _shapes(args) -> list:
+    return [a.value.shape for a in args if a is not None]
+
+
+def _constant_count(args, attrs) -> int:
+    for key in ("value", "sparse_value"):
+        if key in attrs:
+            return _count(attrs[key].dims)
+    lists = [v for k, v in attrs.items() if k in ("value_ints", "value_floats", "value_strings")]
+    return len(lists[0]) if lists else 1
+
+
+def _range_count(args, attrs) -> int:
+    start, limit, delta = (np.asarray(a.value).reshape(-1)[0].item() for a in args)
+    if not all(math.isfinite(x) for x in (start, limit, delta)) or delta == 0:
+        raise ValueError(f"a Range from {start} to {limit} by {delta} does not end")
+    if all(isinstance(x, int) for x in (start, limit, delta)):
+        return max(-(-(limit - start) // delta), 0)
+    return max(math.ceil((limit - start) / delta), 0)
+
+
+def _gather_count(args, attrs) -> int:
+    data, idx = args[0].value.shape, args[1].value.shape
+    axis = attrs.get("axis", 0)
+    axis = axis + len(data) if axis < 0 else axis
+    return _count(data[:axis] + idx + data[axis + 1:])
+
+
+FOLD_COUNTS = {  # op → (its inputs, its attributes) → elements of its largest output
+    "Constant": _constant_count,
+    "ConstantOfShape": lambda args, attrs: _count(np.asarray(args[0].value).reshape(-1)),
+    "Expand": lambda args, attrs: _count(_broadcast(args[0].value.shape, np.asarray(args[1].value).reshape(-1))),
+    "Range": _range_count,
+    "Gather": _gather_count,
+    **{op: lambda args, attrs: _count(_broadcast(*_shapes(args)))
+       for op in ("Add", "Sub", "Mul", "Div", "Min", "Max", "Equal", "Where")},
+    "Concat": lambda args, attrs: sum(_count(s) for s in _shapes(args)),
+    "Shape": lambda args, attrs: len(args[0].value.shape),
+    **{op: lambda args, attrs: _count(args[0].value.shape)  # (no more than their first input holds)
+       for op in ("Identity", "Cast", "Neg", "Unsqueeze", "Squeeze", "Reshape", "Transpose", "Slice", "ReduceSum",
+                  "ReduceMean")},
+}
 
 
 def _json(text, default):
@@ -408,36 +500,181 @@ def _axis_text(a) -> str:
 
 
 # ---- reading the file ------------------------------------------------------------------------------
+# The standard operators' versions whose semantics the op handlers and the folding follow. From 7 on,
+# Add / Sub / Mul / Div / Equal broadcast as numpy does (before, by `broadcast` / `axis` attributes the
+# handlers do not read), Dropout is the identity at inference (before, `is_test` = 0 made it random), Gemm
+# broadcasts C and LSTM / GRU / RNN lost `output_sequence`. The handlers read both forms of the operators
+# whose arguments moved from attributes to inputs later (Slice at 10, Squeeze / Unsqueeze / ReduceSum at 13,
+# ReduceMean at 18) and Softmax before and after 13 (coerced to 2-D, default axis 1; then over one axis,
+# default -1). Up to 28 the versions after 17 of the imported operators add element types (float8, 4-bit,
+# bfloat16), Cast's float8 rounding, Range's float16 accumulation, Shape's start / end (read) and Reshape's
+# allowzero (read), nothing that changes what a net computes; a newer opset may change them unreviewed.
+OPSETS = (7, 28)
+MAX_EXTERNAL = 2**34  # bytes of external data read for one model (wlnet's nets hold far less; a sparse
+# file claims any size at no cost)
+_ITEMSIZE = {1: 4, 2: 1, 3: 1, 4: 2, 5: 2, 6: 4, 7: 8, 9: 1, 10: 2, 11: 8, 12: 4, 13: 8, 14: 8, 15: 16, 16: 2}
+# (TensorProto's FLOAT, UINT8, INT8, UINT16, INT16, INT32, INT64, BOOL, FLOAT16, DOUBLE, UINT32, UINT64,
+# COMPLEX64, COMPLEX128, BFLOAT16: bytes of one element)
+
+
+def _read_file(path: str) -> bytes:
+    """The bytes of the model file, read only once it is known to be a regular file of at most
+    MAX_BYTES (a FIFO would block forever, /dev/zero never ends)."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        raise FileFormatError(f"ONNX import: the file {path!r} does not exist.") from None
+    except OSError as e:
+        raise FileFormatError(f"ONNX import: cannot read {path!r}: {e.strerror or e}.") from None
+    if stat.S_ISDIR(st.st_mode):
+        raise FileFormatError(f"ONNX import: {path!r} is a directory, not an ONNX file.")
+    if not stat.S_ISREG(st.st_mode):
+        raise FileFormatError(f"ONNX import: {path!r} is not a regular file (a FIFO, device or socket is not read).")
+    if st.st_size > MAX_BYTES:
+        raise FileFormatError(f"ONNX import: the file {path!r} has {st.st_size} bytes, more than the {MAX_BYTES} "
+                              "an ONNX file can hold (larger models keep their arrays in external data files).")
+    try:  # opened without blocking, and checked again: the path may have changed since the stat
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
+        with os.fdopen(fd, "rb") as f:
+            st = os.fstat(f.fileno())
+            if not stat.S_ISREG(st.st_mode) or st.st_size > MAX_BYTES:
+                raise FileFormatError(f"ONNX import: {path!r} changed while it was opened (it is no longer a regular "
+                                      f"file of at most {MAX_BYTES} bytes).")
+            data = f.read(MAX_BYTES + 1)
+    except OSError as e:
+        raise FileFormatError(f"ONNX import: cannot read {path!r}: {e.strerror or e}.") from None
+    if len(data) > MAX_BYTES:
+        raise FileFormatError(f"ONNX import: the file {path!r} grew past {MAX_BYTES} bytes while it was read.")
+    return data
+
+
+def _check_opset(model, path: str) -> None:
+    versions = [o.version for o in model.opset_import if o.domain in ("", "ai.onnx")]
+    low, high = OPSETS
+    high = min(high, _known_opset())
+    if not versions:
+        raise NotSupportedError(f"ONNX import: the file {path!r} imports no version of the standard ONNX operators "
+                                f"(opset); the importer reads opsets {low} to {high}.")
+    for v in versions:
+        if not low <= v <= high:
+            why = "before 7, broadcasting and Dropout were set by attributes it does not read" if v < low else \
+                "newer ones may change the operators it reads" if v > OPSETS[1] else \
+                "the installed onnx package knows no newer ones"
+            raise NotSupportedError(f"ONNX import: the file {path!r} uses opset {v} of the standard ONNX operators; "
+                                    f"the importer reads opsets {low} to {high} ({why}).")
+
+
+def _known_opset() -> int:
+    import onnx.defs
+
+    return onnx.defs.onnx_opset_version()
+
+
+def _tensors(graph):
+    """Every TensorProto of a graph and its subgraphs: initializers, sparse ones' parts, attributes."""
+    yield from graph.initializer
+    for s in graph.sparse_initializer:
+        yield s.values
+        yield s.indices
+    for node in graph.node:
+        for a in node.attribute:
+            if a.HasField("t"):
+                yield a.t
+            yield from a.tensors
+            if a.HasField("sparse_tensor"):
+                yield a.sparse_tensor.values
+                yield a.sparse_tensor.indices
+            for s in a.sparse_tensors:
+                yield s.values
+                yield s.indices
+            if a.HasField("g"):
+                yield from _tensors(a.g)
+            for g in a.graphs:
+                yield from _tensors(g)
+
+
+def _check_external(onnx, model, path: str) -> None:
+    """Refuse, before anything is read, external data that is not a regular file inside the model's
+    folder (no absolute path, no "..", no symbolic link anywhere on the way), whose offset and length
+    leave the file, whose length differs from the tensor's, or that adds up to more than MAX_EXTERNAL."""
+    base = os.path.realpath(os.path.dirname(os.path.abspath(path)))
+    total = 0
+    for t in _tensors(model.graph):
+        if t.data_location != onnx.TensorProto.EXTERNAL:
+            continue
+        info = {e.key: e.value for e in t.external_data}
+
+        def bad(why, name=t.name):
+            return FileFormatError(f"ONNX import: the external data of {path!r} cannot be read: the tensor "
+                                   f"{name!r} {why}.")
+
+        location = info.get("location", "")
+        parts = location.replace("\\", "/").split("/")
+        if not location or os.path.isabs(location) or location[:1] in "/\\" or os.path.splitdrive(location)[0] or \
+                ".." in parts:
+            raise bad(f"has the location {location!r}; it must be a file inside the model's folder, named relative "
+                      "to it")
+        full = base
+        for p in parts:
+            if not p or p == ".":
+                continue
+            full = os.path.join(full, p)
+            if os.path.islink(full):
+                raise bad(f"has the location {location!r}, where {p!r} is a symbolic link")
+        if os.path.commonpath([os.path.realpath(full), base]) != base:
+            raise bad(f"has the location {location!r}, outside the model's folder")
+        try:
+            st = os.stat(full)
+        except OSError as e:
+            raise bad(f"has the location {location!r}, which cannot be read ({e.strerror or e})") from None
+        if not stat.S_ISREG(st.st_mode):
+            raise bad(f"has the location {location!r}, which is not a regular file")
+        try:
+            offset, length = int(info.get("offset", 0)), int(info["length"]) if "length" in info else None
+        except ValueError:
+            raise bad(f"has the offset {info.get('offset')!r} and length {info.get('length')!r}; they must be "
+                      "whole numbers") from None
+        if offset < 0 or offset > st.st_size or (length is not None and (length < 0 or offset + length > st.st_size)):
+            raise bad(f"has the offset {offset} and length {length} in {location!r}, a file of {st.st_size} bytes")
+        length = st.st_size - offset if length is None else length
+        item = _ITEMSIZE.get(t.data_type)
+        count = math.prod(int(d) for d in t.dims)
+        if item is not None and length != count * item:
+            raise bad(f"has {length} bytes in {location!r}, but its shape {list(t.dims)} takes {count * item}")
+        total += length
+        if total > MAX_EXTERNAL:
+            raise bad(f"takes the external data of the model past {MAX_EXTERNAL} bytes")
+
+
 def load(path):
     """The ModelProto in the file at `path`; a NetError naming the file if it is not one."""
     onnx = require_onnx("ONNX import")
     path = os.fspath(path)
-    if not os.path.exists(path):
-        raise NetError(f"ONNX import: the file {path!r} does not exist.")
-    if os.path.isdir(path):
-        raise NetError(f"ONNX import: {path!r} is a directory, not an ONNX file.")
-    with open(path, "rb") as f:
-        data = f.read()
+    data = _read_file(path)
     if not data:
-        raise NetError(f"ONNX import: the file {path!r} is empty.")
+        raise FileFormatError(f"ONNX import: the file {path!r} is empty.")
     try:
         model = onnx.load_from_string(data)
     except Exception as e:  # protobuf's DecodeError and its kin
-        raise NetError(f"ONNX import: the file {path!r} is not an ONNX model ({type(e).__name__}).") from None
+        raise FileFormatError(f"ONNX import: the file {path!r} is not an ONNX model ({type(e).__name__}).") from None
+    del data
     if not model.graph.output or not model.opset_import:
-        raise NetError(f"ONNX import: the file {path!r} is not an ONNX model (it has no graph outputs or opset).")
+        raise FileFormatError(f"ONNX import: the file {path!r} is not an ONNX model (it has no graph outputs or "
+                              "opset).")
+    _check_opset(model, path)
+    _check_external(onnx, model, path)
     try:  # arrays in external data files beside the model (torch.onnx.export writes them): onnx's reader, which
         # refuses locations outside the model's folder
         from onnx.external_data_helper import load_external_data_for_model
 
         load_external_data_for_model(model, os.path.dirname(os.path.abspath(path)))
     except Exception as e:
-        raise NetError(f"ONNX import: the external data of {path!r} cannot be read ({type(e).__name__}: {e}).") \
+        raise FileFormatError(f"ONNX import: the external data of {path!r} cannot be read ({type(e).__name__}: {e}).") \
             from None
     try:
         onnx.checker.check_model(model)
     except Exception as e:
-        raise NetError(f"ONNX import: the file {path!r} is not a valid ONNX model: {e}") from None
+        raise FileFormatError(f"ONNX import: the file {path!r} is not a valid ONNX model: {e}") from None
     return onnx, model, path
 
 
