@@ -11,7 +11,7 @@ import textwrap
 from ..core.shapes import ListType, describe
 
 _GAP, _MARGIN, _ROW_GAP = 90, 20, 26  # pixels between columns, around the picture, between rows
-_STYLE = {"ha": "center", "va": "center", "fontsize": 8}
+_CENTRED = {"ha": "center", "va": "center", "fontsize": 8}  # a box's text
 
 
 def _dims(t) -> str:
@@ -64,7 +64,7 @@ def summary_graphic(net):
     renderer = fig.canvas.get_renderer()
     size = {}
     for key, (text, box) in boxes.items():  # each box's size in pixels, drawn once to be measured
-        probe = fig.text(0.5, 0.5, text, bbox=box, **_STYLE)
+        probe = fig.text(0.5, 0.5, text, bbox=box, **_CENTRED)
         probe.draw(renderer)  # (the box around the text takes its size when drawn)
         extent = probe.get_bbox_patch().get_window_extent(renderer)
         size[key] = (extent.width, extent.height)
@@ -88,7 +88,7 @@ def summary_graphic(net):
     ax.set_ylim(0, H)
     ax.set_axis_off()
     for key, (text, box) in boxes.items():
-        ax.text(*centre[key], text, bbox=box, **_STYLE)
+        ax.text(*centre[key], text, bbox=box, **_CENTRED)
 
     def at(end):
         return ("in", end[1]) if end[0] == "graph" else end[0]
