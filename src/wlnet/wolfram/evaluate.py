@@ -303,8 +303,11 @@ def _split(args: list) -> tuple[list, dict]:
     return list(args[:cut]), opts
 
 
+_LIST_LAYERS = {"CatenateLayer", "TotalLayer", "ThreadingLayer"}  # "Input" -> {shape1, shape2, ...}: one per array
+
+
 def _is_list_layer(f) -> bool:
-    return isinstance(f, type) and any(c.__name__ == "_ListLayer" for c in f.__mro__)
+    return isinstance(f, type) and any(c.__name__ in _LIST_LAYERS or c.__name__ == "_ListLayer" for c in f.__mro__)
 
 
 def _generic_options(f, opts: dict) -> dict:
