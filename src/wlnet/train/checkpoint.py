@@ -126,12 +126,10 @@ def decode(v, tensors: dict, where: str):
 
 def fingerprint(module, problem, validation, source, o, world: int) -> dict:
     """What must be the same for a checkpoint to be of this run."""
-    from .sources import digest
-
     return {
         "arrays": [[k, list(p.shape), str(p.dtype)] for k, p in module.named_parameters()],
         "data": source.digest(),
-        "validation": digest(validation.data if validation is not None else None),
+        "validation": validation.data.digest() if validation is not None else "none",
         "losses": sorted(problem.losses.items()),
         "BatchSize": source.batch,
         "RoundLength": source.round_length,

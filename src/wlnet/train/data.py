@@ -14,6 +14,7 @@ A bad example is reported before anything runs, by its 1-based index and its por
 
 from __future__ import annotations
 
+import hashlib
 from typing import NamedTuple
 
 import torch
@@ -250,6 +251,18 @@ class Dataset(NamedTuple):
     def to(self, device, dtype=torch.float32) -> Dataset:
         """On `device`, with real-valued data in `dtype` (integer data, e.g. class indices, kept)."""
         return Dataset(move_all(self.inputs, device, dtype), move_all(self.targets, device, dtype), self.size)
+
+    def digest(self) -> str:
+        """A hash of the examples (their ports, shapes, dtypes and values)."""
+        h = hashlib.sha256()
+        for side in (self.inputs, self.targets):
+            for port in sorted(side):
+                v = side[port]
+                for t in (v.data, v.lengths) if isinstance(v, Seq) else (v,):
+                    if t is not None:
+                        h.update(f"{port}{tuple(t.shape)}{t.dtype}".encode())
+                        h.update(t.detach().cpu().contiguous().numpy().tobytes())
+        return h.hexdigest()
 
     def length_key(self) -> torch.Tensor | None:
         """Per example, the total length of its sequence inputs of varying length (None if there are

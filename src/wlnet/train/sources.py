@@ -14,12 +14,10 @@ only the batches' composition differs.
 
 from __future__ import annotations
 
-import hashlib
 import math
 
 import torch
 
-from ..core.data import Seq
 from ..core.errors import TrainingError
 from .data import Dataset, Problem, read_dataset
 from .options import Options, Scaled
@@ -72,7 +70,7 @@ class ListSource:
         return idx, self.data.rows
 
     def digest(self) -> str:
-        return digest(self.given)
+        return self.given.digest()
 
     def state_dict(self) -> dict:
         return {"shuffle": self.g.get_state(), "stream": self.stream}
@@ -137,21 +135,6 @@ class GeneratorSource:
     def load_state_dict(self, state: dict) -> None:
         self.round, self.absolute = int(state["round"]), int(state["absolute"])
         self.pending = None  # the first batch was read to learn the losses; training goes on from the checkpoint
-
-
-def digest(dataset: Dataset | None) -> str:
-    """A hash of the examples (their ports, shapes, dtypes and values)."""
-    if dataset is None:
-        return "none"
-    h = hashlib.sha256()
-    for side in (dataset.inputs, dataset.targets):
-        for port in sorted(side):
-            v = side[port]
-            for t in (v.data, v.lengths) if isinstance(v, Seq) else (v,):
-                if t is not None:
-                    h.update(f"{port}{tuple(t.shape)}{t.dtype}".encode())
-                    h.update(t.detach().cpu().contiguous().numpy().tobytes())
-    return h.hexdigest()
 
 
 def is_generator(data) -> bool:
