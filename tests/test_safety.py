@@ -258,6 +258,12 @@ def test_a_file_with_non_finite_arrays_is_refused_for_every_layer_with_arrays(tm
     tensors[array] = tensors[array].clone().index_fill_(0, torch.tensor([0]), float("inf"))
     path.write_bytes(st_save(tensors, metadata={"wlnet": header["__metadata__"]["wlnet"]}))
     refused(path, f"{array} contains NaN or infinite values")
+    # and Export refuses such a net in the first place
+    bad = NetInitialize(layer).with_arrays({((), array): tensors[array]})
+    assert not torch.isfinite(bad.arrays()[(array,)]).all()
+    with pytest.raises(ExportError, match=f"{array} contains NaN or infinite values"):
+        Export(tmp_path / "bad.wlnet", bad)
+    assert not (tmp_path / "bad.wlnet").exists()
 
 
 # ---- the native module's loading from several threads at once --------------------------------------
