@@ -597,11 +597,11 @@ def op_recurrent(im, args, attrs, n_out):
     if isinstance(lens, Lengths) and lens.offset:
         raise im.fail("sequence_lens must be the lengths themselves.")
     form = {name: value for name, value in variant.form if value != cell.forms[name][0]}
+    parts = [] if peep is None else [peep[:, j * n:(j + 1) * n] for j in range(P)]  # each (D, n)
     arrays = tuple({**{name: t.copy() for name, t in variant.unpack(
         *(np.asarray(t, np.float32) for t in (w[d], r[d], b[d, :G * n], b[d, G * n:])), layout=variant.onnx).items()},
-        **({} if peep is None else {name: peep[d, j * n:(j + 1) * n].copy()
-                                    for j, name in enumerate(cell.onnx.peepholes)}), **form}
-        for d in range(D))  # each direction's arrays and options
+        **{name: part[d].copy() for name, part in zip(cell.onnx.peepholes, parts) if np.any(part[d])}, **form}
+        for d in range(D))  # each direction's arrays (the nonzero peepholes) and options
     given = {s: _initial_states(im, v, s, n, layout, D) for s, v in zip(cell.states, args[5:5 + len(cell.states)])}
     given = {s: v for s, v in given.items() if v is not None}
     if D == 2:
