@@ -179,6 +179,14 @@ def test_a_layer_taken_from_a_chain_keeps_its_inferred_ports(tmp_path):
     assert Import(tmp_path / "net.wlnet").input_ports()["Input"].dims == (4, 5)
 
 
+def test_a_layer_with_a_list_port_round_trips_with_its_list_type(tmp_path):
+    for layer in (w.CatenateLayer(Input=[2, 3]), w.CatenateLayer(), w.ThreadingLayer("Plus", Input=[4, 4])):
+        got = roundtrip(layer, tmp_path)
+        assert got.input_ports() == layer.input_ports() and got.output_ports() == layer.output_ports()
+    got = roundtrip(w.CatenateLayer(Input=[2, 3]), tmp_path)
+    assert got([[1, 2], [3, 4, 5]]) == [1.0, 2.0, 3.0, 4.0, 5.0]
+
+
 def test_non_finite_and_exact_float_options_round_trip(tmp_path):
     for m in (math.nan, -0.0, 0.1 + 0.2, 1e-310, 1 / 3):
         net = LinearLayer(2, Input=3, LearningRateMultipliers=m)

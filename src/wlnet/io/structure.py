@@ -31,7 +31,7 @@ import torch
 from ..coders.encoders import CharacterClass, NetDecoder, NetEncoder
 from ..core.errors import ExportError, NetError
 from ..core.net import Net, NetPort
-from ..core.shapes import VARYING, ArrayType
+from ..core.shapes import VARYING, ArrayType, ListType
 from ..core.symbols import _Symbol
 from ..layers.base import Layer
 from ..nets.containers import NetChain, NetGraph
@@ -252,9 +252,16 @@ class Encoder:
                           "cannot be saved.")
 
 
+def port_type(t) -> dict:
+    """A port type as JSON: an array's dims, integer and levels; a list port's items (None while
+    their number is not known)."""
+    if isinstance(t, ListType):
+        return {"items": None if t.items is None else [port_type(i) for i in t.items]}
+    return {"dims": None if t.dims is None else list(t.dims), "integer": t.integer, "levels": t.levels}
+
+
 def port_types(ports: dict) -> dict:
-    return {p: {"dims": None if t.dims is None else list(t.dims), "integer": t.integer, "levels": t.levels}
-            for p, t in ports.items()}
+    return {p: port_type(t) for p, t in ports.items()}
 
 
 def encode(obj) -> tuple[dict, dict]:
@@ -401,18 +408,30 @@ def check_not_newer(version) -> None:
                              f"versions up to {VERSION}. Upgrade wlnet to read it.")
 
 
+def _port_type(t, what: str):
+    """The port type a `port_type` record gives (a list port's items read one level deep)."""
+    t = _type(t, dict, what)
+    if set(t) == {"items"}:
+        items = t["items"]
+        if items is None:
+            return ListType(None)
+        return ListType(tuple(_array_type(i, what) for i in _type(items, list, what)))
+    return _array_type(t, what)
+
+
+def _array_type(t, what: str) -> ArrayType:
+    t = _type(t, dict, what)
+    dims, integer, levels = t.get("dims"), t.get("integer"), t.get("levels")
+    if set(t) != {"dims", "integer", "levels"} or not isinstance(integer, bool) or \
+            not (levels is None or (isinstance(levels, int) and not isinstance(levels, bool))) or \
+            not (dims is None or (isinstance(dims, list) and all(
+                d is None or d == VARYING or (isinstance(d, int) and not isinstance(d, bool)) for d in dims))):
+        raise StructureError(f"{what} is not a port type: {_short(t)}.")
+    return ArrayType(None if dims is None else tuple(dims), integer, levels)
+
+
 def _port_table(d, what: str) -> dict:
-    out = {}
-    for port, t in _type(d, dict, what).items():
-        t = _type(t, dict, f"{what} {port!r}")
-        dims, integer, levels = t.get("dims"), t.get("integer"), t.get("levels")
-        if set(t) != {"dims", "integer", "levels"} or not isinstance(integer, bool) or \
-                not (levels is None or (isinstance(levels, int) and not isinstance(levels, bool))) or \
-                not (dims is None or (isinstance(dims, list) and all(
-                    d is None or d == VARYING or (isinstance(d, int) and not isinstance(d, bool)) for d in dims))):
-            raise StructureError(f"{what} {port!r} is not a port type: {_short(t)}.")
-        out[port] = ArrayType(None if dims is None else tuple(dims), integer, levels)
-    return out
+    return {port: _port_type(t, f"{what} {port!r}") for port, t in _type(d, dict, what).items()}
 
 
 def decode(doc, tensors: dict):
