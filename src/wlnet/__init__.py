@@ -31,8 +31,10 @@ from .core.symbols import All, Automatic
 from .io import Export, Import
 from .io.torch import from_torch, to_torch
 from .layers.basic import DropoutLayer, ElementwiseLayer, LinearLayer, SoftmaxLayer
+from .layers.conv import ConvolutionLayer, PoolingLayer
 from .layers.join import CatenateLayer, ThreadingLayer, TotalLayer
 from .layers.loss import CrossEntropyLossLayer, MeanAbsoluteLossLayer, MeanSquaredLossLayer
+from .layers.normalization import BatchNormalizationLayer, NormalizationLayer
 from .layers.recurrent import BasicRecurrentLayer, GatedRecurrentLayer, LongShortTermMemoryLayer
 from .layers.sequence import (
     AggregationLayer,
@@ -69,8 +71,10 @@ __all__ = [
     "AppendLayer",
     "Automatic",
     "BasicRecurrentLayer",
+    "BatchNormalizationLayer",
     "CatenateLayer",
     "ConstructionError",
+    "ConvolutionLayer",
     "CrossEntropyLossLayer",
     "DigitCharacter",
     "DotLayer",
@@ -108,11 +112,13 @@ __all__ = [
     "NetTrain",
     "NetTrainResultsObject",
     "NetWarning",
+    "NormalizationLayer",
     "NotSupportedError",
     "OptionError",
     "Options",
     "PaddingLayer",
     "PartLayer",
+    "PoolingLayer",
     "PrependLayer",
     "ProcessGroupError",
     "PunctuationCharacter",
