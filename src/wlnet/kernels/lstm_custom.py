@@ -1,6 +1,8 @@
-"""The custom LSTM recurrence for the dropout masks that torch's fused kernel cannot take.
+"""The LSTM's "custom" kernel (`cells.LSTM.custom`): its masked recurrence in eager torch with a
+hand-written backward, for the dropout masks that torch's fused kernel cannot take where the
+native kernel (`native_cells.lstm`) cannot run (CUDA, no compiler, WLNET_NO_NATIVE=1).
 
-Symbols: B batch, T length, k input size, n output size. The recurrence is SPEC §2 with three
+Symbols: B batch, T length, k input size, n output size. The recurrence is the LSTM's with three
 optional masks (see `kernels.dropout` for how they are drawn):
 
     zx (B, 4, k)  VariationalInput   gate g sees x_t ∘ zx[b, g]        same at every step
@@ -10,15 +12,12 @@ optional masks (see `kernels.dropout` for how they are drawn):
 
 The 4-axis of zx and zs is in Wolfram order (Input, Output, Forget, Memory) = `cells.LSTM.gates`.
 
-Two implementations of the same recurrence, with the same contract (`run` picks):
-- `_LSTMNative` (CPU, float32/float64, where `kernels.native` builds `native/lstm.cpp`): the
-  whole forward in one C++ call and the whole backward in another. The input contributions of
-  all steps are one product before the loop (per gate with zx); each step adds its state
-  product (per gate with zs: four products in one batched BLAS call) and then does all of its
-  element-wise work in one vectorized pass; the backward loop is one product and one pass per
-  step, and dW, db, dx, ds0 are products after it. The weight masks of VariationalWeights are
-  applied in C++ too, and the gradients of the 12 arrays come back split.
-- `_LSTMCustom` (CUDA, no compiler, WLNET_NO_NATIVE=1): eager torch, written in few ops on
+Why a second path beside the cell's reference step (`recurrence.unroll`, which runs the same
+recurrence with autograd): a training step with VariationalState and StateUpdate at p = 0.3,
+WLNET_NO_NATIVE=1, 2 shared CPU cores (load ~5), best of 5 — n = 128, B = 64, T = 50, k = 32:
+110-150 ms here against 560-730 ms for the unroll; n = 32, B = 64, T = 32, k = 16: 9-18 ms against
+40-180 ms. That is, 4-5× (and the unroll's autograd graph keeps every step's intermediates). How:
+- `_LSTMCustom`: eager torch, written in few ops on
   preallocated buffers (`out=`, in-place), since a small op costs a few µs on CPU:
   - one batched product per step, (4, B, k+n) × (4, k+n, n), on the step input [x_t | s_{t-1}]
     as each gate sees it (the same for all gates without zx and zs), and in the backward one
@@ -32,13 +31,12 @@ Two implementations of the same recurrence, with the same contract (`run` picks)
     four in-place element-wise ops per step (three more with zs);
   - the big buffers of a call are views of one allocation (`_arena`), which keeps them from
     being page-faulted in afresh at every call.
-Internally the gates are stacked in the order (Output, Input, Forget, Memory) = `ORDER`.
+Internally the gates are stacked in the order (Output, Input, Forget, Memory) = `ORDER`, the
+native kernel's.
 
 Speed (bench/dropout.py, 2 CPU cores, p = 0.3), against torch's fused no-dropout kernel: eager
 torch, forward ~2× and training step ~1.5-1.7× at n = 128 (its ~8 small ops per step cost about
-as much as the matrix product); native, at n = 128 (B = 64, T = 50, k = 32) training step
-1.0-1.2× and forward 1.0-1.3× for every method and all four together, at n = 32 (B = 64,
-T = 32, k = 16) 0.8-1.1× and 0.9-1.15×.
+as much as the matrix product).
 
 Ragged batches are run like packed sequences: sorted by decreasing length, step t works on
 the first `batch_sizes[t]` rows only, so a finished sequence's state stays frozen and its

@@ -25,6 +25,10 @@ thread, each a whole time loop; the backward is one product and one pass per ste
 weight gradients are products after the loop; buffers come from a pool. Ragged batches are run
 like packed sequences (`ragged.run_sorted`).
 
+Speed of the LSTM's (bench/dropout.py, 2 CPU cores, p = 0.3), against torch's fused no-dropout
+kernel: at n = 128 (B = 64, T = 50, k = 32) training step 1.0-1.2× and forward 1.0-1.3× for every
+method and all four together, at n = 32 (B = 64, T = 32, k = 16) 0.8-1.1× and 0.9-1.15×.
+
 These run where `kernels.native` is usable (CPU, float32/float64); elsewhere `recurrence.choose`
 runs the cells' reference steps (`recurrence.unroll`) instead.
 """

@@ -167,7 +167,7 @@ class RecurrentLayer(Layer):
 
 class LongShortTermMemoryLayer(RecurrentLayer):
     """A trainable recurrent layer: a sequence of size-k vectors in, a sequence of size-n
-    vectors of the same length out (long short-term memory, no peepholes).
+    vectors of the same length out (long short-term memory).
 
     For x_1..x_T, σ the logistic sigmoid and * elementwise::
 
@@ -180,6 +180,11 @@ class LongShortTermMemoryLayer(RecurrentLayer):
 
     Arrays: {Input,Output,Forget,Memory}Gate{InputWeights (n×k), StateWeights (n×n), Biases (n)}.
     Dropout: VariationalWeights, VariationalInput, VariationalState, StateUpdate.
+
+    Beyond Wolfram's layer (not among its Options; off by default): peepholes, the optional
+    arrays {Input,Forget,Output}GateCellStateWeights p (n), each one given (or Automatic, to
+    initialize it) adds p*c_{t-1} to i_t's or f_t's argument, p*c_t to o_t's (ONNX's LSTM input
+    P). A layer with them runs the reference step (no fused or native kernel).
     Legend: k input size, n output size, T sequence length, B batch size.
 
     >>> lstm = NetInitialize(LongShortTermMemoryLayer(3, Input=("Varying", 2)))
@@ -207,6 +212,15 @@ class GatedRecurrentLayer(RecurrentLayer):
     Ports: "Input" (T×k), "Output" (T×n); state port "State" (n).
     Arrays: {Input,Reset,Memory}Gate{InputWeights (n×k), StateWeights (n×n), Biases (n)}.
     Dropout: VariationalWeights, VariationalInput, VariationalState, StateUpdate (m_t).
+
+    Beyond Wolfram's layer (not among its Options; off by default, and then the layer is
+    Wolfram's exactly):
+    - the optional array MemoryGateStateBiases b_ms (n), given (or Automatic, to initialize
+      it), inside the reset product: m_t = tanh(W_mx·x_t + b_m + r_t*(W_ms·s_{t-1} + b_ms)),
+      torch's b_hn and ONNX's Rbh (a trained torch GRU maps exactly);
+    - the option ResetGateTarget, what the reset gate multiplies: "StateProduct" (Wolfram's,
+      the default) or "State": m_t = tanh(W_mx·x_t + b_m + W_ms·(r_t*s_{t-1}) + b_ms), ONNX's
+      linear_before_reset = 0 (Keras's reset_after=False). That form runs the reference step.
     Legend: k input size, n output size, T sequence length, B batch size.
 
     >>> gru = NetInitialize(GatedRecurrentLayer(3, Input=("Varying", 2)))
