@@ -32,6 +32,7 @@ from .io import Export, Import
 from .io.torch import from_torch, to_torch
 from .layers.basic import DropoutLayer, ElementwiseLayer, LinearLayer, SoftmaxLayer
 from .layers.conv import ConvolutionLayer, PoolingLayer
+from .layers.ctc import CTCLossLayer
 from .layers.join import CatenateLayer, ThreadingLayer, TotalLayer
 from .layers.loss import CrossEntropyLossLayer, MeanAbsoluteLossLayer, MeanSquaredLossLayer
 from .layers.normalization import BatchNormalizationLayer, NormalizationLayer
@@ -72,6 +73,7 @@ __all__ = [
     "Automatic",
     "BasicRecurrentLayer",
     "BatchNormalizationLayer",
+    "CTCLossLayer",
     "CatenateLayer",
     "ConstructionError",
     "ConvolutionLayer",
