@@ -151,10 +151,13 @@ def test_the_default_layers_run_the_kernels_they_ran():
 
 
 def test_the_variants_kernels():
+    built = native.usable_for(torch.device("cpu"), torch.float32) is not None
     bms = cells.GRU.variant(["MemoryGateStateBiases"])
-    assert bms.kernels == ("fused", "unroll") and bms.array_names[-1] == "MemoryGateStateBiases"
-    assert recurrence.choose(bms, "cpu", torch.float32) == "fused"  # torch's GRU has b_hn inside the reset product
-    assert recurrence.choose(bms, "cpu", torch.float32, dropout.Masks(s=torch.ones(1, 3, 1))) == "unroll"
+    # torch's GRU has b_hn inside the reset product, and so has the native kernel
+    assert bms.kernels == ("native", "fused", "unroll") and bms.array_names[-1] == "MemoryGateStateBiases"
+    assert recurrence.choose(bms, "cpu", torch.float32) == ("native" if built else "fused")
+    assert recurrence.choose(bms, "cpu", torch.float32, dropout.Masks(s=torch.ones(1, 3, 1))) == \
+        ("native" if built else "unroll")
     state = cells.GRU.variant((), {"ResetGateTarget": "State"})
     assert state.kernels == ("unroll",) and state.array_names == cells.GRU.array_names
     assert cells.GRU.variant(["MemoryGateStateBiases"]) is bms  # one object per variant
@@ -162,21 +165,47 @@ def test_the_variants_kernels():
     assert bms.element_count(4, 2) == cells.GRU.element_count(4, 2) + 4 == 3 * 4 * (2 + 4 + 1) + 4
 
 
-@pytest.mark.parametrize("methods", [("VariationalWeights",), ("VariationalInput", "VariationalWeights")])
-def test_fused_gru_with_b_ms_equals_the_unroll_with_masks(methods):
+def kernels_taking(cell, masks):
+    """The cell's kernels that run with `masks` here (the fused one takes weight and input masks only)."""
+    built = native.usable_for(torch.device("cpu"), F64) is not None
+    return [k for k in cell.kernels if k != "unroll" and (k != "native" or built)
+            and (k != "fused" or (masks.s is None and masks.m is None))]
+
+
+@pytest.mark.parametrize("methods", [(), ("VariationalWeights",), ("VariationalInput", "VariationalWeights"),
+                                     ("VariationalState", "StateUpdate", "VariationalInput")])
+@pytest.mark.parametrize("variant", ["gru+bms", "gru", "lstm", "rnn"])
+def test_every_kernel_equals_the_unroll_values_and_gradients(variant, methods):
     n, k, B, T = 4, 3, 3, 5
-    cell = cells.GRU.variant(["MemoryGateStateBiases"])
+    cell = {"gru+bms": cells.GRU.variant(["MemoryGateStateBiases"]), "gru": cells.GRU, "lstm": cells.LSTM,
+            "rnn": cells.RNN}[variant]
+    methods = [m for m in methods if m in cell.dropout]
     a = {name: torch.tensor(v, dtype=F64) for name, v in arrays_for(cell, n, k, 2).items()}
     x = torch.tensor(rand(B, T, k, seed=3), dtype=F64)
     lengths = torch.tensor([5, 3, 1])
-    s0 = torch.tensor(rand(B, n, seed=4), dtype=F64)
+    states = tuple(torch.tensor(rand(B, n, seed=4 + j), dtype=F64) for j in range(len(cell.states)))
     masks = dropout.draw_masks(cell, dict.fromkeys(methods, 0.4), B, T, n, k, torch.Generator().manual_seed(1),
                                "cpu", F64)
-    assert recurrence.choose(cell, "cpu", F64, masks) == "fused"
-    out, (s,) = recurrence.masked(cell, x, lengths, a, (s0,), masks)
-    ref, (s_ref,) = recurrence.unroll(cell, dropout.mask_arrays(a, masks.weights), x, lengths, (s0,), masks.x)
-    torch.testing.assert_close(out, ref, rtol=1e-12, atol=1e-12)
-    torch.testing.assert_close(s, s_ref, rtol=1e-12, atol=1e-12)
+    weights = torch.tensor(rand(B, T, n, seed=9), dtype=F64)
+
+    def grads(kernel):
+        xs, arrs, s0 = x.clone().requires_grad_(), {m: v.clone().requires_grad_() for m, v in a.items()}, \
+            tuple(s.clone().requires_grad_() for s in states)
+        if kernel == "unroll":
+            out, final = recurrence.unroll(cell, dropout.mask_arrays(arrs, masks.weights) if masks.weights else arrs,
+                                           xs, lengths, s0, masks.x, masks.s, masks.m)
+        else:
+            out, final = recurrence.run_on(kernel, cell, xs, lengths, arrs, s0, masks)
+        ((out * weights).sum() + sum(f.sum() for f in final)).backward()
+        return [out.detach(), *(f.detach() for f in final), xs.grad, *(s.grad for s in s0),
+                *(arrs[m].grad for m in a)]
+
+    want = grads("unroll")
+    others = kernels_taking(cell, masks)
+    assert others or not cell.kernels[:-1]
+    for kernel in others:
+        for j, (g, r) in enumerate(zip(grads(kernel), want)):
+            torch.testing.assert_close(g, r, rtol=1e-10, atol=1e-10, msg=f"{kernel}, value {j}")
 
 
 def test_extended_layers_train_with_dropout():

@@ -272,8 +272,8 @@ def _gru_configure(cell: Cell, present: frozenset, form: dict) -> dict:
         # no torch kernel computes this form
         onnx = dataclasses.replace(cell.onnx, attrs=(("linear_before_reset", 0),))
         return {"native": None, "torch": dataclasses.replace(cell.torch, kernel=""), "onnx": onnx}
-    # b_ms inside the reset product: torch's fused GRU computes it (its b_hn)
-    return {"native": None}
+    # b_ms inside the reset product: torch's fused GRU computes it (its b_hn), and the native kernel
+    return {}
 
 
 LSTM = Cell(

@@ -63,7 +63,8 @@ def _weight_masks(zw, names, like):
 class _GRUNative(torch.autograd.Function):
     """x (T, B, k) time-major, rows sorted by decreasing length; s0 (B, n) | None; zx (B, 3, k),
     zs (B, 3, n), zm (B, T, n) | None; zw: 6 weight masks (`_weight_masks`) or []; batch_sizes:
-    rows alive at each step or [] (all B); arrays in `GRU_NAMES` order → out (T, B, n), s_T (B, n)."""
+    rows alive at each step or [] (all B); arrays in `GRU_NAMES` order, then MemoryGateStateBiases
+    where the layer has it → out (T, B, n), s_T (B, n)."""
 
     @staticmethod
     def forward(ctx, x, s0, zx, zs, zm, zw, batch_sizes, *arrays):
@@ -77,8 +78,9 @@ class _GRUNative(torch.autograd.Function):
     def backward(ctx, g_out, g_sT):
         x, wx, ws, zx, zs, zm, G, AM, S, XI, SZ = ctx.saved_tensors
         need = ctx.needs_input_grad
+        need_arrays = [need[0], need[1], any(need[7:16])] + ([need[16]] if len(need) > 16 else [])
         grads = native.get().gru_backward(g_out, g_sT, x, wx, ws, ctx.zw, zx, zs, zm, G, AM, S, XI, SZ,
-                                          ctx.batch_sizes, [need[0], need[1], any(need[7:])])
+                                          ctx.batch_sizes, need_arrays)
         return (*grads[:2], None, None, None, None, None, *grads[2:])
 
 
@@ -109,10 +111,12 @@ def gru(x, lengths, arrays: dict, s0=None, zx=None, zs=None, zm=None, zw=None):
     zm (B, T, n) or None; zw: array name → weight mask, or None → out (B, T, n), s_T (B, n).
 
     Outputs past a sequence's end are zero; s_T is each sequence's state at its own last step.
-    Differentiable in x, s0 and the 9 arrays."""
+    Differentiable in x, s0 and the 9 arrays (10 with MemoryGateStateBiases, where given)."""
     lib = native.usable(x)
     assert lib is not None, "the native kernel runs on the CPU in float32/float64 where it is built"
     arrs = [arrays[name] for name in GRU_NAMES]
+    if "MemoryGateStateBiases" in arrays:  # b_ms, inside the reset product
+        arrs.append(arrays["MemoryGateStateBiases"])
     zw_list = _weight_masks(zw, GRU_NAMES[:6], x)
 
     def call(x_tm, states, masks, batch_sizes, _):

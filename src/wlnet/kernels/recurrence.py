@@ -120,11 +120,12 @@ def choose(cell: Cell, device, dtype, masks: dropout.Masks = NO_MASKS, n: int | 
 
 def masked(cell: Cell, x, lengths, arrays: dict, states, masks: dropout.Masks, exact: bool = True):
     """The recurrence with fixed dropout masks (`dropout.draw_masks`), on the chosen kernel."""
-    return _on(choose(cell, x.device, x.dtype, masks, cell.width(arrays)), cell, x, lengths, arrays, states, masks,
+    return run_on(choose(cell, x.device, x.dtype, masks, cell.width(arrays)), cell, x, lengths, arrays, states, masks,
                exact)
 
 
-def _on(kernel: str, cell: Cell, x, lengths, arrays: dict, states, masks: dropout.Masks, exact: bool):
+def run_on(kernel: str, cell: Cell, x, lengths, arrays: dict, states, masks: dropout.Masks, exact: bool = True):
+    """`masked` on the named kernel, one of `cell.kernels` that takes the masks (`choose`)."""
     states = full_states(cell, states)
     if kernel == "native":
         return cell.native(cell, x, lengths, arrays, states, masks)
@@ -162,7 +163,7 @@ def run(cell: Cell, arrays: dict, x, lengths, states, *, dropout_spec=None, gene
         return masked(cell, x, lengths, arrays, states, masks, exact)
     kernel = choose(cell, x.device, x.dtype, NO_MASKS, n)
     if kernel != "fused":
-        return _on(kernel, cell, x, lengths, arrays, states, NO_MASKS, exact)
+        return run_on(kernel, cell, x, lengths, arrays, states, NO_MASKS, exact)
     if cache is None:
         weights = cell.pack(arrays)
     else:

@@ -2,7 +2,7 @@
 // backward. Symbols as in common.h; σ the logistic sigmoid, ∗ elementwise. Per step:
 //   z = σ(W_ix (x_t ∘ zx_i) + W_is (s_{t-1} ∘ zs_i) + b_i)
 //   r = σ(W_rx (x_t ∘ zx_r) + W_rs (s_{t-1} ∘ zs_r) + b_r)
-//   m = tanh(W_mx (x_t ∘ zx_m) + b_m + r ∗ a),  a = W_ms (s_{t-1} ∘ zs_m)
+//   m = tanh(W_mx (x_t ∘ zx_m) + b_m + r ∗ a),  a = W_ms (s_{t-1} ∘ zs_m) (+ b_ms, where given)
 //   s_t = (1 − z) ∗ (m ∘ zm_t) + z ∗ s_{t-1}
 // The masks zx (B, 3, k), zs (B, 3, n) come in Wolfram's order (Input, Reset, Memory).
 // Input-side gates are stacked (z, r, m); state-side gates (m, z, r), so that one backward
@@ -25,15 +25,16 @@ constexpr int64_t SROW[3] = {1, 2, 0};   // Wolfram gate g ↔ its block of the 
 // One step's element-wise work, rows [b0, b1). g: G[t] (B, 3, n), the input products on entry,
 // (z, r, m) on exit; h: the state products (B, 3, n), gates (m, z, r); am: a = h_m is kept.
 template <typename T>
-void forward_step(T* g, const T* h, const T* bias, T* am, const T* sp, T* sn, const T* zm, int64_t zm_row,
-                  T* sz_next, int64_t sz_gate, const T* zs, int64_t b0, int64_t b1, int64_t bt_next, int64_t n) {
+void forward_step(T* g, const T* h, const T* bias, const T* bms, T* am, const T* sp, T* sn, const T* zm,
+                  int64_t zm_row, T* sz_next, int64_t sz_gate, const T* zs, int64_t b0, int64_t b1, int64_t bt_next,
+                  int64_t n) {
   using Vec = Vectorized<T>;
   for (int64_t b = b0; b < b1; ++b) {
     T* gb = g + b * 3 * n;
     const T* hb = h + b * 3 * n;
     for (int64_t j = 0; j < n; j += Vec::size()) {
       const int64_t cnt = std::min<int64_t>(Vec::size(), n - j);
-      const Vec a = load(hb + j, cnt);
+      const Vec a = bms != nullptr ? load(hb + j, cnt) + load(bms + j, cnt) : load(hb + j, cnt);
       const Vec z = sigmoid(load(gb + j, cnt) + load(hb + n + j, cnt) + load(bias + j, cnt));
       const Vec r = sigmoid(load(gb + n + j, cnt) + load(hb + 2 * n + j, cnt) + load(bias + n + j, cnt));
       const Vec m = tanh_(load(gb + 2 * n + j, cnt) + load(bias + 2 * n + j, cnt) + r * a);
@@ -108,7 +109,8 @@ void backward_step(const T* dS, int64_t dS_row, const T* g_sT, int64_t end0, con
 }  // namespace
 
 // Forward. x (T, B, k) time-major; s0 (B, n) or none (zeros); arrays: the 9 arrays
-// [W_gx for g in (Input, Reset, Memory), W_gs for the same, b_g for the same]; zw: 6 weight masks
+// [W_gx for g in (Input, Reset, Memory), W_gs for the same, b_g for the same], and a 10th, b_ms
+// (MemoryGateStateBiases), where the layer has it; zw: 6 weight masks
 // (the weights' order; an empty tensor: none) or none; zx (B, 3, k), zs (B, 3, n), zm (B, T, n)
 // or none; batch_sizes: rows alive at each step (sorted rows), or empty for all B.
 // Returns [S (T+1, B, n) with S[0] = s0, s_T, G (T, B, 3, n) = (z, r, m), AM (T, B, n) = a,
@@ -117,7 +119,8 @@ void backward_step(const T* dS, int64_t dS_row, const T* g_sT, int64_t end0, con
 std::vector<Tensor> gru_forward(Tensor x, optional<Tensor> s0, std::vector<Tensor> arrays, std::vector<Tensor> zw,
                                 optional<Tensor> zx_, optional<Tensor> zs_, optional<Tensor> zm_,
                                 std::vector<int64_t> batch_sizes) {
-  TORCH_CHECK(arrays.size() == 9 && (zw.empty() || zw.size() == 6), "wlnet native gru: 9 arrays, 6 or 0 masks");
+  TORCH_CHECK((arrays.size() == 9 || arrays.size() == 10) && (zw.empty() || zw.size() == 6),
+              "wlnet native gru: 9 or 10 arrays, 6 or 0 masks");
   x = x.contiguous();
   const int64_t T = x.size(0), B = x.size(1), k = x.size(2), n = arrays[0].size(0);
   const auto opts = x.options();
@@ -130,6 +133,7 @@ std::vector<Tensor> gru_forward(Tensor x, optional<Tensor> s0, std::vector<Tenso
   }
 
   Tensor wx = at::empty({3 * n, k}, opts), ws = at::empty({3 * n, n}, opts), bias = at::empty({3 * n}, opts);
+  Tensor bms = arrays.size() == 10 ? arrays[9].to(opts).contiguous() : Tensor();
   for (int64_t g = 0; g < 3; ++g) {
     Tensor wxg = wx.narrow(0, g * n, n), wsg = ws.narrow(0, SROW[g] * n, n);
     if (has_mask(zw, g)) {
@@ -168,6 +172,7 @@ std::vector<Tensor> gru_forward(Tensor x, optional<Tensor> s0, std::vector<Tenso
     const T_* wxp = wx.data_ptr<T_>();
     const T_* wsp = ws.data_ptr<T_>();
     const T_* bp = bias.data_ptr<T_>();
+    const T_* bmsp = bms.defined() ? bms.data_ptr<T_>() : nullptr;
     const T_* zsp = ptr<T_>(zs);
     const T_* zmp = ptr<T_>(zm);
     T_* sz = SZ.defined() ? SZ.data_ptr<T_>() : nullptr;
@@ -193,7 +198,7 @@ std::vector<Tensor> gru_forward(Tensor x, optional<Tensor> s0, std::vector<Tenso
         } else {
           gemm<T_>(false, true, re - r0, 3 * n, n, s + t * sB + r0 * n, n, wsp, n, T_(0), hr, 3 * n);
         }
-        forward_step<T_>(g + t * 3 * sB, h, bp, am + t * sB, s + t * sB, s + (t + 1) * sB,
+        forward_step<T_>(g + t * 3 * sB, h, bp, bmsp, am + t * sB, s + t * sB, s + (t + 1) * sB,
                          zmp != nullptr ? zmp + t * n : nullptr, T * n,
                          sz != nullptr && t + 1 < T ? sz + (t + 1) * sB : nullptr, TB * n, zsp, r0, re,
                          alive(batch_sizes, t + 1, B, T), n);
@@ -205,8 +210,9 @@ std::vector<Tensor> gru_forward(Tensor x, optional<Tensor> s0, std::vector<Tenso
 }
 
 // Backward of `gru_forward`. g_out (T, B, n) (unit last stride), g_sT (B, n); the rest as
-// `gru_forward` took and returned. need: [x, s0, arrays].
-// Returns [dx, ds0, the 9 array gradients in `gru_forward`'s order] (undefined where not needed).
+// `gru_forward` took and returned. need: [x, s0, arrays, b_ms] (the last where the forward had it).
+// Returns [dx, ds0, the 9 array gradients in `gru_forward`'s order, and b_ms's where the forward had
+// it] (undefined where not needed).
 std::vector<Tensor> gru_backward(Tensor g_out, Tensor g_sT, Tensor x, Tensor wx, Tensor ws, std::vector<Tensor> zw,
                                  optional<Tensor> zx_, optional<Tensor> zs_, optional<Tensor> zm_, Tensor G, Tensor AM,
                                  Tensor S, optional<Tensor> XI_, optional<Tensor> SZ_, std::vector<int64_t> batch_sizes,
@@ -298,6 +304,9 @@ std::vector<Tensor> gru_backward(Tensor g_out, Tensor g_sT, Tensor x, Tensor wx,
       if (part < 2 && has_mask(zw, part * 3 + g)) grad = grad * zw[part * 3 + g];
       out.push_back(grad);
     }
+  }
+  if (need.size() > 3) {  // b_ms: ∂a summed over steps and rows
+    out.push_back(need[3] ? D.view({T * B, 4 * n}).narrow(1, 0, n).sum(0) : Tensor());
   }
   return out;
 }
