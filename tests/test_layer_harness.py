@@ -23,9 +23,12 @@ import reference_cells as C
 import wlnet
 from wlnet import (
     BasicRecurrentLayer,
+    BatchNormalizationLayer,
+    ConvolutionLayer,
     DropoutLayer,
     ElementwiseLayer,
     EmbeddingLayer,
+    FlattenLayer,
     GatedRecurrentLayer,
     Information,
     InputError,
@@ -33,6 +36,12 @@ from wlnet import (
     LongShortTermMemoryLayer,
     NetError,
     NetInitialize,
+    NormalizationLayer,
+    PaddingLayer,
+    PartLayer,
+    PoolingLayer,
+    ReplicateLayer,
+    ReshapeLayer,
     SequenceLastLayer,
     SoftmaxLayer,
     UnitVectorLayer,
@@ -97,8 +106,35 @@ CASES = [
     Case("BasicRecurrentLayer", lambda: BasicRecurrentLayer(3, Input=("Varying", 2)), SEQ,
          lambda a, x: C.forward("RNN", x, a)[0],
          {("InputWeights",): (3, 2), ("StateWeights",): (3, 3), ("Biases",): (3,)}, SEQ_BAD, sequence=True),
+    Case("ReshapeLayer", lambda: ReshapeLayer((3, 1), Input=3), VEC, lambda a, x: x.reshape(3, 1), {}, VECTOR_BAD),
+    Case("FlattenLayer", lambda: FlattenLayer(Input=("Varying", 2)), SEQ, lambda a, x: x.reshape(-1), {}, SEQ_BAD,
+         sequence=True),
+    Case("PartLayer", lambda: PartLayer(-1, Input=("Varying", 2)), SEQ, lambda a, x: x[-1], {}, SEQ_BAD,
+         sequence=True),
+    Case("ReplicateLayer", lambda: ReplicateLayer(2, Input=3), VEC, lambda a, x: np.stack([x, x]), {}, VECTOR_BAD),
+    Case("PaddingLayer", lambda: PaddingLayer([[1, 2]], Padding="Reflected", Input=3), VEC,
+         lambda a, x: np.pad(x, (1, 2), mode="reflect"), {}, VECTOR_BAD),
+    Case("NormalizationLayer", lambda: NormalizationLayer(Input=3), VEC,
+         lambda a, x: (x - x.mean()) / np.sqrt(x.var() + 0.001) * a["Scaling"] + a["Biases"],
+         {("Scaling",): (3,), ("Biases",): (3,)}, VECTOR_BAD),
+    Case("BatchNormalizationLayer", lambda: BatchNormalizationLayer(Input=3), VEC,
+         lambda a, x: (x - a["MovingMean"]) / np.sqrt(a["MovingVariance"] + 0.001) * a["Scaling"] + a["Biases"],
+         {("Scaling",): (3,), ("Biases",): (3,), ("MovingMean",): (3,), ("MovingVariance",): (3,)}, VECTOR_BAD),
+    Case("ConvolutionLayer", lambda: ConvolutionLayer(2, 2, PaddingSize=1, Interleaving=True, Input=("Varying", 2)),
+         SEQ, lambda a, x: R_conv(a, np.pad(x, ((1, 1), (0, 0)))), {("Weights",): (2, 2, 2), ("Biases",): (2,)},
+         SEQ_BAD, sequence=True),
+    Case("PoolingLayer", lambda: PoolingLayer(2, Function="Mean", PaddingSize=1, Interleaving=True,
+                                              Input=("Varying", 2)), SEQ,
+         lambda a, x: (lambda p: (p[:-1] + p[1:]) / 2)(np.pad(x, ((1, 1), (0, 0)))), {}, SEQ_BAD, sequence=True),
 ]
 IDS = [c.id for c in CASES]
+
+
+def R_conv(a, x):
+    """A 1-D convolution (Weights n×k×s) of a padded sequence x (L×k), stride 1."""
+    w, b = a["Weights"], a["Biases"]
+    s = w.shape[2]
+    return np.stack([np.einsum("nks,sk->n", w, x[t:t + s]) + b for t in range(len(x) - s + 1)])
 
 
 def initialized(case: Case):
