@@ -301,3 +301,27 @@ def test_onnx_export_of_the_extensions_against_onnxruntime_and_back(make, tmp_pa
     assert layer.cell is net.cell
     for name, t in net._arrays.items():
         np.testing.assert_array_equal(layer._arrays[name].numpy(), t.numpy(), err_msg=name)
+
+
+@pytest.mark.parametrize("backward_target", ["StateProduct", "State"])
+def test_onnx_export_of_a_bidirectional_operator_over_extended_grus(backward_target, tmp_path):
+    onnx = pytest.importorskip("onnx")
+    ort = pytest.importorskip("onnxruntime")
+    from wlnet.io.onnx import export_onnx, import_onnx
+
+    fw = gru_layer(3, 2, "StateProduct", True, seed=1)[0]
+    bw = gru_layer(3, 2, backward_target, False, seed=30)[0]
+    net = w.NetBidirectionalOperator((fw, bw), Input=("Varying", 2))
+    path = str(tmp_path / "bi.onnx")
+    export_onnx(path, net)
+    model = onnx.load(path)
+    grus = [node for node in model.graph.node if node.op_type == "GRU"]
+    # one bidirectional node where both directions have the same ONNX attributes, else one each
+    assert len(grus) == (1 if backward_target == "StateProduct" else 2)
+    x = rand(2, 5, 2, seed=3)
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    sess = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    np.testing.assert_allclose(sess.run(["Output"], {"Input": x})[0], np.array(net(x)), atol=1e-5)
+    back = import_onnx(path)
+    np.testing.assert_allclose(np.array(back(x)), np.array(net(x)), atol=1e-6)
