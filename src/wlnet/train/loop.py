@@ -170,51 +170,16 @@ def _defining(hooks: list, callback: str) -> list:
 def train(run: Run, hooks: list) -> None:
     """Train until a hook (or a divergence, or the data) stops the run."""
     calls = {c: _defining(hooks, c) for c in CALLBACKS}
-    batch_end, divergence = calls["on_batch_end"], calls["on_divergence"]
-    module, source, stepper, problem, ctx = run.module, run.source, run.stepper, run.problem, run.ctx
-    world, clock, total_batches = run.group.world, run.clock, run.total_batches
     for f in calls["on_restore"]:
         f(run)
-    run.t0 = clock() - run.elapsed_before
-    stepper.begin()
+    run.t0 = run.clock() - run.elapsed_before
+    run.stepper.begin()
     try:
         for f in calls["on_start"]:
             f(run)
         while run.reason is None:
             run.round += 1
-            module.train()
-            run.total, run.seen, run.done = 0.0, 0, 0
-            for j, part in enumerate(source.plan(), 1):
-                run.batch = j
-                if world == 1:
-                    xs, ts = source.rows(part)
-                    size, weight = _size(xs), 1.0
-                else:
-                    xs, ts, size, weight = _shard(run, part)
-                out = run_module(module, xs, ctx)
-                loss = batch_loss(problem, out, ts)
-                value = float(loss.detach()) if world == 1 else _global_loss(run, loss, _size(xs) if weight else 0,
-                                                                             size)
-                if not math.isfinite(value):  # on any rank: a non-finite shard makes the sum so
-                    run.stop("Divergence")
-                    for f in divergence:
-                        f(run, f"round {run.round}, batch {j}: the loss became {value}")
-                    break
-                stepper.step(loss, weight, run.batches + 1, total_batches)
-                run.batch_losses.append(value)
-                run.total += value * size
-                run.seen += size
-                run.batches += 1
-                run.examples += size
-                run.done = j
-                run.now = clock()
-                run.elapsed = run.now - run.t0
-                for f in batch_end:
-                    f(run, out, ts, weight)
-                    if run.reason is not None:
-                        break
-                if run.reason is not None:
-                    break
+            _round(run, calls["on_batch_end"], calls["on_divergence"])
             if run.seen == 0:  # stopped before the round's first step: no round to record
                 break
             round_loss = run.total / run.seen
@@ -222,16 +187,53 @@ def train(run: Run, hooks: list) -> None:
             run.round_measurements["Loss"].append(round_loss)
             for f in calls["on_round_measured"]:
                 f(run)
-            run.now = clock()
+            run.now = run.clock()
             run.elapsed = run.now - run.t0
             for f in calls["on_round_end"]:
                 f(run)
     finally:
-        run.elapsed = clock() - run.t0
+        run.elapsed = run.clock() - run.t0
         for f in calls["on_close"]:
             f(run)
     for f in calls["on_end"]:
         f(run)
+
+
+def _round(run: Run, batch_end: list, divergence: list) -> None:
+    """The round's batches, each forward, its loss, its step and the batch callbacks, until the
+    round's plan ends or a part stops the run."""
+    module, source, stepper, problem, ctx = run.module, run.source, run.stepper, run.problem, run.ctx
+    world, clock, total_batches = run.group.world, run.clock, run.total_batches
+    module.train()
+    run.total, run.seen, run.done = 0.0, 0, 0
+    for j, part in enumerate(source.plan(), 1):
+        run.batch = j
+        if world == 1:
+            xs, ts = source.rows(part)
+            size, weight = _size(xs), 1.0
+        else:
+            xs, ts, size, weight = _shard(run, part)
+        out = run_module(module, xs, ctx)
+        loss = batch_loss(problem, out, ts)
+        value = float(loss.detach()) if world == 1 else _global_loss(run, loss, _size(xs) if weight else 0, size)
+        if not math.isfinite(value):  # on any rank: a non-finite shard makes the sum so
+            run.stop("Divergence")
+            for f in divergence:
+                f(run, f"round {run.round}, batch {j}: the loss became {value}")
+            return
+        stepper.step(loss, weight, run.batches + 1, total_batches)
+        run.batch_losses.append(value)
+        run.total += value * size
+        run.seen += size
+        run.batches += 1
+        run.examples += size
+        run.done = j
+        run.now = clock()
+        run.elapsed = run.now - run.t0
+        for f in batch_end:
+            f(run, out, ts, weight)
+            if run.reason is not None:
+                return
 
 
 def _size(xs: dict) -> int:
