@@ -325,3 +325,18 @@ def test_onnx_export_of_a_bidirectional_operator_over_extended_grus(backward_tar
     np.testing.assert_allclose(sess.run(["Output"], {"Input": x})[0], np.array(net(x)), atol=1e-5)
     back = import_onnx(path)
     np.testing.assert_allclose(np.array(back(x)), np.array(net(x)), atol=1e-6)
+
+
+@pytest.mark.parametrize("make", [
+    lambda: gru_layer(2, 1, "StateProduct", True)[0],
+    lambda: gru_layer(2, 1, "State", True)[0],
+    lambda: w.LongShortTermMemoryLayer(2, Input=("Varying", 1), **arrays_for(cells.LSTM, 2, 1, 4, PEEPHOLES)),
+])
+def test_nettrain_trains_the_extra_arrays(make):
+    net = make()
+    extras = [name for name in net._arrays if name in net.cell.extra_names]
+    data = [([[1.0], [2.0], [3.0]], [[0.5, -0.5], [0.2, 0.1], [-0.3, 0.4]])] * 4
+    trained = w.NetTrain(net, data, MaxTrainingRounds=3, TrainingProgressReporting=None,
+                         LossFunction=w.MeanSquaredLossLayer())
+    assert trained.cell is net.cell
+    assert all(not np.array_equal(w.NetExtract(trained, name), w.NetExtract(net, name)) for name in extras)
