@@ -1,6 +1,6 @@
 """An independent float64 numpy implementation of LongShortTermMemoryLayer, forward and backward.
 
-Source of the formulas: SPEC.md §2 (the Wolfram reference page's recurrence), σ the logistic
+Source of the formulas: the Wolfram reference page's recurrence, σ the logistic
 sigmoid, * elementwise, weights out×in so that W·x is the product::
 
     i_t = σ(W_ix·x_t + W_is·s_{t-1} + b_i)        input gate

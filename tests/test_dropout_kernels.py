@@ -1,4 +1,4 @@
-"""The LSTM dropout kernels (SPEC §2, Dropout table).
+"""The LSTM dropout kernels (the Dropout methods).
 
 - The custom recurrence (`lstm_custom`) and whichever kernel `recurrence.masked` picks,
   against an independent numpy implementation of the formulas with masks, written below
@@ -59,7 +59,7 @@ def _sig(u):
 
 
 def np_forward(x, a, s0, c0, zx=None, zs=None, zm=None):
-    """SPEC §2 with masks, one sequence. x (T, k); a: the 12 arrays (numpy); zx (4, k),
+    """The LSTM recurrence with masks, one sequence. x (T, k); a: the 12 arrays (numpy); zx (4, k),
     zs (4, n), zm (T, n) or None → out (T, n), s_T, c_T and the per-step cache."""
     T, k = x.shape
     n = s0.shape[0]

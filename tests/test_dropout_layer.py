@@ -1,4 +1,4 @@
-"""Dropout at the layer level: SPEC §4 scenarios 7 and 8, modes, seeding, and the layer's use of
+"""Dropout at the layer level: the page's scenarios 7 and 8, modes, seeding, and the layer's use of
 the kernels (tests/test_dropout_kernels.py checks the masks themselves)."""
 
 import numpy as np

@@ -1,4 +1,4 @@
-"""GatedRecurrentLayer and BasicRecurrentLayer (SPEC §5): values, final states and gradients against
+"""GatedRecurrentLayer and BasicRecurrentLayer: values, final states and gradients against
 the float64 numpy reference (tests/reference_cells.py, itself checked against finite differences),
 against torch's nn.GRU / nn.RNN holding hand-mapped arrays, float64 gradchecks, ragged batches,
 state ports (NetGraph edges, NetPort(All, "States"), NetStateObject), WorkingPrecision "Real64"

@@ -1,7 +1,7 @@
 """LongShortTermMemoryLayer: values, final states and gradients against the float64 numpy
-reference of SPEC §2 (tests/reference.py), the fused kernel against torch.nn.LSTM, float64
-gradchecks, data kinds, NetInitialize, Options/Information/NetExtract, SPEC §4 scenarios 1-2,
-and one test per bad input of SPEC §2."""
+reference of the page's recurrence (tests/reference.py), the fused kernel against torch.nn.LSTM, float64
+gradchecks, data kinds, NetInitialize, Options/Information/NetExtract, the reference page's scenarios 1-2,
+and one test per bad input."""
 
 from __future__ import annotations
 
@@ -50,7 +50,7 @@ class K:
     def reference(x, lengths, a, s0=None, c0=None):
         out, (s, c) = recurrence.unroll(cells.LSTM, a, x, lengths, (s0, c0))
         return out, s, c
-X = [[1.0, 2.0], [3.0, 4.0], [5.0, 6.0]]  # SPEC §4 scenario 2's input
+X = [[1.0, 2.0], [3.0, 4.0], [5.0, 6.0]]  # the page's scenario 2 input
 
 
 # ---- helpers ------------------------------------------------------------------------------------
@@ -111,7 +111,7 @@ def test_reference_backward_matches_finite_differences():
 
 
 def test_reference_hand_step():
-    # one step with n = k = 1 written out by hand from SPEC §2
+    # one step with n = k = 1 written out by hand from the page's formulas
     a = {name: np.array([[0.5]]) if "Weights" in name else np.array([0.1]) for name in NAMES}
     x, s0, c0 = 2.0, 0.3, -0.4
     z = 0.5 * x + 0.5 * s0 + 0.1
@@ -614,7 +614,7 @@ def test_repr():
     assert "initialized" in r and "uninitialized" not in r
 
 
-# ---- SPEC §4 scenarios 1 and 2 ------------------------------------------------------------------
+# ---- the page's scenarios 1 and 2 ------------------------------------------------------------------
 def test_scenario_1_uninitialized_layer_of_size_3():
     layer = LongShortTermMemoryLayer(3)
     assert isinstance(layer, LongShortTermMemoryLayer)

@@ -1,7 +1,7 @@
 """Dropout masks for a recurrent cell in training.
 
 Symbols: B batch, T length, k input size, n output size, G the cell's number of gates. A spec
-is a dict method → p (SPEC §2, Dropout table); every mask is Bernoulli(1 − p) scaled by
+is a dict method → p (the layers' Dropout option); every mask is Bernoulli(1 − p) scaled by
 1/(1 − p), so its mean is 1.
 
 | method             | mask                                               | shared by      | redrawn    |
