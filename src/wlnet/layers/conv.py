@@ -85,8 +85,9 @@ class _Conv1D(Layer):
             length = out
         return Real(length, n) if self.interleaving else Real(n, length)
 
-    def _channels_first(self, x) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """The input as (B, k, T), zero past each length, and the output lengths (None: all the same)."""
+    def _channels_first(self, x, zero: bool = True) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The input as (B, k, T), zero past each length (`zero`), and the output lengths (None: all
+        the same)."""
         d = x.data if isinstance(x, Seq) else x
         lengths = x.lengths if isinstance(x, Seq) else None
         if d.ndim != 3:
@@ -98,7 +99,7 @@ class _Conv1D(Layer):
             raise InputError(f'{where(self.name, "Input")}a sequence of length {short} is shorter than the kernel '
                              f"(size {self.kernel}, dilation {self.dilation}, padding {self.pad}).")
         if self.interleaving:
-            d = _zero_padding(d, lengths).transpose(1, 2)
+            d = (_zero_padding(d, lengths) if zero else d).transpose(1, 2)
         out_lengths = None if lengths is None else self.out_length(lengths)
         return d, out_lengths
 
@@ -110,7 +111,9 @@ class _Conv1D(Layer):
         if isinstance(x, Seq):
             if out_lengths is not None:
                 top = int(out_lengths.max())
-                y = _zero_padding(y[:, :top], out_lengths)
+                y = y[:, :top]
+                keep = torch.arange(top, device=y.device) < out_lengths.to(y.device).unsqueeze(1)
+                y = y.masked_fill(~keep.unsqueeze(-1), 0.0)  # (a max over padding only is −inf there)
                 if int(out_lengths.min()) == top:
                     out_lengths = None
             return Seq(y, out_lengths)
@@ -241,21 +244,22 @@ class PoolingLayer(_Conv1D):
 
     def forward(self, arrays, inputs, ctx):
         x = inputs["Input"]
-        d, out_lengths = self._channels_first(x)
         a, b = self.pad
         if self.f == "Max":
-            if self.interleaving and isinstance(x, Seq) and x.lengths is not None:  # past each length: ignored
-                keep = Seq(x.data, x.lengths).mask().unsqueeze(1)  # (B, 1, T)
-                d = d.masked_fill(~keep, float("-inf"))
+            ragged = self.interleaving and isinstance(x, Seq) and x.lengths is not None
+            if ragged:  # past each length: −inf, ignored by the max (masked before the transpose: contiguous)
+                x = Seq(x.data.masked_fill(~x.mask().unsqueeze(-1), float("-inf")), x.lengths)
+            d, out_lengths = self._channels_first(x, zero=False)
             if a or b:
                 d = F.pad(d, (a, b), value=float("-inf"))
             y = F.max_pool1d(d, self.kernel, self.stride)
-            # a window of padding only gives 0
-            y = torch.where(torch.isinf(y), torch.zeros((), dtype=y.dtype, device=y.device), y)
-        else:
-            if a or b:
-                d = F.pad(d, (a, b))
-            y = F.avg_pool1d(d, self.kernel, self.stride)
-            if self.f == "Total":
-                y = y * self.kernel
+            if a >= self.kernel or b >= self.kernel:  # a window of padding only gives 0
+                y = torch.where(torch.isinf(y), torch.zeros((), dtype=y.dtype, device=y.device), y)
+            return {"Output": self._result(y, x, out_lengths)}
+        d, out_lengths = self._channels_first(x)
+        if a or b:
+            d = F.pad(d, (a, b))
+        y = F.avg_pool1d(d, self.kernel, self.stride)
+        if self.f == "Total":
+            y = y * self.kernel
         return {"Output": self._result(y, x, out_lengths)}

@@ -17,6 +17,7 @@ import numbers
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from ..core import options as O
 from ..core.data import Seq
@@ -175,6 +176,16 @@ class NormalizationLayer(Layer):
         rank = d.ndim - 1
         agg, scale = self._plan(rank)
         axes = [a + 1 for a in agg]
+        if self.method == "Standardize" and not self.unbiased and 0 not in agg and agg == list(range(agg[0], rank)):
+            # the trailing levels: torch's layer_norm, its affine part where the scale is on those levels
+            same = scale == agg
+            y = F.layer_norm(d, d.shape[axes[0]:], arrays.get("Scaling") if same else None,
+                             arrays.get("Biases") if same else None, self.eps)
+            if not same:
+                y = self._affine(y, arrays, scale)
+            if isinstance(x, Seq) and x.lengths is not None:
+                y = y * _mask_of(x, d)
+            return {"Output": Seq(y, x.lengths) if isinstance(x, Seq) else y}
         m = _mask_of(x, d) if 0 in agg else None
         if m is None:
             count = torch.tensor(float(torch.Size([d.shape[a] for a in axes]).numel()), dtype=d.dtype)
@@ -195,16 +206,23 @@ class NormalizationLayer(Layer):
                 raise InputError(f'{where(self.name, "Input")}"Unbiased" -> True needs at least 2 values to '
                                  "aggregate.")
             y = dev * torch.rsqrt(sq.sum(axes, keepdim=True) / n + self.eps)
-        shape = [1] * d.ndim
+        y = self._affine(y, arrays, scale)
+        if m is not None or isinstance(x, Seq) and x.lengths is not None:
+            y = y * (m if m is not None else _mask_of(x, d))
+        return {"Output": Seq(y, x.lengths) if isinstance(x, Seq) else y}
+
+
+    @staticmethod
+    def _affine(y, arrays, scale):
+        """y · γ + β, the arrays spread over the scaling levels (0-based) of y (B, ...)."""
+        shape = [1] * y.ndim
         for i in scale:
-            shape[i + 1] = d.shape[i + 1]
+            shape[i + 1] = y.shape[i + 1]
         if "Scaling" in arrays:
             y = y * arrays["Scaling"].reshape(shape)
         if "Biases" in arrays:
             y = y + arrays["Biases"].reshape(shape)
-        if m is not None or isinstance(x, Seq) and x.lengths is not None:
-            y = y * (m if m is not None else _mask_of(x, d))
-        return {"Output": Seq(y, x.lengths) if isinstance(x, Seq) else y}
+        return y
 
 
 class BatchNormalizationLayer(Layer):

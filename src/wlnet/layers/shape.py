@@ -12,6 +12,7 @@ import math
 import numbers
 
 import torch
+import torch.nn.functional as F
 
 from ..core.data import Seq
 from ..core.errors import InputError, OptionError, ShapeError, where
@@ -421,25 +422,39 @@ class PartLayer(_OneInput):
         L = _lengths_of(x)  # (B,)
         B = d.shape[0]
 
+        shortest = int(L.min())
+
         def pos(i):  # (B,) 0-based positions of part i, checked against every length
             p = torch.full((B,), i - 1) if i > 0 else L + i
-            bad = ((p < 0) | (p >= L)).nonzero()
-            if len(bad):
-                j = int(bad[0])
+            if abs(i) > shortest:
+                j = int((L < abs(i)).nonzero()[0])
                 raise InputError(f'{where(self.name, "Input")}part {i} at level 1 does not exist'
                                  f"{f' in batch element {j + 1}' if B > 1 else ''}: that sequence has {int(L[j])} "
                                  "elements.")
             return p
 
+        rows = torch.arange(B, device=d.device)
+
         def take(idx):  # idx (B, K) → data (B, K, ...)
-            index = idx.to(d.device).view(B, -1, *(1,) * (d.ndim - 2)).expand(B, idx.shape[1], *d.shape[2:])
-            return d.gather(1, index)
+            return d[rows.unsqueeze(1), idx.to(d.device)]
 
         if isinstance(s, list):
             return take(torch.stack([pos(i) for i in s], 1)), None, False
         if not isinstance(s, slice):
-            return take(pos(s).unsqueeze(1)).squeeze(1), None, False
+            return d[rows, pos(s).to(d.device)], None, False
         a = pos(s.start) if s.start is not None else torch.zeros(B, dtype=torch.int64)
+        if (s.step or 1) == 1 and (s.start is None or s.start > 0):  # one start for all: a slice of the steps
+            n = (L - 1 if s.stop is None else pos(s.stop)) - a + 1
+            if int(n.min()) < 1:
+                j = int((n < 1).nonzero()[0])
+                raise InputError(f'{where(self.name, "Input")}the span {_span_text(s)} is empty'
+                                 f"{f' in batch element {j + 1}' if B > 1 else ''}: that sequence has {int(L[j])} "
+                                 "elements.")
+            K = int(n.max())
+            start = int(a[0])
+            out = _zero_padding(d[:, start:start + K], n if int(n.min()) < K else None)
+            fixed = self._fixed_span(s) is not None
+            return out, (None if fixed else n), not fixed
         b = pos(s.stop) if s.stop is not None else L - 1
         step = s.step or 1
         n = torch.div(b - a, step, rounding_mode="floor") + 1
@@ -674,7 +689,10 @@ class PaddingLayer(_OneInput):
             if a == 0 and b == 0:
                 continue
             if level == 1 and isinstance(x, Seq):
-                d, lengths = self._pad_steps(d, _lengths_of(x), a, b, how)
+                d, lengths = self._pad_steps(d, _lengths_of(x), a, b, how, x.lengths)
+                continue
+            if how is None:
+                d = F.pad(d, (0, 0) * (d.ndim - 1 - level) + (a, b), value=self.value)
                 continue
             L = d.shape[level]
             s = torch.arange(a + L + b, device=d.device)
@@ -688,11 +706,20 @@ class PaddingLayer(_OneInput):
             return {"Output": _out_seq(d, lengths if lengths is not None else x.lengths, True)}
         return {"Output": d}
 
-    def _pad_steps(self, d, L, a, b, how):
+    def _pad_steps(self, d, L, a, b, how, ragged):
         """Level 1 of a ragged batch: (B, T, ...) → (B, max L + a + b, ...), each padded at its own ends."""
         B, T = d.shape[:2]
         new = L + a + b
         Tn = int(new.max())
+        if how is None:  # a constant: the steps shifted by a, the constant before them and after each length
+            out = F.pad(_zero_padding(d, ragged), (0, 0) * (d.ndim - 2) + (a, b))
+            if self.value != 0:
+                s = torch.arange(Tn, device=d.device).unsqueeze(0)
+                end = (L + a).to(d.device).unsqueeze(1)
+                pad = (s < a) | ((s >= end) & (s < end + b))  # (B, Tn)
+                out = torch.where(pad.view(B, Tn, *(1,) * (d.ndim - 2)),
+                                  torch.full((), self.value, dtype=d.dtype, device=d.device), out)
+            return out, new
         s = torch.arange(Tn).unsqueeze(0).expand(B, Tn)
         src, inside = _source(s, a, L.unsqueeze(1), how)
         index = src.to(d.device).view(B, Tn, *(1,) * (d.ndim - 2)).expand(B, Tn, *d.shape[2:])
