@@ -33,6 +33,7 @@ from .io.torch import from_torch, to_torch
 from .layers.basic import DropoutLayer, ElementwiseLayer, LinearLayer, SoftmaxLayer
 from .layers.conv import ConvolutionLayer, PoolingLayer
 from .layers.ctc import CTCLossLayer
+from .layers.extend import AppendLayer, DotLayer, PaddingLayer, PrependLayer
 from .layers.join import CatenateLayer, ThreadingLayer, TotalLayer
 from .layers.loss import CrossEntropyLossLayer, MeanAbsoluteLossLayer, MeanSquaredLossLayer
 from .layers.normalization import BatchNormalizationLayer, NormalizationLayer
@@ -46,17 +47,7 @@ from .layers.sequence import (
     SequenceReverseLayer,
     UnitVectorLayer,
 )
-from .layers.shape import (
-    AppendLayer,
-    DotLayer,
-    FlattenLayer,
-    PaddingLayer,
-    PartLayer,
-    PrependLayer,
-    ReplicateLayer,
-    ReshapeLayer,
-    SequenceIndicesLayer,
-)
+from .layers.shape import FlattenLayer, PartLayer, ReplicateLayer, ReshapeLayer, SequenceIndicesLayer
 from .nets.containers import NetChain, NetGraph
 from .nets.initialize import NetInitialize
 from .nets.measure import NetMeasurements
