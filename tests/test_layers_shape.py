@@ -111,6 +111,8 @@ def test_a_span_at_level_one_gives_each_sequence_its_own_length_or_a_fixed_one()
 
 def test_output_types_are_inferred():
     assert SequenceIndicesLayer(Maximum=5).output_ports()["Output"] == Index(VARYING, levels=5)
+    assert SequenceIndicesLayer(Input=(3, 2)).output_ports()["Output"] == Index(3, levels=3)
+    assert SequenceIndicesLayer(Input=(3, 2))([[1.0, 2.0]] * 3) == [1, 2, 3]
     assert ReshapeLayer((2, Automatic), Input=(3, 4)).output_ports()["Output"] == Real(2, 6)
     assert FlattenLayer(1, Input=(2, 3, 4)).output_ports()["Output"] == Real(6, 4)
     assert FlattenLayer(-1, Input=(2, 3, 4)).output_ports()["Output"] == Real(2, 12)

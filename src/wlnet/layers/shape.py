@@ -124,8 +124,8 @@ class SequenceIndicesLayer(_OneInput):
     def _derive(self) -> None:
         t = self._in["Input"]
         levels = None if self.maximum == math.inf else self.maximum
-        if t.dims is not None and isinstance(t.dims[0], int) and levels is not None:
-            levels = min(levels, t.dims[0])
+        if t.dims is not None and isinstance(t.dims[0], int):  # a fixed length T: indices up to T
+            levels = t.dims[0] if levels is None else min(levels, t.dims[0])
         length = VARYING if t.dims is None else t.dims[0]
         self._out = {"Output": Index(length, levels=levels)}
 
