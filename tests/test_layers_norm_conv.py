@@ -23,6 +23,7 @@ from wlnet import (
     NetInitialize,
     NetTrain,
     NormalizationLayer,
+    NotSupportedError,
     OptionError,
     PoolingLayer,
     SequenceLastLayer,
@@ -170,6 +171,16 @@ def test_convolution_over_a_ragged_sequence_equals_torchs_conv1d_example_by_exam
         want = F.conv1d(xt, w, b, stride=opts.get("Stride", 1), dilation=opts.get("Dilation", 1),
                         groups=opts.get("ChannelGroups", 1))[0].T
         close(got, want)
+
+
+def test_padding_same_keeps_the_length():
+    conv = ConvolutionLayer(3, 4, Dilation=2, PaddingSize="Same", Interleaving=True, Input=("Varying", 4))
+    assert conv.pad == (3, 3)
+    net = with_random_arrays(conv)
+    assert [len(o) for o in net([x.tolist() for x in RAGGED])] == [len(x) for x in RAGGED]
+    assert PoolingLayer(2, PaddingSize="Same", Interleaving=True, Input=(5, 4)).output_ports()["Output"] == Real(5, 4)
+    with pytest.raises(NotSupportedError):
+        PoolingLayer(2, 2, PaddingSize="Same")
 
 
 def test_convolution_channels_first_and_its_types():

@@ -19,7 +19,7 @@ import torch.nn.functional as F
 
 from ..core import options as O
 from ..core.data import Seq
-from ..core.errors import InputError, OptionError, ShapeError, where
+from ..core.errors import InputError, NotSupportedError, OptionError, ShapeError, where
 from ..core.shapes import ANY, VARYING, ArrayType, Real, describe
 from ..core.symbols import Automatic
 from .base import Layer, _unset
@@ -50,7 +50,15 @@ class _Conv1D(Layer):
         self.kernel = kernel
         self.stride = _size(stride, self.name, "Stride")
         self.dilation = _size(dilation, self.name, "Dilation")
-        self.pad = _padding(options.get("PaddingSize", 0), self.name)
+        pad = options.get("PaddingSize", 0)
+        if pad == "Same":  # the output as long as the input: the kernel's reach split, the odd one after
+            if self.stride != 1:
+                raise NotSupportedError(f'{self.name}: PaddingSize "Same" with a stride other than 1 would pad each '
+                                        "sequence of a batch by its own length; give the padding as (a, b).")
+            total = self.dilation * (kernel - 1)
+            self.pad = (total // 2, total - total // 2)
+        else:
+            self.pad = _padding(pad, self.name)
         inter = options.get("Interleaving", False)
         if not isinstance(inter, bool):
             raise OptionError(f"{self.name}: Interleaving must be True or False, but was given {inter!r}.")
@@ -124,7 +132,7 @@ class ConvolutionLayer(_Conv1D):
     """A trainable 1-D convolution: n output channels, kernel size s. Each output step is
     W ⋆ (the s input steps under the kernel) + b, with "Weights" n×(k/g)×s and "Biases" n.
 
-    Options: "Stride" (1), "PaddingSize" (0, or (a, b)), "Dilation" (1), "ChannelGroups" (g, 1),
+    Options: "Stride" (1), "PaddingSize" (0, p, (a, b), or "Same" for stride 1), "Dilation" (1), "ChannelGroups" (g, 1),
     "Interleaving" (False: input k×L, output n×L'; True: input a sequence of size-k vectors,
     output a sequence of size-n vectors), Input, "Weights", "Biases" (None for none),
     LearningRateMultipliers.
@@ -207,7 +215,7 @@ class PoolingLayer(_Conv1D):
     """Pools windows of s steps of each channel with "Function" "Max" (the default), "Mean" or
     "Total": PoolingLayer(s) with stride 1, PoolingLayer(s, r) with stride r.
 
-    Options: "Function", "Stride", "PaddingSize" (0, or (a, b)), "Interleaving" (False: input
+    Options: "Function", "Stride", "PaddingSize" (0, p, (a, b), or "Same" for stride 1), "Interleaving" (False: input
     k×L; True: a sequence of size-k vectors), Input.
 
     Ports: "Input", "Output" (the same channels, length L').
