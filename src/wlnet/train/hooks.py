@@ -27,9 +27,10 @@ from ..core.data import Seq
 from ..core.errors import NetWarning, TrainingError
 from ..core.runtime import Ctx
 from ..nets.measure import measure_outputs
+from .calls import INFO_FORM, call
 from .checkpoint import fingerprint
 from .data import run_module
-from .options import LOWER_IS_BETTER, Options, StoppingRule
+from .options import LOWER_IS_BETTER, Options, StoppingRule, stop_requested
 from .report import Progress
 from .results import latest
 
@@ -343,8 +344,8 @@ class Stopping:
         """After a round: True to stop. values: {criterion: value} of this round."""
         rule = self.rule
         if rule.function is not None:
-            answer = rule.function(info)
-            return answer is True or answer == "StopTraining"
+            return stop_requested(call(rule.function, (info,), "the TrainingStoppingCriterion function", INFO_FORM),
+                                  rounds)
         v = values.get(rule.criterion)
         if v is None or not math.isfinite(v):
             return False
@@ -377,7 +378,7 @@ class BatchProgressFunction:
 
     def on_batch_end(self, run, out, ts, weight) -> None:
         if run.batches % self.every == 0:
-            self.f(run.info(run.batch, run.batch_losses[-1]))
+            call(self.f, (run.info(run.batch, run.batch_losses[-1]),), "the TrainingProgressFunction", INFO_FORM)
 
 
 class RoundProgressFunction:
@@ -388,7 +389,7 @@ class RoundProgressFunction:
 
     def on_round_end(self, run) -> None:
         if run.round % self.every == 0:
-            self.f(run.round_info())
+            call(self.f, (run.round_info(),), "the TrainingProgressFunction", INFO_FORM)
 
 
 class Report:

@@ -7,10 +7,12 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 
 from ..core.errors import OptionError, TrainingError
 from ..core.symbols import All, Automatic
+from .calls import SCHEDULE_FORM, call
 
 WHO = "NetTrain"
 SNAPSHOT_CHUNK = 1 << 20  # elements: the step of a large buffer keeps its snapshot chunk by chunk
@@ -18,6 +20,15 @@ SNAPSHOT_CHUNK = 1 << 20  # elements: the step of a large buffer keeps its snaps
 
 def _is_number(v) -> bool:
     return isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _real_scalar(v):
+    """A real scalar of numpy or torch (0-d) as the Python number it holds; anything else as it is."""
+    if isinstance(v, np.integer | np.floating) or isinstance(v, np.ndarray) and v.ndim == 0 and v.dtype.kind in "iuf":
+        return v.item()
+    if isinstance(v, torch.Tensor) and v.ndim == 0 and v.dtype != torch.bool and not v.dtype.is_complex:
+        return v.item()
+    return v
 
 
 def schedule_factor(schedule, t: int, total: int) -> float:
@@ -29,7 +40,8 @@ def schedule_factor(schedule, t: int, total: int) -> float:
         return math.sqrt(max(0.0, 1.0 - t / (total + 1)))
     if schedule == "Cosine":
         return 0.5 * (1.0 + math.cos(math.pi * t / (total + 1)))
-    value = schedule(t, total)
+    value = call(schedule, (t, total), "the LearningRateSchedule function", SCHEDULE_FORM)
+    value = _real_scalar(value)
     if not _is_number(value) or value < 0:
         raise OptionError(f"{WHO}: the LearningRateSchedule function returned {value!r} for batch {t} of {total}; "
                           "it must return a non-negative number (the factor of the learning rate).")

@@ -30,12 +30,14 @@ import sys
 from dataclasses import dataclass
 from types import MappingProxyType
 
+import numpy as np
 import torch
 
 from ..core import options as O
-from ..core.errors import NotSupportedError, OptionError
+from ..core.errors import NotSupportedError, OptionError, TrainingError
 from ..core.symbols import Automatic
 from ..nets.measure import MEASUREMENTS
+from .calls import INFO_FORM, SCHEDULE_FORM, check_arity
 from .checkpoint import Checkpointing
 from .optim import optimizer  # noqa: F401  (was defined here; tests/test_dropout_kernels.py imports it from here)
 
@@ -158,7 +160,10 @@ def method(spec, lr) -> tuple[str, dict]:
 def _setting(name: str, key: str, v):
     where = f'{WHO}: the "{key}" setting of Method {name!r}'
     if key == "LearningRateSchedule":
-        if v is Automatic or v in SCHEDULES or callable(v):
+        if v is Automatic or (isinstance(v, str) and v in SCHEDULES):
+            return v
+        if callable(v):
+            check_arity(v, 2, f'the "{key}" setting of Method {name!r}', SCHEDULE_FORM)
             return v
         raise OptionError(f"{where} must be {', '.join(repr(s) for s in SCHEDULES)}, or a function f(batch, "
                           f"total batches) giving the factor of the learning rate, but was given {v!r}.")
@@ -218,6 +223,7 @@ def stopping(spec) -> StoppingRule | None:
     if spec is None:
         return None
     if callable(spec):
+        check_arity(spec, 1, "TrainingStoppingCriterion", INFO_FORM)
         return StoppingRule(function=spec)
     if isinstance(spec, str):
         spec = {"Criterion": spec}
@@ -251,14 +257,37 @@ def stopping(spec) -> StoppingRule | None:
     return StoppingRule(None, c, rounds["Patience"], rounds["InitialPatience"], improvement, relative)
 
 
+STOP_ANSWERS = 'True (to stop), False (to go on) or "StopTraining"'
+
+
+def stop_requested(answer, rounds: int) -> bool:
+    """A TrainingStoppingCriterion function's answer after round `rounds`: any boolean scalar
+    (Python's, numpy's, a 0-d boolean array or tensor) or "StopTraining"; anything else is refused."""
+    if isinstance(answer, str):
+        if answer == "StopTraining":
+            return True
+    elif isinstance(answer, bool | np.bool_):
+        return bool(answer)
+    elif isinstance(answer, torch.Tensor) and answer.ndim == 0 and answer.dtype == torch.bool:
+        return bool(answer.item())
+    elif isinstance(answer, np.ndarray) and answer.ndim == 0 and answer.dtype == np.bool_:
+        return bool(answer.item())
+    shown = repr(answer)
+    shown = shown if len(shown) <= 80 else shown[:77] + "..."
+    raise TrainingError(f"{WHO}: the TrainingStoppingCriterion function must return {STOP_ANSWERS}, but after round "
+                        f"{rounds} it returned {shown} (of type {type(answer).__name__}).")
+
+
 def progress_function(spec):
     """TrainingProgressFunction → (function, unit, every): f, or (f, {"Interval": (unit, n)})
     with unit "Rounds" (the default, every round) or "Batches"."""
     if spec is None:
         return None
     if callable(spec):
+        check_arity(spec, 1, "TrainingProgressFunction", INFO_FORM)
         return spec, "Rounds", 1
     if isinstance(spec, tuple | list) and len(spec) == 2 and callable(spec[0]) and isinstance(spec[1], dict):
+        check_arity(spec[0], 1, "TrainingProgressFunction", INFO_FORM)
         extra = [k for k in spec[1] if k != "Interval"]
         if extra:
             raise OptionError(f'{WHO}: TrainingProgressFunction: {extra[0]!r} is not a setting; the setting is '

@@ -1,0 +1,126 @@
+"""NetTrain never silent, never stuck, never destructive: the functions given as options checked
+when they are given, checkpoints that know their run, and data-parallel ranks given unequal data
+stopped together with one clear error."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from wlnet import LinearLayer, NetInitialize, NetTrain, OptionError, TrainingError
+
+QUIET = {"TrainingProgressReporting": None}
+
+
+def linear():
+    return NetInitialize(LinearLayer(1, Input=1), RandomSeeding=3)
+
+
+DATA = [([float(x)], [2.0 * x + 1.0]) for x in range(8)]
+
+
+# ---- the functions given as options --------------------------------------------------------------------
+class NoSignature:
+    """A callable Python cannot give a signature for (as some builtins and C callables), that takes
+    no argument."""
+
+    __signature__ = "none"
+
+    def __call__(self):
+        return 1.0
+
+
+@pytest.mark.parametrize("options, match", [
+    ({"Method": ("SGD", {"LearningRateSchedule": lambda t: 1.0})},
+     r'"LearningRateSchedule" setting of Method \'SGD\' must be a function f\(batch, total batches\), called '
+     r"with 2 arguments, but .*<lambda>\(t\) cannot be called so"),
+    ({"Method": ("ADAM", {"LearningRateSchedule": lambda t, n, m: 1.0})}, r"<lambda>\(t, n, m\) cannot be called so"),
+    ({"TrainingProgressFunction": lambda: None},
+     r"TrainingProgressFunction must be a function f\(progress dict\), called with 1 argument, but .*<lambda>\(\)"),
+    ({"TrainingProgressFunction": (lambda a, b: None, {"Interval": ("Batches", 2)})}, r"<lambda>\(a, b\)"),
+    ({"TrainingProgressFunction": lambda *, info: None}, r"<lambda>\(\*, info\)"),
+    ({"TrainingStoppingCriterion": lambda a, b: False},
+     r"TrainingStoppingCriterion must be a function f\(progress dict\), called with 1 argument"),
+])
+def test_a_function_of_the_wrong_arity_is_refused_when_given(options, match):
+    calls = []
+
+    def watch(info):
+        calls.append(info["AbsoluteBatch"])
+
+    opts = {"TrainingProgressFunction": (watch, {"Interval": ("Batches", 1)}), **options}
+    with pytest.raises(OptionError, match=match):
+        NetTrain(linear(), DATA, MaxTrainingRounds=2, BatchSize=4, **QUIET, **opts)
+    assert calls == []  # refused before the first batch
+
+
+def test_functions_that_accept_the_arity_are_taken():
+    """*args, defaults, and builtins without a signature: trained as with the plain functions."""
+    plain = NetTrain(linear(), DATA, MaxTrainingRounds=3, BatchSize=4, Method=("SGD", {"LearningRateSchedule":
+                                                                                       lambda t, n: 0.5}), **QUIET)
+    seen = []
+    for schedule, progress in [(lambda *a: 0.5, lambda info, extra=1: seen.append(info["Round"])),
+                               (lambda t, n=0, *rest: np.float32(0.5), lambda *a: seen.append(a[0]["Round"])),
+                               (lambda t, n: torch.tensor(0.5, dtype=torch.float64), print)]:
+        got = NetTrain(linear(), DATA, MaxTrainingRounds=3, BatchSize=4, Method=("SGD", {"LearningRateSchedule":
+                                                                                       schedule}),
+                       TrainingProgressFunction=progress, TrainingStoppingCriterion=lambda info, *more: False, **QUIET)
+        for k, t in plain.arrays().items():
+            torch.testing.assert_close(got.arrays()[k], t, rtol=0, atol=0)
+    assert seen == [1, 2, 3, 1, 2, 3]
+    # max has no signature in Python: accepted, and called as f(batch, total batches)
+    NetTrain(linear(), DATA, MaxTrainingRounds=1, Method=("SGD", {"LearningRateSchedule": max}), **QUIET)
+
+
+def test_a_function_without_a_signature_that_cannot_be_called_so_fails_clearly():
+    with pytest.raises(OptionError, match=r"the TrainingProgressFunction NoSignature could not be called as a "
+                                          r"function f\(progress dict\): TypeError"):
+        NetTrain(linear(), DATA, MaxTrainingRounds=2, TrainingProgressFunction=NoSignature(), **QUIET)
+    with pytest.raises(OptionError, match=r"the LearningRateSchedule function NoSignature could not be called as a "
+                                          r"function f\(batch, total batches\)"):
+        NetTrain(linear(), DATA, MaxTrainingRounds=2, Method=("SGD", {"LearningRateSchedule": NoSignature()}),
+                 **QUIET)
+
+
+def test_an_error_inside_a_checked_function_is_its_own():
+    def progress(info):
+        raise TypeError("the function's own mistake")
+
+    with pytest.raises(TypeError, match="the function's own mistake"):
+        NetTrain(linear(), DATA, MaxTrainingRounds=2, TrainingProgressFunction=progress, **QUIET)
+
+
+@pytest.mark.parametrize("answer", [True, np.bool_(True), torch.tensor(True), np.array(True), "StopTraining"])
+def test_any_boolean_scalar_true_stops(answer):
+    rounds = []
+
+    def stop(info):
+        rounds.append(info["Round"])
+        return answer if info["Round"] == 2 else False
+
+    res = NetTrain(linear(), DATA, ["ReasonTrainingStopped", "RoundLossList"], MaxTrainingRounds=6, BatchSize=4,
+                   TrainingStoppingCriterion=stop, **QUIET)
+    assert res[0] == "StoppingCriterion" and len(res[1]) == 2 and rounds == [1, 2]
+
+
+@pytest.mark.parametrize("answer", [False, np.bool_(False), torch.tensor(False), np.array(False)])
+def test_any_boolean_scalar_false_goes_on(answer):
+    res = NetTrain(linear(), DATA, ["ReasonTrainingStopped", "RoundLossList"], MaxTrainingRounds=3, BatchSize=4,
+                   TrainingStoppingCriterion=lambda info: answer, **QUIET)
+    assert res[0] == "MaxTrainingRounds" and len(res[1]) == 3
+
+
+@pytest.mark.parametrize("answer, shown", [
+    (np.array([True, False]), r"array\(\[ True, False\]\) \(of type ndarray\)"),
+    (torch.tensor([True]), r"tensor\(\[True\]\) \(of type Tensor\)"),
+    (1, r"1 \(of type int\)"),
+    (None, r"None \(of type NoneType\)"),
+    ("Stop", r"'Stop' \(of type str\)"),
+    (torch.tensor(1.0), r"tensor\(1\.\) \(of type Tensor\)"),
+])
+def test_a_stopping_answer_that_is_not_a_boolean_scalar_is_refused(answer, shown):
+    with pytest.raises(TrainingError, match=r'the TrainingStoppingCriterion function must return True \(to stop\), '
+                                            r'False \(to go on\) or "StopTraining", but after round 1 it returned '
+                                            + shown):
+        NetTrain(linear(), DATA, MaxTrainingRounds=3, TrainingStoppingCriterion=lambda info: answer, **QUIET)
