@@ -540,11 +540,12 @@ def _read_file(path: str) -> bytes:
             if not stat.S_ISREG(st.st_mode) or st.st_size > MAX_BYTES:
                 raise FileFormatError(f"ONNX import: {path!r} changed while it was opened (it is no longer a regular "
                                       f"file of at most {MAX_BYTES} bytes).")
-            data = f.read(MAX_BYTES + 1)
+            data = f.read(st.st_size + 1)  # (one byte more: a file that grew meanwhile)
     except OSError as e:
         raise FileFormatError(f"ONNX import: cannot read {path!r}: {e.strerror or e}.") from None
-    if len(data) > MAX_BYTES:
-        raise FileFormatError(f"ONNX import: the file {path!r} grew past {MAX_BYTES} bytes while it was read.")
+    if len(data) != st.st_size:
+        raise FileFormatError(f"ONNX import: the file {path!r} changed while it was read ({len(data)} bytes read of "
+                              f"{st.st_size}).")
     return data
 
 
