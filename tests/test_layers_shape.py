@@ -35,7 +35,9 @@ from wlnet import (
     ReshapeLayer,
     SequenceIndicesLayer,
     ShapeError,
+    from_wolfram,
     to_torch,
+    to_wolfram,
 )
 from wlnet.core.data import Seq
 from wlnet.core.runtime import Ctx
@@ -73,7 +75,8 @@ VALUE_CASES = {
     "Flatten-steps": (lambda: FlattenLayer(Input=("Varying", 2)), lambda x: x.reshape(-1)),
     "Part-last": (lambda: PartLayer(-1, Input=("Varying", 2)), lambda x: x[-1]),
     "Part-first": (lambda: PartLayer(1, Input=("Varying", 2)), lambda x: x[0]),
-    "Part-list": (lambda: PartLayer([1, -1], Input=("Varying", 2)), lambda x: x[[0, -1]]),
+    "Part-positions": (lambda: PartLayer([[1, -1]], Input=("Varying", 2)), lambda x: x[[0, -1]]),
+    "Part-levels-as-a-list": (lambda: PartLayer([-1, 2], Input=("Varying", 2)), lambda x: x[-1, 1]),
     "Part-span-to-end": (lambda: PartLayer(slice(-2, None), Input=("Varying", 2)) , None),
     "Part-span-rest": (lambda: PartLayer(slice(1, -1, 2), Input=("Varying", 2)), lambda x: x[0::2]),
     "Part-two-levels": (lambda: PartLayer((All, 2), Input=("Varying", 2)), lambda x: x[:, 1]),
@@ -126,6 +129,14 @@ def test_output_types_are_inferred():
     assert DotLayer(Input=[3, 3]).output_ports()["Output"] == Real()
     chain = NetChain([EmbeddingLayer(3, 6), PartLayer(-1), LinearLayer(2)])
     assert chain.output_ports()["Output"] == Real(2)
+
+
+def test_a_list_names_levels_as_wolframs_part_layer_does():
+    assert from_wolfram("PartLayer[{All, 2}]").input_form() == PartLayer([All, 2]).input_form()
+    layer = PartLayer([All, 2], Input=("Varying", 2))
+    assert to_wolfram(layer).startswith("PartLayer[{All, 2}")
+    close(layer(RAGGED[0].tolist()), RAGGED[0][:, 1])
+    assert layer.output_ports()["Output"] == Real(VARYING)
 
 
 def test_fixed_shape_values_match_numpy():

@@ -292,10 +292,11 @@ def _span_text(s: slice) -> str:
 class PartLayer(_OneInput):
     """A part of an array, as Wolfram's Part: PartLayer(i) the i-th element (negative i counts
     from the end); PartLayer(slice(i, j)) elements i through j (Wolfram's i;;j, 1-based and
-    inclusive; slice(i, None) is i;;All, a step k as slice(i, j, k)); PartLayer([i1, i2, ...])
-    those elements; PartLayer((s1, s2, ...)) s1 at level 1, s2 at level 2, ... (each one of the
-    above or All). On a ragged batch of sequences, positions at level 1 count within each
-    sequence's own length; a span whose end is not fixed gives sequences of varying length.
+    inclusive; slice(i, None) is i;;All, a step k as slice(i, j, k)); PartLayer([s1, s2, ...]) (or
+    a tuple) s1 at level 1, s2 at level 2, ..., as Wolfram's PartLayer[{s1, s2, ...}], each one
+    of the above, All, or a list of positions [i1, i2, ...] (those elements, in that order). On a
+    ragged batch of sequences, positions at level 1 count within each sequence's own length; a
+    span whose end is not fixed gives sequences of varying length.
 
     Ports: "Input" (an array or a sequence), "Output".
 
@@ -305,7 +306,7 @@ class PartLayer(_OneInput):
 
     def __init__(self, spec, **options):
         super().__init__((spec,), options)
-        specs = spec if isinstance(spec, tuple) else (spec,)
+        specs = tuple(spec) if isinstance(spec, tuple | list) else (spec,)
         if not specs:
             raise OptionError(f"{self.name}: the part specification must not be empty.")
         for s in specs:
