@@ -21,6 +21,12 @@ built, and which ONNX axis is the batch, the time, or a feature axis. A recurren
 which axis of a graph input is the time (by its layout); the rest is batch first. Anything else
 is a NotSupportedError naming the op and the node.
 
+Bounded before it is read or computed: the file only as a regular file of at most MAX_BYTES, external
+data only from regular files inside the model's folder whose offsets and lengths fit, only opsets
+OPSETS; a node on constants only once the size of its result, from its inputs' shapes, is at most
+MAX_FOLD elements (or no more than its inputs hold) and all that was folded within a byte budget;
+shape vectors and the integer constants the handlers read entry by entry at most MAX_ENTRIES long.
+
 The net: graph inputs keep their names and become ports of wlnet's batch-first convention (a
 time-major X is a port taking a batch of sequences, "Varying" in length); int (batch,) inputs
 are sequence lengths (wlnet takes them from the ragged data, so they are no ports); inputs with
