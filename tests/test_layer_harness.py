@@ -1,4 +1,4 @@
-"""One harness that runs every layer type the same way (STYLE.md, tests): each layer, initialized
+"""One harness that runs every layer type the same way: each layer, initialized
 with a given input shape and a fixed seed, is checked for
 
 - list / numpy / torch input → the same kind out, equal values, equal to an independent numpy

@@ -28,7 +28,8 @@ import math
 
 import torch
 
-from ..coders.encoders import CharacterClass, NetDecoder, NetEncoder
+from ..coders.decoders import NetDecoder
+from ..coders.encoders import CharacterClass, NetEncoder
 from ..core.errors import ExportError, NetError
 from ..core.net import Net, NetPort
 from ..core.shapes import VARYING, ArrayType, ListType

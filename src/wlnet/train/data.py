@@ -19,7 +19,7 @@ from typing import NamedTuple
 
 import torch
 
-from ..coders.encoders import NetDecoder
+from ..coders.decoders import NetDecoder
 from ..core.data import PortReader, Seq, _depth, move_all, take_rows
 from ..core.errors import NetError, ShapeError, TrainingError
 from ..core.net import Net

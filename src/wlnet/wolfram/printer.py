@@ -262,7 +262,8 @@ class Printer:
 
 
 def _is_constructed(v) -> bool:
-    from ..coders.encoders import NetDecoder, NetEncoder
+    from ..coders.decoders import NetDecoder
+    from ..coders.encoders import NetEncoder
 
     return isinstance(v, Net | NetEncoder | NetDecoder)
 

@@ -46,7 +46,8 @@ import stat
 
 import numpy as np
 
-from ...coders.encoders import CHARACTER_CLASSES, NetDecoder, NetEncoder
+from ...coders.decoders import NetDecoder
+from ...coders.encoders import CHARACTER_CLASSES, NetEncoder
 from ...core.errors import FileFormatError, NetError, NotSupportedError
 from ...core.net import NetPort
 from ...core.shapes import VARYING
