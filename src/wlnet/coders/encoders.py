@@ -231,16 +231,6 @@ def _codes(enc, text: str):
     return None if codes.size and codes.min() < 0 else codes
 
 
-def __getattr__(name: str):
-    """NetDecoder and DECODER_PROPERTIES, reached through this module by older imports; looked up
-    only when asked for, so that this module never imports decoders.py as it loads."""
-    if name in ("NetDecoder", "DECODER_PROPERTIES"):
-        from . import decoders
-
-        return getattr(decoders, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
 __all__ = [
     "CHARACTER_CLASSES", "FORMS", "CharacterClass", "DigitCharacter", "LetterCharacter", "LowercaseCharacter",
     "NetEncoder", "PunctuationCharacter", "UppercaseCharacter", "WhitespaceCharacter", "WordCharacter",
