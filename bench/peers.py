@@ -11,10 +11,11 @@ four LSTM benchmark nets (LSTM 32 or 1024 wide, alone or 4 stacked, input 16, le
 trained x/y classifier, one call) and single-example latency.
 
 Training examples/s: the best of each peer's trials, and the median of the trials' paired ratios.
-For the wide nets the GEMM-bound floor: the net's training matrix products (forward: the input
-product of all steps and a state product per step; backward: a state product per step, then
-the input, input-weight and state-weight gradients over all steps) timed at the rates
-torch.mm reaches on those shapes in the same run, as examples/s, and NetTrain's share of it.
+For the wide nets the true floor: per layer, the faster of its training matrix products (forward:
+the input product of all steps and a state product per step; backward: a state product per
+step, then the input, input-weight and state-weight gradients over all steps), each on the
+fastest of torch.mm, MKL's sgemm and oneDNN's matmul on its shape in the same run, and oneDNN's
+own fused LSTM step; as examples/s, and NetTrain's share of it.
 Then each peer's whole-process peak RSS training LSTMLarge and LSTMLargeStack for a round, each in
 a process of its own (`--rss`): NetTrain on the uninitialized net, and on a net the caller
 initialized and holds.
@@ -206,43 +207,118 @@ def keras_rate(p) -> float | None:
     return p["rounds"] * len(p["x"]) / (time.perf_counter() - t0)
 
 
-# ---- the GEMM-bound floor of the wide nets -------------------------------------------------------
-def mm_seconds(m: int, k: int, n: int, repeat: int = 3) -> float:
-    """The best time of torch.mm on (m, k) × (k, n) in float32, into a preallocated result; small
-    products are timed over enough calls to last ~2 ms a trial (one call is too short to time)."""
-    a, b, out = torch.randn(m, k), torch.randn(k, n), torch.empty(m, n)
-    torch.mm(a, b, out=out)
+# ---- the true floor of the wide nets --------------------------------------------------------------
+def _timed(f, repeat: int = 3) -> float:
+    """The best time of f() over `repeat` trials, each over enough calls to last ~2 ms."""
+    f()
     t0 = time.perf_counter()
-    torch.mm(a, b, out=out)
+    f()
     calls = max(1, int(2e-3 / max(time.perf_counter() - t0, 1e-7)))
     best = float("inf")
     for _ in range(repeat):
         t0 = time.perf_counter()
         for _ in range(calls):
-            torch.mm(a, b, out=out)
+            f()
         best = min(best, (time.perf_counter() - t0) / calls)
     return best
 
 
-def gemm_floor(p) -> float:
-    """Examples/s if a batch cost only its matrix products, each at torch.mm's measured rate:
-    per layer (input k, width n), forward: the input product of all steps (BT, k) × (k, 4n) and
-    T state products (B, n) × (n, 4n); backward: T state products (B, 4n) × (4n, n), then
-    dx (BT, 4n) × (4n, k), dW_x (4n, BT) × (BT, k) and dW_s (4n, BT) × (BT, n). The character
-    model's embedding gives k = 32, and its head at every step adds (BT, n) × (n, c) and its two
-    gradients."""
+_SGEMM = []
+
+
+def _mkl_sgemm():
+    """The Fortran sgemm_ that torch links (MKL in its x86 wheels), or None."""
+    if not _SGEMM:
+        import ctypes
+
+        try:
+            lib = ctypes.CDLL(os.path.join(os.path.dirname(torch.__file__), "lib", "libtorch_cpu.so"))
+            _SGEMM.append(lib.sgemm_)
+        except (OSError, AttributeError):
+            _SGEMM.append(None)
+    return _SGEMM[0]
+
+
+def product_seconds(m: int, k: int, n: int) -> dict:
+    """The best time of the float32 product (m, k) × (k, n) by each routine a peer could call:
+    torch.mm (at::mm, into a preallocated result), the BLAS's sgemm_ directly, and oneDNN's
+    matmul (mkldnn linear on (m, k) and an (n, k) weight)."""
+    import ctypes
+
+    a, b, out = torch.randn(m, k), torch.randn(k, n), torch.empty(m, n)
+    times = {"at::mm": _timed(lambda: torch.mm(a, b, out=out))}
+    sgemm = _mkl_sgemm()
+    if sgemm is not None:  # column-major: Cᵀ (n, m) = Bᵀ Aᵀ on the row-major buffers
+        c_int, c_float, ptr = ctypes.c_int, ctypes.c_float, ctypes.c_void_p
+        args = [ctypes.byref(ctypes.c_char(b"N")), ctypes.byref(ctypes.c_char(b"N")), ctypes.byref(c_int(n)),
+                ctypes.byref(c_int(m)), ctypes.byref(c_int(k)), ctypes.byref(c_float(1.0)), ptr(b.data_ptr()),
+                ctypes.byref(c_int(n)), ptr(a.data_ptr()), ctypes.byref(c_int(k)), ctypes.byref(c_float(0.0)),
+                ptr(out.data_ptr()), ctypes.byref(c_int(n))]
+        times["MKL sgemm"] = _timed(lambda: sgemm(*args))
+    if torch.backends.mkldnn.is_available():
+        w = b.T.contiguous()
+        try:
+            linear = torch.ops.mkldnn._linear_pointwise
+            linear(a, w, None, "none", [], "")
+            times["oneDNN"] = _timed(lambda: linear(a, w, None, "none", [], ""))
+        except (RuntimeError, AttributeError):
+            pass
+    return times
+
+
+def fastest_product(m: int, k: int, n: int, tally: dict) -> float:
+    times = product_seconds(m, k, n)
+    best = min(times, key=times.__getitem__)
+    tally[best] = tally.get(best, 0) + 1
+    return times[best]
+
+
+def fused_layer_seconds(B: int, T: int, k: int, n: int, repeat: int = 2) -> float:
+    """A training step of torch's fused LSTM layer (oneDNN's on CPU): forward and backward."""
+    layer = torch.nn.LSTM(k, n, batch_first=True)
+    x = torch.randn(B, T, k, requires_grad=True)
+
+    def step():
+        out, _ = layer(x)
+        out.sum().backward()
+
+    step()
+    best = float("inf")
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        step()
+        best = min(best, time.perf_counter() - t0)
+    return best
+
+
+def floor(p) -> tuple:
+    """Examples/s if a batch cost only, per LSTM layer (input k, width n), the faster of its matrix
+    products each on the fastest routine for its shape (`product_seconds`) and oneDNN's fused LSTM
+    step; the products, forward: the input product of all steps (BT, k) × (k, 4n) and T state
+    products (B, n) × (n, 4n); backward: T state products (B, 4n) × (4n, n), then dx (BT, 4n) ×
+    (4n, k), dW_x (4n, BT) × (BT, k) and dW_s (4n, BT) × (BT, n). The character model's embedding
+    gives k = 32, and its head at every step adds (BT, n) × (n, c) and its two gradients.
+    → (examples/s, how: the routine count and which bound held per layer)."""
     B, T = p.get("batch", BATCH), p["x"].shape[1]
     k = 32 if p["kind"] == "lm" else p["x"].shape[2]
-    seconds = 0.0
+    seconds, tally, bounds, done = 0.0, {}, [], {}
     for n in p["width"]:
-        step = mm_seconds(B, n, 4 * n) + mm_seconds(B, 4 * n, n)
-        seconds += T * step + mm_seconds(B * T, k, 4 * n) + mm_seconds(B * T, 4 * n, k) \
-            + mm_seconds(4 * n, B * T, k) + mm_seconds(4 * n, B * T, n)
+        if (k, n) not in done:
+            f = fastest_product
+            products = T * (f(B, n, 4 * n, tally) + f(B, 4 * n, n, tally)) + f(B * T, k, 4 * n, tally) \
+                + f(B * T, 4 * n, k, tally) + f(4 * n, B * T, k, tally) + f(4 * n, B * T, n, tally)
+            fused = fused_layer_seconds(B, T, k, n)
+            done[k, n] = (min(products, fused), "products" if products <= fused else "oneDNN LSTM")
+        seconds += done[k, n][0]
+        bounds.append(done[k, n][1])
         k = n
     if p["kind"] == "lm":
         c = len(LM_ALPHABET)
-        seconds += mm_seconds(B * T, k, c) + mm_seconds(B * T, c, k) + mm_seconds(c, B * T, k)
-    return B / seconds
+        seconds += fastest_product(B * T, k, c, tally) + fastest_product(B * T, c, k, tally) \
+            + fastest_product(c, B * T, k, tally)
+    how = ", ".join(f"{name} ×{count}" for name, count in sorted(tally.items())) + "; " + \
+        ", ".join(sorted(set(bounds)))
+    return B / seconds, how
 
 
 # ---- peak memory -----------------------------------------------------------------------------------
@@ -361,7 +437,7 @@ def main() -> None:
         r_ker = statistics.median(a / b for a, b in zip(ours, ker)) if ker else None
         rows.append((name, max(ours), max(loop), max(ker) if ker else None, r_loop, r_ker))
         if p["width"][0] >= 1024 or p["kind"] == "lm":  # the rows whose time is mostly matrix products
-            floors.append((name, gemm_floor(p), max(ours)))
+            floors.append((name, *floor(p), max(ours)))
         print(f"  {name}: done", flush=True)
     print(f"\n{'training (ex/s)':<36}{'NetTrain':>10}{'torch loop':>12}{'Keras/JAX':>11}"
           f"{'÷ loop':>8}{'÷ Keras':>9}")
@@ -372,9 +448,9 @@ def main() -> None:
     for name, a, b, c in evaluation(args.trials):
         print(f"{name:<36}{a:>10,.0f}{b:>12,.0f}{(f'{c:,.0f}' if c else 'n/a'):>11}{a / b:>8.2f}"
               f"{(f'{a / c:.2f}' if c else 'n/a'):>9}")
-    print(f"\n{'GEMM-bound floor (ex/s)':<36}{'floor':>10}{'NetTrain':>12}{'share':>11}")
-    for name, floor, ours in floors:
-        print(f"{name:<36}{floor:>10,.1f}{ours:>12,.1f}{ours / floor:>11.0%}")
+    print(f"\n{'true floor (ex/s)':<36}{'floor':>10}{'NetTrain':>12}{'share':>11}  fastest routines; bound")
+    for name, rate, how, ours in floors:
+        print(f"{name:<36}{rate:>10,.1f}{ours:>12,.1f}{ours / rate:>11.0%}  {how}")
     if not args.quick:
         print(f"\n{'peak RSS, one round (MiB)':<36}{'NetTrain':>10}{'torch loop':>12}{'Keras/JAX':>11}{'÷ loop':>8}"
               f"{'net held':>10}{'÷ loop':>8}")

@@ -596,8 +596,8 @@ def test_p_zero_is_no_dropout():
 
 @pytest.mark.parametrize("built", [True, False], ids=["native", "no-native"])
 def test_which_kernel_runs(monkeypatch, built):
-    """Where the native kernel is built it runs every masked LSTM and, without masks, every
-    training step and the forward up to the widths where it measured faster than oneDNN's;
+    """Where the native kernel is built it runs every masked LSTM and, without masks, the kernel
+    measured faster on this machine (`choice`);
     else weight masks alone run torch's fused kernel, input masks the fused kernel on widened
     inputs, state and state-update masks the custom one."""
     if built:
@@ -607,10 +607,13 @@ def test_which_kernel_runs(monkeypatch, built):
         monkeypatch.setenv("WLNET_NO_NATIVE", "1")
     x, arrays, s0, c0 = make_problem(seed=22)
     weights_only = dropout.draw_masks(LSTM, {"VariationalWeights": 0.5}, 4, 6, 5, 3, seeded(), "cpu", F64)
-    big_n = cells.NATIVE_FORWARD_MAX_N + 1
+    from wlnet.kernels import choice
+
+    measured = {(5, True): "native", (5, False): "native", (1024, True): "native", (129, False): "fused"}
+    monkeypatch.delenv(choice.ENV, raising=False)
+    monkeypatch.setattr(choice, "choose", lambda cell, dtype, n, B, T, k, ragged, grad: (measured[n, grad], None))
     for masks in (dropout.Masks(), weights_only):
-        for n, grad, kernel in [(5, True, "native"), (5, False, "native"), (1024, True, "native"),
-                                (big_n, False, "fused")]:
+        for (n, grad), kernel in measured.items():
             assert recurrence.choose(LSTM, "cpu", F64, masks, n, grad) == (kernel if built else "fused")
 
     z = dropout.draw_masks(LSTM, {"VariationalWeights": 0.5}, 4, 6, 5, 3, seeded(), "cpu", F64).weights

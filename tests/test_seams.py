@@ -44,7 +44,7 @@ def test_graph_states_are_positions_of_the_graph():
 def test_packed_weights_are_packed_once_inside_a_chain(monkeypatch):
     net = w.NetInitialize(w.NetChain([w.LongShortTermMemoryLayer(4), w.LongShortTermMemoryLayer(3),
                                       w.SequenceLastLayer()], Input=("Varying", 2)))
-    monkeypatch.setattr(cells, "NATIVE_FORWARD_MAX_N", 0)  # the fused kernel, also where native is built
+    monkeypatch.setenv("WLNET_KERNEL", "fused")  # the fused kernel, also where native is built
     calls = []
     pack = cells.Cell.pack
     monkeypatch.setattr(cells.Cell, "pack", lambda self, a: calls.append(self.name) or pack(self, a))

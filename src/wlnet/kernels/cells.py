@@ -69,7 +69,6 @@ class Cell:
     torch_module: str  # the torch.nn module ("LSTM", "GRU", "RNN")
     native: Callable | None = None  # native(cell, x, lengths, arrays, states, masks) → out, states
     custom: Callable | None = None  # the same contract, in eager torch where the native kernel cannot run
-    native_unmasked: Callable | None = None  # (n, grad) → whether native beats fused without masks (None: always)
     native_order: tuple = ()  # the arrays in the order the native kernel takes them
     initial: dict = dataclasses.field(default_factory=dict)  # array → initial value of every entry (NetInitialize)
     extras: tuple = ()  # optional arrays beyond Wolfram's: (name, rule), (they must be given to exist)
@@ -251,16 +250,6 @@ def rnn_step(cell, a, x, states, zx=None, zs=None, zm=None):
 
 
 # ---- the cells ---------------------------------------------------------------------------------
-# Where the native LSTM beats oneDNN's fused kernel without masks (bench/kernels.py, 2 cores,
-# B = 1-510): the training step at every width measured (n = 20-1024: 0.4-0.9× the fused step's
-# time); the forward alone up to n = 128 (0.25-0.9×; from n = 256, 1.1-1.4×).
-NATIVE_FORWARD_MAX_N = 128
-
-
-def _lstm_native_unmasked(n: int | None, grad: bool) -> bool:
-    return grad or n is None or n <= NATIVE_FORWARD_MAX_N
-
-
 def _lstm_configure(cell: Cell, present: frozenset, form: dict) -> dict:
     # peepholes: torch's modules and kernels have none; the reference step runs them
     return {"native": None, "custom": None, "torch": dataclasses.replace(cell.torch, kernel="")}
@@ -289,7 +278,6 @@ LSTM = Cell(
     torch_module="LSTM",
     native=native_cells.lstm_kernel,
     custom=lstm_custom.kernel,
-    native_unmasked=_lstm_native_unmasked,
     native_order=native_cells.LSTM_NAMES,
     initial={"ForgetGateBiases": 1.0},
     extras=(("InputGateCellStateWeights", "n"), ("ForgetGateCellStateWeights", "n"),

@@ -12,8 +12,8 @@ Kernels (`choose`), each declared by the cell (`Cell.kernels`, `kernels.cells`):
   torch layout; weight masks multiply the packed weights; input masks alone widen the input to
   one masked copy per gate with block-diagonal input weights, which gives exactly W_gx (x ∘ z_g).
 - "native": the cell's recurrence in C++ (`native_cells`), CPU, float32/float64, with or without
-  masks (for the LSTM without masks where it measured faster than oneDNN's: the cell's
-  `native_unmasked`).
+  masks (without them where it measured faster than torch's fused kernel on this machine, on the
+  matrix product measured fastest: `choice`).
 - "custom": a recurrence in eager torch with a hand-written backward (the LSTM's
   `lstm_custom`), where the native kernel cannot run (CUDA, no compiler).
 - "unroll": `unroll`, the cell's reference step in a time loop with autograd: the ground truth
@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import torch
 
-from . import dropout, native
+from . import choice, dropout, native
 from .cells import Cell
 
 NO_MASKS = dropout.Masks()
@@ -94,34 +94,56 @@ def fused(cell: Cell, x, lengths, weights: list, states=(), exact: bool = True):
 
 
 def choose(cell: Cell, device, dtype, masks: dropout.Masks = NO_MASKS, n: int | None = None,
-           grad: bool | None = None) -> str:
+           grad: bool | None = None, shape: tuple | None = None, ragged: bool = False) -> str:
     """The kernel that runs `cell` with `masks` on tensors of `device` and `dtype`, at width n,
-    recording a graph (`grad`, default: torch's grad mode) or not, among the cell's kernels.
+    recording a graph (`grad`, default: torch's grad mode) or not, on inputs of `shape` (B, T, k)
+    (None: a nominal batch), `ragged` or not, among the cell's kernels (`pick`)."""
+    return pick(cell, device, dtype, masks, n, grad, shape, ragged)[0]
 
-    On the CPU torch's fused kernel is oneDNN's for the LSTM only; for the GRU and the basic RNN
-    it is a loop of ATen ops per step, which the native kernel (the same products, each step's
-    element-wise work in one pass) beats 2-3× (bench/dropout.py), so there the native kernel runs
-    with or without masks. Without masks a cell's `native_unmasked` says where its native kernel
-    measured faster than the fused one. Under torch.compile and torch.export (which trace with
-    tensors that hold no data) the C++ kernels cannot run: torch's kernels run instead. The fused
-    kernel takes weight and input masks only; then a custom kernel, else the unroll."""
+
+def _takes(kernel: str, cell: Cell, masks: dropout.Masks, native_ok: bool) -> bool:
+    if kernel not in cell.kernels:
+        return False
+    if kernel == "native":
+        return native_ok
+    return kernel != "fused" or (masks.s is None and masks.m is None)
+
+
+def pick(cell: Cell, device, dtype, masks: dropout.Masks = NO_MASKS, n: int | None = None,
+         grad: bool | None = None, shape: tuple | None = None, ragged: bool = False) -> tuple:
+    """(kernel, the native kernel's matrix product or None: the module's own) as `choose`.
+
+    WLNET_KERNEL names a kernel to run wherever the cell has it and it takes the masks. Without
+    masks, where the native kernel can run, the choice among it (on each matrix product) and
+    torch's fused kernel is the one measured on this machine for the call's shape class
+    (`choice`); weight masks alone choose so too (the fused kernel takes them on its packed
+    weights). With step masks the native kernel runs where it can: it takes every mask, and each
+    step's element-wise work is one pass (torch's fused kernel takes weight and input masks only;
+    then the custom kernel, else the unroll). Under torch.compile and torch.export (which trace
+    with tensors that hold no data) the C++ kernels cannot run: torch's kernels run instead."""
     kernels = cell.kernels
-    if "native" in kernels and not torch.compiler.is_compiling() and \
-            native.usable_for(torch.device(device), dtype) is not None:
+    native_ok = "native" in kernels and not torch.compiler.is_compiling() and \
+        native.usable_for(torch.device(device), dtype) is not None
+    wanted = choice.forced()
+    if wanted is not None and _takes(wanted, cell, masks, native_ok):
+        return wanted, None
+    if native_ok:
         step_masks = masks.x is not None or masks.s is not None or masks.m is not None
-        if step_masks or cell.native_unmasked is None or "fused" not in kernels:
-            return "native"
+        if step_masks or "fused" not in kernels:
+            return "native", None
         grad = torch.is_grad_enabled() if grad is None else grad
-        return "native" if cell.native_unmasked(n, grad) else "fused"
+        B, T, k = shape if shape is not None else (None, None, None)
+        return choice.choose(cell, dtype, n, B, T, k, ragged, grad)
     if "fused" in kernels and masks.s is None and masks.m is None:
-        return "fused"
-    return "custom" if "custom" in kernels else "unroll"
+        return "fused", None
+    return "custom" if "custom" in kernels else "unroll", None
 
 
 def masked(cell: Cell, x, lengths, arrays: dict, states, masks: dropout.Masks, exact: bool = True):
     """The recurrence with fixed dropout masks (`dropout.draw_masks`), on the chosen kernel."""
-    return run_on(choose(cell, x.device, x.dtype, masks, cell.width(arrays)), cell, x, lengths, arrays, states, masks,
-               exact)
+    kernel = choose(cell, x.device, x.dtype, masks, cell.width(arrays), shape=tuple(x.shape),
+                    ragged=lengths is not None)
+    return run_on(kernel, cell, x, lengths, arrays, states, masks, exact)
 
 
 def run_on(kernel: str, cell: Cell, x, lengths, arrays: dict, states, masks: dropout.Masks, exact: bool = True):
@@ -161,7 +183,17 @@ def run(cell: Cell, arrays: dict, x, lengths, states, *, dropout_spec=None, gene
         B, T, k = x.shape
         masks = dropout.draw_masks(cell, dropout_spec, B, T, n, k, generator, x.device, x.dtype)
         return masked(cell, x, lengths, arrays, states, masks, exact)
-    kernel = choose(cell, x.device, x.dtype, NO_MASKS, n)
+    kernel, product = pick(cell, x.device, x.dtype, NO_MASKS, n, shape=tuple(x.shape), ragged=lengths is not None)
+    if kernel == "native" and product is not None:
+        lib = native.get()
+        before = lib.gemm()
+        wanted = native.GEMMS.index(product)
+        if wanted != before:
+            lib.set_gemm(wanted)
+            try:
+                return run_on(kernel, cell, x, lengths, arrays, states, NO_MASKS, exact)
+            finally:
+                lib.set_gemm(before)
     if kernel != "fused":
         return run_on(kernel, cell, x, lengths, arrays, states, NO_MASKS, exact)
     if cache is None:
