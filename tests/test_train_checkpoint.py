@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import glob
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -198,20 +199,31 @@ def test_resume_without_checkpoints_starts_afresh_and_a_damaged_one_is_skipped(t
         "round-00003.wlnet", "round-00003.training"]
 
 
-def test_another_runs_checkpoints_are_refused(tmp_path):
-    d = tmp_path / "ck"
-    NetTrain(regression_net(), regression(), MaxTrainingRounds=1, BatchSize=8, **QUIET,
-             TrainingProgressCheckpointing=("Directory", d))
-    with pytest.raises(TrainingError, match=r"belongs to another run: its BatchSize differs"):
-        NetTrain(regression_net(), regression(), MaxTrainingRounds=2, BatchSize=4, **QUIET,
-                 TrainingProgressCheckpointing=("Directory", d, {"Resume": True}))
-    with pytest.raises(TrainingError, match=r"its data differs"):
-        NetTrain(regression_net(), regression(seed=3), MaxTrainingRounds=2, BatchSize=8, **QUIET,
-                 TrainingProgressCheckpointing=("Directory", d, {"Resume": True}))
-    with pytest.raises(TrainingError, match=r"its arrays differ"):
-        NetTrain(NetChain([LongShortTermMemoryLayer(5, Input=("Varying", 2)), SequenceLastLayer(), LinearLayer(2)]),
-                 regression(), MaxTrainingRounds=2, BatchSize=8, **QUIET,
-                 TrainingProgressCheckpointing=("Directory", d, {"Resume": True}))
+def test_another_runs_checkpoints_are_never_resumed(tmp_path):
+    """Another run's checkpoints (other BatchSize, data, net): in a directory the run says what
+    differs, starts afresh and leaves them; in a file, which it would overwrite, it is an error."""
+    d, f = tmp_path / "ck", tmp_path / "one.wlnet"
+    for spec in (("Directory", d), ("File", f)):
+        NetTrain(regression_net(), regression(), MaxTrainingRounds=1, BatchSize=8, **QUIET,
+                 TrainingProgressCheckpointing=spec)
+    theirs = sorted(os.listdir(d))
+    cases = [(regression_net, regression(), {"BatchSize": 4}, r"its BatchSize differs"),
+             (regression_net, regression(seed=3), {}, r"its data differs"),
+             (lambda: NetChain([LongShortTermMemoryLayer(5, Input=("Varying", 2)), SequenceLastLayer(),
+                                LinearLayer(2)]), regression(), {}, r"its net, arrays differ")]
+    for i, (make, data, options, match) in enumerate(cases):
+        opts = {"MaxTrainingRounds": 2, "BatchSize": 8, **QUIET, **options}
+        with pytest.raises(TrainingError, match=r"the checkpoint .*one\.wlnet\.training' belongs to another run: "
+                                                + match + r" from this one's\. Resume with the same net"):
+            NetTrain(make(), data, **opts, TrainingProgressCheckpointing=("File", f, {"Resume": True}))
+        mine = tmp_path / f"ck{i}"
+        shutil.copytree(d, mine)
+        with pytest.warns(NetWarning, match=r"holds no checkpoint of this run, which starts afresh \(the checkpoint "
+                                            r".*round-00001\.training' belongs to another run: " + match):
+            got = NetTrain(make(), data, All, **opts,
+                           TrainingProgressCheckpointing=("Directory", mine, {"Resume": True}))
+        same_results(got, NetTrain(make(), data, All, **opts))
+        assert set(theirs) < set(os.listdir(mine)) and len(os.listdir(mine)) == len(theirs) + 4
     assert len(os.listdir(d)) == 2
 
 

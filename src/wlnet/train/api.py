@@ -28,16 +28,16 @@ from ..core import options as O
 from ..core.errors import OptionError
 from ..core.net import Net
 from ..core.runtime import module_arrays
-from ..core.symbols import All
+from ..core.symbols import All, Automatic
 from ..nets.initialize import NetInitialize
 from . import hooks as H
-from .checkpoint import Checkpointer
+from .checkpoint import Checkpointer, fingerprint
 from .distributed import Group
 from .loop import Run, train
 from .optim import Stepper, multipliers
 from .options import METHODS, OPTIONS, Options, Scaled, parse
 from .results import PROPERTIES, NetTrainResultsObject, loss_plot, values
-from .sources import read_sources
+from .sources import make_sources, read_data
 
 AUTOMATIC_SECONDS = 20.0  # MaxTrainingRounds -> Automatic trains about this long (Wolfram's rule)
 WHO = "NetTrain"
@@ -82,15 +82,27 @@ def NetTrain(net: Net, data, prop="TrainedNet", **options):
 
 
 def _train(net: Net, data, prop, o: Options, group: Group):
-    checkpointer = Checkpointer(o.checkpointing, group) if o.checkpointing is not None else None
-    resumed = checkpointer.find() if checkpointer is not None else None
-    seed = resumed["seed"] if resumed is not None else group.seed(o.seeding)
+    reading = read_data(net, data, o)
+    group.same_plan({**reading.sizes(), **_plan(o)})  # before any other collective: all ranks stop alike
+    seed = O.seed(o.seeding, WHO)  # None: Automatic (drawn, or the resumed run's)
+    # the net the run starts from, initialized where the seed is known already (its arrays are
+    # part of what identifies the run's checkpoints)
+    start = net if net.initialized() or seed is None else NetInitialize(net, RandomSeeding=seed)
+    checkpointer = resumed = None
+    if o.checkpointing is not None:
+        checkpointer = Checkpointer(o.checkpointing, group)
+        # the run starts from rank 0's arrays: rank 0's fingerprint is the run's
+        checkpointer.identify(group.share_object(fingerprint(start, reading, o, group.world) if group.rank == 0
+                                                 else None))
+        resumed = checkpointer.find()
+    if seed is None:
+        seed = resumed["seed"] if resumed is not None else group.seed(Automatic)
     g = torch.Generator().manual_seed(seed)  # shuffles and splits: the same on every rank
-    problem, source, validation = read_sources(net, data, o, group.device, g)
+    problem, source, validation = make_sources(net, reading, o, group.device, g)
     factors = multipliers(net, o.multipliers)
     # an uninitialized net is initialized only to build the module: its arrays then live there
     # alone, and the nets returned are made from the module's arrays on `net`'s structure
-    module = (net if net.initialized() else NetInitialize(net, RandomSeeding=seed)).build(trainable=True)
+    module = (start if start.initialized() else NetInitialize(net, RandomSeeding=seed)).build(trainable=True)
     module = module.to(group.device, o.dtype)
     group.same_arrays(module)  # every rank starts from rank 0's arrays (a net each rank initialized alike or not)
     stepper = Stepper(module, factors, o.method, o.settings, group)
@@ -114,6 +126,21 @@ def _train(net: Net, data, prop, o: Options, group: Group):
     examples = validation.data.size if validation is not None else 0
     results = NetTrainResultsObject(values(run, o, trained, final, examples, files))
     return results if prop is All else results[prop]
+
+
+def _plan(o: Options) -> dict:
+    """The options every process of a data-parallel run must share: those that set how many
+    batches, rounds and collectives the run has (a TimeGoal's value may differ: rank 0's clock
+    decides)."""
+    ck = o.checkpointing
+    return {"BatchSize": o.batch_size or "Automatic", "MaxTrainingRounds": o.max_rounds or "Automatic",
+            "RoundLength": o.round_length or "Automatic", "TimeGoal": "given" if o.time_goal else "none",
+            "RandomSeeding": o.seeding if O.seed(o.seeding, WHO) is not None else "Automatic",
+            "Method": o.method, "WorkingPrecision": o.precision,
+            "TrainingStoppingCriterion": "given" if o.stopping else "none",
+            "TrainingProgressMeasurements": list(o.measurements),
+            "TrainingProgressCheckpointing": [ck.kind, ck.interval, ck.resume] if ck else "none",
+            "LengthBucketing": o.bucketing}
 
 
 __all__ = ["NetTrain", "NetTrainResultsObject", "Scaled", "loss_plot", "METHODS", "OPTIONS", "PROPERTIES"]

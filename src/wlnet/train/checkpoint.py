@@ -23,6 +23,8 @@ every rank reads the same checkpoint, which must lie on a file system all of the
 from __future__ import annotations
 
 import glob
+import hashlib
+import json
 import os
 import re
 import time
@@ -31,12 +33,14 @@ import warnings
 import numpy as np
 import torch
 
-from ..core.errors import FileFormatError, NetWarning, OptionError, TrainingError
+from ..core import options as O
+from ..core.errors import FileFormatError, NetError, NetWarning, OptionError, TrainingError
 from ..io.structure import StructureError, json_value, python_value
+from .data import Problem
 
 WHO = "NetTrain"
 KEY = "wlnet-training"
-FORMAT_VERSION = 2  # 2: {name: part.state_dict()}; 1 (a fixed list of fields) is not resumed from
+FORMAT_VERSION = 3  # 3: the run's identity; 2: {name: part.state_dict()}; 1: a fixed list of fields
 ROUND_FILE = re.compile(r"^(?P<run>.+)_round-(?P<round>\d+)\.training$")
 
 
@@ -124,24 +128,73 @@ def decode(v, tensors: dict, where: str):
     return python_value(v, tagged, where)
 
 
-def fingerprint(module, problem, validation, source, o, world: int) -> dict:
-    """What must be the same for a checkpoint to be of this run."""
+def array_content(arrays: dict) -> str:
+    """A hash (BLAKE2b, hex) of arrays {key: tensor}: their keys, shapes, dtypes and bytes."""
+    h = hashlib.blake2b(digest_size=16)
+    for key in sorted(arrays, key=repr):
+        t = arrays[key].detach()
+        h.update(f"{key!r} {list(t.shape)} {t.dtype}\n".encode())
+        if t.numel():
+            h.update(t.cpu().contiguous().reshape(-1).view(torch.uint8).numpy())
+    return h.hexdigest()
+
+
+def _structure(net) -> str:
+    """A hash of the net without its arrays' values: its layers, options and ports as a file holds
+    them (a net a file cannot hold, with a Python function in it: its layers' kinds and places)."""
+    from ..io import structure
+
+    try:
+        doc, _ = structure.encode(net)
+        text = json.dumps(doc, sort_keys=True, default=str)
+    except NetError:
+        text = repr([(pos, type(leaf).__name__) for pos, leaf in net.leaves()])
+    return hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
+
+
+def fingerprint(net, reading, o, world: int) -> dict:
+    """What makes a run this run: the net it starts from (its structure, and its arrays' content
+    once initialized: a net not initialized, with RandomSeeding Automatic, is initialized with the
+    seed of the checkpoint resumed from), the data and ValidationSet as given, and the options
+    that shape the training. `reading` is `sources.Reading`."""
+    v = reading.validation
     return {
-        "arrays": [[k, list(p.shape), str(p.dtype)] for k, p in module.named_parameters()],
-        "data": source.digest(),
-        "validation": validation.data.digest() if validation is not None else "none",
-        "losses": sorted(problem.losses.items()),
-        "BatchSize": source.batch,
-        "RoundLength": source.round_length,
+        "net": _structure(net),
+        "arrays": array_content(net.arrays()) if net.initialized() else "drawn with the run's seed",
+        "data": reading.problem.data.digest() if reading.generator is None else "generator",
+        "validation": "none" if v is None else v.data.digest() if isinstance(v, Problem) else repr(v),  # or Scaled(f)
+        "losses": sorted(reading.problem.losses.items()),
+        "BatchSize": o.batch_size,
+        "RoundLength": o.round_length,
         "Method": [o.method, dict(o.settings)],
         "WorkingPrecision": str(o.dtype),
+        "RandomSeeding": O.seed(o.seeding, WHO),
         "processes": world,
     }
+
+
+def identity(fp: dict) -> str:
+    """The fingerprint's hash: the name a run's checkpoints are found by."""
+    text = json.dumps(encode(fp, {}, ""), sort_keys=True, separators=(",", ":"))
+    return hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
 
 
 def _normal(fp) -> object:
     """A fingerprint as it reads back from a file (tuples, names of functions), to compare."""
     return decode(encode(fp, {}, ""), {}, "the fingerprint")
+
+
+def differences(saved, fp: dict) -> str:
+    """What differs between a checkpoint's fingerprint (as the file holds it) and `fp`, in words."""
+    try:
+        saved = decode(saved, {}, "the fingerprint")
+    except StructureError:
+        return "fingerprint cannot be read"
+    now = _normal(fp)
+    differ = [k for k in now if not isinstance(saved, dict) or saved.get(k) != now[k]]
+    if not differ:
+        return "fingerprint differs"
+    return f"{', '.join(differ)} {'differ' if len(differ) > 1 else 'differs'}"
 
 
 # ---- writing and reading ------------------------------------------------------------------------------
@@ -154,6 +207,7 @@ class Checkpointer:
         self.run = time.strftime("%Y-%m-%dT%H-%M-%S", time.localtime(now)) + f"-{int(now * 1000) % 1000:03d}"
         self.written: list[str] = []
         self.state = None  # the checkpoint resumed from: (path, doc, tensors)
+        self.fingerprint, self.identity = None, None  # set by `identify`
         if spec.kind == "Directory" and group.rank == 0:
             try:
                 os.makedirs(spec.path, exist_ok=True)
@@ -162,14 +216,23 @@ class Checkpointer:
                                   f"{e.strerror or e}.") from None
 
     # ---- resuming ----
+    def identify(self, fp: dict) -> None:
+        """This run's fingerprint (rank 0's, on every rank): written with its checkpoints, and what
+        finds them."""
+        self.fingerprint, self.identity = fp, identity(fp)
+
     def find(self) -> dict | None:
-        """The latest complete checkpoint (read now, checked against the run later), or None."""
+        """The latest complete checkpoint of this run (read now, its parts put back by `restore`),
+        or None. Checkpoints of other runs in the directory are left alone; a run that finds none
+        of its own there starts afresh and says so. ("File", path) holds one checkpoint: another
+        run's is an error rather than overwritten."""
         if not self.spec.resume:
             return None
         from ..io.wlnet import Kind, read_document
 
         kind = Kind(KEY, WHO, "checkpoint")
-        fields = {"written": float, "round": int, "seed": int, "run": str, "fingerprint": dict, "parts": dict}
+        fields = {"written": float, "round": int, "seed": int, "run": str, "identity": str, "fingerprint": dict,
+                  "parts": dict}
 
         def read(path, arrays):
             try:
@@ -182,18 +245,29 @@ class Checkpointer:
                 warnings.warn(f"{WHO}: skipping the checkpoint {path!r}: {e}", NetWarning, stacklevel=5)
                 return None
 
-        found = []  # the documents first (the headers alone), the arrays of the latest only
+        own, others = [], []  # the documents first (the headers alone), the arrays of the latest only
         for path in self.spec.candidates():
             got = read(path, False)
             if got is not None:
-                found.append((got[0]["written"], got[0]["round"], path))
+                doc = got[0]
+                (own if doc["identity"] == self.identity else others).append((doc["written"], doc["round"], path, doc))
         chosen = None
-        for _, _, path in sorted(found, reverse=True):
+        for _, _, path, _ in sorted(own, key=lambda c: c[:3], reverse=True):
             got = read(path, True)
             if got is not None:
-                chosen = (got[0]["written"], got[0]["round"], path, *got)
+                chosen = (got[0]["round"], path, *got)
                 break
-        mine = chosen[1] if chosen else -1
+        if chosen is None and others:
+            _, _, path, doc = max(others, key=lambda c: c[:3])
+            differ = differences(doc["fingerprint"], self.fingerprint)
+            what = f"the checkpoint {path!r} belongs to another run: its {differ} from this one's"
+            if self.spec.kind == "File":
+                raise TrainingError(f"{WHO}: {what}. Resume with the same net, data and options, or checkpoint into "
+                                    "another file (this run would overwrite it).")
+            if self.group.rank == 0:
+                warnings.warn(f"{WHO}: {self.spec.path!r} holds no checkpoint of this run, which starts afresh "
+                              f"({what}).", NetWarning, stacklevel=5)
+        mine = chosen[0] if chosen else -1
         rounds = self.group.share(mine)
         if rounds != mine:
             def which(k):
@@ -204,26 +278,19 @@ class Checkpointer:
                 f"{which(rounds)}; with several processes, checkpoints must be on a file system every process reads.")
         if chosen is None:
             return None
-        self.state = (chosen[2], chosen[3], chosen[4])
-        self.run = chosen[3]["run"]
-        return chosen[3]
+        self.state = (chosen[1], chosen[2], chosen[3])
+        self.run = chosen[2]["run"]
+        return chosen[2]
 
-    def restore(self, parts: dict, fp: dict) -> None:
+    def restore(self, parts: dict) -> None:
         """Put every part back as the checkpoint has it (a part the checkpoint does not hold, such as
         a stopping rule added on resuming, starts afresh)."""
         path, doc, tensors = self.state
         try:
             saved = decode(doc["fingerprint"], {}, "the fingerprint")
-        except StructureError:
-            saved = None
-        now = _normal(fp)
-        if saved != now:
-            differ = [k for k in now if not isinstance(saved, dict) or saved.get(k) != now[k]]
-            raise TrainingError(
-                f"{WHO}: the checkpoint {path!r} belongs to another run: its {', '.join(differ)} "
-                f"{'differ' if len(differ) > 1 else 'differs'} from this one's. Resume with the same net, data and "
-                "options, or checkpoint into another directory.")
-        try:
+            if saved != _normal(self.fingerprint):  # the identity matched: only a damaged file gets here
+                differ = differences(doc["fingerprint"], self.fingerprint)
+                raise StructureError(f"its fingerprint is not its run's: its {differ}")
             states = {name: decode(doc["parts"][name], tensors, f"the checkpoint's {name}")
                       for name in parts if name in doc["parts"]}
             for name, state in states.items():
@@ -236,7 +303,7 @@ class Checkpointer:
     def due(self, r: int) -> bool:
         return r % self.spec.interval == 0
 
-    def write(self, run, parts: dict, fp: dict, seed: int) -> None:
+    def write(self, run, parts: dict, seed: int) -> None:
         """Write round r's checkpoint: the net with the run's arrays and {name: part.state_dict()}
         (every rank calls this, a part's state may need the others; rank 0 writes)."""
         states = {name: part.state_dict() for name, part in parts.items()}
@@ -253,7 +320,8 @@ class Checkpointer:
                      sync_directory=False)
         tensors: dict = {}
         doc = {"format": KEY, "version": FORMAT_VERSION, "written": time.time(), "round": r, "seed": seed,
-               "run": self.run, "net_file": os.path.basename(net_file), "fingerprint": encode(fp, {}, ""),
+               "run": self.run, "identity": self.identity, "net_file": os.path.basename(net_file),
+               "fingerprint": encode(self.fingerprint, {}, ""),
                "parts": {name: encode(state, tensors, name) for name, state in states.items()}}
         write_document(state_file, doc, tensors, KEY, WHO)
         for f in (net_file, state_file):

@@ -16,7 +16,7 @@ from datetime import timedelta
 import torch
 
 from ..core import options as O
-from ..core.errors import NetError, OptionError, ProcessGroupError
+from ..core.errors import NetError, OptionError, ProcessGroupError, TrainingError
 from ..core.symbols import Automatic
 
 WHO = "NetTrain"
@@ -119,6 +119,30 @@ class Group:
             for g in grads:
                 self.dist.all_reduce(g)
                 g.div_(self.world)
+
+    def same_plan(self, values: dict) -> None:
+        """Refuse, on every rank alike and before any other collective, a run whose ranks were given
+        data of different sizes or options that change how many batches (and so how many
+        collectives) a round has: their collectives would not pair up, and the ranks would crash
+        or wait on each other. `values`: {what: a plain value}, the same keys on every rank."""
+        if self.world == 1:
+            return
+        every = [None] * self.world
+        self.dist.all_gather_object(every, values)
+        differ = [k for k in values if any(e[k] != every[0][k] for e in every)]
+        if differ:
+            shown = "; ".join(f"process {r}: " + ", ".join(f"{k} {e[k]}" for k in differ) for r, e in enumerate(every))
+            raise TrainingError(
+                f"{WHO}: the processes of this data-parallel run were given different {', '.join(differ)} ({shown}). "
+                "Every process must be given the same data and options: each trains on its share of every batch.")
+
+    def share_object(self, value):
+        """Rank 0's value (anything pickle can send), on every rank."""
+        if self.world == 1:
+            return value
+        box = [value]
+        self.dist.broadcast_object_list(box, 0)
+        return box[0]
 
     def same_arrays(self, module: torch.nn.Module) -> None:
         if self.world > 1:

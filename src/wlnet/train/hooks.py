@@ -28,7 +28,6 @@ from ..core.errors import NetWarning, TrainingError
 from ..core.runtime import Ctx
 from ..nets.measure import measure_outputs
 from .calls import INFO_FORM, call
-from .checkpoint import fingerprint
 from .data import run_module
 from .options import LOWER_IS_BETTER, Options, StoppingRule, stop_requested
 from .report import Progress
@@ -423,17 +422,17 @@ class Checkpoint:
     """TrainingProgressCheckpointing: every Interval rounds, the net and {name: part.state_dict()}
     of every stateful part (`checkpoint.Checkpointer`); a run resumed puts them back first."""
 
-    def __init__(self, checkpointer, parts: dict, fp: dict, seed: int):
-        self.checkpointer, self.parts, self.fingerprint, self.seed = checkpointer, parts, fp, seed
+    def __init__(self, checkpointer, parts: dict, seed: int):
+        self.checkpointer, self.parts, self.seed = checkpointer, parts, seed
 
     def on_restore(self, run) -> None:
         if self.checkpointer.state is not None:
-            self.checkpointer.restore(self.parts, self.fingerprint)
+            self.checkpointer.restore(self.parts)
 
     def on_round_end(self, run) -> None:
         # a checkpoint of a round that ran to its end as an uninterrupted run's would
         if run.done == run.steps and self.checkpointer.due(run.round) and run.reason in CHECKPOINTED:
-            self.checkpointer.write(run, self.parts, self.fingerprint, self.seed)
+            self.checkpointer.write(run, self.parts, self.seed)
 
 
 # ---- the hooks of a run ---------------------------------------------------------------------------------
@@ -460,8 +459,7 @@ def make(run, o: Options, validation, automatic_seconds: float, checkpointer=Non
         hooks.append(Report(run, o.reporting, automatic_seconds))
     if checkpointer is not None:
         parts = {**run.parts(), **{h.name: h for h in hooks if hasattr(h, "state_dict")}}
-        fp = fingerprint(run.module, run.problem, validation, run.source, o, run.group.world)
-        hooks.append(Checkpoint(checkpointer, parts, fp, seed))
+        hooks.append(Checkpoint(checkpointer, parts, seed))
     return hooks
 
 

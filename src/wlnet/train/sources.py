@@ -15,6 +15,7 @@ only the batches' composition differs.
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 import torch
 
@@ -32,7 +33,6 @@ class ListSource:
     name = "source"
 
     def __init__(self, problem, device, dtype, batch: int, round_length, bucketing: bool, g: torch.Generator):
-        self.given = problem.data
         self.data: Dataset = problem.data.to(device, dtype)
         self.device = device
         self.n = problem.data.size
@@ -68,9 +68,6 @@ class ListSource:
         """(the global batch's row numbers, the function giving rows by number): what each rank
         takes its shard of."""
         return idx, self.data.rows
-
-    def digest(self) -> str:
-        return self.given.digest()
 
     def state_dict(self) -> dict:
         return {"shuffle": self.g.get_state(), "stream": self.stream}
@@ -126,9 +123,6 @@ class GeneratorSource:
             data = problem.data
         return data.to(self.device, self.dtype)
 
-    def digest(self) -> str:
-        return "generator"
-
     def state_dict(self) -> dict:
         return {"round": self.round, "absolute": self.absolute}
 
@@ -142,9 +136,25 @@ def is_generator(data) -> bool:
     return callable(data) and not isinstance(data, dict | list | tuple)
 
 
-def read_sources(net, data, o: Options, device, g: torch.Generator):
-    """The data and ValidationSet read for `net`: (the training problem, its source, the validation
-    problem or None). `g` shuffles and splits (the same on every rank)."""
+class Reading(NamedTuple):
+    """The data and ValidationSet as read, before the seed splits or shuffles them."""
+
+    problem: Problem  # the training data (all of it: a Scaled validation set is not held out yet)
+    validation: object  # None, Scaled(f), or the validation Problem
+    generator: object  # the generator function, or None for data held in memory
+    batch: int | None  # BatchSize (None: Automatic, for data in memory resolved once a Scaled part is held out)
+
+    def sizes(self) -> dict:
+        """The sizes every process of a data-parallel run must agree on, by name (the number of
+        batches and of collectives in a round follows from them)."""
+        v = self.validation
+        return {"training examples" if self.generator is None else "examples in the generator's first batch":
+                self.problem.data.size,
+                "validation examples": v.data.size if isinstance(v, Problem) else repr(v)}
+
+
+def read_data(net, data, o: Options) -> Reading:
+    """The data and ValidationSet read for `net` (a generator's first batch called for)."""
     batch = o.batch_size
     generator = is_generator(data)
     if generator:
@@ -158,19 +168,28 @@ def read_sources(net, data, o: Options, device, g: torch.Generator):
         if generator:
             raise TrainingError(f"{WHO}: ValidationSet=Scaled(f) needs training data held in a list, not a "
                                 "generator function; give the ValidationSet as data or as a generator.")
-        problem, validation = _split(problem, validation.f, g)
     elif validation is not None:
         if is_generator(validation):
-            validation = validation({"BatchSize": batch or AUTOMATIC_BATCH, "Round": 0, "Batch": 1,
-                                     "AbsoluteBatch": 0, "Validation": True})
+            validation = validation({"BatchSize": batch or AUTOMATIC_BATCH, "Round": 0, "Batch": 1, "AbsoluteBatch": 0,
+                                     "Validation": True})
         validation = read_dataset(net, validation, f"{WHO} (ValidationSet)", o.loss)
         if set(validation.losses) != set(problem.losses):
             raise TrainingError(f"{WHO}: the ValidationSet gives targets for ports {sorted(validation.losses)}, but "
                                 f"the training data for ports {sorted(problem.losses)}.")
-    if generator:
-        source = GeneratorSource(data, net, problem, o.loss, device, o.dtype, batch, o.round_length)
+    return Reading(problem, validation, data if generator else None, batch)
+
+
+def make_sources(net, reading: Reading, o: Options, device, g: torch.Generator):
+    """(the training problem, its source of batches, the validation problem or None); `g` shuffles
+    and splits (the same on every rank)."""
+    problem, validation = reading.problem, reading.validation
+    if isinstance(validation, Scaled):
+        problem, validation = _split(problem, validation.f, g)
+    if reading.generator is not None:
+        source = GeneratorSource(reading.generator, net, problem, o.loss, device, o.dtype, reading.batch,
+                                 o.round_length)
     else:
-        batch = batch or min(AUTOMATIC_BATCH, problem.data.size)
+        batch = reading.batch or min(AUTOMATIC_BATCH, problem.data.size)
         source = ListSource(problem, device, o.dtype, batch, o.round_length, o.bucketing, g)
     return problem, source, validation
 
