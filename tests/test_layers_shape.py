@@ -317,3 +317,56 @@ def test_export_import_and_to_torch(case, tmp_path):
     else:
         args = [torch.tensor(x, dtype=torch.float32).unsqueeze(0)]
     close(module(*args)[0].detach(), want)
+
+
+# ---- ONNX forms (io/onnx/export_layers.py) -----------------------------------------------------
+ONNX_CASES = {
+    "SequenceIndices": (lambda: SequenceIndicesLayer(Maximum=3, Input=("Varying", 2)), None),
+    "Part-last": (lambda: PartLayer(-1, Input=("Varying", 2)), None),
+    "Part-second": (lambda: PartLayer(2, Input=("Varying", 2)), None),
+    "Part-span-rest": (lambda: PartLayer(slice(2, None), Input=("Varying", 2)), None),
+    "Part-span-most": (lambda: PartLayer(slice(1, -2), Input=("Varying", 2)), None),
+    "Part-span-fixed": (lambda: PartLayer(slice(1, 2), Input=("Varying", 2)), None),
+    "Part-levels": (lambda: PartLayer((All, [2, 1]), Input=("Varying", 2)), None),
+    "Append": (lambda: AppendLayer(Input=("Varying", 2)), "Element"),
+    "Prepend": (lambda: PrependLayer(Input=("Varying", 2)), "Element"),
+    "Padding-constant": (lambda: PaddingLayer([[1, 2], [1, 0]], Padding=-1.5, Input=("Varying", 2)), None),
+    "Padding-zero": (lambda: PaddingLayer([[2, 1]], Input=("Varying", 2)), None),
+    "Padding-fixed-level-2": (lambda: PaddingLayer([[0, 0], [2, 1]], Padding="Fixed", Input=("Varying", 2)), None),
+    "Reshape-then-flatten": (lambda: NetChain([ReshapeLayer(("Varying", 2, 1)), FlattenLayer(-1)],
+                                              Input=("Varying", 2)), None),
+}
+
+
+@pytest.mark.parametrize("case", list(ONNX_CASES))
+def test_onnx_forms_match_wlnet_in_onnxruntime_on_a_ragged_batch(case, monkeypatch):
+    onnx = pytest.importorskip("onnx")
+    ort = pytest.importorskip("onnxruntime")
+    from onnx.reference import ReferenceEvaluator
+
+    from wlnet.io.onnx import export, to_model
+    from wlnet.io.onnx.export_layers import LAYER_CONVERTERS
+
+    for name, fn in LAYER_CONVERTERS.items():  # (export.py's table does not list them yet)
+        monkeypatch.setitem(export.CONVERTERS, name, fn)
+    make, extra = ONNX_CASES[case]
+    net = make()
+    model = to_model(net)
+    onnx.checker.check_model(model, full_check=True)
+    seqs = [x.astype(np.float32) for x in (RAGGED[0], RAGGED[2], RAGGED[0][:2])]  # lengths 4, 3, 2
+    elems = RNG.standard_normal((len(seqs), 2)).astype(np.float32)
+    data = {"Input": [s.tolist() for s in seqs], **({extra: elems.tolist()} if extra else {})}
+    want = net(data)
+    x = np.zeros((len(seqs), max(len(s) for s in seqs), 2), np.float32)
+    for i, s in enumerate(seqs):
+        x[i, :len(s)] = s
+    feeds = {"Input": x, "Input_lengths": np.array([len(s) for s in seqs], np.int64),
+             **({extra: elems} if extra else {})}
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    got = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"]).run(None, feeds)
+    for i, v in enumerate(want):
+        v = np.asarray(v)
+        close(got[0][i][:len(v)] if v.ndim == got[0][i].ndim and v.ndim and len(v) < len(got[0][i]) else got[0][i], v)
+    one = {"Input": x[:1, :len(seqs[0])], **({extra: elems[:1]} if extra else {})}  # one example: no padding
+    close(ReferenceEvaluator(model).run(None, one)[0][0], want[0])

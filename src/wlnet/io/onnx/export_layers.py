@@ -1,5 +1,6 @@
-"""ONNX forms of the convolution, pooling, normalization and reshaping layers (`LAYER_CONVERTERS`,
-by layer name, each converter(b, layer, ins, initial, where) → ({port: Value}, {})).
+"""ONNX forms of the convolution, pooling, normalization, reshaping and sequence-part layers
+(`LAYER_CONVERTERS`, by layer name, each converter(b, layer, ins, initial, where) → ({port:
+Value}, {})).
 
 A ragged sequence is masked as the layers mask it: zero past each length before a convolution
 or a mean, the lowest float before a max; outputs zero past their own lengths, which follow the layer's rule
@@ -10,10 +11,13 @@ Legend: B batch, T (padded) length, k channels.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from ...core.errors import NotSupportedError
-from .export_graph import Builder, Value, derived, step_mask
+from ...core.symbols import All
+from .export_graph import BIG, Builder, Value, derived, step_mask, time_of
 
 LOWEST = float(np.finfo(np.float32).min)
 
@@ -26,7 +30,8 @@ def _masked(b: Builder, x: Value, fill: float, where: str) -> str:
     """x's data with `fill` past each sequence's length (x itself when it has no lengths)."""
     if not x.lengths:
         return x.name
-    return b.op("Where", [step_mask(b, x, where), x.name, b.const("fill", np.array(fill, np.float32))], where)
+    value = np.array(int(fill), np.int64) if x.integer else np.array(fill, np.float32)
+    return b.op("Where", [step_mask(b, x, where), x.name, b.const("fill", value)], where)
 
 
 def _zero_past(b: Builder, y: Value, where: str) -> Value:
@@ -166,7 +171,159 @@ def _flatten(b: Builder, layer, ins: dict, initial, where: str):
     return {"Output": Value(y, dims, x.integer, x.lengths)}, {}
 
 
+def _sequence_indices(b: Builder, layer, ins: dict, initial, where: str):
+    x = ins["Input"]
+    T = b.op("Squeeze", [time_of(b, x, where), b.ints("axes0", [0])], where)
+    idx = b.op("Range", [b.ints("one", 1), b.op("Add", [T, b.ints("one", 1)], where), b.ints("one", 1)], where)
+    if layer.maximum != math.inf:
+        idx = b.op("Min", [idx, b.ints("maximum", layer.maximum)], where)
+    shape = b.op("Concat", [b.batch, time_of(b, x, where)], where, axis=0)
+    idx = b.op("Expand", [b.op("Unsqueeze", [idx, b.ints("axes0", [0])], where), shape], where)  # (B, T)
+    y = Value(idx, x.dims[:2], True, x.lengths)
+    return {"Output": _zero_past(b, y, where) if x.lengths else y}, {}
+
+
+def _slice_bounds(s: slice) -> tuple[int, int, int]:
+    """A Wolfram span i;;j;;k (1-based, inclusive, negative from the end) as ONNX Slice's start, end, step."""
+    start = 0 if s.start is None else s.start - 1 if s.start > 0 else s.start
+    end = BIG if s.stop is None or s.stop == -1 else s.stop if s.stop > 0 else s.stop + 1
+    return start, end, s.step or 1
+
+
+def _part(b: Builder, layer, ins: dict, initial, where: str):
+    x = ins["Input"]
+    name, dims, lengths = x.name, list(x.dims), x.lengths
+    axis = 1
+    for level, spec in enumerate(layer.specs, 1):
+        if spec is All:
+            axis += 1
+            continue
+        if level == 1 and x.lengths:  # positions within each sequence's own length
+            L = x.lengths
+            if isinstance(spec, int):
+                pos = b.ints("pos", spec - 1) if spec > 0 else b.op("Add", [L, b.ints("pos", spec)], where)
+                pos = b.op("Expand", [pos, b.batch], where) if spec > 0 else pos
+                idx = b.op("Unsqueeze", [pos, b.ints("axes1", [1])], where)  # (B, 1)
+                name = b.op("GatherND", [name, idx], where, batch_dims=1)
+                del dims[1]
+                lengths = None
+                continue
+            if isinstance(spec, slice) and (spec.step or 1) == 1 and (spec.start is None or spec.start > 0):
+                start = 0 if spec.start is None else spec.start - 1
+                stop = b.op("Sub", [L, b.ints("one", 1)], where) if spec.stop is None else \
+                    b.op("Add", [L, b.ints("stop", spec.stop)], where) if spec.stop < 0 else \
+                    b.op("Expand", [b.ints("stop", spec.stop - 1), b.batch], where)
+                fixed = layer._fixed_span(spec)
+                if fixed is not None:
+                    name = b.op("Slice", [name, b.ints("start", [start]), b.ints("end", [start + fixed]),
+                                          b.ints("axes1", [1])], where)
+                    dims[1], lengths = fixed, None
+                else:
+                    n = b.op("Sub", [b.op("Add", [stop, b.ints("one", 1)], where), b.ints("start", start)], where)
+                    top = b.op("ReduceMax", [n], where, keepdims=1)
+                    end = b.op("Add", [top, b.ints("start", start)], where)
+                    name = b.op("Slice", [name, b.ints("start", [start]), end, b.ints("axes1", [1])], where)
+                    dims[1], lengths = derived(dims[1], "'"), n
+                    name = _masked(b, Value(name, tuple(dims), x.integer, n), 0.0, where)
+                axis += 1
+                continue
+            raise NotSupportedError(f"ONNX export: the PartLayer at {where} takes {spec!r} from sequences of varying "
+                                    "length; only a position or a span i;;j with i > 0 has an ONNX form.")
+        d = dims[axis]
+        if isinstance(spec, int):
+            name = b.op("Gather", [name, b.ints("index", spec - 1 if spec > 0 else spec)], where, axis=axis)
+            del dims[axis]
+            continue
+        if isinstance(spec, list):
+            idx = [i - 1 if i > 0 else d + i for i in spec]
+            name = b.op("Gather", [name, b.ints("indices", idx)], where, axis=axis)
+            dims[axis] = len(idx)
+        else:
+            start, end, step = _slice_bounds(spec)
+            name = b.op("Slice", [name, b.ints("start", [start]), b.ints("end", [end]), b.ints("axis", [axis]),
+                                  b.ints("step", [step])], where)
+            dims[axis] = len(range(d)[slice(start, None if end == BIG else end, step)])
+        axis += 1
+    return {"Output": Value(name, tuple(dims), x.integer, lengths)}, {}
+
+
+def _append(b: Builder, layer, ins: dict, initial, where: str):
+    x, e = ins["Input"], ins["Element"]
+    e1 = b.op("Unsqueeze", [e.name, b.ints("axes1", [1])], where)  # (B, 1, ...)
+    longer = derived(x.dims[1], "+1") if isinstance(x.dims[1], str) else x.dims[1] + 1
+    dims = (x.dims[0], longer, *x.dims[2:])
+    if not x.lengths:
+        return {"Output": Value(b.op("Concat", [x.name, e1], where, axis=1), dims, x.integer)}, {}
+    data = b.op("Concat", [_masked(b, x, 0.0, where), b.op("Mul", [e1, b.const("zero_f", np.float32(0))], where)],
+                where, axis=1)
+    rows = b.op("Range", [b.ints("zero", 0), b.op("Squeeze", [b.batch, b.ints("axes0", [0])], where),
+                          b.ints("one", 1)], where)
+    at = b.op("Concat", [b.op("Unsqueeze", [rows, b.ints("axes1", [1])], where),
+                         b.op("Unsqueeze", [x.lengths, b.ints("axes1", [1])], where)], where, axis=1)  # (B, 2)
+    y = b.op("ScatterND", [data, at, e.name], where)
+    return {"Output": Value(y, dims, x.integer, b.op("Add", [x.lengths, b.ints("one", 1)], where))}, {}
+
+
+def _prepend(b: Builder, layer, ins: dict, initial, where: str):
+    x, e = ins["Input"], ins["Element"]
+    e1 = b.op("Unsqueeze", [e.name, b.ints("axes1", [1])], where)
+    longer = derived(x.dims[1], "+1") if isinstance(x.dims[1], str) else x.dims[1] + 1
+    y = b.op("Concat", [e1, x.name], where, axis=1)
+    lengths = b.op("Add", [x.lengths, b.ints("one", 1)], where) if x.lengths else None
+    return {"Output": Value(y, (x.dims[0], longer, *x.dims[2:]), x.integer, lengths)}, {}
+
+
+_PAD_MODES = {"Fixed": "edge", "Reflected": "reflect"}  # ("Periodic", ONNX's "wrap", needs opset 19)
+
+
+def _padding(b: Builder, layer, ins: dict, initial, where: str):
+    x = ins["Input"]
+    name, dims, lengths = x.name, list(x.dims), x.lengths
+    rank = len(dims)
+    for level, (a, c) in enumerate(layer.pads, 1):
+        if a == 0 and c == 0:
+            continue
+        pads = [0] * (2 * rank)
+        pads[level], pads[rank + level] = a, c
+        if level == 1 and x.lengths:
+            if layer.value is None:
+                raise NotSupportedError(f'ONNX export: the PaddingLayer at {where} pads sequences of varying length '
+                                        f'with {layer.how!r}; only a constant has an ONNX form there.')
+            name = b.op("Pad", [_masked(b, x, 0.0, where), b.ints("pads", pads), b.const("zero_f", np.float32(0))],
+                        where)
+            lengths = b.op("Add", [x.lengths, b.ints("grow", a + c)], where)
+            dims[1] = derived(dims[1], f"+{a + c}")
+            if layer.value != 0:  # the constant before the steps and after each length
+                T = b.op("Squeeze", [time_of(b, Value(name, tuple(dims)), where), b.ints("axes0", [0])], where)
+                s = b.op("Unsqueeze", [b.op("Range", [b.ints("zero", 0), T, b.ints("one", 1)], where),
+                                       b.ints("axes0", [0])], where)  # (1, T')
+                end = b.op("Unsqueeze", [b.op("Add", [x.lengths, b.ints("a", a)], where), b.ints("axes1", [1])],
+                           where)  # (B, 1)
+                before = b.op("Less", [s, b.ints("a", a)], where)
+                after = b.op("And", [b.op("GreaterOrEqual", [s, end], where),
+                                     b.op("Less", [s, b.op("Add", [end, b.ints("c", c)], where)], where)], where)
+                pad = b.op("Or", [before, after], where)
+                if rank > 2:
+                    pad = b.op("Unsqueeze", [pad, b.ints("axes", list(range(2, rank)))], where)
+                name = b.op("Where", [pad, b.const("value", np.float32(layer.value)), name], where)
+            continue
+        if layer.value is not None:
+            name = b.op("Pad", [name, b.ints("pads", pads), b.const("value", np.float32(layer.value))], where)
+        elif layer.how in _PAD_MODES:
+            name = b.op("Pad", [name, b.ints("pads", pads)], where, mode=_PAD_MODES[layer.how])
+        else:
+            raise NotSupportedError(f'ONNX export: the PaddingLayer at {where} pads with "Periodic", which needs '
+                                    "ONNX opset 19 (the export writes 17).")
+        dims[level] = dims[level] + a + c if isinstance(dims[level], int) else derived(dims[level], f"+{a + c}")
+    return {"Output": Value(name, tuple(dims), False, lengths)}, {}
+
+
 LAYER_CONVERTERS = {
+    "SequenceIndicesLayer": _sequence_indices,
+    "PartLayer": _part,
+    "AppendLayer": _append,
+    "PrependLayer": _prepend,
+    "PaddingLayer": _padding,
     "ConvolutionLayer": _convolution,
     "PoolingLayer": _pooling,
     "NormalizationLayer": _normalization,
