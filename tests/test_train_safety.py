@@ -124,3 +124,95 @@ def test_a_stopping_answer_that_is_not_a_boolean_scalar_is_refused(answer, shown
                                             r'False \(to go on\) or "StopTraining", but after round 1 it returned '
                                             + shown):
         NetTrain(linear(), DATA, MaxTrainingRounds=3, TrainingStoppingCriterion=lambda info: answer, **QUIET)
+
+
+# ---- checkpoints that know their run ----------------------------------------------------------------------
+def chain(seed):
+    from wlnet import NetChain
+
+    return NetInitialize(NetChain([LinearLayer(3), LinearLayer(1)], Input=2), RandomSeeding=seed)
+
+
+PAIRS = [([float(i % 3), float(i % 5) / 2], [float(i % 4)]) for i in range(12)]
+RESULTS = ["TrainedNet", "RoundLossList", "BatchLossList", "TotalBatches"]
+
+
+def assert_same_run(a, b):
+    for k, t in a[0].arrays().items():
+        assert torch.equal(b[0].arrays()[k], t), k
+    assert a[1:] == b[1:]
+
+
+def test_a_net_of_the_same_shapes_but_other_arrays_is_another_run(tmp_path):
+    import os
+
+    f, d = tmp_path / "c.wlnet", tmp_path / "ck"
+    opts = {"MaxTrainingRounds": 2, "BatchSize": 4, **QUIET}
+    for spec in (("File", f), ("Directory", d)):
+        NetTrain(chain(1), PAIRS, **opts, TrainingProgressCheckpointing=spec)
+    before = f.with_name("c.wlnet.training").read_bytes()
+    longer = {**opts, "MaxTrainingRounds": 4}
+    with pytest.raises(TrainingError, match=r"c\.wlnet\.training' belongs to another run: its arrays differ from this "
+                                            r"one's"):
+        NetTrain(chain(2), PAIRS, **longer, TrainingProgressCheckpointing=("File", f, {"Resume": True}))
+    assert f.with_name("c.wlnet.training").read_bytes() == before  # refused before writing anything
+    from wlnet import NetWarning
+
+    with pytest.warns(NetWarning, match=r"holds no checkpoint of this run, which starts afresh .*its arrays differ"):
+        got = NetTrain(chain(2), PAIRS, RESULTS, **longer, TrainingProgressCheckpointing=("Directory", d,
+                                                                                           {"Resume": True}))
+    assert_same_run(NetTrain(chain(2), PAIRS, RESULTS, **longer), got)  # trained from its own arrays, all 4 rounds
+    assert len(os.listdir(d)) == 4 + 8
+    # the same arrays resume (rounds 3 and 4 only)
+    again = NetTrain(chain(1), PAIRS, RESULTS, **longer, TrainingProgressCheckpointing=("File", f, {"Resume": True}))
+    assert_same_run(NetTrain(chain(1), PAIRS, RESULTS, **longer), again)
+
+
+def test_two_runs_sharing_a_directory_each_resume_their_own_latest_checkpoint(tmp_path):
+    import glob
+    import os
+    import warnings
+
+    d = tmp_path / "ck"
+    runs = {"a": (chain(1), {"BatchSize": 4}), "b": (chain(1), {"BatchSize": 3}), "c": (chain(2), {"BatchSize": 4})}
+    for rounds, (net, opts) in zip((3, 2, 1), runs.values()):  # the later runs' files are the newer
+        NetTrain(net, PAIRS, MaxTrainingRounds=rounds, **opts, **QUIET, TrainingProgressCheckpointing=("Directory", d))
+    assert len(glob.glob(str(d / "*.training"))) == 6
+    for name, (net, opts) in runs.items():
+        unbroken = NetTrain(net, PAIRS, RESULTS, MaxTrainingRounds=5, **opts, **QUIET)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # its own checkpoint found: nothing to say
+            resumed = NetTrain(net, PAIRS, RESULTS + ["CheckpointingFiles"], MaxTrainingRounds=5, **opts, **QUIET,
+                               TrainingProgressCheckpointing=("Directory", d, {"Resume": True}))
+        assert_same_run(unbroken, resumed[:4])
+        written = [os.path.basename(p) for p in resumed[4] if p.endswith(".training")]
+        done = {"a": 3, "b": 2, "c": 1}[name]
+        assert [w.rsplit("_", 1)[1] for w in written] == [f"round-{r:05d}.training" for r in range(done + 1, 6)]
+        # under the run's own name, the one its first checkpoints have
+        own = sorted(glob.glob(str(d / f"{written[0].rsplit('_', 1)[0]}_round-*.training")))
+        assert len(own) == 5
+    assert len(glob.glob(str(d / "*.training"))) == 15
+
+
+@pytest.mark.parametrize("fingerprint", [{"$tensor": "x"}, {"$dict": [[[1], 2]]}, {"$nope": 1}, {"arrays": [1]},
+                                         {"$tuple": 3}])
+def test_a_malformed_fingerprint_is_a_training_error(tmp_path, fingerprint):
+    from wlnet.io.wlnet import Kind, read_document, write_document
+    from wlnet.train.checkpoint import KEY
+
+    f = tmp_path / "c.wlnet"
+    opts = {"MaxTrainingRounds": 1, "BatchSize": 4, **QUIET}
+    NetTrain(chain(1), PAIRS, **opts, TrainingProgressCheckpointing=("File", f))
+    state = str(f) + ".training"
+    doc, tensors = read_document(state, Kind(KEY, "test", "checkpoint"))
+    # its own run's identity: the fingerprint is read to restore the run
+    write_document(state, {**doc, "fingerprint": fingerprint}, tensors, KEY, "test")
+    with pytest.raises(TrainingError, match=r"c\.wlnet\.training' cannot be resumed from: StructureError: "):
+        NetTrain(chain(1), PAIRS, **{**opts, "MaxTrainingRounds": 2},
+                 TrainingProgressCheckpointing=("File", f, {"Resume": True}))
+    # another run's: the fingerprint is read to say what differs
+    write_document(state, {**doc, "identity": "0" * 32, "fingerprint": fingerprint}, tensors, KEY, "test")
+    with pytest.raises(TrainingError, match=r"belongs to another run: its (fingerprint cannot be read|net, arrays, "
+                                            r"data, .* differ) from this one's"):
+        NetTrain(chain(1), PAIRS, **{**opts, "MaxTrainingRounds": 2},
+                 TrainingProgressCheckpointing=("File", f, {"Resume": True}))

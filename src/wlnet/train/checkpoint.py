@@ -194,7 +194,8 @@ def differences(saved, fp: dict) -> str:
     differ = [k for k in now if not isinstance(saved, dict) or saved.get(k) != now[k]]
     if not differ:
         return "fingerprint differs"
-    return f"{', '.join(differ)} {'differ' if len(differ) > 1 else 'differs'}"
+    plural = len(differ) > 1 or differ[0] in ("arrays", "losses", "processes")
+    return f"{', '.join(differ)} {'differ' if plural else 'differs'}"
 
 
 # ---- writing and reading ------------------------------------------------------------------------------
