@@ -209,3 +209,16 @@ def test_the_table_printout_runs_as_a_module():
     done = subprocess.run([sys.executable, "-m", "wlnet.kernels"], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     assert ("machine:" in done.stdout) if built() else ("not built" in done.stdout)
+
+
+@needs_native
+def test_a_class_another_process_measured_meanwhile_is_read_not_measured_again(table, monkeypatch):
+    measured = fake_times(monkeypatch, {"native:blas": 1.0, "fused": 2.0})
+    recurrence.pick(GRU, CPU, torch.float32, n=8, grad=False, shape=(4, 3, 2))  # this process read the table
+    other = choice.class_of(GRU, torch.float32, 64, 4, 3, False, False)
+    kept = json.loads(table.read_text())
+    kept["choices"][other] = {"kernel": "fused", "gemm": None, "times": {}}
+    table.write_text(json.dumps(kept))  # as another process writes it
+    assert recurrence.pick(GRU, CPU, torch.float32, n=64, grad=False, shape=(4, 3, 2)) == ("fused", None)
+    assert len(measured) == 1 and choice.source[other] == "kept"
+    assert (table.parent / (choice.TABLE_NAME + ".lock")).exists()

@@ -6,7 +6,8 @@ the first call of a class the candidates (the native kernel on each of its matri
 "native:blas" and "native:aten", and torch's fused kernel) run a few times on a problem of that
 class, trials alternating, and the fastest is kept: in memory, and in a table beside the built
 native module keyed by the machine (CPU model and flags, threads, torch version), which every
-later process on the machine reads instead of measuring again. The measurements of a process
+later process on the machine reads instead of measuring again (one process measures a class at a
+time, under a lock: processes started together compute alike). The measurements of a process
 take at most `BUDGET` seconds in all; past it a new class takes the choice of the nearest
 measured class of the same cell and mode (else the native kernel on the product chosen for the
 whole module).
@@ -18,6 +19,7 @@ wlnet.kernels` prints the table.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import math
@@ -154,19 +156,45 @@ def choose(cell, dtype, n: int | None, B: int | None, T: int | None, k: int | No
         entry = _table.get(key)
         how = "kept"
         if entry is None and _spent[0] < BUDGET:
-            t0 = time.perf_counter()
-            try:
-                entry = measure(cell, dtype, n, B, T, k, ragged, grad)
-            finally:
-                _spent[0] += time.perf_counter() - t0
-            how = "measured"
-            _table[key] = entry
-            _keep(key, entry)
+            with _machine_lock():  # one process measures a class; the others then read its choice
+                _table = read_table()
+                entry = _table.get(key)
+                if entry is None:
+                    t0 = time.perf_counter()
+                    try:
+                        entry = measure(cell, dtype, n, B, T, k, ragged, grad)
+                    finally:
+                        _spent[0] += time.perf_counter() - t0
+                    how = "measured"
+                    _table[key] = entry
+                    _keep(key, entry)
         if entry is None:
             entry, how = _nearest(key), "nearest"
         got = (entry["kernel"], entry.get("gemm"))
         _chosen[key], source[key], _fast[raw] = got, how, got
         return got
+
+
+@contextlib.contextmanager
+def _machine_lock():
+    """An exclusive lock on the table among the processes of this machine (none where the folder
+    cannot hold a lock file, or without fcntl)."""
+    path = table_path()
+    handle = None
+    try:
+        import fcntl
+
+        handle = open(path.with_name(TABLE_NAME + ".lock"), "a")
+        fcntl.flock(handle, fcntl.LOCK_EX)
+    except (ImportError, OSError, AttributeError):
+        if handle is not None:
+            handle.close()
+        handle = None
+    try:
+        yield
+    finally:
+        if handle is not None:
+            handle.close()  # (closing releases the lock)
 
 
 def _nearest(key: str) -> dict:
