@@ -216,3 +216,52 @@ def test_a_malformed_fingerprint_is_a_training_error(tmp_path, fingerprint):
                                             r"data, .* differ) from this one's"):
         NetTrain(chain(1), PAIRS, **{**opts, "MaxTrainingRounds": 2},
                  TrainingProgressCheckpointing=("File", f, {"Resume": True}))
+
+
+# ---- data parallel with unequal data ----------------------------------------------------------------------
+UNEQUAL = """
+import json, os, sys
+sys.path.insert(0, {tests!r})
+from test_distributed import data, net
+from wlnet import TrainingError
+from wlnet.train.api import NetTrain
+
+rank = int(os.environ["RANK"])
+xs, ys, vxs, vys = data()
+runs = {{"data": (32 if rank == 0 else 24, {{}}),
+        "validation": (32, {{"ValidationSet": list(zip(vxs, vys))[:8 - 3 * rank]}}),
+        "rounds": (32, {{"MaxTrainingRounds": 2 + rank}}),
+        "equal": (32, {{}})}}
+out = {{}}
+for name, (n, options) in runs.items():
+    try:
+        trained = NetTrain(net(), list(zip(xs[:n], ys[:n])), **{{"MaxTrainingRounds": 2, "BatchSize": 8,
+                           "TrainingProgressReporting": None, **options}})
+        out[name] = {{"arrays": {{repr(k): v.tolist() for k, v in trained.arrays().items()}}}}
+    except TrainingError as e:
+        out[name] = {{"type": type(e).__name__, "message": str(e)}}
+with open(os.path.join({out!r}, f"unequal{{rank}}.json"), "w") as f:
+    json.dump(out, f)
+"""
+
+
+def test_ranks_given_unequal_data_stop_alike_with_one_clear_error(tmp_path):
+    """Ranks given 32 and 24 examples (or validation sets of 8 and 5, or MaxTrainingRounds 2 and 3)
+    would pair up different collectives: every rank stops at the start with the same TrainingError
+    naming what differs on which process; the group goes on to train a run whose ranks agree."""
+    import json
+
+    from test_distributed import _two_processes
+
+    _two_processes(tmp_path, "unequal.py", UNEQUAL)
+    r0, r1 = (json.loads((tmp_path / f"unequal{r}.json").read_text()) for r in (0, 1))
+    expected = {"data": "training examples (process 0: training examples 32; process 1: training examples 24)",
+                "validation": "validation examples (process 0: validation examples 8; process 1: validation "
+                              "examples 5)",
+                "rounds": "MaxTrainingRounds (process 0: MaxTrainingRounds 2; process 1: MaxTrainingRounds 3)"}
+    for name, what in expected.items():
+        assert r0[name]["type"] == r1[name]["type"] == "TrainingError", (name, r0[name], r1[name])
+        assert r0[name]["message"] == r1[name]["message"] == (
+            f"NetTrain: the processes of this data-parallel run were given different {what}. Every process must be "
+            "given the same data and options: each trains on its share of every batch."), name
+    assert r0["equal"]["arrays"] == r1["equal"]["arrays"] and r0["equal"]["arrays"]
