@@ -335,6 +335,14 @@ ONNX_CASES = {
     "Padding-fixed-level-2": (lambda: PaddingLayer([[0, 0], [2, 1]], Padding="Fixed", Input=("Varying", 2)), None),
     "Reshape-then-flatten": (lambda: NetChain([ReshapeLayer(("Varying", 2, 1)), FlattenLayer(-1)],
                                               Input=("Varying", 2)), None),
+    "Replicate": (lambda: ReplicateLayer([3, 2], 2, Input=("Varying", 2)), None),
+    "Dot-per-step": (lambda: NetGraph({"dot": DotLayer()}, [(NetPort("Input"), "dot"), (NetPort("Element"), "dot")],
+                                      Input=("Varying", 2), Element=2), "Element"),
+    "Dot-over-steps": (lambda: NetGraph({"w": PartLayer((All, 1)), "dot": DotLayer()},
+                                        [(NetPort("Input"), "w"), (["w", NetPort("Input")], "dot")],
+                                        Input=("Varying", 2)), None),
+    "Dot-matrix": (lambda: NetGraph({"dot": DotLayer()}, [(NetPort("Input"), "dot"), (NetPort("Element"), "dot")],
+                                    Input=("Varying", 2), Element=(2, 3)), "Element"),
 }
 
 
@@ -354,7 +362,7 @@ def test_onnx_forms_match_wlnet_in_onnxruntime_on_a_ragged_batch(case, monkeypat
     model = to_model(net)
     onnx.checker.check_model(model, full_check=True)
     seqs = [x.astype(np.float32) for x in (RAGGED[0], RAGGED[2], RAGGED[0][:2])]  # lengths 4, 3, 2
-    elems = RNG.standard_normal((len(seqs), 2)).astype(np.float32)
+    elems = RNG.standard_normal((len(seqs), *((2, 3) if case == "Dot-matrix" else (2,)))).astype(np.float32)
     data = {"Input": [s.tolist() for s in seqs], **({extra: elems.tolist()} if extra else {})}
     want = net(data)
     x = np.zeros((len(seqs), max(len(s) for s in seqs), 2), np.float32)

@@ -318,7 +318,46 @@ def _padding(b: Builder, layer, ins: dict, initial, where: str):
     return {"Output": Value(name, tuple(dims), False, lengths)}, {}
 
 
+def _replicate(b: Builder, layer, ins: dict, initial, where: str):
+    x = ins["Input"]
+    m, k = layer.m, len(layer.ns)
+    y = b.op("Unsqueeze", [x.name, b.ints("axes", list(range(m, m + k)))], where)
+    shape = [1] * m + list(layer.ns) + [1] * (len(x.dims) - m)  # Expand broadcasts: 1 keeps a dimension
+    y = b.op("Expand", [y, b.ints("shape", shape)], where)
+    return {"Output": Value(y, (*x.dims[:m], *layer.ns, *x.dims[m:]), x.integer, x.lengths)}, {}
+
+
+def _dot(b: Builder, layer, ins: dict, initial, where: str):
+    xs = ins["Input"]
+    out = xs[0]
+    for x in xs[1:]:
+        if x.lengths:  # contracted over its steps: one value of `out` per step, the padding zero in both
+            a, c = _masked(b, out._replace(lengths=x.lengths), 0.0, where), _masked(b, x, 0.0, where)
+        else:
+            a, c = out.name, x.name
+        if len(out.dims) == 2 and len(x.dims) == 2:  # vector · vector
+            y = b.op("ReduceSum", [b.op("Mul", [a, c], where), b.ints("axes1", [1])], where, keepdims=0)
+            out = Value(y, (out.dims[0],))
+            continue
+        if len(out.dims) > 3 or len(x.dims) > 3:
+            raise NotSupportedError(f"ONNX export: the DotLayer at {where} takes arrays of rank above 2, which have "
+                                    "no ONNX form yet.")
+        a3 = a if len(out.dims) == 3 else b.op("Unsqueeze", [a, b.ints("axes1", [1])], where)  # (B, P, k)
+        c3 = c if len(x.dims) == 3 else b.op("Unsqueeze", [c, b.ints("axes_last", [2])], where)  # (B, k, Q)
+        y = b.op("MatMul", [a3, c3], where)  # (B, P, Q)
+        if len(out.dims) == 2:
+            y = b.op("Squeeze", [y, b.ints("axes1", [1])], where)
+        if len(x.dims) == 2:
+            y = b.op("Squeeze", [y, b.ints("axes_last", [-1])], where)
+        dims = (out.dims[0], *out.dims[1:-1], *x.dims[2:])
+        lengths = out.lengths if len(out.dims) == 3 and not x.lengths else None
+        out = Value(y, dims, False, lengths)
+    return {"Output": _zero_past(b, out, where)}, {}
+
+
 LAYER_CONVERTERS = {
+    "ReplicateLayer": _replicate,
+    "DotLayer": _dot,
     "SequenceIndicesLayer": _sequence_indices,
     "PartLayer": _part,
     "AppendLayer": _append,
