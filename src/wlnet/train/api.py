@@ -15,9 +15,14 @@ equal (to float tolerance) to one process training on the same global batches. O
 reports and returns the results; the others return the trained net. Losses and measurements
 are summed over the ranks, so they are the global batches'; decisions (stopping, time goal) are
 rank 0's, a divergence or Ctrl-C on any rank stops all. A generator is called with the same
-info on every rank, each keeping its shard of the batch. A rank whose peer dies or stops
-answering raises a ProcessGroupError (after WLNET_DIST_TIMEOUT seconds at most) instead of
-waiting forever.
+info on every rank, each keeping its shard of the batch. Before anything else the ranks compare
+their data's sizes and the options that set how many batches and collectives the run has
+(`_plan`): ranks that differ all stop with the same TrainingError naming what differs where. A
+rank whose peer dies or stops answering raises a ProcessGroupError (after WLNET_DIST_TIMEOUT
+seconds at most) instead of waiting forever.
+
+TimeGoal, the stopping rules and a first Ctrl-C act between batches: a generator function that
+never returns is not interrupted by them (a second Ctrl-C interrupts it).
 """
 
 from __future__ import annotations

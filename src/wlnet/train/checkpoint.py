@@ -1,23 +1,29 @@
 """TrainingProgressCheckpointing: the checkpoints NetTrain writes, and resuming from them exactly.
 
 ("Directory", dir[, settings]) writes, every Interval rounds, the net with its current arrays as
-dir/<run>_round-00005.wlnet (Export's format; <run> the time the run started, to the millisecond) and beside it
-dir/<run>_round-00005.training: a safetensors file (no pickle) whose JSON metadata holds the
-round, the seed, what identifies the run, and {name: state} of every stateful part of the run
-(`hooks`: the run's records, the optimizer, the source of batches, the dropout generators, the
-validation's best arrays, the stopping rule's and the rounds' memory, the warnings given),
-their tensors (the arrays in the working precision, the optimizer's state, the generators'
-states, the order of the examples still to come) stored as the file's tensors.
+dir/<run>_round-00005.wlnet (Export's format; <run> the time the run started, to the
+millisecond) and beside it dir/<run>_round-00005.training: a safetensors file (no pickle)
+whose JSON metadata holds the round, the seed, the run's fingerprint and identity
+(`fingerprint`, `identity`), and {name: state} of every stateful part of the run (`hooks`: the
+run's records, the optimizer, the source of batches, the dropout generators, the validation's
+best arrays, the stopping rule's and the rounds' memory, the warnings given), their tensors
+(the arrays in the working precision, the optimizer's state, the generators' states, the order
+of the examples still to come) stored as the file's tensors.
 ("File", path[, settings]) overwrites path and path + ".training" instead. Every file is written
 atomically, the .training file last: a checkpoint exists once it is complete, so a process
 killed at any moment leaves the previous one intact.
 
 Settings: {"Interval": rounds (or ("Rounds", n); default 1), "Resume": True | False (default)}.
-With "Resume" True, NetTrain continues from the latest complete checkpoint of the same run
-(same net arrays and shapes, data, BatchSize, Method, precision and number of processes;
-another run's checkpoint is an error) and ends as a run that was never interrupted would: same
-arrays, same loss lists. Without a checkpoint it starts afresh. Under torchrun rank 0 writes and
-every rank reads the same checkpoint, which must lie on a file system all of them see.
+With "Resume" True, NetTrain continues from the latest complete checkpoint of the same run and
+ends as a run that was never interrupted would: same arrays, same loss lists. The same run: the
+same net (structure and the content of the arrays it starts from), data and ValidationSet as
+given, losses, BatchSize, RoundLength, Method, precision, RandomSeeding and number of
+processes, hashed into the run's identity, by which its checkpoints are found. Several runs may
+share a directory: each resumes its own latest checkpoint and leaves the others'; a run that
+finds none of its own starts afresh, with a warning naming what differs from the latest
+checkpoint there. A "File" holds one checkpoint: another run's is an error, not overwritten.
+Under torchrun rank 0's net and data identify the run, rank 0 writes, and every rank reads the
+same checkpoint, which must lie on a file system all of them see.
 """
 
 from __future__ import annotations
