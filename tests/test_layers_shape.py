@@ -35,6 +35,7 @@ from wlnet import (
     ReshapeLayer,
     SequenceIndicesLayer,
     ShapeError,
+    ThreadingLayer,
     from_wolfram,
     to_torch,
     to_wolfram,
@@ -274,6 +275,25 @@ def test_net_train_one_round_through_the_new_layers_in_a_chain():
     trained = res["TrainedNet"]
     before, after = net.arrays(), trained.arrays()
     assert any(not torch.equal(before[k], after[k]) for k in before)
+
+
+def test_net_train_one_round_through_indices_append_prepend_and_dot_in_a_graph():
+    g = NetGraph({"idx": SequenceIndicesLayer(Maximum=6), "pos": EmbeddingLayer(2, 6), "add": ThreadingLayer("Plus"),
+                  "first": PartLayer(1), "lin": LinearLayer(2), "app": AppendLayer(), "pre": PrependLayer(),
+                  "lstm": LongShortTermMemoryLayer(3), "last": PartLayer(-1), "lin3": LinearLayer(3),
+                  "dot": DotLayer()},
+                 [(NetPort("Input"), "idx"), ("idx", "pos"), ([NetPort("Input"), "pos"], "add"),
+                  (NetPort("Input"), "first"), ("first", "lin"),
+                  ("add", NetPort("app", "Input")), ("lin", NetPort("app", "Element")),
+                  ("app", NetPort("pre", "Input")), ("lin", NetPort("pre", "Element")),
+                  ("pre", "lstm"), ("lstm", "last"), ("first", "lin3"), (["last", "lin3"], "dot")],
+                 Input=("Varying", 2))
+    assert g.output_ports()["Output"] == Real()
+    net = NetInitialize(g, RandomSeeding=5)
+    data = [(x.tolist(), float(x.sum())) for x in RAGGED]
+    res = NetTrain(net, data, All, MaxTrainingRounds=1, TrainingProgressReporting=None, RandomSeeding=1)
+    before, after = net.arrays(), res["TrainedNet"].arrays()
+    assert all(not torch.equal(before[k], after[k]) for k in before)  # every array got a gradient
 
 
 ROUND_TRIP = {
