@@ -27,6 +27,7 @@ from wlnet import (
     NetInitialize,
     NetPort,
     NetTrain,
+    NotSupportedError,
     OptionError,
     PaddingLayer,
     PartLayer,
@@ -243,6 +244,11 @@ def test_shapes_that_cannot_fit_are_shape_errors_naming_the_layer_and_port(make)
     with pytest.raises(ShapeError) as info:
         make()
     assert "Layer" in str(info.value) and "port" in str(info.value)
+
+
+def test_dot_transpose_specifications_are_not_supported_yet():
+    with pytest.raises(NotSupportedError):
+        DotLayer([None, [2, 1]])
 
 
 def test_bad_inputs_are_input_errors_naming_the_port_and_change_nothing():

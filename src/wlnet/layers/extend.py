@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 
 from ..core.data import Seq
-from ..core.errors import InputError, OptionError, ShapeError, where
+from ..core.errors import InputError, NotSupportedError, OptionError, ShapeError, where
 from ..core.shapes import ANY, VARYING, ArrayType, Real, describe, unify
 from ..core.symbols import Automatic
 from .base import Layer
@@ -246,7 +246,10 @@ class DotLayer(_ListLayer):
     11.0
     """
 
-    def __init__(self, **options):
+    def __init__(self, specs=None, **options):
+        if specs is not None:
+            raise NotSupportedError("DotLayer: transpose specifications (DotLayer([spec1, spec2, ...])) are not "
+                                    "supported yet; transpose the arrays before the layer.")
         super().__init__((), options)
         self._init_ports(options)
 
