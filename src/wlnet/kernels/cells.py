@@ -127,9 +127,10 @@ class Cell:
         """An option of the variant (its default where not set)."""
         return dict(self.form).get(name, (self.base or self).forms[name][0])
 
-    @property
+    @functools.cached_property
     def kernels(self) -> tuple:
-        """The kernels that run this cell, `recurrence.choose`'s candidates."""
+        """The kernels that run this cell, `recurrence.choose`'s candidates (asked at every call:
+        computed once)."""
         return tuple(k for k, there in (("native", self.native), ("custom", self.custom),
                                         ("fused", self.torch.kernel)) if there) + ("unroll",)
 

@@ -123,7 +123,7 @@ def pick(cell: Cell, device, dtype, masks: dropout.Masks = NO_MASKS, n: int | No
     with tensors that hold no data) the C++ kernels cannot run: torch's kernels run instead."""
     kernels = cell.kernels
     native_ok = "native" in kernels and not torch.compiler.is_compiling() and \
-        native.usable_for(torch.device(device), dtype) is not None
+        native.usable_for(device if isinstance(device, torch.device) else torch.device(device), dtype) is not None
     wanted = choice.forced()
     if wanted is not None and _takes(wanted, cell, masks, native_ok):
         return wanted, None
