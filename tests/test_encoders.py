@@ -58,7 +58,7 @@ def test_empty_string_is_an_error():
 
 
 def test_class_encoder_forms():
-    onehot = NetEncoder(("Class", ["a", "b", "c"]))
+    onehot = NetEncoder(("Class", ["a", "b", "c"], "UnitVector"))
     assert onehot.encode("b").tolist() == [[0, 1, 0]]
     index = NetEncoder(("Class", ["a", "b", "c"], "Index"))
     assert index.encode(["c", "a"]).tolist() == [3, 1]
@@ -93,7 +93,8 @@ def test_decoder_target_reader_round_trip():
         dec.target_reader("net", "Output").read(["y", "z"])
 
 
-@pytest.mark.parametrize("spec", [("Characters",), ("Words", "ab"), ("Characters", "ab", "Bad"), ("Characters", "")])
+@pytest.mark.parametrize("spec", [("Characters", "ab", "Index", 1), ("Words", "ab"), ("Characters", "ab", "Bad"),
+                                  ("Characters", "")])
 def test_bad_encoder_specs(spec):
     with pytest.raises(w.OptionError):
         NetEncoder(spec)
@@ -130,3 +131,50 @@ def test_characters_read_at_once_equal_reading_them_one_at_a_time(alphabet, igno
         _Reader(enc, "Layer", "Input")._strings([strings[0], "z"])
     with pytest.raises(EncodingError, match="string 2 of the input is empty"):
         _Reader(enc, "Layer", "Input")._strings([strings[0], ""])
+
+
+# Wolfram's documented forms → what the encoder gives (NetEncoder[{"Class", {"a","b","c"}}]["b"] is 2;
+# "UnitVector", and its older name "IndicatorVector", give the one-hot vector).
+@pytest.mark.parametrize("spec, value, expected", [
+    (("Class", ["a", "b", "c"]), "b", 2),
+    (("Class", ["a", "b", "c"], "Index"), ["c", "a"], [3, 1]),
+    (("Class", ["a", "b", "c"], "UnitVector"), "b", [0.0, 1.0, 0.0]),
+    (("Class", ["a", "b", "c"], "IndicatorVector"), "c", [0.0, 0.0, 1.0]),
+    (("Characters", "ab"), "ba", [2, 1]),
+    ("Characters", "a\tA", [3 + 65, 1, 3 + 33]),  # tab, newline, then codes 32..126: "a" is 3 + (97 - 32)
+])
+def test_wolfram_encoder_forms(spec, value, expected):
+    assert NetEncoder(spec)(value) == expected
+
+
+def test_default_characters_alphabet_is_wolframs():
+    enc = NetEncoder("Characters")
+    assert len(enc.alphabet) == 97 and enc.alphabet[:3] == ["\t", "\n", " "] and enc.alphabet[-1] == "~"
+    assert enc.alphabet == NetEncoder(("Characters",)).alphabet
+    assert NetEncoder(("Class", ["x"], "IndicatorVector")) == NetEncoder(("Class", ["x"], "UnitVector"))
+
+
+def test_target_length_cuts_strings_to_a_fixed_length():
+    enc = NetEncoder(("Characters", "abc"), TargetLength=2)
+    assert enc(["abc", "cb"]) == [[1, 2], [3, 2]]
+    assert enc.output_type.dims == (2,)
+    with pytest.raises(w.EncodingError, match="string 2 of the input has 1 characters, fewer than the encoder's "
+                                              "TargetLength 2"):
+        enc(["ab", "c"])
+    for bad in (0, 1.5, True):
+        with pytest.raises(w.OptionError, match="TargetLength must be a positive integer"):
+            NetEncoder(("Characters", "ab"), TargetLength=bad)
+    with pytest.raises(w.OptionError, match="for a Class encoder"):
+        NetEncoder(("Class", ["a"]), TargetLength=2)
+
+
+def test_unknown_keyword_is_an_option_error():
+    with pytest.raises(w.OptionError, match="'Ignorecase' is not an option of NetEncoder"):
+        NetEncoder(("Characters", "ab"), Ignorecase=True)
+    with pytest.raises(w.OptionError, match="'Foo' is not an option of NetDecoder"):
+        NetDecoder(("Class", ["a", "b"]), Foo=1)
+
+
+def test_class_encoder_saved_with_its_form():
+    enc = NetEncoder(("Class", ["a", "b"]))
+    assert enc._spec == ("Class", ["a", "b"], "Index") and "'Index'" in enc.input_form()

@@ -96,7 +96,8 @@ def test_encoders_and_decoders_are_callable():
     assert chars("abba") == [1, 2, 2, 1]
     assert chars(["ab", "b"]) == [[1, 2], [2]]
     assert w.NetEncoder(("Characters", "ab", "UnitVector"))("ba") == [[0.0, 1.0], [1.0, 0.0]]
-    assert w.NetEncoder(("Class", ["x", "y", "z"]), )("y") == [0.0, 1.0, 0.0]
+    assert w.NetEncoder(("Class", ["x", "y", "z"], "UnitVector"))("y") == [0.0, 1.0, 0.0]
+    assert w.NetEncoder(("Class", ["x", "y", "z"]))("y") == 2
     dec = w.NetDecoder(("Class", ["a", "b", "c"]))
     assert dec([0.1, 0.7, 0.2]) == "b"
     assert dec([[0.1, 0.7, 0.2], [0.8, 0.1, 0.1]]) == ["b", "a"]

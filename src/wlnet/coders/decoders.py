@@ -45,7 +45,14 @@ class NetDecoder:
     'ab'
     """
 
-    def __init__(self, spec):
+    def __init__(self, spec, **options):
+        if options:
+            raise OptionError(f"NetDecoder: {', '.join(repr(k) for k in sorted(options))} is not an option of "
+                              "NetDecoder; it takes none.")
+        if spec == "Characters" or (isinstance(spec, tuple | list) and tuple(spec) == ("Characters",)):
+            from .encoders import DEFAULT_ALPHABET
+
+            spec = ("Characters", DEFAULT_ALPHABET)
         if not isinstance(spec, tuple | list) or len(spec) != 2 or spec[0] not in ("Class", "Characters"):
             raise OptionError(f'NetDecoder: expected ("Class", labels) or ("Characters", alphabet), but was given '
                               f"{spec!r}.")

@@ -31,6 +31,9 @@ from .labels import (
 )
 
 FORMS = ("Index", "UnitVector")
+_FORM_NAMES = {"Index": "Index", "UnitVector": "UnitVector", "IndicatorVector": "UnitVector"}  # (the older name)
+# NetEncoder("Characters") alone: tab, newline and the printable ASCII characters 32..126 (97 in all)
+DEFAULT_ALPHABET = "\t\n" + "".join(map(chr, range(32, 127)))
 
 
 class NetEncoder:
@@ -40,23 +43,39 @@ class NetEncoder:
     [[1, 2, 1]]
     """
 
-    def __init__(self, spec, *, IgnoreCase=False):
+    def __init__(self, spec, **options):
+        unknown = sorted(set(options) - {"IgnoreCase", "TargetLength"})
+        if unknown:
+            raise OptionError(f"NetEncoder: {', '.join(repr(k) for k in unknown)} is not an option of NetEncoder; the "
+                              "options are IgnoreCase (Characters) and TargetLength (Characters).")
+        IgnoreCase = options.get("IgnoreCase", False)
+        target = options.get("TargetLength")
+        if spec == "Characters" or (isinstance(spec, tuple | list) and tuple(spec) == ("Characters",)):
+            spec = ("Characters", DEFAULT_ALPHABET)
         if not isinstance(spec, tuple | list) or not spec or spec[0] not in ("Characters", "Class"):
             raise OptionError(
-                'NetEncoder: expected ("Characters", alphabet[, "Index" | "UnitVector"]) or '
+                'NetEncoder: expected "Characters", ("Characters", alphabet[, "Index" | "UnitVector"]) or '
                 f'("Class", labels[, "Index" | "UnitVector"]), but was given {spec!r}.'
             )
         self.kind = spec[0]
         if len(spec) < 2 or len(spec) > 3:
             raise OptionError(f"NetEncoder: {self.kind} encoders take an alphabet/labels and an optional form; "
                               f"was given {spec!r}.")
-        self.form = spec[2] if len(spec) == 3 else ("Index" if self.kind == "Characters" else "UnitVector")
-        if self.form not in FORMS:
-            raise OptionError(f'NetEncoder: the form must be "Index" or "UnitVector", but was given {self.form!r}.')
+        form = spec[2] if len(spec) == 3 else "Index"  # Wolfram's default for both kinds: the index
+        if not _hashable(form) or form not in _FORM_NAMES:
+            raise OptionError(f'NetEncoder: the form must be "Index" or "UnitVector" (or "IndicatorVector"), but '
+                              f"was given {form!r}.")
+        self.form = _FORM_NAMES[form]
         if not isinstance(IgnoreCase, bool):
             raise OptionError(f"NetEncoder: IgnoreCase must be True or False, but was given {IgnoreCase!r}.")
+        if target is not None and (self.kind != "Characters" or isinstance(target, bool)
+                                   or not isinstance(target, int) or target < 1):
+            raise OptionError(f"NetEncoder: TargetLength must be a positive integer (for a Characters encoder), but "
+                              f"was given {target!r}" + (f" for a {self.kind} encoder." if target is not None and
+                                                         self.kind != "Characters" else "."))
         self.ignore_case = IgnoreCase
-        self._spec = spec
+        self.target_length = target
+        self._spec = (spec[0], spec[1], self.form)  # the form always explicit: a saved net reads back alike
         if self.kind == "Characters":
             self.alphabet = _alphabet(spec[1])
             self.index = {}
@@ -66,7 +85,8 @@ class NetEncoder:
                     self.index.setdefault(c.lower(), i)
                     self.index.setdefault(c.upper(), i)
             L = len(self.alphabet)
-            self.output_type = Index(VARYING, levels=L) if self.form == "Index" else Real(VARYING, L)
+            T = VARYING if target is None else target
+            self.output_type = Index(T, levels=L) if self.form == "Index" else Real(T, L)
         else:
             self.labels = _labels(spec[1], "NetEncoder")
             self.index = {lab: i for i, lab in enumerate(self.labels, 1)}
@@ -74,8 +94,12 @@ class NetEncoder:
             self.output_type = Index(levels=L) if self.form == "Index" else Real(L)
         self.size = L
 
+    def _options_text(self) -> str:
+        return ((", IgnoreCase=True" if self.ignore_case else "")
+                + (f", TargetLength={self.target_length}" if self.target_length is not None else ""))
+
     def __repr__(self) -> str:
-        return f"NetEncoder({self._spec!r}{', IgnoreCase=True' if self.ignore_case else ''})"
+        return f"NetEncoder({self._spec!r}{self._options_text()})"
 
     def input_form(self) -> str:
         kind, items = self._spec[0], self._spec[1]
@@ -83,7 +107,7 @@ class NetEncoder:
             items = "[" + ", ".join(repr(i) for i in items) + "]"
         else:
             items = repr(items)
-        return f"NetEncoder(({kind!r}, {items}, {self.form!r}){', IgnoreCase=True' if self.ignore_case else ''})"
+        return f"NetEncoder(({kind!r}, {items}, {self.form!r}){self._options_text()})"
 
     def _repr_html_(self) -> str:
         from ..show.display import coder_html
@@ -148,6 +172,13 @@ class _EncoderReader:
         )
 
     def _strings(self, strings: list[str]) -> Seq:
+        n = self.enc.target_length
+        if n is not None:  # a fixed length: longer strings are cut to it, shorter ones cannot be filled
+            short = next((j for j, s in enumerate(strings) if len(s) < n), None)
+            if short is not None:
+                raise EncodingError(f"{where(self.layer, self.port)}string {short + 1} of the input has "
+                                    f"{len(strings[short])} characters, fewer than the encoder's TargetLength {n}.")
+            strings = [s[:n] for s in strings]
         codes = _codes(self.enc, "".join(strings))
         lengths = [len(s) for s in strings]
         if codes is None or 0 in lengths:  # a character outside the alphabet, or an empty string: the error

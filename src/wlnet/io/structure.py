@@ -124,7 +124,8 @@ def _graph_layers(g: NetGraph):
 CONSTRUCTORS = (
     (NetChain, lambda n: ((_graph_layers(n),), dict(n._port_options), {})),
     (NetGraph, lambda n: ((_graph_layers(n), list(n._user_edges)), dict(n._port_options), {})),
-    (NetEncoder, lambda e: ((e._spec,), {"IgnoreCase": True} if e.ignore_case else {}, {})),
+    (NetEncoder, lambda e: ((e._spec,), {**({"IgnoreCase": True} if e.ignore_case else {}),
+                                         **({"TargetLength": e.target_length} if e.target_length else {})}, {})),
     (NetDecoder, lambda d: ((d._spec,), {}, {})),
     (Net, lambda n: (tuple(n._args), dict(n._given), dict(n._arrays) if isinstance(n, Layer) else {})),
 )
