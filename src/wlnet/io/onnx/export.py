@@ -26,7 +26,8 @@ The exported model (opset 17) computes the net in evaluation mode:
   on the elements (B·T, ...) of its sequences.
 
 Each layer class has one converter in `CONVERTERS` (class name → function emitting nodes; those
-of the sequence and list layers in `export_sequence`); NetChain, NetGraph and the operators
+of the sequence and list layers in `export_sequence`, of the shape, normalization and convolution
+layers in `export_layers`); NetChain, NetGraph and the operators
 (`NESTED`) convert the nets they hold.
 """
 
@@ -44,6 +45,7 @@ from ...kernels.cells import CELLS
 from ...nets.containers import GRAPH, NetGraph
 from ..files import atomic_write
 from .export_graph import BIG, Builder, Value, reduce_axes, reverse
+from .export_layers import LAYER_CONVERTERS
 from .export_sequence import CONVERTERS as SEQUENCE_CONVERTERS
 from .tables import DECODERS, ENCODERS, FUNCTIONS, STATES, port_name, require_onnx
 
@@ -174,6 +176,7 @@ CONVERTERS = {
     "EmbeddingLayer": _embedding,
     "UnitVectorLayer": _unit_vector,
     **SEQUENCE_CONVERTERS,
+    **LAYER_CONVERTERS,
 }
 
 
