@@ -368,6 +368,20 @@ class NetGraph(Net):
     def build(self, trainable: bool) -> torch.nn.Module:
         return GraphModule(self, trainable)
 
+    # ---- parts: net[2], net["name"], net[-1], net[2:3] (a NetTake), len(net), iteration --------
+    def __getitem__(self, spec):
+        from .edit import NetTake, resolve
+
+        if isinstance(spec, slice):
+            return NetTake(self, spec)
+        return self._nodes[resolve(self, spec, self.name)]
+
+    def __len__(self) -> int:
+        return len(self._nodes)
+
+    def __iter__(self):
+        return iter(self._nodes.values())
+
     def extract(self, spec):
         if not isinstance(spec, tuple):
             spec = (spec,)
