@@ -1,9 +1,13 @@
 """The layers around the LSTM, each against a numpy computation of its definition."""
 
+from math import erf as _erf
+
 import numpy as np
 import pytest
+import torch
 
 import wlnet as w
+from wlnet.layers.basic import _FUNCTIONS
 
 RNG = np.random.default_rng(11)
 
@@ -30,6 +34,64 @@ def test_elementwise_functions():
         np.testing.assert_allclose(w.ElementwiseLayer(name, Input=(3, 4))(x), f(x), rtol=1e-5, atol=1e-6)
     with pytest.raises(w.OptionError, match="'Cosh' is not a known function"):
         w.ElementwiseLayer("Cosh")
+
+
+_np_erf = np.vectorize(_erf)
+
+
+def _sig(v):
+    return 1 / (1 + np.exp(-v))
+
+
+def _softplus(v):
+    return np.log1p(np.exp(v))
+
+
+# Wolfram's definitions of ElementwiseLayer["name"] (its reference page), written in numpy
+WOLFRAM_FUNCTIONS = [
+    ("ELU", lambda v: np.where(v >= 0, v, np.exp(v) - 1)),
+    ("ExponentialLinearUnit", lambda v: np.where(v >= 0, v, np.exp(v) - 1)),
+    ("SELU", lambda v: np.where(v >= 0, 1.0507009873554805 * v, 1.758099340847161 * (np.exp(v) - 1))),
+    ("GELU", lambda v: 0.5 * v * (1 + _np_erf(v / np.sqrt(2)))),
+    ("Swish", lambda v: v * _sig(v)),
+    ("HardSwish", lambda v: v * np.minimum(np.maximum(v + 3, 0), 6) / 6),
+    ("Mish", lambda v: v * np.tanh(np.log(1 + np.exp(v)))),
+    ("SoftSign", lambda v: v / (1 + np.abs(v))),
+    ("SoftPlus", lambda v: np.log(np.exp(v) + 1)),
+    ("HardTanh", lambda v: np.clip(v, -1, 1)),
+    ("HardSigmoid", lambda v: np.clip((v + 1) / 2, 0, 1)),
+    ("Sigmoid", _sig),
+    ("ReLU", lambda v: np.maximum(v, 0)),
+    ("Abs", np.abs), ("Cos", np.cos), ("Sin", np.sin), ("Exp", np.exp), ("Square", np.square),
+]
+
+
+@pytest.mark.parametrize("name, f", WOLFRAM_FUNCTIONS, ids=[n for n, _ in WOLFRAM_FUNCTIONS])
+def test_elementwise_functions_by_wolfram_name(name, f):
+    x = (RNG.normal(size=(3, 4)) * 3).astype(np.float32)
+    np.testing.assert_allclose(w.ElementwiseLayer(name, Input=(3, 4))(x), f(x.astype(np.float64)), rtol=1e-5,
+                               atol=1e-6)
+
+
+def test_elementwise_functions_of_positive_reals_and_powers():
+    x = RNG.uniform(0.1, 4, size=(2, 5)).astype(np.float32)
+    np.testing.assert_allclose(w.ElementwiseLayer("Log", Input=(2, 5))(x), np.log(x), rtol=1e-5)
+    np.testing.assert_allclose(w.ElementwiseLayer("Sqrt", Input=(2, 5))(x), np.sqrt(x), rtol=1e-5)
+    np.testing.assert_allclose(w.ElementwiseLayer(("Power", 3), Input=(2, 5))(x), x.astype(np.float64) ** 3,
+                               rtol=1e-5)
+    np.testing.assert_allclose(w.ElementwiseLayer(("Power", 0.5), Input=(2, 5))(x), np.sqrt(x), rtol=1e-5)
+    with pytest.raises(w.OptionError, match=r'\("Power", p\) needs a real exponent p'):
+        w.ElementwiseLayer(("Power", "two"))
+
+
+def test_soft_plus_and_elu_have_finite_gradients_at_large_inputs():
+    for name in ("SoftPlus", "ELU", "SELU", "Mish"):
+        x = torch.tensor([-80.0, 0.0, 80.0, 200.0], dtype=torch.float64, requires_grad=True)
+        y = _FUNCTIONS[name](x)
+        y.sum().backward()
+        assert torch.isfinite(y).all() and torch.isfinite(x.grad).all(), name
+        assert torch.autograd.gradcheck(_FUNCTIONS[name], (torch.tensor([-1.5, -0.2, 0.3, 2.0], dtype=torch.float64,
+                                                                         requires_grad=True),))
 
 
 def test_softmax_on_last_axis():

@@ -91,18 +91,100 @@ class _PassThrough(Layer):
         self._out = {"Output": ArrayType(self._in["Input"].dims, False, None)}
 
 
+_SELU_SCALE, _SELU_NEGATIVE = 1.0507009873554805, 1.758099340847161  # Wolfram's: λ and λα
+
+
+def _elu(x):
+    return torch.where(x >= 0, x, torch.expm1(torch.clamp(x, max=0)))  # (the clamp keeps exp finite on x ≥ 0)
+
+
+def _selu(x):
+    return torch.where(x >= 0, _SELU_SCALE * x, _SELU_NEGATIVE * torch.expm1(torch.clamp(x, max=0)))
+
+
+def _gelu(x):
+    return 0.5 * x * (1 + torch.erf(x * 0.7071067811865476))
+
+
+def _swish(x):
+    return x * torch.sigmoid(x)
+
+
+def _hard_swish(x):
+    return x * torch.clamp(x + 3, 0, 6) / 6
+
+
+def _mish(x):
+    return x * torch.tanh(torch.nn.functional.softplus(x))
+
+
+def _soft_sign(x):
+    return x / (1 + torch.abs(x))
+
+
+def _soft_plus(x):
+    return torch.nn.functional.softplus(x)  # log(e^x + 1), without overflow for large x
+
+
+def _hard_tanh(x):
+    return torch.clamp(x, -1, 1)
+
+
+def _hard_sigmoid(x):
+    return torch.clamp((x + 1) / 2, 0, 1)
+
+
+def _square(x):
+    return x * x
+
+
+# Wolfram's names for ElementwiseLayer["name"], and the symbols f of ElementwiseLayer[f]
 _FUNCTIONS = {
     "Tanh": torch.tanh,
     "LogisticSigmoid": torch.sigmoid,
+    "Sigmoid": torch.sigmoid,
     "Ramp": torch.relu,
+    "ReLU": torch.relu,
+    "RectifiedLinearUnit": torch.relu,
+    "ELU": _elu,
+    "ExponentialLinearUnit": _elu,
+    "SELU": _selu,
+    "ScaledExponentialLinearUnit": _selu,
+    "GELU": _gelu,
+    "GaussianErrorLinearUnit": _gelu,
+    "Swish": _swish,
+    "HardSwish": _hard_swish,
+    "Mish": _mish,
+    "SoftSign": _soft_sign,
+    "SoftPlus": _soft_plus,
+    "HardTanh": _hard_tanh,
+    "HardSigmoid": _hard_sigmoid,
     "Sin": torch.sin,
+    "Cos": torch.cos,
     "Exp": torch.exp,
+    "Log": torch.log,
+    "Sqrt": torch.sqrt,
+    "Abs": torch.abs,
+    "Square": _square,
 }
 
 
+class _Power:
+    """x ↦ x^p, the function of ElementwiseLayer(("Power", p)) (Wolfram: ElementwiseLayer[#^p &])."""
+
+    def __init__(self, p: float):
+        self.p = p
+
+    def __call__(self, x):
+        return x * x if self.p == 2 else torch.pow(x, self.p)
+
+
 class ElementwiseLayer(_PassThrough):
-    """Applies f to every element: f is "Tanh", "LogisticSigmoid", "Ramp" (max(0, x)), "Sin", "Exp",
-    or a Python function of a torch tensor.
+    """Applies f to every element: f is a Wolfram name ("Tanh", "LogisticSigmoid" or "Sigmoid",
+    "Ramp" or "ReLU", "ELU", "SELU", "GELU", "Swish", "HardSwish", "Mish", "SoftSign", "SoftPlus",
+    "HardTanh", "HardSigmoid", "Sin", "Cos", "Exp", "Log", "Sqrt", "Abs", "Square"; the long names
+    "RectifiedLinearUnit", "ExponentialLinearUnit", "ScaledExponentialLinearUnit",
+    "GaussianErrorLinearUnit" too), ("Power", p) for x^p, or a Python function of a torch tensor.
 
     >>> ElementwiseLayer("Tanh", Input=2)([0.0, 0.0])
     [0.0, 0.0]
@@ -111,18 +193,26 @@ class ElementwiseLayer(_PassThrough):
     OPTIONS = {"Input": Automatic}
 
     def __init__(self, f, **options):
+        if isinstance(f, list):
+            f = tuple(f)
         super().__init__((f,), options)
         if isinstance(f, str):
             if f not in _FUNCTIONS:
                 raise OptionError(
-                    f"{self.name}: {f!r} is not a known function; use one of {', '.join(_FUNCTIONS)} or a Python "
-                    "function of a tensor."
+                    f"{self.name}: {f!r} is not a known function; use one of {', '.join(_FUNCTIONS)}, "
+                    '("Power", p) or a Python function of a tensor.'
                 )
             self._fn = _FUNCTIONS[f]
+        elif isinstance(f, tuple) and len(f) == 2 and f[0] == "Power":
+            p = f[1]
+            if isinstance(p, bool) or not isinstance(p, int | float) or p != p:
+                raise OptionError(f'{self.name}: ("Power", p) needs a real exponent p, but was given {p!r}.')
+            self._fn = _Power(float(p))
         elif callable(f):
             self._fn = f
         else:
-            raise OptionError(f"{self.name}: expected a function name or a callable, but was given {f!r}.")
+            raise OptionError(f"{self.name}: expected a function name, (\"Power\", p) or a callable, but was given "
+                              f"{f!r}.")
         self.f = f
         self._init_ports(options.get("Input", Automatic))
 
