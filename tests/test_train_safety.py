@@ -228,14 +228,21 @@ from wlnet.train.api import NetTrain
 
 rank = int(os.environ["RANK"])
 xs, ys, vxs, vys = data()
+def generator(info):  # the second batch 8 examples on rank 0, 6 on rank 1
+    k = 8 - 2 * rank if info["AbsoluteBatch"] == 2 else 8
+    return list(zip(xs, ys))[info["AbsoluteBatch"]:info["AbsoluteBatch"] + k]
+
+
 runs = {{"data": (32 if rank == 0 else 24, {{}}),
         "validation": (32, {{"ValidationSet": list(zip(vxs, vys))[:8 - 3 * rank]}}),
         "rounds": (32, {{"MaxTrainingRounds": 2 + rank}}),
+        "generator": (None, {{"RoundLength": 24}}),
         "equal": (32, {{}})}}
 out = {{}}
 for name, (n, options) in runs.items():
     try:
-        trained = NetTrain(net(), list(zip(xs[:n], ys[:n])), **{{"MaxTrainingRounds": 2, "BatchSize": 8,
+        trained = NetTrain(net(), generator if n is None else list(zip(xs[:n], ys[:n])),
+                           **{{"MaxTrainingRounds": 2, "BatchSize": 8,
                            "TrainingProgressReporting": None, **options}})
         out[name] = {{"arrays": {{repr(k): v.tolist() for k, v in trained.arrays().items()}}}}
     except TrainingError as e:
@@ -248,7 +255,8 @@ with open(os.path.join({out!r}, f"unequal{{rank}}.json"), "w") as f:
 def test_ranks_given_unequal_data_stop_alike_with_one_clear_error(tmp_path):
     """Ranks given 32 and 24 examples (or validation sets of 8 and 5, or MaxTrainingRounds 2 and 3)
     would pair up different collectives: every rank stops at the start with the same TrainingError
-    naming what differs on which process; the group goes on to train a run whose ranks agree."""
+    naming what differs on which process. A generator giving the ranks batches of different sizes
+    stops them at that batch, alike. The group goes on to train a run whose ranks agree."""
     import json
 
     from test_distributed import _two_processes
@@ -264,4 +272,10 @@ def test_ranks_given_unequal_data_stop_alike_with_one_clear_error(tmp_path):
         assert r0[name]["message"] == r1[name]["message"] == (
             f"NetTrain: the processes of this data-parallel run were given different {what}. Every process must be "
             "given the same data and options: each trains on its share of every batch."), name
+    # a generator's batches, compared as they come
+    assert r0["generator"]["type"] == r1["generator"]["type"] == "TrainingError", (r0["generator"], r1["generator"])
+    assert r0["generator"]["message"] == r1["generator"]["message"] == (
+        "NetTrain: the processes of this data-parallel run were given batches of different sizes in round 1, batch 2. "
+        "A generator must give every process the same batch for the same info: each trains on its share of every "
+        "batch.")
     assert r0["equal"]["arrays"] == r1["equal"]["arrays"] and r0["equal"]["arrays"]

@@ -25,10 +25,12 @@ import time
 import torch
 
 from ..core.data import Seq
+from ..core.errors import TrainingError
 from ..core.runtime import Ctx, module_arrays
 from .data import batch_loss, run_module
 from .results import latest
 
+WHO = "NetTrain"
 MIN_AUTOMATIC_ROUNDS = 10  # the schedule's estimate before the rounds are planned (Automatic's floor)
 CALLBACKS = ("on_restore", "on_start", "on_batch_end", "on_divergence", "on_round_measured", "on_round_end",
              "on_close", "on_end")
@@ -256,7 +258,17 @@ def _shard(run: Run, part):
 
 
 def _global_loss(run: Run, loss, count: int, size: int) -> float:
-    """The global batch's mean loss: this rank's `count` examples' share, summed over the ranks."""
-    share = loss.detach().double().reshape(1) * count if count else torch.zeros(1, dtype=torch.float64,
-                                                                               device=loss.device)
-    return float(run.group.sum(share)) / size
+    """The global batch's mean loss: this rank's `count` examples' share, summed over the ranks.
+    The same all-reduce sums the batch's size s as each rank sees it, and s²: the sizes are all
+    equal exactly when world·Σs² = (Σs)², which every rank reads alike, so a generator that gives
+    the ranks batches of different sizes stops every rank with the same error."""
+    t = torch.tensor([0.0, size, size * size], dtype=torch.float64, device=loss.device)
+    if count:
+        t[0] = loss.detach().double() * count
+    run.group.sum(t)
+    if run.group.world * float(t[2]) != float(t[1]) ** 2:
+        raise TrainingError(
+            f"{WHO}: the processes of this data-parallel run were given batches of different sizes in round "
+            f"{run.round}, batch {run.batch}. A generator must give every process the same batch for the same info: "
+            "each trains on its share of every batch.")
+    return float(t[0]) / size
