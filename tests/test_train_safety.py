@@ -221,6 +221,7 @@ def test_a_malformed_fingerprint_is_a_training_error(tmp_path, fingerprint):
 # ---- data parallel with unequal data ----------------------------------------------------------------------
 UNEQUAL = """
 import json, os, sys
+import torch
 sys.path.insert(0, {tests!r})
 from test_distributed import data, net
 from wlnet import TrainingError
@@ -247,6 +248,24 @@ for name, (n, options) in runs.items():
         out[name] = {{"arrays": {{repr(k): v.tolist() for k, v in trained.arrays().items()}}}}
     except TrainingError as e:
         out[name] = {{"type": type(e).__name__, "message": str(e)}}
+
+# each rank given another net: the run starts from rank 0's, which identifies its checkpoints on every rank
+import warnings
+from wlnet import LongShortTermMemoryLayer, NetInitialize, NetWarning
+
+start = NetInitialize(LongShortTermMemoryLayer(3, Input=("Varying", 2)), RandomSeeding=20 + rank)
+pairs, folder = list(zip(xs, ys)), os.path.join({out!r}, "ck")
+same = {{"BatchSize": 8, "TrainingProgressReporting": None}}
+NetTrain(start, pairs, MaxTrainingRounds=2, TrainingProgressCheckpointing=("Directory", folder), **same)
+with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always")
+    resumed = NetTrain(start, pairs, MaxTrainingRounds=3, TrainingProgressCheckpointing=("Directory", folder,
+                       {{"Resume": True}}), **same)
+unbroken = NetTrain(start, pairs, MaxTrainingRounds=3, **same)
+out["checkpoint"] = {{"warnings": [str(w.message) for w in caught if issubclass(w.category, NetWarning)],
+                     "files": sorted(os.listdir(folder)),
+                     "same": all(torch.equal(resumed.arrays()[k], t) for k, t in unbroken.arrays().items()),
+                     "arrays": {{repr(k): v.tolist() for k, v in resumed.arrays().items()}}}}
 with open(os.path.join({out!r}, f"unequal{{rank}}.json"), "w") as f:
     json.dump(out, f)
 """
@@ -256,7 +275,8 @@ def test_ranks_given_unequal_data_stop_alike_with_one_clear_error(tmp_path):
     """Ranks given 32 and 24 examples (or validation sets of 8 and 5, or MaxTrainingRounds 2 and 3)
     would pair up different collectives: every rank stops at the start with the same TrainingError
     naming what differs on which process. A generator giving the ranks batches of different sizes
-    stops them at that batch, alike. The group goes on to train a run whose ranks agree."""
+    stops them at that batch, alike. The group goes on to train a run whose ranks agree, and ranks
+    given different nets resume their run's checkpoint (identified by rank 0's net)."""
     import json
 
     from test_distributed import _two_processes
@@ -279,3 +299,10 @@ def test_ranks_given_unequal_data_stop_alike_with_one_clear_error(tmp_path):
         "A generator must give every process the same batch for the same info: each trains on its share of every "
         "batch.")
     assert r0["equal"]["arrays"] == r1["equal"]["arrays"] and r0["equal"]["arrays"]
+    # ranks given different nets resume the checkpoint their run (rank 0's net) wrote, exactly
+    for r in (r0, r1):
+        ck = r["checkpoint"]
+        assert ck["warnings"] == [] and ck["same"], ck
+        assert [f.rsplit("_", 1)[1] for f in ck["files"]] == [f"round-0000{k}.{e}" for k in (1, 2, 3)
+                                                               for e in ("training", "wlnet")]
+    assert r0["checkpoint"]["arrays"] == r1["checkpoint"]["arrays"]
