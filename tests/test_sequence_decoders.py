@@ -122,3 +122,68 @@ def test_training_a_characters_decoder_on_strings():
         pytest.approx(want, rel=1e-5)
     with pytest.raises(w.TrainingError, match=r"example 2: .*character 1, 'w', is not in the Characters decoder's"):
         NetTrain(net, list(zip(xs, [ys[0], "w" + ys[1][1:]] + ys[2:])), **QUIET)
+
+
+# Wolfram's Class decoder properties → their values on p = (0.2, 0.5, 0.3)
+P = [0.2, 0.5, 0.3]
+
+
+@pytest.mark.parametrize("prop, expected", [
+    (None, "b"),
+    ("Decision", "b"),
+    (("TopDecisions", 2), ["b", "c"]),
+    (("TopDecisions", 5), ["b", "c", "a"]),
+    (("Probability", "c"), 0.3),
+    (("Probabilities", "a"), 0.2),
+    (("TopProbabilities", 1), [("b", 0.5)]),
+    ("Entropy", -sum(q * np.log(q) for q in P)),
+])
+def test_class_decoder_properties_by_wolfram_form(prop, expected):
+    got = NetDecoder(("Class", LABELS))(P, prop)
+    if isinstance(expected, float):
+        assert got == pytest.approx(expected, rel=1e-6)
+    elif isinstance(expected, list) and expected and isinstance(expected[0], tuple):
+        assert [lab for lab, _ in got] == [lab for lab, _ in expected]
+        np.testing.assert_allclose([q for _, q in got], [q for _, q in expected], rtol=1e-6)
+    else:
+        assert got == expected
+
+
+def _frequencies(prop, n=20000, seed=5):
+    import torch
+
+    torch.manual_seed(seed)
+    draws = NetDecoder(("Class", LABELS))([P] * n, prop)
+    return np.array([draws.count(lab) / n for lab in LABELS])
+
+
+@pytest.mark.parametrize("prop, expected", [
+    ("RandomSample", np.array(P)),
+    (("RandomSample", 0.5), np.array(P) ** 2 / (np.array(P) ** 2).sum()),  # ∝ p^(1/t)
+    (("RandomSample", 2), np.sqrt(P) / np.sqrt(P).sum()),
+    (("RandomSample", {"TopProbabilities": 2}), np.array([0, 0.5, 0.3]) / 0.8),
+    (("RandomSample", {"TotalProbabilityCutoff": 0.6}), np.array([0, 0.5, 0.3]) / 0.8),  # b alone is < 0.6
+    (("RandomSample", {"TotalProbabilityCutoff": 0.5}), np.array([0.0, 1.0, 0.0])),
+])
+def test_random_sample_draws_with_the_tempered_probabilities(prop, expected):
+    freq = _frequencies(prop)
+    sigma = np.sqrt(expected * (1 - expected) / 20000)
+    assert np.all(np.abs(freq - expected) <= 5 * sigma + 1e-12), (freq, expected)
+
+
+def test_random_sample_of_a_sequence_and_bad_parameters():
+    import torch
+
+    torch.manual_seed(0)
+    dec = NetDecoder(("Characters", "ab"))
+    assert dec([[1.0, 0.0], [0.0, 1.0], [1.0, 0.0]], "RandomSample") == "aba"
+    cls = NetDecoder(("Class", LABELS))
+    for bad, match in [(("RandomSample", 0), "positive temperature"), (("RandomSample", -1.0), "positive temperature"),
+                       (("RandomSample", {"Temp": 1}), "'Temp' is not a parameter"),
+                       (("RandomSample", {"TopProbabilities": 0}), "positive integer"),
+                       (("RandomSample", {"TotalProbabilityCutoff": 1.5}), r"probability in \(0, 1\]"),
+                       (("TopDecisions", 0), "positive integer")]:
+        with pytest.raises(w.OptionError, match=match):
+            cls(P, bad)
+    with pytest.raises(w.InputError, match="RandomSample"):
+        cls([0.7, 0.7, 0.2], "RandomSample")  # not probabilities

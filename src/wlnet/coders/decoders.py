@@ -11,7 +11,16 @@ step. Properties, given as the port argument (`net(x, "Probabilities")`,
   ("Probabilities", label)   that label's probability
   "TopProbabilities"         (label, probability) pairs with probability above 0.1, most probable first
   ("TopProbabilities", k)    the k most probable (label, probability) pairs, most probable first
+  ("TopDecisions", n)        the n most probable labels, most probable first
+  ("Probability", label)     that label's probability (as ("Probabilities", label))
   "Entropy"                  −Σ p log p, in nats
+  "RandomSample"             a label drawn with its probability (Characters: a string, a character per step)
+  ("RandomSample", t)        drawn at temperature t > 0: with probabilities ∝ p^(1/t)
+  ("RandomSample", {"Temperature": t, "TopProbabilities": k, "TotalProbabilityCutoff": q})
+                             drawn among the k most probable labels, or the fewest most probable ones whose
+                             probabilities sum to at least q, at temperature t (each optional)
+
+Samples come from torch's global generator (`torch.manual_seed` repeats them).
 
 Every property but "Decision" needs probabilities (entries in [0, 1], each vector summing to
 1): values that are not, such as a LinearLayer's without a SoftmaxLayer, are an error.
@@ -26,8 +35,11 @@ from ..core.errors import EncodingError, OptionError, ShapeError, where
 from ..core.shapes import VARYING, ArrayType, Real, describe, unify
 from .labels import _alphabet, _hashable, _labels, _short
 
-DECODER_PROPERTIES = ("Decision", "Probabilities", "TopProbabilities", "Entropy")
-PARAMETRIC = ('("TopProbabilities", k)', '("Probabilities", label)')
+DECODER_PROPERTIES = ("Decision", "Probabilities", "TopProbabilities", "Entropy", "RandomSample")
+PARAMETRIC = ('("TopProbabilities", k)', '("TopDecisions", n)', '("Probabilities", label)', '("Probability", label)',
+              '("RandomSample", t)', '("RandomSample", {"Temperature": t, "TopProbabilities": k, '
+              '"TotalProbabilityCutoff": q})')
+_SAMPLING = ("Temperature", "TopProbabilities", "TotalProbabilityCutoff")
 _TOP = 0.1  # "TopProbabilities" lists the labels more probable than this
 
 
@@ -105,14 +117,18 @@ class NetDecoder:
         if prop is None:
             return "Decision", None
         if isinstance(prop, str) and prop in DECODER_PROPERTIES:
-            return prop, None
-        if isinstance(prop, tuple) and len(prop) == 2 and prop[0] == "TopProbabilities":
+            return prop, ({"Temperature": 1.0} if prop == "RandomSample" else None)
+        if isinstance(prop, list):
+            prop = tuple(prop)
+        if isinstance(prop, tuple) and len(prop) == 2 and prop[0] in ("TopProbabilities", "TopDecisions"):
             k = prop[1]
             if isinstance(k, bool) or not isinstance(k, int) or k < 1:
-                raise OptionError(f'{where(layer, port)}("TopProbabilities", k) needs a positive integer k, but '
+                raise OptionError(f'{where(layer, port)}("{prop[0]}", k) needs a positive integer k, but '
                                   f"was given {k!r}.")
-            return "TopProbabilities", min(k, len(self.labels))
-        if isinstance(prop, tuple) and len(prop) == 2 and prop[0] == "Probabilities":
+            return prop[0], min(k, len(self.labels))
+        if isinstance(prop, tuple) and len(prop) == 2 and prop[0] == "RandomSample":
+            return "RandomSample", self._sampling(prop[1], layer, port)
+        if isinstance(prop, tuple) and len(prop) == 2 and prop[0] in ("Probabilities", "Probability"):
             if not _hashable(prop[1]) or prop[1] not in self.index:
                 raise OptionError(f"{where(layer, port)}{prop[1]!r} is not one of the {self.kind} decoder's labels "
                                   f"{self._label_text()}.")
@@ -121,6 +137,27 @@ class NetDecoder:
             f"{where(layer, port)}{prop!r} is neither an output port nor a property of the {self.kind} decoder; the "
             f"properties are {', '.join(DECODER_PROPERTIES)}, {', '.join(PARAMETRIC)}."
         )
+
+    def _sampling(self, spec, layer: str, port: str) -> dict:
+        """("RandomSample", t) or ("RandomSample", {...}) → {"Temperature": t, ...}, checked."""
+        here = where(layer, port)
+        params = {"Temperature": spec} if not isinstance(spec, dict) else dict(spec)
+        unknown = sorted(set(params) - set(_SAMPLING), key=str)
+        if unknown:
+            raise OptionError(f'{here}{unknown[0]!r} is not a parameter of "RandomSample"; the parameters are '
+                              f"{', '.join(_SAMPLING)}.")
+        t = params.setdefault("Temperature", 1.0)
+        if isinstance(t, bool) or not isinstance(t, int | float) or not t > 0 or t == float("inf"):
+            raise OptionError(f'{here}"RandomSample" needs a positive temperature, but was given {t!r}.')
+        k = params.get("TopProbabilities")
+        if k is not None and (isinstance(k, bool) or not isinstance(k, int) or k < 1):
+            raise OptionError(f'{here}"RandomSample"\'s "TopProbabilities" needs a positive integer, but was given '
+                              f"{k!r}.")
+        q = params.get("TotalProbabilityCutoff")
+        if q is not None and (isinstance(q, bool) or not isinstance(q, int | float) or not 0 < q <= 1):
+            raise OptionError(f'{here}"RandomSample"\'s "TotalProbabilityCutoff" needs a probability in (0, 1], '
+                              f"but was given {q!r}.")
+        return params
 
     def _label_text(self) -> str:
         return repr("".join(self.labels)) if self.kind == "Characters" else repr(self.labels)
@@ -151,12 +188,16 @@ class NetDecoder:
             top = flat.topk(arg, dim=1)
             out = [[(labels[i], q) for i, q in zip(idx, vals)]
                    for idx, vals in zip(top.indices.tolist(), top.values.tolist())]
+        elif name == "TopDecisions":
+            out = [[labels[i] for i in idx] for idx in flat.topk(arg, dim=1).indices.tolist()]
+        elif name == "RandomSample":
+            out = [labels[i] for i in _sample(flat, arg).tolist()]
         else:
             out = (-(flat * flat.clamp_min(1e-300).log()).sum(1)).tolist()
         out = _nest(out, tuple(p.shape[:-1]))
         if lengths is not None:
             out = [example[:n] for example, n in zip(out, lengths.tolist())]
-        if self.kind == "Characters" and name == "Decision":
+        if self.kind == "Characters" and name in ("Decision", "RandomSample"):
             out = ["".join(example) for example in out]
         return out if batched else out[0]
 
@@ -180,6 +221,25 @@ class NetDecoder:
         if t is not None and t.dims is not None and len(t.dims) >= 2:
             return _SequenceTargets(self, layer, port, t)
         return _TargetReader(self, layer, port)
+
+
+def _sample(p: torch.Tensor, params: dict) -> torch.Tensor:
+    """A class index drawn from each row of p (vectors, n), with probabilities ∝ p^(1/t), among the
+    TopProbabilities k most probable classes or the most probable ones whose total reaches
+    TotalProbabilityCutoff q (each a restriction only when given)."""
+    order = p.argsort(1, descending=True)  # (vectors, n)
+    ranked = p.gather(1, order)
+    keep = torch.ones_like(ranked, dtype=torch.bool)
+    k = params.get("TopProbabilities")
+    if k is not None:
+        keep[:, k:] = False
+    q = params.get("TotalProbabilityCutoff")
+    if q is not None:  # a class stays while the more probable ones before it sum to less than q
+        keep &= (ranked.cumsum(1) - ranked) < q
+    t = float(params["Temperature"])
+    weights = torch.where(keep, ranked.clamp_min(0) ** (1 / t), torch.zeros_like(ranked))
+    weights[:, 0] += (weights.sum(1) == 0).to(weights.dtype)  # all mass underflowed at a low t: the most probable
+    return order.gather(1, torch.multinomial(weights, 1)).squeeze(1)
 
 
 def _nest(flat: list, shape: tuple) -> list:
