@@ -13,10 +13,11 @@ import torch
 
 from ..core import options as O
 from ..core.data import Batch, PortReader, Seq, cat_rows, move_all, reader, take_rows, write_port
-from ..core.errors import InputError, NetError, where
+from ..core.errors import InputError, NetError, NotSupportedError, where
 from ..core.net import Net, NetPort
 from ..core.runtime import Ctx, compiled
 from ..core.symbols import Automatic
+from .gradient import NetPortGradient, port_gradient
 
 EVALUATION_OPTIONS = {
     "BatchSize": Automatic,
@@ -105,6 +106,11 @@ def evaluate(net: Net, data, port, options: dict, states: dict | None = None,
              exact_states: bool = False) -> Evaluation:
     """Evaluate `net` on user data. `states` ({position: tensor (1 or B, n)}) sets initial
     recurrent states (a NetStateObject's); exact_states asks for every final state exact."""
+    if isinstance(port, NetPortGradient):
+        if states:
+            raise NotSupportedError(f"{net.name}: NetPortGradient is not taken through a NetStateObject; evaluate "
+                                    "its net.")
+        return port_gradient(net, data, port, options)
     train, device, dtype, batch_size, seed = evaluation_options(net, options)
     selection = select_outputs(net, port)
     module = compiled(net, device, dtype)
