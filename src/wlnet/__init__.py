@@ -49,6 +49,21 @@ from .layers.sequence import (
 )
 from .layers.shape import FlattenLayer, PartLayer, ReplicateLayer, ReshapeLayer, SequenceIndicesLayer
 from .nets.containers import NetChain, NetGraph
+from .nets.edit import (
+    NetAppend,
+    NetDelete,
+    NetDrop,
+    NetFlatten,
+    NetInsert,
+    NetJoin,
+    NetPrepend,
+    NetRename,
+    NetReplace,
+    NetReplacePart,
+    NetTake,
+    Normal,
+)
+from .nets.gradient import NetPortGradient
 from .nets.initialize import NetInitialize
 from .nets.measure import NetMeasurements
 from .nets.operators import NetBidirectionalOperator, NetMapOperator
@@ -90,21 +105,34 @@ __all__ = [
     "LowercaseCharacter",
     "MeanAbsoluteLossLayer",
     "MeanSquaredLossLayer",
+    "NetAppend",
     "NetBidirectionalOperator",
     "NetChain",
     "NetDecoder",
+    "NetDelete",
+    "NetDrop",
     "NetEncoder",
     "NetError",
     "NetExtract",
+    "NetFlatten",
     "NetGraph",
     "NetInitialize",
+    "NetInsert",
+    "NetJoin",
     "NetMapOperator",
     "NetMeasurements",
     "NetPort",
+    "NetPortGradient",
+    "NetPrepend",
+    "NetRename",
+    "NetReplace",
+    "NetReplacePart",
     "NetStateObject",
+    "NetTake",
     "NetTrain",
     "NetTrainResultsObject",
     "NetWarning",
+    "Normal",
     "NormalizationLayer",
     "NotSupportedError",
     "OptionError",
