@@ -1,13 +1,16 @@
-"""The LSTM without dropout: the native recurrence against torch's fused kernel (oneDNN), the
-measurement behind `recurrence.choose` (`NATIVE_FORWARD_MAX_N`).
+"""The LSTM without dropout: the native recurrence (on each of its matrix products: the BLAS
+directly, torch's matmul) against torch's fused kernel (oneDNN), and the kernel choice measured
+on this machine (`kernels.choice`) for each shape's class, then the whole table kept for the
+machine (`python -m wlnet.kernels`).
 
 Run: .venv/bin/python bench/kernels.py [--quick]
 
 For each shape (B batch, T length, k input, n width; "ragged": lengths drawn in 1..T) a training
 step (forward + backward of the outputs' and last state's sum, the fused path packing its
 weights as a layer does) and a forward under no_grad, on the same arrays and inputs. Trials
-alternate the two kernels; a ratio is the median over trials of native time / fused time in the
-same trial (below 1: native is faster), and the times are the best of each.
+alternate the kernels; a ratio is the median over trials of the native time (its faster
+product) / the fused time in the same trial (below 1: native is faster), and the times are the
+best of each.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ import time
 
 import torch
 
-from wlnet.kernels import cells, lstm_custom, native, recurrence
+from wlnet.kernels import cells, choice, lstm_custom, native, recurrence
 
 LSTM = cells.LSTM
 SHAPES = [  # (B, T, k, n, ragged)
@@ -49,9 +52,18 @@ def fused(arrays, x, lengths):
     return recurrence.fused(LSTM, x, lengths, LSTM.pack(arrays), (), exact=False)
 
 
-def native_lstm(arrays, x, lengths):
-    out, s, c = lstm_custom.run(x, lengths, arrays, use_native=True)
-    return out, (s, c)
+def native_on(product):
+    def run(arrays, x, lengths):
+        lib = native.get()
+        before = lib.gemm()
+        lib.set_gemm(native.GEMMS.index(product))
+        try:
+            out, s, c = lstm_custom.run(x, lengths, arrays, use_native=True)
+        finally:
+            lib.set_gemm(before)
+        return out, (s, c)
+
+    return run
 
 
 def train_step(f, arrays, x, lengths):
@@ -70,7 +82,7 @@ def compare(shape, how, trials: int) -> tuple:
     arrays, x, lengths = problem(*shape)
     B, T, _, n, _ = shape
     reps = max(3, int(3e5 / (B * T * n)))
-    kernels = {"fused": fused, "native": native_lstm}
+    kernels = {"fused": fused, **{f"native:{g}": native_on(g) for g in native.GEMMS}}
     for f in kernels.values():
         for _ in range(2):
             how(f, arrays, x, lengths)
@@ -82,8 +94,10 @@ def compare(shape, how, trials: int) -> tuple:
             for _ in range(reps):
                 how(kernels[name], arrays, x, lengths)
             times[name].append((time.perf_counter() - t) / reps)
-    ratio = statistics.median(b / a for a, b in zip(times["fused"], times["native"]))
-    return min(times["fused"]) * 1e3, min(times["native"]) * 1e3, ratio
+    products = [name for name in kernels if name != "fused"]
+    best = min(products, key=lambda name: min(times[name]))
+    ratio = statistics.median(b / a for a, b in zip(times["fused"], times[best]))
+    return min(times["fused"]) * 1e3, min(times[best]) * 1e3, ratio, best.split(":")[1]
 
 
 def main() -> None:
@@ -98,9 +112,16 @@ def main() -> None:
         B, T, k, n, ragged = shape
         tr = compare(shape, train_step, trials)
         fw = compare(shape, forward, trials)
-        chosen = [recurrence.choose(LSTM, "cpu", torch.float32, recurrence.NO_MASKS, n, g) for g in (True, False)]
-        print(f"{B:>4} {T:>3} {k:>4} {n:>5} {str(ragged):>6} | {tr[0]:>15.3f} {tr[1]:>9.3f} {tr[2]:>5.2f}"
-              f" | {fw[0]:>17.3f} {fw[1]:>9.3f} {fw[2]:>5.2f} | {', '.join(chosen)}", flush=True)
+        chosen = []
+        for grad in (True, False):
+            kernel, product = recurrence.pick(LSTM, torch.device("cpu"), torch.float32, recurrence.NO_MASKS, n, grad,
+                                              (B, T, k), ragged)
+            chosen.append(kernel + (f":{product}" if product else ""))
+        print(f"{B:>4} {T:>3} {k:>4} {n:>5} {str(ragged):>6} | {tr[0]:>15.3f} {tr[1]:>7.3f} {tr[3][0]} {tr[2]:>5.2f}"
+              f" | {fw[0]:>17.3f} {fw[1]:>7.3f} {fw[3][0]} {fw[2]:>5.2f} | {', '.join(chosen)}", flush=True)
+    print("(native ms: its faster product, b: the BLAS, a: torch's matmul; chosen: measured for the shape's class "
+          "at first use, or kept from an earlier process)\n")
+    print(choice.describe())
 
 
 if __name__ == "__main__":

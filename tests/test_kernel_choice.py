@@ -222,3 +222,14 @@ def test_a_class_another_process_measured_meanwhile_is_read_not_measured_again(t
     assert recurrence.pick(GRU, CPU, torch.float32, n=64, grad=False, shape=(4, 3, 2)) == ("fused", None)
     assert len(measured) == 1 and choice.source[other] == "kept"
     assert (table.parent / (choice.TABLE_NAME + ".lock")).exists()
+
+
+@needs_native
+def test_forget_drops_the_table_and_the_process_choices(table, monkeypatch):
+    measured = fake_times(monkeypatch, {"native:blas": 1.0, "fused": 2.0})
+    recurrence.pick(RNN, CPU, torch.float32, n=8, grad=True, shape=(4, 3, 2))
+    assert table.exists()
+    choice.forget()
+    assert not table.exists()
+    recurrence.pick(RNN, CPU, torch.float32, n=8, grad=True, shape=(4, 3, 2))
+    assert len(measured) == 2 and table.exists()

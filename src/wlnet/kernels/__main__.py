@@ -1,5 +1,6 @@
-"""`python -m wlnet.kernels [--measure]`: the kernel choices kept for this machine (`choice`);
---measure first measures the classes of a few common shapes (training and forward)."""
+"""`python -m wlnet.kernels [--forget] [--measure]`: the kernel choices kept for this machine
+(`choice`); --forget first drops the table, --measure then measures the classes of a few common
+shapes (training and forward, every cell)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,8 @@ SHAPES = ((64, 8, 2, 20, True), (64, 5, 11, 80, False), (64, 32, 16, 32, False),
 
 
 def main(argv) -> None:
+    if "--forget" in argv:
+        choice.forget()
     if "--measure" in argv and native.get() is not None:
         choice.BUDGET = float("inf")
         for cell in cells.CELLS:

@@ -10,11 +10,13 @@ later process on the machine reads instead of measuring again (one process measu
 time, under a lock: processes started together compute alike). The measurements of a process
 take at most `BUDGET` seconds in all; past it a new class takes the choice of the nearest
 measured class of the same cell and mode (else the native kernel on the product chosen for the
-whole module).
+whole module). A table measured while the machine was busy can be dropped (`forget`, `python -m
+wlnet.kernels --forget`).
 
 WLNET_KERNEL=native|fused|custom|unroll forces a kernel wherever the cell has it and it takes
 the call's masks; WLNET_GEMM=blas|aten forces the native kernel's product. `python -m
-wlnet.kernels` prints the table.
+wlnet.kernels [--forget] [--measure]` prints the table (after dropping it, after measuring the
+classes of common shapes).
 """
 
 from __future__ import annotations
@@ -120,6 +122,18 @@ def _keep(key: str, entry: dict) -> None:
         atomic_write(path, text.encode(), who="wlnet kernels", sync_directory=False)
     except Exception:  # a read-only extensions directory: measured again in the next process
         pass
+
+
+def forget() -> None:
+    """Remove the table kept for this machine (each class is measured again at its next first use)."""
+    path = table_path()
+    if path is not None:
+        with _machine_lock():
+            try:
+                path.unlink()
+            except FileNotFoundError:
+                pass
+    reset()
 
 
 def reset() -> None:
