@@ -105,6 +105,7 @@ def main() -> None:
         print("the native kernel is not built here:", native.build_error())
         return
     trials = 3 if "--quick" in sys.argv else 7
+    choice.BUDGET = float("inf")  # every shape's class measured here (a process's first uses keep to 1 s)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {trials} trials")
     print(f"{'B':>4} {'T':>3} {'k':>4} {'n':>5} {'ragged':>6} | {'train: fused ms':>15} {'native ms':>9} {'ratio':>5}"
           f" | {'forward: fused ms':>17} {'native ms':>9} {'ratio':>5} | chosen (train, forward)")
