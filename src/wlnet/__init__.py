@@ -30,6 +30,7 @@ from .core.net import NetPort
 from .core.symbols import All, Automatic
 from .io import Export, Import
 from .io.torch import from_torch, to_torch
+from .layers.attention import AttentionLayer, SequenceAttentionLayer
 from .layers.basic import DropoutLayer, ElementwiseLayer, LinearLayer, SoftmaxLayer
 from .layers.conv import ConvolutionLayer, PoolingLayer
 from .layers.ctc import CTCLossLayer
@@ -76,6 +77,7 @@ __all__ = [
     "AggregationLayer",
     "All",
     "AppendLayer",
+    "AttentionLayer",
     "Automatic",
     "BasicRecurrentLayer",
     "BatchNormalizationLayer",
@@ -146,6 +148,7 @@ __all__ = [
     "ReplicateLayer",
     "ReshapeLayer",
     "Scaled",
+    "SequenceAttentionLayer",
     "SequenceIndicesLayer",
     "SequenceLastLayer",
     "SequenceMostLayer",
