@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 import warnings
 
-from ..core.errors import ConstructionError, NetWarning, NotSupportedError, OptionError, ShapeError
+from ..core.errors import ConstructionError, NetError, NetWarning, NotSupportedError, OptionError, ShapeError
 from ..core.net import Net, NetPort
 from ..core.symbols import All
 from ..layers.base import Layer, value_code
@@ -83,13 +83,38 @@ def _named(items: list) -> list | dict:
     return out
 
 
+def _fresh(layer: Net) -> Net:
+    """A layer with no trained arrays as the user gave it, its shapes to be inferred again (a
+    trained layer, or anything else, as it is: its arrays fix its shapes)."""
+    if not isinstance(layer, Layer) or any(t is not None for t in layer._arrays.values()):
+        return layer
+    try:
+        return type(layer)(*layer._args, **layer._given)
+    except NetError:
+        return layer
+
+
+def _reinferring(build, nodes):
+    """build(nodes); if the layers' inferred shapes no longer fit, once more with every layer
+    that has no trained arrays inferred again; the first error if that fails too."""
+    try:
+        return build(nodes)
+    except ShapeError as first:
+        fresh = {k: _fresh(x) for k, x in nodes.items()} if isinstance(nodes, dict) else [_fresh(x) for x in nodes]
+        try:
+            return build(fresh)
+        except (ShapeError, ConstructionError):
+            raise first from None
+
+
 def _chain(who: str, items: list, ports: dict, what: str) -> NetChain:
     """A NetChain of [(key, layer)] with port options `ports`; a layer that does not fit is an
     error that says which edit failed (`what`)."""
     if not items:
         raise ConstructionError(f"{who}: {what} leaves no layers.")
     try:
-        return NetChain(_named(items), **{p: v for p, v in ports.items() if v is not None})
+        opts = {p: v for p, v in ports.items() if v is not None}
+        return _reinferring(lambda layers: NetChain(layers, **opts), _named(items))
     except (ShapeError, ConstructionError) as e:
         raise type(e)(f"{who}: {what}: {e}") from None
 
@@ -153,9 +178,9 @@ def _graph(who: str, nodes: dict, feeds: dict, outputs: dict, ports: dict, what:
         if all(isinstance(k, int) for k in layers):  # positions: renumbered 1..n in order
             renum = {k: i for i, k in enumerate(layers, 1)}
             edges = [_rekey(e, renum) for e in edges]
-            return NetGraph(list(layers.values()), edges, **ports)
-        return NetGraph({str(k): v for k, v in layers.items()}, [_rekey(e, {k: str(k) for k in layers}) for e in edges],
-                        **ports)
+            return _reinferring(lambda ls: NetGraph(ls, edges, **ports), list(layers.values()))
+        named = [_rekey(e, {k: str(k) for k in layers}) for e in edges]
+        return _reinferring(lambda ls: NetGraph(ls, named, **ports), {str(k): v for k, v in layers.items()})
     except (ShapeError, ConstructionError) as e:
         raise type(e)(f"{who}: {what}: {e}") from None
 
@@ -504,9 +529,9 @@ def _rebuild(net: NetGraph, nodes: dict, ports: dict, who: str, what: str) -> Ne
     """The same topology with other layers or port options."""
     try:
         if isinstance(net, NetChain):
-            return NetChain(_named(list(nodes.items())), **ports)
-        return NetGraph(list(nodes.values()) if all(isinstance(k, int) for k in nodes) else nodes,
-                        net._user_edges, **ports)
+            return _reinferring(lambda ls: NetChain(ls, **ports), _named(list(nodes.items())))
+        return _reinferring(lambda ls: NetGraph(ls, net._user_edges, **ports),
+                            list(nodes.values()) if all(isinstance(k, int) for k in nodes) else nodes)
     except (ShapeError, ConstructionError) as e:
         raise type(e)(f"{who}: {what}: {e}") from None
 
@@ -644,7 +669,9 @@ def _replace_matching(net, match, replacement, count, who):
     if not isinstance(net, NetGraph):
         if isinstance(net, Layer) and match(net):
             count[0] += 1
-            return _replacement(net, replacement, who)
+            new = _replacement(net, replacement, who)
+            count.append(id(new))  # (the ids after the count: nets made by the replacement)
+            return new
         return net
     changed, dropped, items = False, [], []
     for k, part in net._nodes.items():
@@ -660,7 +687,7 @@ def _replace_matching(net, match, replacement, count, who):
         for k, x in items:
             if x is None:
                 continue
-            if isinstance(x, NetChain) and x is not net._nodes[k]:
+            if isinstance(x, NetChain) and id(x) in count[1:]:
                 spliced += [(None if isinstance(k, int) else f"{k}/{j}", y) for j, y in x._nodes.items()]
             else:
                 spliced.append((k, x))
