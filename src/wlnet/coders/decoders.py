@@ -57,6 +57,13 @@ class NetDecoder:
     'ab'
     """
 
+    def __new__(cls, spec=None, **options):
+        if cls is NetDecoder and isinstance(spec, tuple | list) and spec and spec[0] == "Tokens":
+            from .tokens import TokensDecoder  # ("Tokens", words): its own module
+
+            cls = TokensDecoder
+        return super().__new__(cls)
+
     def __init__(self, spec, **options):
         if options:
             raise OptionError(f"NetDecoder: {', '.join(repr(k) for k in sorted(options))} is not an option of "

@@ -43,6 +43,13 @@ class NetEncoder:
     [[1, 2, 1]]
     """
 
+    def __new__(cls, spec=None, **options):
+        if cls is NetEncoder and isinstance(spec, tuple | list) and spec and spec[0] == "Tokens":
+            from .tokens import TokensEncoder  # ("Tokens", words): its own module
+
+            cls = TokensEncoder
+        return super().__new__(cls)
+
     def __init__(self, spec, **options):
         unknown = sorted(set(options) - {"IgnoreCase", "TargetLength"})
         if unknown:

@@ -201,7 +201,8 @@ class Encoder:
         return {"tensor": name, "dtype": DTYPE_NAMES[t.dtype], "shape": list(t.shape)}
 
     def node(self, obj) -> dict:
-        cls = type(obj)
+        # an encoder or decoder of a kind kept in its own module (TokensEncoder) is saved as what builds it
+        cls = NetEncoder if isinstance(obj, NetEncoder) else NetDecoder if isinstance(obj, NetDecoder) else type(obj)
         name = cls.__name__
         if self.classes.get(name) is not cls:
             raise ExportError(
