@@ -59,6 +59,9 @@ class NetEncoder:
         target = options.get("TargetLength")
         if spec == "Characters" or (isinstance(spec, tuple | list) and tuple(spec) == ("Characters",)):
             spec = ("Characters", DEFAULT_ALPHABET)
+        if isinstance(spec, tuple | list) and spec and spec[0] == "Integers":
+            self._integers(spec, options)
+            return
         if not isinstance(spec, tuple | list) or not spec or spec[0] not in ("Characters", "Class"):
             raise OptionError(
                 'NetEncoder: expected "Characters", ("Characters", alphabet[, "Index" | "UnitVector"]) or '
@@ -101,6 +104,19 @@ class NetEncoder:
             self.output_type = Index(levels=L) if self.form == "Index" else Real(L)
         self.size = L
 
+    def _integers(self, spec, options) -> None:
+        """("Integers", n, origin): a sequence of integer ids origin, ..., origin + n − 1 → the
+        indices 1..n that EmbeddingLayer takes. Nets imported from torch or ONNX carry it at a port
+        whose ids are 0-based (origin 0), so that they take their source's ids unchanged."""
+        if options or len(spec) != 3 or not all(isinstance(v, int) and not isinstance(v, bool) for v in spec[1:]) \
+                or spec[1] < 1:
+            raise OptionError(f"NetEncoder: expected (\"Integers\", n, origin) with n ≥ 1 and an integer origin, "
+                              f"and no options, but was given {spec!r}{' and ' + repr(options) if options else ''}.")
+        self.kind, self.form, self.size, self.origin = "Integers", "Index", spec[1], spec[2]
+        self.ignore_case, self.target_length = False, None
+        self._spec = tuple(spec)
+        self.output_type = Index(VARYING, levels=self.size)
+
     def _options_text(self) -> str:
         return ((", IgnoreCase=True" if self.ignore_case else "")
                 + (f", TargetLength={self.target_length}" if self.target_length is not None else ""))
@@ -109,6 +125,8 @@ class NetEncoder:
         return f"NetEncoder({self._spec!r}{self._options_text()})"
 
     def input_form(self) -> str:
+        if self.kind == "Integers":
+            return f"NetEncoder({self._spec!r})"
         kind, items = self._spec[0], self._spec[1]
         if not isinstance(items, str):
             items = "[" + ", ".join(repr(i) for i in items) + "]"
@@ -154,6 +172,8 @@ class _EncoderReader:
 
     def read(self, data) -> Batch:
         enc = self.enc
+        if enc.kind == "Integers":
+            return self._integers(data)
         if enc.kind == "Characters":
             if isinstance(data, str):
                 return Batch(self._strings([data]), False, "list", 1)
@@ -171,6 +191,37 @@ class _EncoderReader:
         if isinstance(data, list | tuple) and data:
             return Batch(self._labels(list(data)), True, "list", len(data))
         raise self._bad_label(data)
+
+    def _integers(self, data) -> Batch:
+        """Ids: one sequence (a list of ints, a 1-d array) or a batch (a list of such lists, ragged
+        or not; a 2-d array) → a Seq of the indices 1..n, (B, T), zero-padded."""
+        enc, here = self.enc, where(self.layer, self.port)
+        lo, hi = enc.origin, enc.origin + enc.size - 1
+        kind = "torch" if isinstance(data, torch.Tensor) else "numpy" if isinstance(data, np.ndarray) else "list"
+        expected = f"integer ids between {lo} and {hi} (a sequence of them, or a batch of sequences)"
+        try:
+            if kind == "list":
+                batched = bool(data) and all(isinstance(e, list | tuple | np.ndarray | torch.Tensor) for e in data)
+                rows = [torch.as_tensor(np.asarray(e)) for e in (data if batched else [data])]
+            else:
+                t = torch.as_tensor(data)
+                batched = t.dim() == 2
+                rows = list(t) if batched else [t]
+        except (TypeError, ValueError, RuntimeError):
+            raise EncodingError(f"{here}the port's encoder takes {expected}, but was given {_short(data)}.") from None
+        for j, r in enumerate(rows):
+            if r.dim() != 1 or not len(r) or r.dtype.is_floating_point or r.dtype.is_complex or r.dtype == torch.bool:
+                given = f"example {j + 1} is {_short(r.tolist())}" if batched else f"was given {_short(data)}"
+                raise EncodingError(f"{here}the port's encoder takes {expected}, but {given}.")
+            bad = (r < lo) | (r > hi)
+            if bad.any():
+                s = int(bad.nonzero()[0, 0])
+                raise EncodingError(f"{here}the port's encoder takes {expected}, but "
+                                    f"{f'example {j + 1}, ' if batched else ''}step {s + 1} is {int(r[s])}.")
+        lengths = [len(r) for r in rows]
+        padded = torch.nn.utils.rnn.pad_sequence([r.to(torch.int64) - (lo - 1) for r in rows], batch_first=True)
+        seq = Seq(padded, torch.tensor(lengths) if len(set(lengths)) > 1 else None)
+        return Batch(seq, batched, kind, len(rows))
 
     def _bad_label(self, label) -> EncodingError:
         return EncodingError(

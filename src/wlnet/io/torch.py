@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import torch
 
+from ..coders.encoders import NetEncoder
 from ..core.data import Seq
 from ..core.errors import NetError, NotSupportedError
 from ..core.net import Net
@@ -17,6 +18,7 @@ from ..kernels import cells
 from ..layers.base import LayerModule
 from ..layers.basic import DropoutLayer, ElementwiseLayer, LinearLayer, SoftmaxLayer
 from ..layers.recurrent import LAYERS
+from ..layers.sequence import EmbeddingLayer
 from ..nets.containers import GraphModule, NetChain
 from ..nets.operators import NetBidirectionalOperator
 
@@ -30,7 +32,9 @@ class TorchNet(torch.nn.Module):
 
     forward(*inputs, lengths=None, states=None, return_states=False): `inputs` are tensors in
     the order of the net's input ports, batch first: (B, T, k) zero-padded sequences of vectors,
-    int64 (B, T) sequences of indices, (B, k) vectors. `lengths`: int64 (B,) for a ragged batch
+    int64 (B, T) sequences of indices (1-based, as EmbeddingLayer takes them; at a port whose
+    encoder is ("Integers", n, origin), such as a net from torch's nn.Embedding, the ids that
+    encoder takes: 0-based for origin 0), (B, k) vectors. `lengths`: int64 (B,) for a ragged batch
     of the only "Varying" port, or a dict port → lengths. `states`: initial recurrent states
     {position: (B, n)} (positions as in Information(net, "RecurrentStatesPositionList")). Returns
     the output tensor ((B, T, n) for a sequence, zero past each length after a recurrent layer),
@@ -44,6 +48,8 @@ class TorchNet(torch.nn.Module):
         net._require_initialized()
         self.net = net
         self.input_types = net.input_ports()
+        # ports taking ids from `origin` (an "Integers" encoder): the shift to the 1-based indices
+        self.shifts = {p: 1 - e.origin for p, e in net.encoders.items() if getattr(e, "kind", None) == "Integers"}
         built = net.build(trainable=True)
         self._kind = type(built)
         if isinstance(built, LayerModule):
@@ -71,6 +77,8 @@ class TorchNet(torch.nn.Module):
             lengths = {varying[0]: lengths}
         values = {}
         for (port, t), x in zip(self.input_types.items(), inputs):
+            if port in self.shifts and self.shifts[port]:
+                x = x + self.shifts[port]
             if t.varying:
                 ln = (lengths or {}).get(port)
                 ln = None if ln is None else torch.as_tensor(ln, dtype=torch.int64, device="cpu")
@@ -145,6 +153,11 @@ def _layers(m, who: str) -> list:
         return [x for i, child in enumerate(m, 1) for x in _layers(child, f"module {i} of {who}")]
     if kind in _RECURRENT and isinstance(m, torch.nn.RNNBase):
         return _recurrent(m, who)
+    if isinstance(m, torch.nn.Embedding):
+        if m.max_norm is not None or m.scale_grad_by_freq or m.sparse:
+            raise NotSupportedError(f"from_torch: {who} is an nn.Embedding with max_norm, scale_grad_by_freq or "
+                                    "sparse set; EmbeddingLayer has none of these.")
+        return [_Ids(m.num_embeddings), EmbeddingLayer(m.embedding_dim, m.num_embeddings, Weights=m.weight.detach())]
     if isinstance(m, torch.nn.Linear):
         b = m.bias.detach() if m.bias is not None else torch.zeros(m.out_features)
         return [LinearLayer(m.out_features, Input=m.in_features, Weights=m.weight.detach(), Biases=b)]
@@ -159,9 +172,16 @@ def _layers(m, who: str) -> list:
         return [DropoutLayer(m.p)]
     raise NotSupportedError(
         f"from_torch: {who} is a {type(m).__module__}.{type(m).__qualname__}, which has no wlnet form; modules that "
-        "map are nn.LSTM, nn.GRU, nn.RNN, nn.Linear, nn.Tanh, nn.Sigmoid, nn.ReLU, nn.Softmax(dim=-1), nn.Dropout and "
-        "nn.Sequential of them (or a module made by to_torch)."
+        "map are nn.LSTM, nn.GRU, nn.RNN, nn.Embedding, nn.Linear, nn.Tanh, nn.Sigmoid, nn.ReLU, nn.Softmax(dim=-1), "
+        "nn.Dropout and nn.Sequential of them (or a module made by to_torch)."
     )
+
+
+class _Ids:
+    """Marks that the net's input takes torch's 0-based ids (the encoder ("Integers", n, 0))."""
+
+    def __init__(self, n: int):
+        self.n = n
 
 
 def from_torch(module: torch.nn.Module) -> Net:
@@ -171,6 +191,8 @@ def from_torch(module: torch.nn.Module) -> Net:
     per layer, whose output is torch's, forward then backward; the two biases summed, but for a
     GRU's b_hn, which sits inside the reset product: nonzero, it becomes the layer's
     MemoryGateStateBiases, an array beyond Wolfram's GatedRecurrentLayer),
+    nn.Embedding (first: an EmbeddingLayer whose port takes torch's 0-based ids, through the encoder
+    ("Integers", n, 0); its padding_idx row is used as it is, and trained like the others),
     nn.Linear, nn.Tanh / nn.Sigmoid / nn.ReLU, nn.Softmax(dim=-1), nn.Dropout, nn.Sequential of
     these; or a module made by `to_torch`, which gives its net with the module's current
     parameters.
@@ -185,6 +207,12 @@ def from_torch(module: torch.nn.Module) -> Net:
     layers = _layers(module, f"the {type(module).__name__}")
     if not layers:
         raise NetError("from_torch: the nn.Sequential is empty; a net needs at least one layer.")
+    ids = [i for i, x in enumerate(layers) if isinstance(x, _Ids)]
+    if ids and ids != [0]:
+        raise NotSupportedError("from_torch: an nn.Embedding maps the ids a net is given, so it must be the first "
+                                "module; here a module comes before it (or there are several).")
+    if ids:
+        return NetChain(layers[1:], Input=NetEncoder(("Integers", layers[0].n, 0)))
     return layers[0] if len(layers) == 1 else NetChain(layers)
 
 

@@ -22,6 +22,8 @@ def coder_text(coder) -> str:
     """An encoder or decoder in English: what it takes (encoder) or gives (decoder)."""
     if coder.kind == "Class":
         return "one of " + _items([str(lab) for lab in coder.labels])
+    if coder.kind == "Integers":
+        return f"a sequence of integer ids {coder.origin}..{coder.origin + coder.size - 1}"
     chars = [_char(c) for c in (coder.alphabet if hasattr(coder, "alphabet") else coder.labels)]
     return "a string of the characters " + _items(chars)
 

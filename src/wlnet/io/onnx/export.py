@@ -356,6 +356,8 @@ def _coder_json(c) -> dict:
         items = items if isinstance(items, str) else [{"class": i.name} if isinstance(i, CharacterClass) else i
                                                       for i in items]
         spec = {"type": "Characters", "alphabet": items, "form": c.form, "IgnoreCase": c.ignore_case}
+    elif isinstance(c, NetEncoder) and c.kind == "Integers":
+        spec = {"type": "Integers", "size": c.size, "origin": c.origin}
     else:
         labels = c.labels
         ok = all(isinstance(x, str | int | float | bool) for x in labels)

@@ -104,7 +104,19 @@ def _embedding(im, w, idx: Data, attrs):
     if idx.sub not in (0, 1) or not isinstance(idx.src, str):
         raise im.fail("the indices of an embedding must come from a graph input.")
     key = im.add(EmbeddingLayer, {"Input": idx}, int(w.shape[1]), Weights=w.astype(np.float32))
+    _zero_based(im, idx, int(w.shape[0]))
     return Data((key, "Output"), idx.axes + (int(w.shape[1]),))
+
+
+def _zero_based(im, idx: Data, n: int) -> None:
+    """The graph input of ids idx, read as ONNX's 0-based ids (no "− 1" before their use, which a
+    wlnet export writes): the port keeps that convention through the encoder ("Integers", n, 0)."""
+    if idx.sub == 0:
+        ids = im.__dict__.setdefault("zero_based_ports", {})
+        if ids.get(idx.src, n) != n:
+            raise im.fail(f"the ids of input {idx.src!r} pick rows of tables of {ids[idx.src]} and {n} rows; a "
+                          "port's ids have one range.")
+        ids[idx.src] = n
 
 
 def op_onehot(im, args, attrs, n_out):
@@ -117,6 +129,7 @@ def op_onehot(im, args, attrs, n_out):
     if idx.sub not in (0, 1) or not isinstance(idx.src, str):
         raise im.fail("the indices of a OneHot must come from a graph input.")
     key = im.add(UnitVectorLayer, {"Input": idx}, int(depth))
+    _zero_based(im, idx, int(depth))
     return Data((key, "Output"), idx.axes + (int(depth),))
 
 

@@ -31,9 +31,10 @@ The net: graph inputs keep their names and become ports of wlnet's batch-first c
 time-major X is a port taking a batch of sequences, "Varying" in length); int (batch,) inputs
 are sequence lengths (wlnet takes them from the ragged data, so they are no ports); inputs with
 an initializer are constants (their defaults). Outputs keep their names; per example, Y is
-(T, directions·n), Y_h and Y_c are directions·n vectors. Integer inputs are Wolfram indices
-1..n: a Gather of an initializer by 0-based ONNX indices becomes an EmbeddingLayer whose port
-takes those indices plus one. The metadata of a wlnet export brings back its encoders and
+(T, directions·n), Y_h and Y_c are directions·n vectors. A Gather of an initializer by the
+0-based ids of a graph input becomes an EmbeddingLayer whose port takes those same 0-based ids
+(through the encoder ("Integers", n, 0)); ids that a wlnet export shifted ("ids − 1") are
+Wolfram's 1-based indices. The metadata of a wlnet export brings back its encoders and
 decoders and leaves out its state outputs.
 """
 
@@ -350,6 +351,8 @@ class Importer:
                 seq = any(self.resolve(a) == TIME or isinstance(self.resolve(a), Var) for a in v.axes)
                 ports[name] = (VARYING, features) if seq else features
         ports.update(self.coders(meta))
+        for name, n in getattr(self, "zero_based_ports", {}).items():  # ONNX's 0-based ids, kept at the port
+            ports.setdefault(name, NetEncoder(("Integers", n, 0)))
         try:
             return NetGraph(layers, edges, **ports)
         except NetError as e:
@@ -495,6 +498,8 @@ def _encoder(spec: dict) -> NetEncoder:
         items = spec["alphabet"]
         items = items if isinstance(items, str) else [classes[i["class"]] if isinstance(i, dict) else i for i in items]
         return NetEncoder(("Characters", items, spec["form"]), IgnoreCase=bool(spec["IgnoreCase"]))
+    if spec["type"] == "Integers":
+        return NetEncoder(("Integers", int(spec["size"]), int(spec["origin"])))
     return NetEncoder(("Class", spec["labels"], spec["form"]))
 
 

@@ -1,0 +1,116 @@
+"""A net imported from torch or ONNX keeps its source's conventions at its ports: torch's
+nn.Embedding and an ONNX Gather take 0-based ids, and so does the net made from them; the Class
+encoder's default form is Wolfram's (the index)."""
+
+import warnings
+
+import numpy as np
+import pytest
+import torch
+
+import wlnet as w
+
+pytest.importorskip("onnx")
+
+
+class TextClassifier(torch.nn.Module):
+    """ids (B, T), 0-based → logits (B, 2) from the LSTM's last step."""
+
+    def __init__(self, vocabulary=10):
+        super().__init__()
+        self.embed = torch.nn.Embedding(vocabulary, 4)
+        self.lstm = torch.nn.LSTM(4, 3, batch_first=True)
+        self.head = torch.nn.Linear(3, 2)
+
+    def forward(self, ids):
+        y, _ = self.lstm(self.embed(ids))
+        return self.head(y[:, -1])
+
+
+@pytest.fixture(scope="module")
+def classifier(tmp_path_factory):
+    torch.manual_seed(0)
+    module = TextClassifier().eval()
+    path = str(tmp_path_factory.mktemp("onnx") / "classifier.onnx")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(module, (torch.tensor([[0, 3, 9, 1]]),), path, input_names=["ids"], output_names=["logits"],
+                          dynamic_axes={"ids": {0: "batch", 1: "time"}}, dynamo=False)
+    return module, w.Import(path)
+
+
+IDS = np.array([[0, 3, 9, 1, 2], [4, 0, 0, 7, 8]])  # ids 0 and 9 (= vocabulary − 1) included
+
+
+def test_an_imported_torch_classifier_takes_torch_ids(classifier):
+    module, net = classifier
+    with torch.no_grad():
+        expected = module(torch.from_numpy(IDS)).numpy()
+    np.testing.assert_allclose(net(IDS), expected, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(net(IDS.tolist()), expected, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(net(IDS[0].tolist()), expected[0], rtol=1e-5, atol=1e-6)
+
+
+def test_ids_outside_the_sources_range_are_an_error_naming_the_port(classifier):
+    _, net = classifier
+    with pytest.raises(w.InputError, match=r'port "ids".*integer ids between 0 and 9.*step 2 is 10'):
+        net([[1, 10, 2]])  # the 1-based form of ids, which the net used to want
+    with pytest.raises(w.InputError, match="between 0 and 9"):
+        net([[-1, 2]])
+
+
+def test_a_wlnet_export_of_the_import_keeps_the_ids(classifier, tmp_path):
+    module, net = classifier
+    path = str(tmp_path / "again.onnx")
+    w.Export(path, net)
+    again = w.Import(path)
+    with torch.no_grad():
+        expected = module(torch.from_numpy(IDS)).numpy()
+    np.testing.assert_allclose(again(IDS), expected, rtol=1e-5, atol=1e-6)
+    assert again.encoders["ids"] == w.NetEncoder(("Integers", 10, 0))
+
+
+def test_from_torch_maps_an_embedding_with_its_ids():
+    torch.manual_seed(1)
+    embed = torch.nn.Embedding(6, 3)
+    lstm = torch.nn.LSTM(3, 2, batch_first=True)
+    net = w.from_torch(torch.nn.Sequential(embed, lstm))
+    x = torch.tensor([[0, 5, 2], [1, 1, 4]])
+    with torch.no_grad():
+        expected = lstm(embed(x))[0].numpy()
+    np.testing.assert_allclose(net(x.numpy()), expected, rtol=1e-5, atol=1e-6)
+    module = w.to_torch(net)  # the plain module takes torch's ids too
+    with torch.no_grad():
+        np.testing.assert_allclose(module(x).numpy(), expected, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(w.from_torch(module)(x.numpy()), expected, rtol=1e-5, atol=1e-6)
+    lone = w.from_torch(embed)
+    np.testing.assert_allclose(lone([0, 5]), embed.weight.detach().numpy()[[0, 5]], rtol=1e-6)
+    with pytest.raises(w.InputError, match="between 0 and 5"):
+        lone([6])
+
+
+def test_from_torch_refuses_an_embedding_it_cannot_keep():
+    with pytest.raises(w.NotSupportedError, match="must be the first module"):
+        w.from_torch(torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.Embedding(3, 2)))
+    with pytest.raises(w.NotSupportedError, match="max_norm"):
+        w.from_torch(torch.nn.Embedding(3, 2, max_norm=1.0))
+
+
+def test_integers_encoder_forms():
+    enc = w.NetEncoder(("Integers", 4, 0))
+    assert enc([0, 3]) == [1, 4]
+    assert enc([[0], [1, 2]]) == [[1], [2, 3]]
+    assert w.NetEncoder(("Integers", 4, 1))([1, 4]) == [1, 4]
+    for bad in [("Integers", 0, 0), ("Integers", 3), ("Integers", 3, 0.5)]:
+        with pytest.raises(w.OptionError):
+            w.NetEncoder(bad)
+    with pytest.raises(w.InputError, match="example 2 is"):
+        enc([[1], [0.5]])
+
+
+def test_class_encoder_default_is_the_index():
+    enc = w.NetEncoder(("Class", ["x", "y", "z"]))
+    assert enc("z") == 3 and enc.output_type.integer
+    assert w.NetEncoder(("Class", ["x", "y", "z"], "UnitVector"))("z") == [0.0, 0.0, 1.0]
+    net = w.NetChain([w.UnitVectorLayer()], Input=enc)  # a layer of indices takes the default form as it is
+    assert net(["y", "x"]) == [[0.0, 1.0, 0.0], [1.0, 0.0, 0.0]]
