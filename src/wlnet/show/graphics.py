@@ -1,4 +1,6 @@
-"""The "SummaryGraphic" of a net: its layers and ports as boxes and arrows (matplotlib).
+"""Figures: `figure()` makes the matplotlib Figures that wlnet returns (a notebook shows them as
+images without `%matplotlib inline`); the "SummaryGraphic" of a net, its layers and ports as
+boxes and arrows.
 
 Every box is measured before it is placed: columns are as wide as their widest box, and each
 arrow runs from the right edge of one box to the left edge of the next, so no arrow crosses a
@@ -6,12 +8,42 @@ box's text."""
 
 from __future__ import annotations
 
+import io
 import textwrap
+
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
 
 from ..core.shapes import ListType, describe
 
+# (this module is imported only when a figure is made: matplotlib loads then)
+
 _GAP, _MARGIN, _ROW_GAP = 90, 20, 26  # pixels between columns, around the picture, between rows
 _CENTRED = {"ha": "center", "va": "center", "fontsize": 8}  # a box's text
+
+
+class WLFigure(Figure):
+    """A matplotlib Figure that a notebook shows by itself, as PNG (or SVG where a front end asks
+    for it); everything else is the Figure's own (savefig, axes, ...)."""
+
+    def _repr_png_(self) -> bytes:
+        return self._bytes("png")
+
+    def _repr_svg_(self) -> str:
+        return self._bytes("svg").decode("utf-8")
+
+    def _bytes(self, fmt: str) -> bytes:
+        buffer = io.BytesIO()
+        self.savefig(buffer, format=fmt, bbox_inches="tight")
+        return buffer.getvalue()
+
+
+def figure(**kwargs) -> WLFigure:
+    """A WLFigure (kwargs as for matplotlib.figure.Figure) drawn by the Agg canvas: no pyplot, no
+    backend to choose."""
+    fig = WLFigure(**kwargs)
+    FigureCanvasAgg(fig)
+    return fig
 
 
 def _dims(t) -> str:
@@ -40,9 +72,6 @@ def summary_graphic(net):
     """A matplotlib Figure: graph inputs (with their encoders) on the left, layers in topological
     order with their sizes and shapes, graph outputs (with their decoders) on the right; edges as
     arrows, labelled with their ports where these are not the main ones. Save with fig.savefig."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
     nodes, edges = net.wiring()
     ins, outs = net.input_ports(), net.output_ports()
     boxes = {}  # key → (text, box style)
@@ -59,8 +88,7 @@ def summary_graphic(net):
     layers = [[k for k, _ in nodes if rank[k] == r] for r in range(1, max(rank.values(), default=0) + 1)]
     columns = [[("in", p) for p in ins]] + layers + [[("out", p) for p in outs]]
 
-    fig = Figure(dpi=100)
-    FigureCanvasAgg(fig)
+    fig = figure(dpi=100)
     renderer = fig.canvas.get_renderer()
     size = {}
     for key, (text, box) in boxes.items():  # each box's size in pixels, drawn once to be measured
