@@ -1,16 +1,21 @@
-"""The "Tokens" encoder and decoder: splitting, the unknown index, IgnoreCase, TargetLength,
-SplitPattern, round trips through a net, a saved file and InputForm, and their errors."""
+"""The "Tokens" encoder and decoder (splitting, the unknown index, IgnoreCase, TargetLength,
+SplitPattern) and the "CTCBeamSearch" decoder (against every path, torch's ctc_loss); round
+trips through a net, a saved file and InputForm, and their errors."""
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
+import torch
 
 from wlnet import (
     EmbeddingLayer,
     EncodingError,
     Export,
     Import,
+    InputError,
     LinearLayer,
     NetChain,
     NetDecoder,
@@ -99,3 +104,93 @@ def test_bad_vocabularies_inputs_and_parameters_are_typed_errors():
         enc(3)
     with pytest.raises(EncodingError, match="no tokens"):
         enc("   ")
+
+
+# ---- the "CTCBeamSearch" decoder ------------------------------------------------------------------
+
+def _collapse(path, blank):
+    out, last = [], None
+    for k in path:
+        if k != last and k != blank:
+            out.append(k)
+        last = k
+    return tuple(out)
+
+
+def _exact(p):
+    """Every labelling's probability, summed over all (n+1)^T paths (p (T, n+1), blank last)."""
+    T, C = p.shape
+    totals = {}
+    for path in itertools.product(range(C), repeat=T):
+        lab = _collapse(path, C - 1)
+        totals[lab] = totals.get(lab, 0.0) + float(np.prod(p[np.arange(T), list(path)]))
+    return totals
+
+
+def _probabilities(rng, T, C, sharp=1.0):
+    x = rng.standard_normal((T, C)) * sharp
+    e = np.exp(x - x.max(1, keepdims=True))
+    return e / e.sum(1, keepdims=True)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_beam_search_finds_the_most_probable_labelling_of_every_path(seed):
+    rng = np.random.default_rng(seed)
+    p = _probabilities(rng, 5, 3)  # two classes and the blank: 243 paths, 63 prefixes at most
+    exact = _exact(p)
+    best = max(exact, key=exact.get)
+    dec = NetDecoder(("CTCBeamSearch", "ab"))
+    assert dec(p.tolist()) == "".join("ab"[k] for k in best)
+    nll = dict(dec(p.tolist(), "NegativeLogLikelihoods"))
+    for lab, q in exact.items():  # the beam holds every prefix here, each with its exact probability
+        assert nll["".join("ab"[k] for k in lab)] == pytest.approx(-np.log(q), rel=1e-6)
+
+
+def test_negative_log_likelihoods_equal_torch_ctc_loss_on_ragged_batches():
+    rng = np.random.default_rng(7)
+    ps = [_probabilities(rng, T, 4, 2.0) for T in (6, 3, 9)]
+    dec = NetDecoder(("CTCBeamSearch", ["x", "y", "z"]), BeamSize=8)
+    top = dec(ps, ("TopNegativeLogLikelihoods", 2))
+    for p, found in zip(ps, top):
+        assert len(found) == 2 and found[0][1] <= found[1][1]
+        for lab, nll in found:
+            target = torch.tensor([["x", "y", "z"].index(c) for c in lab], dtype=torch.int64)
+            logp = torch.log(torch.tensor(p)).unsqueeze(1)  # (T, 1, C)
+            ref = torch.nn.functional.ctc_loss(logp, target.unsqueeze(0), torch.tensor([len(p)]),
+                                               torch.tensor([len(target)]), blank=3, reduction="sum")
+            assert nll == pytest.approx(float(ref), rel=1e-6)
+    assert [d for d in dec(ps)] == [f[0][0] for f in top]
+
+
+def test_beam_size_one_is_the_best_path():
+    rng = np.random.default_rng(8)
+    greedy = NetDecoder(("CTCBeamSearch", "abc", {"BeamSize": 1}))
+    for _ in range(5):
+        p = _probabilities(rng, 12, 4, 3.0)
+        best = _collapse(p.argmax(1).tolist(), 3)
+        assert greedy(p.tolist()) == "".join("abc"[k] for k in best)
+    # where the best path and the best labelling differ, the beam finds the labelling
+    p = np.array([[0.4, 0.0, 0.6], [0.4, 0.0, 0.6]])  # 'a' 0.4 or the blank 0.6 at each step
+    assert NetDecoder(("CTCBeamSearch", "ab"), BeamSize=1)(p.tolist()) == ""  # best path: blank, blank (0.36)
+    assert NetDecoder(("CTCBeamSearch", "ab"))(p.tolist()) == "a"  # 'a': 0.16 + 0.24 + 0.24 = 0.64
+
+
+def test_ctc_decoder_on_a_net_output_input_form_and_errors(tmp_path):
+    net = NetInitialize(NetChain([NetMapOperator(LinearLayer(3)), SoftmaxLayer()], Input=("Varying", 2),
+                                 Output=NetDecoder(("CTCBeamSearch", "ab"), BeamSize=4)))
+    x = [[[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]], [[0.5, 0.5]]]
+    out = net(x)
+    assert all(isinstance(s, str) and len(s) <= len(e) for s, e in zip(out, x))
+    path = str(tmp_path / "ctc.wlnet")
+    Export(path, net)
+    assert Import(path)(x) == out and Import(path).decoders["Output"].beam == 4
+    dec = net.decoders["Output"]
+    assert eval(dec.input_form(), {"NetDecoder": NetDecoder}) == dec
+    with pytest.raises(OptionError, match="BeamSize"):
+        NetDecoder(("CTCBeamSearch", "ab"), BeamSize=0)
+    with pytest.raises(OptionError, match="not a parameter"):
+        NetDecoder(("CTCBeamSearch", "ab"), Width=3)
+    with pytest.raises(OptionError, match="property of the CTCBeamSearch decoder"):
+        dec([[0.2, 0.3, 0.5]], "Entropy")
+    with pytest.raises(InputError, match="probabilit"):
+        dec([[2.0, 0.3, 0.5]])

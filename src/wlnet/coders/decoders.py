@@ -62,6 +62,10 @@ class NetDecoder:
             from .tokens import TokensDecoder  # ("Tokens", words): its own module
 
             cls = TokensDecoder
+        if cls is NetDecoder and isinstance(spec, tuple | list) and spec and spec[0] == "CTCBeamSearch":
+            from .ctc import CTCBeamSearchDecoder
+
+            cls = CTCBeamSearchDecoder
         return super().__new__(cls)
 
     def __init__(self, spec, **options):
