@@ -233,3 +233,18 @@ def test_forget_drops_the_table_and_the_process_choices(table, monkeypatch):
     assert not table.exists()
     recurrence.pick(RNN, CPU, torch.float32, n=8, grad=True, shape=(4, 3, 2))
     assert len(measured) == 2 and table.exists()
+
+
+@needs_native
+@pytest.mark.filterwarnings("ignore:.*torch.jit.trace.*:DeprecationWarning")
+def test_nothing_is_measured_while_a_trace_records(table, monkeypatch):
+    measured = fake_times(monkeypatch, {"native:blas": 1.0, "fused": 2.0})
+
+    def f(x):
+        recurrence.pick(GRU, CPU, torch.float32, n=8, grad=False, shape=(4, 3, 2))
+        return x * 2
+
+    torch.jit.trace(f, torch.ones(2), check_trace=False)
+    assert measured == []
+    recurrence.pick(GRU, CPU, torch.float32, n=8, grad=False, shape=(4, 3, 2))
+    assert len(measured) == 1  # measured at the first call outside the trace

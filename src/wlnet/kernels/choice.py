@@ -169,7 +169,7 @@ def choose(cell, dtype, n: int | None, B: int | None, T: int | None, k: int | No
             _table = read_table()
         entry = _table.get(key)
         how = "kept"
-        if entry is None and _spent[0] < BUDGET:
+        if entry is None and _spent[0] < BUDGET and not torch.jit.is_tracing():  # (a trace would record the trials)
             with _machine_lock():  # one process measures a class; the others then read its choice
                 _table = read_table()
                 entry = _table.get(key)
@@ -185,7 +185,8 @@ def choose(cell, dtype, n: int | None, B: int | None, T: int | None, k: int | No
         if entry is None:
             entry, how = _nearest(key), "nearest"
         got = (entry["kernel"], entry.get("gemm"))
-        _chosen[key], source[key], _fast[raw] = got, how, got
+        if how != "nearest" or _spent[0] >= BUDGET:  # (a class met while tracing is measured at a later call)
+            _chosen[key], source[key], _fast[raw] = got, how, got
         return got
 
 
