@@ -243,6 +243,25 @@ def test_torch_export_of_an_lstm_chain():
     np.testing.assert_allclose(program.module()(x2).detach().numpy(), net(x2.numpy()), atol=1e-6)
 
 
+def test_torch_export_with_lengths_of_a_ragged_batch():
+    net = w.NetInitialize(w.NetChain([w.LongShortTermMemoryLayer(3), w.GatedRecurrentLayer(2), w.SequenceLastLayer(),
+                                      w.LinearLayer(2)], Input=("Varying", 2)), RandomSeeding=6)
+    mod = w.to_torch(net)
+    x = torch.randn(4, 5, 2)
+    program = torch.export.export(mod, (x,), {"lengths": torch.tensor([5, 3, 2, 4])})
+    x2, lengths2 = torch.randn(4, 5, 2), torch.tensor([1, 5, 4, 2])  # other values, the same shapes
+    expected = net([x2[i, :n].numpy() for i, n in enumerate(lengths2.tolist())])
+    np.testing.assert_allclose(program.module()(x2, lengths=lengths2).detach().numpy(), expected, atol=1e-6)
+
+
+def test_torch_export_with_lengths_and_states_is_refused_before_the_trace_fails():
+    net = w.NetInitialize(w.LongShortTermMemoryLayer(2, Input=("Varying", 2)), RandomSeeding=1)
+    mod = w.to_torch(net)
+    with pytest.raises(w.NotSupportedError, match="with lengths and return_states=True is not supported") as info:
+        torch.export.export(mod, (torch.randn(2, 3, 2),), {"lengths": torch.tensor([3, 1]), "return_states": True})
+    assert "GuardOnDataDependentSymNode" not in str(info.value)
+
+
 @pytest.mark.parametrize("bidirectional", [False, True])
 def test_from_torch_gru_with_its_b_hn(bidirectional):
     # torch's trained GRUs have b_hn ≠ 0, inside the reset product: the layer's MemoryGateStateBiases

@@ -84,7 +84,15 @@ class TorchNet(torch.nn.Module):
                 ln = None if ln is None else torch.as_tensor(ln, dtype=torch.int64, device="cpu")
                 x = Seq(x, ln)
             values[port] = x
-        ctx = Ctx(self.training, None, True)
+        tracing = torch.compiler.is_compiling()
+        if tracing and return_states and lengths:
+            raise NotSupportedError(
+                f"{net.name}: torch.export / torch.compile of the module with lengths and return_states=True is not "
+                "supported: the final states of a ragged batch are read from a packed sequence, whose size depends "
+                "on the lengths' values. Export without return_states (the outputs are exact), or without lengths.")
+        # traced with lengths: the padded kernels, whose shapes do not depend on the lengths' values (the outputs
+        # are the same; the final states, which the packed kernels give, are not asked for)
+        ctx = Ctx(self.training, None, not (tracing and lengths))
         states = {tuple(p) if isinstance(p, tuple) else (p,): v for p, v in (states or {}).items()}
         if self._kind is LayerModule:
             out, final = net.run(self._parameters, values, states, ctx, None)
