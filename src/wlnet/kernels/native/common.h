@@ -142,7 +142,9 @@ class SerialBlas {
 template <typename T>
 inline Vectorized<T> sigmoid(const Vectorized<T>& x) {
   const Vectorized<T> one(T(1));
-  return one / (one + x.neg().exp_u20());  // exp_u20: ATen's inlined exp (≤ 20 ulp; SLEEF for double)
+  // exp_u20: ATen's inlined exp (≤ 20 ulp; SLEEF for double). It clamps its argument, which
+  // turns NaN into a finite number: NaN is put back, so that NaN stays NaN as in torch.
+  return Vectorized<T>::blendv(one / (one + x.neg().exp_u20()), x, x.isnan());
 }
 
 template <typename T>
