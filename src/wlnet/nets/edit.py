@@ -573,9 +573,41 @@ def NetReplacePart(net, rules):
     for pair in pairs:
         if not (isinstance(pair, tuple) and len(pair) == 2):
             raise OptionError(f"{who}: expected a dict of part → value or a list of pairs, but was given {pair!r}.")
+    return _replace_all(net, pairs, who)
+
+
+def _replace_all(net: Net, pairs: list, who: str) -> Net:
+    """The replacements made together, so that a new head and a new decoder that fit each other
+    (but not the old ones) can be given at once; a container is built again once."""
+    if not isinstance(net, NetGraph):
+        for spec, value in pairs:
+            net = _replace_one(net, spec, value, who)
+        return net
+    nodes, ports, inner, what = dict(net._nodes), dict(net._port_options), {}, []
     for spec, value in pairs:
-        net = _replace_one(net, spec, value, who)
-    return net
+        path = spec if isinstance(spec, tuple) else (spec,)
+        if not path:
+            raise OptionError(f"{who}: an empty part specification.")
+        head, rest = path[0], path[1:]
+        if not rest and isinstance(head, str) and head not in net._nodes and head in _port_names(net):
+            if value is None:
+                ports.pop(head, None)
+            else:
+                ports[head] = value
+            what.append(f"port {head!r}")
+            continue
+        key = resolve(net, head, who)
+        what.append(f"layer {head!r}")
+        if rest:
+            inner.setdefault(key, []).append((rest if len(rest) > 1 else rest[0], value))
+        elif not isinstance(value, Net):
+            raise OptionError(f"{who}: the replacement for layer {head!r} must be a net or layer, but was given "
+                              f"{value!r}.")
+        else:
+            nodes[key] = value
+    for key, sub in inner.items():
+        nodes[key] = _replace_all(nodes[key], sub, who)
+    return _rebuild(net, nodes, ports, who, "replacing " + ", ".join(what))
 
 
 def _replace_one(net: Net, spec, value, who: str) -> Net:
@@ -583,24 +615,6 @@ def _replace_one(net: Net, spec, value, who: str) -> Net:
     if not path:
         raise OptionError(f"{who}: an empty part specification.")
     head, rest = path[0], path[1:]
-    if isinstance(net, NetGraph):
-        if not rest and isinstance(head, str) and head not in net._nodes and head in _port_names(net):
-            ports = dict(net._port_options)
-            if value is None:
-                ports.pop(head, None)
-            else:
-                ports[head] = value
-            return _rebuild(net, dict(net._nodes), ports, who, f"setting port {head!r}")
-        key = resolve(net, head, who)
-        nodes = dict(net._nodes)
-        if not rest:
-            if not isinstance(value, Net):
-                raise OptionError(f"{who}: the replacement for layer {head!r} must be a net or layer, but was "
-                                  f"given {value!r}.")
-            nodes[key] = value
-        else:
-            nodes[key] = _replace_one(nodes[key], rest, value, who)
-        return _rebuild(net, nodes, dict(net._port_options), who, f"replacing layer {head!r}")
     if isinstance(net, Layer):
         if rest or not isinstance(head, str) or head not in net._arrays:
             raise OptionError(f"{who}: {spec!r} is not an array of {net.name}; its arrays are "
