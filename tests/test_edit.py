@@ -367,3 +367,25 @@ def test_no_warning_from_ordinary_edits():
         warnings.simplefilter("error")
         w.NetTake(C, 2)
         w.NetReplace(C, {w.ElementwiseLayer: w.SoftmaxLayer()})
+
+
+def test_replace_part_at_once_and_joins_with_graphs():
+    trained = w.NetInitialize(w.NetChain([w.LinearLayer(4), w.LinearLayer(3), w.SoftmaxLayer()], Input=2,
+                                         Output=w.NetDecoder(("Class", ["a", "b", "c"]))), RandomSeeding=7)
+    two = w.NetDecoder(("Class", ["p", "q"]))
+    # one at a time neither fits the other (3 classes against a size-2 layer); together they do
+    with pytest.raises(w.ShapeError):
+        w.NetReplacePart(trained, {2: w.LinearLayer(2)})
+    new = w.NetReplacePart(trained, {2: w.LinearLayer(2), "Output": two})
+    assert new.decoders["Output"] is two and new.missing_arrays() == [(2, "Weights"), (2, "Biases")]
+    g = w.NetGraph({"a": w.LinearLayer(3), "t": w.ElementwiseLayer("Tanh")}, [("a", "t")], Input=2)
+    joined = w.NetJoin(g, w.NetChain([w.LinearLayer(2)]))
+    # a line of layers: NetFlatten (and so NetJoin) gives a NetChain, as for a fully flat graph
+    assert isinstance(joined, w.NetChain) and list(w.Normal(joined)) == ["1/a", "1/t", "2/1"]
+    branched = w.NetJoin(w.NetGraph({"x": w.LinearLayer(3), "y": w.ElementwiseLayer("Tanh"),
+                                    "s": w.TotalLayer()}, [("x", "y"), (["x", "y"], "s")], Input=2),
+                         w.NetChain([w.LinearLayer(2)]))
+    assert isinstance(branched, w.NetGraph) and not isinstance(branched, w.NetChain)
+    assert list(w.Normal(branched)) == ["1/x", "1/y", "1/s", "2/1"]
+    flat_line = w.NetGraph([w.LinearLayer(3), w.ElementwiseLayer("Tanh")], [(1, 2)], Input=2)
+    assert isinstance(w.NetFlatten(flat_line), w.NetChain)

@@ -737,6 +737,33 @@ def NetFlatten(net, n=math.inf):
         raise OptionError(f"{who}: the level must be a non-negative integer or math.inf, but was given {n!r}.")
     if not isinstance(net, NetGraph) or n == 0:
         return net
+    flat = _flatten(net, n, who)
+    return _as_chain(flat) if isinstance(flat, NetGraph) and not isinstance(flat, NetChain) else flat
+
+
+def _as_chain(g: NetGraph) -> NetGraph:
+    """A flat graph that is a line of layers of one input and one output each, as a NetChain."""
+    order = g._order
+    if len(g._in) != 1 or len(g._graph_out) != 1 or any(isinstance(x, NetGraph) for x in g._nodes.values()):
+        return g
+    prev = (GRAPH, next(iter(g._in)))
+    for k in order:
+        node, fed = g._nodes[k], g._feeds[k]
+        if len(fed) != 1 or len(node.output_ports()) != 1 or len(node.input_ports()) != 1 or node.state_ports():
+            return g
+        if next(iter(fed.values())) != prev:
+            return g
+        prev = (k, next(iter(node.output_ports())))
+    (out, src), = g._graph_out.items()
+    if src != prev or out != "Output" or next(iter(g._in)) != "Input":
+        return g
+    try:
+        return NetChain(_named([(k, g._nodes[k]) for k in order]), **g._port_options)
+    except (ShapeError, ConstructionError):
+        return g
+
+
+def _flatten(net, n, who):
     parts = {k: NetFlatten(p, n - 1) if isinstance(p, NetGraph) else p for k, p in net._nodes.items()}
     nested = {k for k, p in parts.items() if isinstance(p, NetGraph)}
     if not nested:
