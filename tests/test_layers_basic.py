@@ -139,3 +139,13 @@ def test_sequence_last_layer_input_option():
     assert layer([[1, 2, 3], [4, 5, 6]]) == [4, 5, 6]
     with pytest.raises(w.InputError, match="size-3"):
         layer([[1, 2]])
+
+
+def test_named_functions_print_as_wolfram_code_and_read_back():
+    net = w.NetChain([w.ElementwiseLayer(("Power", 3)), w.ElementwiseLayer("ELU"), w.ElementwiseLayer("Tanh"),
+                      w.ElementwiseLayer("Square")], Input=2)
+    code = w.to_wolfram(net)
+    assert 'ElementwiseLayer[#^3 &]' in code and 'ElementwiseLayer["ELU"]' in code
+    assert "ElementwiseLayer[Tanh]" in code and "ElementwiseLayer[#^2 &]" in code
+    x = [0.5, -2.0]
+    np.testing.assert_allclose(w.from_wolfram(code)(x), net(x), rtol=1e-6)

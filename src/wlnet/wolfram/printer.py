@@ -136,6 +136,10 @@ def _wrap(e, paren: bool) -> str:
 
 
 # ---- values and nets ------------------------------------------------------------------------------
+# ElementwiseLayer's names that are Wolfram symbols (ElementwiseLayer[Tanh]); its other names are strings
+_ELEMENTWISE_SYMBOLS = {"Tanh", "LogisticSigmoid", "Ramp", "Sin", "Cos", "Exp", "Log", "Sqrt", "Abs"}
+
+
 class Printer:
     def __init__(self):
         from ..io.structure import registry
@@ -233,6 +237,14 @@ class Printer:
 
     def argument(self, obj, i: int, a) -> str:
         name = type(obj).__name__
+        if i == 0 and name == "ElementwiseLayer":
+            if isinstance(a, tuple) and len(a) == 2 and a[0] == "Power":  # ("Power", p): Wolfram's #^p &
+                q = a[1]
+                return f"#^{int(q) if float(q).is_integer() else real(float(q))} &"
+            if a == "Square":
+                return "#^2 &"
+            if isinstance(a, str) and a not in _ELEMENTWISE_SYMBOLS:  # "ELU", "GELU", "ReLU", ...: a string
+                return string(a)
         if i == 0 and name in ("ElementwiseLayer", "ThreadingLayer", "AggregationLayer"):
             if isinstance(a, str) and _IDENT.match(a):
                 return str(a)
