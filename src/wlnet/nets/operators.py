@@ -471,3 +471,100 @@ class BidirectionalModule(torch.nn.Module):
     def _sequence(self, x, y) -> bool:
         """Whether the output y is a sequence: a Seq for a Seq input, else as the types say."""
         return isinstance(y, Seq) if isinstance(x, Seq) else self.sequence_out
+
+
+# ---- NetNestOperator -------------------------------------------------------------------------------
+class NetNestOperator(Operator):
+    """NetNestOperator(net, n) applies net n times, each time to what the last gave: x →
+    net(net(...net(x))). net has one input and one output of the same shape; its arrays are shared
+    by every application and are the operator's, at position "Net".
+
+    Ports: "Input" and "Output", of net's type. Options: Input (a shape).
+
+    >>> double = NetNestOperator(ElementwiseLayer(lambda x: 2 * x, Input=1), 3)
+    >>> double([1.5])
+    [12.0]
+    """
+
+    def __init__(self, net, n, **options):
+        super().__init__(options)
+        who = self.name
+        net = self._check_net(net, who, "net it nests")
+        if net.state_positions():
+            raise NotSupportedError(f"{who}: the net it nests has recurrent states ({net.name}); nesting a recurrent "
+                                    "net is not supported.")
+        _one_port(net, who, "net it nests", "input")
+        _one_port(net, who, "net it nests", "output")
+        self.n = O.positive_int(n, who, "n (the number of applications)", allow_automatic=False)
+        self._nets = {"Net": net}
+        spec = options.get("Input", Automatic)
+        if spec is not Automatic and spec is not None:
+            from ..layers.shape import _input_type
+
+            port = next(iter(net.input_ports()))
+            self._nets["Net"] = self._agree(net.infer({port: _input_type(self, spec)}))
+        else:
+            self._nets["Net"] = self._agree(net)
+        self._sync()
+
+    def _agree(self, net: Net) -> Net:
+        """net with its input and output types made one (its output feeds its input)."""
+        (pin, tin), = net.input_ports().items()
+        (_, tout), = net.output_ports().items()
+        try:
+            t = unify(tout, tin, "the nested net's output", "its input")
+        except ShapeError as e:
+            raise ShapeError(f"{self.name}: the net's output must be able to feed its input: {e}") from None
+        return net.infer({pin: t}) if t != tin else net
+
+    @property
+    def net(self) -> Net:
+        return self._nets["Net"]
+
+    def _sync(self) -> None:
+        net = self._nets["Net"]
+        self._args = (net, self.n)
+        self._in = {"Input": next(iter(net.input_ports().values()))}
+        self._out = {"Output": next(iter(net.output_ports().values()))}
+
+    def _short_args(self) -> str:
+        return f"{_short(self._nets['Net'])}, {self.n}"
+
+    def output_leaf(self, port: str):
+        net = self._nets["Net"]
+        return net.output_leaf(next(iter(net.output_ports())))
+
+    def infer(self, inputs: dict) -> Net:
+        t = inputs.get("Input")
+        if t is None or t.dims is None:
+            return self
+        net = self._nets["Net"]
+        port = next(iter(net.input_ports()))
+        inner = self._agree(net.infer({port: t}))
+        if inner is net:
+            return self
+        new = self._copy()
+        new._nets["Net"] = inner
+        new._sync()
+        return new
+
+    def build(self, trainable: bool) -> torch.nn.Module:
+        return NestModule(self, trainable)
+
+
+class NestModule(torch.nn.Module):
+    """Runs a NetNestOperator: the nested net's one module, n times over its own output."""
+
+    def __init__(self, op: NetNestOperator, trainable: bool):
+        super().__init__()
+        self.n = op.n
+        self.port_in = next(iter(op.net.input_ports()))
+        self.port_out = next(iter(op.net.output_ports()))
+        self.add_module("Net", op.net.build(trainable))
+
+    def forward(self, inputs: dict, states: dict, ctx) -> tuple[dict, dict]:
+        x = inputs["Input"]
+        for _ in range(self.n):
+            out, _ = self._modules["Net"]({self.port_in: x}, {}, ctx)
+            x = out[self.port_out]
+        return {"Output": x}, {}
