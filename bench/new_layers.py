@@ -1,6 +1,7 @@
 """The sequence building blocks against the equivalent plain torch code, forward + backward.
 
-Run: .venv/bin/python bench/new_layers.py [repeats] [--small]
+Run: .venv/bin/python bench/new_layers.py [repeats] [--small] [name ...] (only the layers whose
+names contain one of the names given)
 
 Each layer runs through its trainable module (the one NetTrain runs) on a ragged batch of
 64 sequences of lengths 50..200 of size-64 vectors (--small: 32 of lengths 20..60 of size 32,
@@ -23,6 +24,7 @@ import torch.nn.functional as F
 
 from wlnet import (
     AppendLayer,
+    AttentionLayer,
     BatchNormalizationLayer,
     ConvolutionLayer,
     CTCLossLayer,
@@ -166,6 +168,26 @@ def cases():
         return loss - (e - e.detach()).sum((1, 2))
 
     out.append(("CTCLossLayer()", CTCLossLayer(Input=("Varying", K)), ctc, ctc_plain, (), p))
+    # attention: every step of each sequence queries that sequence's real steps
+    att = NetInitialize(AttentionLayer(Key=("Varying", K), Value=("Varying", K), Query=("Varying", K)))
+    aw = leaf(next(iter(att.arrays().values())))
+    qkv = {"Key": Seq(x, LENGTHS), "Value": Seq(x, LENGTHS), "Query": Seq(x, LENGTHS)}
+    hidden = ~MASK.unsqueeze(1)  # (B, 1, T): the keys past each length
+
+    def attention_plain(x, aw=aw):
+        s = (x @ aw.t()) @ x.transpose(1, 2)  # (B, T, T)
+        return zero_pad(torch.softmax(s.masked_fill(hidden, float("-inf")), -1) @ x, LENGTHS)
+
+    out.append(("AttentionLayer() Bilinear, query sequence", att, qkv, attention_plain, (aw,)))
+    dot = AttentionLayer("Dot", ScoreRescaling="DimensionSqrt", Key=("Varying", K), Value=("Varying", K), Query=K)
+    one = {"Key": Seq(x, LENGTHS), "Value": Seq(x, LENGTHS), "Query": e}
+
+    def dot_plain(x, e):
+        s = (x @ e.unsqueeze(-1)).squeeze(-1) / K ** 0.5  # (B, T)
+        w = torch.softmax(s.masked_fill(~MASK, float("-inf")), -1)
+        return (w.unsqueeze(-1) * x).sum(1)
+
+    out.append(("AttentionLayer(Dot) one query", dot, one, dot_plain))
     return out, x, e
 
 
@@ -173,8 +195,11 @@ def main(repeats: int) -> None:
     torch.set_num_threads(1)
     rows, x, e = cases()
     print(f"{'layer':<40} {'wlnet':>10} {'torch':>10} {'ratio':>7}   (forward + backward, ragged batch {B}×≤{T}×{K})")
+    only = [a for a in sys.argv[1:] if not a.isdigit() and not a.startswith("--")]
     for row in rows:
         name, layer, inputs, fn = row[:4]
+        if only and not any(o in name for o in only):
+            continue
         extra = row[4] if len(row) > 4 else ()
         first = row[5] if len(row) > 5 else x
         call, _ = module_call(layer, inputs)
@@ -189,7 +214,7 @@ def main(repeats: int) -> None:
 
             t_wl, t_pt = race(call, twin, repeats)
         else:
-            args = (first, e) if "Element" in inputs else (first,)
+            args = (first, e) if "Element" in inputs or "Query" in inputs and inputs["Query"] is e else (first,)
             t_wl, t_pt = race(call, plain(fn, *args, *extra), repeats)
         print(f"{name:<40} {t_wl * 1e3:8.3f}ms {t_pt * 1e3:8.3f}ms {t_wl / t_pt:7.2f}")
 
