@@ -79,8 +79,31 @@ def NetMeasurements(net: Net, data, measurement):
     return values if isinstance(measurement, list | tuple) else values[0]
 
 
+class Measurement(str):
+    """A measurement's name that carries its class averaging: the key under which NetTrain
+    records {"Measurement": name, "ClassAveraging": a} (the name, as Wolfram's default "Key")."""
+
+    averaging = None
+
+    def __new__(cls, name: str, averaging):
+        key = super().__new__(cls, name)
+        key.averaging = averaging
+        return key
+
+    def __reduce__(self):
+        return Measurement, (str(self), self.averaging)
+
+
+def key(spec, who: str) -> str:
+    """The key of a measurement as NetTrain records it: its name, carrying its averaging."""
+    name, averaging = parse(spec, who)
+    return name if averaging is None else Measurement(name, averaging)
+
+
 def parse(spec, who: str) -> tuple:
     """A measurement (a name, or {"Measurement": name, "ClassAveraging": ...}) → (name, averaging)."""
+    if isinstance(spec, Measurement):
+        return str(spec), spec.averaging
     if isinstance(spec, dict):
         unknown = sorted(set(spec) - {"Measurement", "ClassAveraging"}, key=str)
         if unknown or "Measurement" not in spec:
@@ -332,4 +355,5 @@ def _class_count(net, port, outputs) -> int:
     return int((o.data if isinstance(o, Seq) else o).shape[-1])
 
 
-__all__ = ["NetMeasurements", "MEASUREMENTS", "PER_CLASS", "measure_outputs", "parse", "confusion_matrix_plot"]
+__all__ = ["NetMeasurements", "MEASUREMENTS", "PER_CLASS", "Measurement", "confusion_matrix_plot", "key",
+           "measure_outputs", "parse"]
