@@ -50,24 +50,12 @@ from .layers.sequence import (
 )
 from .layers.shape import FlattenLayer, PartLayer, ReplicateLayer, ReshapeLayer, SequenceIndicesLayer
 from .nets.containers import NetChain, NetGraph
-from .nets.edit import (
-    NetAppend,
-    NetDelete,
-    NetDrop,
-    NetFlatten,
-    NetInsert,
-    NetJoin,
-    NetPrepend,
-    NetRename,
-    NetReplace,
-    NetReplacePart,
-    NetTake,
-    Normal,
-)
+from .nets.edit import NetAppend, NetDelete, NetDrop, NetInsert, NetJoin, NetPrepend, NetTake, Normal
 from .nets.gradient import NetPortGradient
 from .nets.initialize import NetInitialize
 from .nets.measure import NetMeasurements
-from .nets.operators import NetBidirectionalOperator, NetMapOperator, NetNestOperator
+from .nets.operators import NetBidirectionalOperator, NetMapOperator
+from .nets.rewrite import NetFlatten, NetRename, NetReplace, NetReplacePart
 from .nets.state import NetStateObject
 from .show.info import Information, NetExtract, Options
 from .train.api import NetTrain, NetTrainResultsObject, Scaled
@@ -123,7 +111,6 @@ __all__ = [
     "NetJoin",
     "NetMapOperator",
     "NetMeasurements",
-    "NetNestOperator",
     "NetPort",
     "NetPortGradient",
     "NetPrepend",

@@ -76,7 +76,7 @@ def _layers_graph(net: Net) -> dict:
 
 
 def _full_summary_graphic(net: Net):
-    from ..nets.edit import NetFlatten
+    from ..nets.rewrite import NetFlatten
 
     return _summary_graphic(NetFlatten(net))
 
