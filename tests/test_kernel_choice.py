@@ -248,3 +248,31 @@ def test_nothing_is_measured_while_a_trace_records(table, monkeypatch):
     assert measured == []
     recurrence.pick(GRU, CPU, torch.float32, n=8, grad=False, shape=(4, 3, 2))
     assert len(measured) == 1  # measured at the first call outside the trace
+
+
+@needs_native
+@pytest.mark.parametrize("cell", [LSTM, GRU, RNN], ids=lambda c: c.name)
+def test_the_backward_runs_on_the_matrix_product_its_forward_ran_on(table, monkeypatch, cell):
+    lib = native.get()
+    before = lib.gemm()
+    other = native.GEMMS[1 - before]
+    fake_times(monkeypatch, {f"native:{other}": 1.0, f"native:{native.GEMMS[before]}": 2.0, "fused": 3.0})
+    seen = []
+
+    class Spy:  # the module, noting the product in effect at each call
+        def __getattr__(self, name):
+            f = getattr(lib, name)
+            if not name.endswith(("forward", "backward", "forward_rows", "backward_rows")):
+                return f
+            return lambda *args: seen.append((name, native.GEMMS[lib.gemm()])) or f(*args)
+
+    monkeypatch.setattr(native, "get", lambda: Spy())
+    g = torch.Generator().manual_seed(1)
+    arrays = {name: (torch.randn(shape, generator=g) * 0.3).requires_grad_()
+              for name, shape in cell.array_shapes(6, 3).items()}
+    x = torch.randn(4, 5, 3, generator=g, requires_grad=True)
+    out, _ = recurrence.run(cell, arrays, x, None, ())
+    assert lib.gemm() == before  # set around the call only
+    out.sum().backward()
+    assert [p for _, p in seen] == [other, other] and seen[1][0].endswith(("backward", "backward_rows"))
+    assert lib.gemm() == before

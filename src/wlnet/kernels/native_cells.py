@@ -35,6 +35,8 @@ runs the cells' reference steps (`recurrence.unroll`) instead.
 
 from __future__ import annotations
 
+import contextlib
+
 import torch
 from torch.autograd.function import once_differentiable
 
@@ -50,6 +52,22 @@ LSTM_NAMES = tuple(f"{g}Gate{part}" for part in ("InputWeights", "StateWeights",
 # The arrays in the order the native kernel takes them: input weights, state weights, biases.
 GRU_NAMES = tuple(f"{g}Gate{part}" for part in ("InputWeights", "StateWeights", "Biases") for g in GRU_GATES)
 RNN_NAMES = ("InputWeights", "StateWeights", "Biases")
+
+
+@contextlib.contextmanager
+def same_product(gemm: int):
+    """The backward on the matrix product its forward ran on (`native.GEMMS` index; the choice
+    of `kernels.choice` is set around the forward call only)."""
+    lib = native.get()
+    before = lib.gemm()
+    if before == gemm:
+        yield
+        return
+    lib.set_gemm(gemm)
+    try:
+        yield
+    finally:
+        lib.set_gemm(before)
 
 
 def _weight_masks(zw, names, like):
@@ -70,7 +88,7 @@ class _GRUNative(torch.autograd.Function):
     def forward(ctx, x, s0, zx, zs, zm, zw, batch_sizes, *arrays):
         S, s_T, G, AM, wx, ws, XI, SZ = native.get().gru_forward(x, s0, list(arrays), zw, zx, zs, zm, batch_sizes)
         ctx.save_for_backward(x, wx, ws, zx, zs, zm, G, AM, S, XI, SZ)
-        ctx.zw, ctx.batch_sizes = zw, batch_sizes
+        ctx.zw, ctx.batch_sizes, ctx.gemm = zw, batch_sizes, native.get().gemm()
         return S[1:], s_T
 
     @staticmethod
@@ -79,8 +97,9 @@ class _GRUNative(torch.autograd.Function):
         x, wx, ws, zx, zs, zm, G, AM, S, XI, SZ = ctx.saved_tensors
         need = ctx.needs_input_grad
         need_arrays = [need[0], need[1], any(need[7:16])] + ([need[16]] if len(need) > 16 else [])
-        grads = native.get().gru_backward(g_out, g_sT, x, wx, ws, ctx.zw, zx, zs, zm, G, AM, S, XI, SZ,
-                                          ctx.batch_sizes, need_arrays)
+        with same_product(ctx.gemm):
+            grads = native.get().gru_backward(g_out, g_sT, x, wx, ws, ctx.zw, zx, zs, zm, G, AM, S, XI, SZ,
+                                              ctx.batch_sizes, need_arrays)
         return (*grads[:2], None, None, None, None, None, *grads[2:])
 
 
@@ -92,7 +111,7 @@ class _RNNNative(torch.autograd.Function):
     def forward(ctx, x, s0, zx, zs, zw, batch_sizes, *arrays):
         S, s_T, wx, ws, XI, SZ = native.get().rnn_forward(x, s0, list(arrays), zw, zx, zs, batch_sizes)
         ctx.save_for_backward(x, wx, ws, zx, zs, S, XI, SZ)
-        ctx.zw, ctx.batch_sizes = zw, batch_sizes
+        ctx.zw, ctx.batch_sizes, ctx.gemm = zw, batch_sizes, native.get().gemm()
         return S[1:], s_T
 
     @staticmethod
@@ -100,8 +119,9 @@ class _RNNNative(torch.autograd.Function):
     def backward(ctx, g_out, g_sT):
         x, wx, ws, zx, zs, S, XI, SZ = ctx.saved_tensors
         need = ctx.needs_input_grad
-        grads = native.get().rnn_backward(g_out, g_sT, x, wx, ws, ctx.zw, zx, zs, S, XI, SZ, ctx.batch_sizes,
-                                          [need[0], need[1], any(need[6:])])
+        with same_product(ctx.gemm):
+            grads = native.get().rnn_backward(g_out, g_sT, x, wx, ws, ctx.zw, zx, zs, S, XI, SZ, ctx.batch_sizes,
+                                              [need[0], need[1], any(need[6:])])
         return (*grads[:2], None, None, None, None, *grads[2:])
 
 
@@ -166,7 +186,7 @@ class _LSTMNative(torch.autograd.Function):
     def forward(ctx, x, s0, c0, zx, zs, zm, zw, lengths, *arrays):
         out, s_T, c_T, *saved = native.get().forward_rows(x, lengths, s0, c0, list(arrays), zw, zx, zs, zm, True)
         ctx.save_for_backward(*saved)
-        ctx.zw, ctx.lengths, ctx.T = zw, lengths, x.shape[1]
+        ctx.zw, ctx.lengths, ctx.T, ctx.gemm = zw, lengths, x.shape[1], native.get().gemm()
         return out, s_T, c_T
 
     @staticmethod
@@ -174,8 +194,9 @@ class _LSTMNative(torch.autograd.Function):
     def backward(ctx, g_out, g_sT, g_cT):
         x_tm, wx, ws, zx, zs, zm, G, C, S, XI, SZ = ctx.saved_tensors
         need = ctx.needs_input_grad
-        grads = native.get().backward_rows(g_out, g_sT, g_cT, x_tm, wx, ws, ctx.zw, zx, zs, zm, G, C, S, XI, SZ,
-                                           ctx.lengths, ctx.T, [need[0], need[1], need[2], any(need[8:])])
+        with same_product(ctx.gemm):
+            grads = native.get().backward_rows(g_out, g_sT, g_cT, x_tm, wx, ws, ctx.zw, zx, zs, zm, G, C, S, XI, SZ,
+                                               ctx.lengths, ctx.T, [need[0], need[1], need[2], any(need[8:])])
         return (*grads[:3], None, None, None, None, None, *grads[3:])
 
 
