@@ -1,14 +1,15 @@
 """The reference page's examples, runnable: `python -m wlnet.examples [N ...]`.
 
 `page` holds the layer's own examples (scenarios 1-8, 11), `applications` the two trained
-nets (9, 10), `sequences` three sequence models beyond the page (12-14); each scenario prints
+nets (9, 10), `sequences` three sequence models beyond the page (12-14), `blocks` three
+applications of attention, CTC and the Tokens encoder (15-17); each scenario prints
 what it shows and returns its values (the tests pin them)."""
 
 from __future__ import annotations
 
 import time
 
-from . import applications, page, sequences  # noqa: F401  (register their scenarios)
+from . import applications, blocks, page, sequences  # noqa: F401  (register their scenarios)
 from .registry import SCENARIOS
 
 
