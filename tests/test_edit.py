@@ -389,3 +389,14 @@ def test_replace_part_at_once_and_joins_with_graphs():
     assert list(w.Normal(branched)) == ["1/x", "1/y", "1/s", "2/1"]
     flat_line = w.NetGraph([w.LinearLayer(3), w.ElementwiseLayer("Tanh")], [(1, 2)], Input=2)
     assert isinstance(w.NetFlatten(flat_line), w.NetChain)
+
+
+def test_net_delete_a_state_input_port():
+    lstm = w.NetInitialize(w.LongShortTermMemoryLayer(2, Input=("Varying", 1)), RandomSeeding=8)
+    g = w.NetGraph([lstm], [(NetPort("s0"), NetPort(1, "State"))])
+    seq = [[1.0], [0.5]]
+    assert set(g.input_ports()) == {"Input", "s0"}
+    freed = w.NetDelete(g, NetPort("s0"))
+    assert list(freed.input_ports()) == ["Input"]
+    np.testing.assert_allclose(freed(seq), g({"Input": seq, "s0": [0.0, 0.0]}), rtol=1e-6)
+    np.testing.assert_allclose(freed(seq), lstm(seq), rtol=1e-6)

@@ -421,7 +421,8 @@ def NetInsert(chain, layer, n, **ports):
 
 def NetDelete(net, spec):
     """NetDelete(net, n) or NetDelete(net, "name"): the net without that layer (a list of specs
-    deletes several); NetDelete(graph, NetPort("out")) removes an output port. A layer inside a
+    deletes several); NetDelete(graph, NetPort("out")) removes an output port, or a state input
+    port (the layer it fed starts from zeros). A layer inside a
     graph is bridged: what fed its one input feeds what read its output.
 
     >>> chain = NetDelete(NetChain([LinearLayer(4), ElementwiseLayer("Tanh"), LinearLayer(2)], Input=3), 2)
@@ -441,13 +442,21 @@ def NetDelete(net, spec):
     nodes, feeds, outputs = dict(net._nodes), _feeds(net), dict(net._graph_out)
     for p in ports:
         name = p.spec[0] if len(p.spec) == 1 else None
+        states = [(k, q) for k, f in feeds.items() for q, src in f.items()
+                  if src == (GRAPH, name) and q in nodes[k].state_ports()]
+        if name in net._in and states and len(states) == sum(
+                1 for f in feeds.values() for src in f.values()
+                for s in (src if isinstance(src, list) else [src]) if s == (GRAPH, name)):
+            for k, q in states:  # a state input: the layer starts from zeros again
+                del feeds[k][q]
+            continue
         if name not in outputs:
-            raise OptionError(f"{who}: {p!r} is not an output port of the NetGraph; its output ports are "
-                              f"{', '.join(repr(o) for o in outputs)}.")
+            raise OptionError(f"{who}: {p!r} is not an output port or a state input of the NetGraph; its output "
+                              f"ports are {', '.join(repr(o) for o in outputs)}.")
         del outputs[name]
     if ports and not outputs:
         raise ConstructionError(f"{who}: deleting {spec!r} leaves the NetGraph no output.")
-    if ports:  # the layers that computed only the deleted outputs go with them
+    if ports and outputs != net._graph_out:  # the layers that computed only the deleted outputs go with them
         reads, _ = _graph_edges(net)
         needed = _closure({s[0] for s in outputs.values() if s[0] != GRAPH}, reads)
         keys |= {k for k in nodes if k not in needed}
