@@ -400,3 +400,20 @@ def test_net_delete_a_state_input_port():
     assert list(freed.input_ports()) == ["Input"]
     np.testing.assert_allclose(freed(seq), g({"Input": seq, "s0": [0.0, 0.0]}), rtol=1e-6)
     np.testing.assert_allclose(freed(seq), lstm(seq), rtol=1e-6)
+
+
+def test_coders_kept_where_their_layers_stay_and_replaced_by_port_options():
+    enc = w.NetEncoder(("Characters", "xy", "UnitVector"))
+    dec = w.NetDecoder(("Class", ["a", "b", "c"]))
+    net = w.NetChain([w.LongShortTermMemoryLayer(4), w.SequenceLastLayer(), w.LinearLayer(3), w.SoftmaxLayer()],
+                     Input=enc, Output=dec)
+    front = w.NetTake(net, 2)
+    assert front.encoders == {"Input": enc} and not front.decoders
+    back = w.NetTake(net, (2, 4))
+    assert back.decoders == {"Output": dec} and not back.encoders
+    assert back.input_ports()["Input"].dims == ("Varying", 4)
+    other = w.NetDecoder(("Class", ["p", "q", "r"]))
+    assert w.NetTake(net, (2, 4), Output=other).decoders == {"Output": other}  # "port" -> spec replaces it
+    assert w.NetDrop(net, -2, Output=None).decoders == {}
+    joined = w.NetJoin(front, w.NetDrop(net, 2))
+    assert joined.encoders == {"Input": enc} and joined.decoders == {"Output": dec}
