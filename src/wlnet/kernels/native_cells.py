@@ -58,16 +58,15 @@ RNN_NAMES = ("InputWeights", "StateWeights", "Biases")
 def same_product(gemm: int):
     """The backward on the matrix product its forward ran on (`native.GEMMS` index; the choice
     of `kernels.choice` is set around the forward call only)."""
-    lib = native.get()
-    before = lib.gemm()
+    before = native.current_gemm()
     if before == gemm:
         yield
         return
-    lib.set_gemm(gemm)
+    native.set_current_gemm(gemm)
     try:
         yield
     finally:
-        lib.set_gemm(before)
+        native.set_current_gemm(before)
 
 
 def _weight_masks(zw, names, like):
@@ -88,7 +87,7 @@ class _GRUNative(torch.autograd.Function):
     def forward(ctx, x, s0, zx, zs, zm, zw, batch_sizes, *arrays):
         S, s_T, G, AM, wx, ws, XI, SZ = native.get().gru_forward(x, s0, list(arrays), zw, zx, zs, zm, batch_sizes)
         ctx.save_for_backward(x, wx, ws, zx, zs, zm, G, AM, S, XI, SZ)
-        ctx.zw, ctx.batch_sizes, ctx.gemm = zw, batch_sizes, native.get().gemm()
+        ctx.zw, ctx.batch_sizes, ctx.gemm = zw, batch_sizes, native.current_gemm()
         return S[1:], s_T
 
     @staticmethod
@@ -111,7 +110,7 @@ class _RNNNative(torch.autograd.Function):
     def forward(ctx, x, s0, zx, zs, zw, batch_sizes, *arrays):
         S, s_T, wx, ws, XI, SZ = native.get().rnn_forward(x, s0, list(arrays), zw, zx, zs, batch_sizes)
         ctx.save_for_backward(x, wx, ws, zx, zs, S, XI, SZ)
-        ctx.zw, ctx.batch_sizes, ctx.gemm = zw, batch_sizes, native.get().gemm()
+        ctx.zw, ctx.batch_sizes, ctx.gemm = zw, batch_sizes, native.current_gemm()
         return S[1:], s_T
 
     @staticmethod
@@ -186,7 +185,7 @@ class _LSTMNative(torch.autograd.Function):
     def forward(ctx, x, s0, c0, zx, zs, zm, zw, lengths, *arrays):
         out, s_T, c_T, *saved = native.get().forward_rows(x, lengths, s0, c0, list(arrays), zw, zx, zs, zm, True)
         ctx.save_for_backward(*saved)
-        ctx.zw, ctx.lengths, ctx.T, ctx.gemm = zw, lengths, x.shape[1], native.get().gemm()
+        ctx.zw, ctx.lengths, ctx.T, ctx.gemm = zw, lengths, x.shape[1], native.current_gemm()
         return out, s_T, c_T
 
     @staticmethod

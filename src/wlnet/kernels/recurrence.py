@@ -185,15 +185,14 @@ def run(cell: Cell, arrays: dict, x, lengths, states, *, dropout_spec=None, gene
         return masked(cell, x, lengths, arrays, states, masks, exact)
     kernel, product = pick(cell, x.device, x.dtype, NO_MASKS, n, shape=tuple(x.shape), ragged=lengths is not None)
     if kernel == "native" and product is not None:
-        lib = native.get()
-        before = lib.gemm()
+        before = native.current_gemm()
         wanted = native.GEMMS.index(product)
         if wanted != before:
-            lib.set_gemm(wanted)
+            native.set_current_gemm(wanted)
             try:
                 return run_on(kernel, cell, x, lengths, arrays, states, NO_MASKS, exact)
             finally:
-                lib.set_gemm(before)
+                native.set_current_gemm(before)
     if kernel != "fused":
         return run_on(kernel, cell, x, lengths, arrays, states, NO_MASKS, exact)
     if cache is None:

@@ -163,6 +163,21 @@ def _read(path) -> str:
         return ""
 
 
+_gemm_fns: list = []  # the built module's (gemm, set_gemm), kept apart from `_module`
+
+
+def current_gemm() -> int:
+    """The index (in GEMMS) of the product the kernels call now (the module must be built)."""
+    return _gemm_fns[0]() if _gemm_fns else get().gemm()
+
+
+def set_current_gemm(i: int) -> None:
+    if _gemm_fns:
+        _gemm_fns[1](i)
+    else:
+        get().set_gemm(i)
+
+
 def gemm() -> str | None:
     """The matrix product the kernels call ("blas" or "aten"), None without the kernels."""
     lib = get()
@@ -196,6 +211,8 @@ def get():
                         _chosen_gemm(module)
                     except Exception:  # a failed measurement keeps the BLAS (the default)
                         module.set_gemm(0)
+                if module is not None:
+                    _gemm_fns[:] = [module.gemm, module.set_gemm]
                 _module, _error = module, error
                 _tried = True
     if _module is None and required() and not disabled():
