@@ -52,3 +52,18 @@ def test_ipython_shows_the_figure_as_png_without_a_backend():
     fig = w.Information(net(), "SummaryGraphic")
     png = formatters.PNGFormatter()(fig)
     assert png is not None and png[:8] == PNG
+
+
+def test_loss_plots_of_training_results_are_images():
+    net = w.NetInitialize(w.LinearLayer(1, Input=1), RandomSeeding=2)
+    data = [([x], [2.0 * x]) for x in (0.0, 0.5, 1.0, 1.5)]
+    res = w.NetTrain(net, data, w.All, MaxTrainingRounds=3, BatchSize=2, ValidationSet=data[:2],
+                     TrainingProgressReporting=None)
+    check(res["LossPlot"])
+    evolution = res["LossEvolutionPlot"]
+    check(evolution)
+    lines = evolution.axes[0].get_lines()
+    assert [len(line.get_xdata()) for line in lines] == [6, 3, 3]  # batches, rounds, validations
+    assert list(lines[1].get_xdata()) == [2, 4, 6]
+    for fig in res["FinalPlots"].values():
+        check(fig)

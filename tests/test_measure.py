@@ -175,3 +175,72 @@ def test_bad_measurement_specs_are_option_errors():
                         ({"Measure": "F1Score"}, 'the keys "Measurement"'), ("F2Score", "not a known measurement")]:
         with pytest.raises(w.OptionError, match=match):
             NetMeasurements(classifier(), DATA, spec)
+
+
+# ---- NetTrain: its results' properties, the new measurements while training, the stopping forms --------
+QUIET = {"TrainingProgressReporting": None}
+LINE = [([x], [2.0 * x + 1.0]) for x in np.linspace(-1, 1, 12)]
+
+
+def line_run(**options):
+    net = w.NetInitialize(w.LinearLayer(1, Input=1), RandomSeeding=2)
+    return w.NetTrain(net, LINE, w.All, BatchSize=4, RandomSeeding=1, **{**QUIET, **options})
+
+
+def test_results_properties_by_wolfram_name():
+    res = line_run(MaxTrainingRounds=3, ValidationSet=LINE[:4], LearningRateMultipliers={"Biases": 0})
+    assert res["FinalRoundLoss"] == res["RoundLoss"] == res["RoundLossList"][-1]
+    assert res["FinalValidationLoss"] == res["ValidationLoss"] == res["ValidationLossList"][-1]
+    assert res["BatchesPerRound"] == 3  # 12 examples, batches of 4
+    assert res["RoundPositions"] == [3, 6, 9] and res["ValidationPositions"] == [3, 6, 9]
+    assert res["BatchMeasurementsLists"] == {"Loss": res["BatchLossList"]} and len(res["BatchLossList"]) == 9
+    assert res["WeightsLearningRateMultipliers"] == {("Weights",): 1.0, ("Biases",): 0.0}
+    assert np.array_equal(w.NetExtract(res["FinalNet"], "Biases"), w.NetExtract(
+        w.NetInitialize(w.LinearLayer(1, Input=1), RandomSeeding=2), "Biases"))  # the factor 0 held it
+    plain = line_run(MaxTrainingRounds=2)
+    assert plain["FinalValidationLoss"] is None and plain["ValidationPositions"] == []
+
+
+def test_training_measures_the_new_measurements_each_round():
+    data = [([5.0, 0.0, 0.0], "a"), ([0.0, 5.0, 0.0], "b"), ([0.0, 0.0, 5.0], "c")] * 4
+    res = w.NetTrain(classifier(), data, w.All, MaxTrainingRounds=2, BatchSize=4, RandomSeeding=1,
+                     TrainingProgressMeasurements=["CohenKappa", "Perplexity", "Precision"], **QUIET)
+    lists = res["RoundMeasurementsLists"]
+    assert len(lists["CohenKappa"]) == 2 and len(lists["Perplexity"]) == 2
+    # on the round's batches, as the round's cross-entropy loss: the perplexity is its exp
+    assert lists["Perplexity"] == pytest.approx(np.exp(res["RoundLossList"]), rel=1e-4)
+    assert set(lists["Precision"][-1]) == set(LABELS)
+
+
+@pytest.mark.parametrize("criterion, stopped_at", [
+    ({"Criterion": "Loss", "TargetValue": 1e9}, 1),  # reached at once
+    ({"Criterion": "Loss", "TargetValue": 1e9, "InitialPatience": 2}, 3),  # not before 2 rounds
+    ({"Criterion": "Loss", "TargetValue": -1.0}, 8),  # never reached, nothing else stops it
+    ({"Criterion": "Loss", "AbsoluteChange": 1e9}, 2),  # round 2 improves by less than 1e9
+    ({"Criterion": "Loss", "RelativeChange": 0.999999}, 2),
+])
+def test_stopping_criterion_forms(criterion, stopped_at):
+    res = line_run(MaxTrainingRounds=8, TrainingStoppingCriterion=criterion)
+    assert res["TotalRounds"] == stopped_at
+    assert res["ReasonTrainingStopped"] == ("MaxTrainingRounds" if stopped_at == 8 else "StoppingCriterion")
+
+
+def test_bad_stopping_criterion_forms():
+    for spec, match in [({"AbsoluteChange": 0.1, "RelativeChange": 0.1}, "give one of"),
+                        ({"RelativeChange": 1.5}, "strictly between 0 and 1"),
+                        ({"AbsoluteChange": -1}, "non-negative number"),
+                        ({"TargetValue": "low"}, "must be a real number")]:
+        with pytest.raises(w.OptionError, match=match):
+            line_run(MaxTrainingRounds=1, TrainingStoppingCriterion=spec)
+
+
+def test_training_measures_class_averaged_measurements():
+    data = [([5.0, 0.0, 0.0], "a"), ([0.0, 5.0, 0.0], "b"), ([0.0, 0.0, 5.0], "c")] * 4
+    res = w.NetTrain(classifier(), data, w.All, MaxTrainingRounds=2, BatchSize=6, RandomSeeding=1,
+                     TrainingProgressMeasurements=[{"Measurement": "F1Score", "ClassAveraging": "Macro"}, "Recall"],
+                     **QUIET)
+    lists = res["RoundMeasurementsLists"]
+    assert all(isinstance(v, float) for v in lists["F1Score"]) and all(isinstance(v, dict) for v in lists["Recall"])
+    with pytest.raises(w.OptionError, match="two measurements use the key 'F1Score'"):
+        w.NetTrain(classifier(), data, MaxTrainingRounds=1, **QUIET,
+                   TrainingProgressMeasurements=["F1Score", {"Measurement": "F1Score", "ClassAveraging": "Micro"}])

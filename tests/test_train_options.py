@@ -437,6 +437,16 @@ def test_every_results_property(tmp_path):
         "LossPlot": lambda v: hasattr(v, "savefig"),
         "FinalPlots": lambda v: set(v) == {"Loss", "MeanSquare"} and all(hasattr(f, "savefig") for f in v.values()),
         "Properties": lambda v: v == list(T.PROPERTIES),
+        "FinalRoundLoss": lambda v: v == res["RoundLossList"][-1],
+        "RoundLoss": lambda v: v == res["RoundLossList"][-1],
+        "FinalValidationLoss": lambda v: v == res["ValidationLossList"][-1],
+        "ValidationLoss": lambda v: v == res["ValidationLossList"][-1],
+        "LossEvolutionPlot": lambda v: hasattr(v, "savefig") and len(v.axes[0].get_lines()[0].get_xdata()) == 9,
+        "BatchesPerRound": lambda v: v == 3,
+        "RoundPositions": lambda v: v == [3, 6, 9],
+        "ValidationPositions": lambda v: v == [3, 6, 9],
+        "BatchMeasurementsLists": lambda v: v == {"Loss": res["BatchLossList"]},
+        "WeightsLearningRateMultipliers": lambda v: len(v) == 12 and set(v.values()) == {1.0},
     }
     assert set(checks) == set(T.PROPERTIES)
     for prop, check in checks.items():

@@ -349,6 +349,10 @@ class Stopping:
         if v is None or not math.isfinite(v):
             return False
         sign = 1.0 if LOWER_IS_BETTER[rule.criterion] else -1.0
+        if rule.target is not None and sign * (v - rule.target) <= 0 and rounds > rule.initial:
+            return True  # the TargetValue reached
+        if rule.improvement is None:  # a TargetValue alone
+            return False
         if self.best is None:
             self.best = v
             return False

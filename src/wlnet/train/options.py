@@ -37,6 +37,7 @@ from ..core import options as O
 from ..core.errors import NotSupportedError, OptionError, TrainingError
 from ..core.symbols import Automatic
 from ..nets.measure import MEASUREMENTS
+from ..nets.measure import key as measurement_key
 from .calls import INFO_FORM, SCHEDULE_FORM, check_arity
 from .checkpoint import Checkpointing
 from .optim import optimizer  # noqa: F401  (was defined here; tests/test_dropout_kernels.py imports it from here)
@@ -71,7 +72,8 @@ METHODS = {  # Wolfram's defaults for each method
 }
 DEFAULT_SCHEDULE = {"ADAM": "Constant", "RMSProp": "Constant", "SGD": "Polynomial"}
 SCHEDULES = ("Constant", "Polynomial", "Cosine")
-LOWER_IS_BETTER = {"Loss": True, "ErrorRate": True, "MeanSquare": True, "MeanDeviation": True, "Accuracy": False}
+LOWER_IS_BETTER = {"Loss": True, "ErrorRate": True, "MeanSquare": True, "MeanDeviation": True, "Accuracy": False,
+                   "CohenKappa": False, "Perplexity": True, "RSquared": False, "StandardDeviation": True}
 REPORTING = {None: None, "Print": "Print", "Panel": "panel", "ProgressIndicator": "bar"}
 
 
@@ -99,15 +101,19 @@ class StoppingRule:
 
     {"Criterion": c, "Patience": p, "InitialPatience": q, "Improvement": d}: after the first q
     rounds, training stops once p + 1 rounds in a row fail to improve the best value so far by
-    more than d (a number; Scaled(f) for a fraction f of the best value). The value is measured
-    on the ValidationSet when there is one, else on the training round."""
+    more than d (a number; Scaled(f) for a fraction f of the best value). Wolfram's keys say the
+    same: "AbsoluteChange": d, "RelativeChange": f (0 < f < 1), at most one of the three.
+    "TargetValue": t stops once the value reaches t (at most t for a loss, at least t for an
+    accuracy), after the first q rounds; given alone, it is the only reason to stop. The value is
+    measured on the ValidationSet when there is one, else on the training round."""
 
     function: object = None
     criterion: str | None = None
     patience: int = 0
     initial: int = 0
-    improvement: float = 0.0
+    improvement: float | None = 0.0  # None: no improvement is asked for (a TargetValue alone)
     relative: bool = False
+    target: float | None = None
 
 
 @dataclass(frozen=True)
@@ -204,18 +210,26 @@ def precision(spec) -> torch.dtype:
 def measurements(spec) -> list:
     if spec is None:
         return []
-    wanted = [spec] if isinstance(spec, str) else list(spec) if isinstance(spec, list | tuple) else None
-    if wanted is None or not all(isinstance(m, str) for m in wanted):
-        raise OptionError(f"{WHO}: TrainingProgressMeasurements must be a measurement name or a list of them "
-                          f"({', '.join(MEASUREMENTS)}), but was given {spec!r}.")
+    wanted = [spec] if isinstance(spec, str | dict) else list(spec) if isinstance(spec, list | tuple) else None
+    if wanted is None or not all(isinstance(m, str | dict) for m in wanted):
+        raise OptionError(f"{WHO}: TrainingProgressMeasurements must be a measurement name (or a dict with "
+                          f'"Measurement" and "ClassAveraging") or a list of them ({", ".join(MEASUREMENTS)}), but '
+                          f"was given {spec!r}.")
+    keys = {}
     for m in wanted:
-        if m not in MEASUREMENTS:
+        if isinstance(m, str) and m not in MEASUREMENTS:
             raise OptionError(f"{WHO}: TrainingProgressMeasurements: {m!r} is not a measurement; the measurements are "
                               f"{', '.join(MEASUREMENTS)}.")
-    return list(dict.fromkeys(wanted))
+        k = measurement_key(m, f"{WHO}: TrainingProgressMeasurements")
+        if k in keys and getattr(keys[k], "averaging", None) != getattr(k, "averaging", None):
+            raise OptionError(f"{WHO}: TrainingProgressMeasurements: two measurements use the key {str(k)!r} (one "
+                              "with another ClassAveraging); measure each one once.")
+        keys.setdefault(k, k)
+    return list(keys)
 
 
-STOPPING_KEYS = ("Criterion", "Patience", "InitialPatience", "Improvement")
+STOPPING_KEYS = ("Criterion", "Patience", "InitialPatience", "Improvement", "AbsoluteChange", "RelativeChange",
+                 "TargetValue")
 
 
 def stopping(spec) -> StoppingRule | None:
@@ -246,15 +260,33 @@ def stopping(spec) -> StoppingRule | None:
             raise OptionError(f'{WHO}: TrainingStoppingCriterion: "{key}" must be a non-negative integer '
                               f"(rounds), but was given {v!r}.")
         rounds[key] = v
-    d = spec.get("Improvement", 0)
-    if isinstance(d, Scaled):
+    given = [k for k in ("Improvement", "AbsoluteChange", "RelativeChange") if k in spec]
+    if len(given) > 1:
+        raise OptionError(f"{WHO}: TrainingStoppingCriterion: give one of \"Improvement\", \"AbsoluteChange\" and "
+                          f"\"RelativeChange\", but was given {', '.join(repr(k) for k in given)}.")
+    key = given[0] if given else "Improvement"
+    d = spec.get(key, 0)
+    if key == "RelativeChange":
+        if isinstance(d, bool) or not _is_number(d) or not 0 < d < 1:
+            raise OptionError(f'{WHO}: TrainingStoppingCriterion: "RelativeChange" must be a fraction strictly between '
+                              f"0 and 1, but was given {d!r}.")
+        improvement, relative = float(d), True
+    elif isinstance(d, Scaled) and key == "Improvement":
         improvement, relative = d.f, True
-    elif _is_number(d) and d >= 0:
+    elif not isinstance(d, bool) and _is_number(d) and d >= 0:
         improvement, relative = float(d), False
     else:
-        raise OptionError(f'{WHO}: TrainingStoppingCriterion: "Improvement" must be a non-negative number or '
-                          f"Scaled(f), but was given {d!r}.")
-    return StoppingRule(None, c, rounds["Patience"], rounds["InitialPatience"], improvement, relative)
+        raise OptionError(f'{WHO}: TrainingStoppingCriterion: "{key}" must be a non-negative number'
+                          f"{' or Scaled(f)' if key == 'Improvement' else ''}, but was given {d!r}.")
+    target = spec.get("TargetValue")
+    if target is not None:
+        if isinstance(target, bool) or not _is_number(target) or not math.isfinite(target):
+            raise OptionError(f'{WHO}: TrainingStoppingCriterion: "TargetValue" must be a real number, but was given '
+                              f"{target!r}.")
+        target = float(target)
+        if not given:
+            improvement = None
+    return StoppingRule(None, c, rounds["Patience"], rounds["InitialPatience"], improvement, relative, target)
 
 
 STOP_ANSWERS = 'True (to stop), False (to go on) or "StopTraining"'

@@ -12,7 +12,9 @@ PROPERTIES = (
     "BestValidationRound", "InitialLearningRate", "FinalLearningRate", "ExamplesProcessed", "MeanBatchesPerSecond",
     "MeanExamplesPerSecond", "TotalBatches", "TotalRounds", "TotalTrainingTime", "TrainingExamples",
     "ValidationExamples", "BatchSize", "OptimizationMethod", "TargetDevice", "WorkingPrecision", "CheckpointingFiles",
-    "LossPlot", "FinalPlots", "Properties",
+    "LossPlot", "FinalPlots", "Properties", "FinalRoundLoss", "FinalValidationLoss", "RoundLoss", "ValidationLoss",
+    "LossEvolutionPlot", "BatchesPerRound", "RoundPositions", "ValidationPositions", "BatchMeasurementsLists",
+    "WeightsLearningRateMultipliers",
 )
 REASONS = ("MaxTrainingRounds", "TimeGoal", "StoppingCriterion", "ManualStop", "Divergence")
 
@@ -37,8 +39,17 @@ class NetTrainResultsObject:
     "BatchSize", "OptimizationMethod" ((name, settings)), "TargetDevice", "WorkingPrecision"
     "CheckpointingFiles"  the files TrainingProgressCheckpointing wrote (each checkpoint's .wlnet net
     and its .training state), in the order first written
-    "LossPlot"  a matplotlib figure of the losses (fig.savefig("loss.png"))
+    "LossPlot"  a figure of the round losses (a matplotlib Figure a notebook shows; fig.savefig("loss.png"))
+    "LossEvolutionPlot"  a figure of every batch's loss, the round losses and the validation losses
+    against the batch
     "FinalPlots"  {"Loss": figure, measurement: figure, ...}
+    "FinalRoundLoss" = "RoundLoss"  the last round's mean training loss
+    "FinalValidationLoss" = "ValidationLoss"  the last validation loss (None without a ValidationSet)
+    "BatchesPerRound"  batches in a round           "RoundPositions"  the batch (1-based, counted from
+    the start) at which each round ended          "ValidationPositions"  the batch after which each
+    validation ran ([] without a ValidationSet)
+    "BatchMeasurementsLists"  {"Loss": [the loss of each batch]}: the measurement made batch by batch
+    "WeightsLearningRateMultipliers"  {(position, ..., array name): the factor its learning rate had}
 
     >>> res = NetTrain(NetInitialize(LinearLayer(1, Input=1)), [([1.0], [2.0]), ([2.0], [4.0])], All,
     ...                MaxTrainingRounds=3, TrainingProgressReporting=None)
@@ -60,6 +71,10 @@ class NetTrainResultsObject:
             return self.properties
         if prop == "LossPlot":
             return loss_plot(self._values["RoundLossList"], self._values["ValidationLossList"])
+        if prop == "LossEvolutionPlot":
+            v = self._values
+            return loss_evolution_plot(v["BatchLossList"], v["RoundLossList"], v["RoundPositions"],
+                                       v["ValidationLossList"], v["ValidationPositions"])
         if prop == "FinalPlots":
             rounds, val = self._values["RoundMeasurementsLists"], self._values["ValidationMeasurementsLists"]
             return {m: loss_plot(v, val.get(m, []), ylabel="loss" if m == "Loss" else m)
@@ -95,6 +110,9 @@ def values(run, o, trained, final, validation_examples: int, files: list) -> dic
     stepper = run.stepper
     base = o.settings["LearningRate"]
     train_time = run.elapsed - run.val_time
+    rounds = len(run.losses)
+    # a round has `steps` batches; the last may have stopped early (a time goal, a stop)
+    ends = [min((r + 1) * run.steps, run.batches) for r in range(rounds)]
     return {
         "TrainedNet": trained,
         "FinalNet": final,
@@ -122,16 +140,33 @@ def values(run, o, trained, final, validation_examples: int, files: list) -> dic
         "TargetDevice": "GPU" if run.group.device.type == "cuda" else "CPU",
         "WorkingPrecision": o.precision,
         "CheckpointingFiles": files,
+        "FinalRoundLoss": run.losses[-1] if run.losses else None,
+        "RoundLoss": run.losses[-1] if run.losses else None,
+        "FinalValidationLoss": val[-1] if val else None,
+        "ValidationLoss": val[-1] if val else None,
+        "BatchesPerRound": run.steps,
+        "RoundPositions": ends,
+        "ValidationPositions": ends[:len(val)],  # the ValidationSet is measured after every round
+        "BatchMeasurementsLists": {"Loss": run.batch_losses},
+        "WeightsLearningRateMultipliers": weight_multipliers(run.net, o.multipliers),
     }
 
 
-def loss_plot(losses: list, validation: list, ylabel: str = "loss"):
-    """A matplotlib figure of the round losses (and validation losses); `fig.savefig("x.png")`."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
+def weight_multipliers(net, spec) -> dict:
+    """{(position, ..., array name): learning-rate factor} of every array, as NetTrain applied them."""
+    from ..core.runtime import param_name
+    from .optim import multipliers
 
-    fig = Figure(figsize=(6, 3.6), dpi=100)
-    FigureCanvasAgg(fig)
+    factors = multipliers(net, spec)
+    return {pos + (a,): factors[param_name(pos, a)] for pos, leaf in net.leaves() for a in leaf._arrays}
+
+
+def loss_plot(losses: list, validation: list, ylabel: str = "loss"):
+    """A figure of the round losses (and validation losses): a matplotlib Figure that a notebook
+    shows as an image; `fig.savefig("x.png")`."""
+    from ..show.graphics import figure
+
+    fig = figure(figsize=(6, 3.6), dpi=100)
     ax = fig.add_subplot()
     rounds = range(1, len(losses) + 1)
     ax.plot(rounds, losses, label="training", color="tab:orange")
@@ -147,4 +182,28 @@ def loss_plot(losses: list, validation: list, ylabel: str = "loss"):
     return fig
 
 
-__all__ = ["PROPERTIES", "REASONS", "NetTrainResultsObject", "latest", "loss_plot", "values"]
+def loss_evolution_plot(batch_losses: list, round_losses: list, round_ends: list, validation: list,
+                        validation_ends: list):
+    """A figure of every batch's loss, with the round losses and validation losses at the batch
+    where each round ended, against the batch."""
+    from ..show.graphics import figure
+
+    fig = figure(figsize=(6, 3.6), dpi=100)
+    ax = fig.add_subplot()
+    ax.plot(range(1, len(batch_losses) + 1), batch_losses, label="batch", color="tab:orange", alpha=0.35,
+            linewidth=0.8)
+    ax.plot(round_ends, round_losses, label="round", color="tab:orange", marker=".")
+    if validation:
+        ax.plot(validation_ends, validation, label="validation", color="tab:blue", marker=".")
+    if all(x > 0 for x in list(batch_losses) + list(round_losses) + list(validation)):
+        ax.set_yscale("log")
+    ax.set_xlabel("batches")
+    ax.set_ylabel("loss")
+    ax.legend()
+    ax.grid(True, alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
+__all__ = ["PROPERTIES", "REASONS", "NetTrainResultsObject", "latest", "loss_evolution_plot", "loss_plot", "values",
+           "weight_multipliers"]
