@@ -63,8 +63,10 @@ print(json.dumps(out))
 """
 
 
-def worker(src: Path) -> dict:
-    env = dict(os.environ, PYTHONPATH=str(src))
+def worker(src: Path, extensions: str | None = None) -> dict:
+    # the other commit's native kernels are built into their own directory: built into the shared
+    # one, they would replace this checkout's build (and every other process's on the machine)
+    env = dict(os.environ, PYTHONPATH=str(src), **({"TORCH_EXTENSIONS_DIR": extensions} if extensions else {}))
     res = subprocess.run([sys.executable, "-c", WORKER], env=env, capture_output=True, text=True, check=True)
     return json.loads(res.stdout.strip().splitlines()[-1])
 
@@ -80,8 +82,8 @@ def main(commit: str, rounds: int = 6) -> None:
             ratios: dict = {}
             best: dict = {}
             for r in range(rounds):
-                order = [("this", ROOT / "src"), ("other", other / "src")]
-                got = dict((who, worker(src)) for who, src in (order if r % 2 == 0 else order[::-1]))
+                order = [("this", ROOT / "src", None), ("other", other / "src", str(Path(tmp) / "extensions"))]
+                got = dict((who, worker(src, ext)) for who, src, ext in (order if r % 2 == 0 else order[::-1]))
                 for case, t in got["this"].items():
                     ratios.setdefault(case, []).append(t / got["other"][case])
                     b = best.setdefault(case, [t, got["other"][case]])
