@@ -54,7 +54,7 @@ from .nets.edit import NetAppend, NetDelete, NetDrop, NetInsert, NetJoin, NetPre
 from .nets.gradient import NetPortGradient
 from .nets.initialize import NetInitialize
 from .nets.measure import NetMeasurements
-from .nets.operators import NetBidirectionalOperator, NetMapOperator
+from .nets.operators import NetBidirectionalOperator, NetMapOperator, NetNestOperator
 from .nets.rewrite import NetFlatten, NetRename, NetReplace, NetReplacePart
 from .nets.state import NetStateObject
 from .show.info import Information, NetExtract, Options
@@ -111,6 +111,7 @@ __all__ = [
     "NetJoin",
     "NetMapOperator",
     "NetMeasurements",
+    "NetNestOperator",
     "NetPort",
     "NetPortGradient",
     "NetPrepend",
