@@ -114,3 +114,37 @@ def test_class_encoder_default_is_the_index():
     assert w.NetEncoder(("Class", ["x", "y", "z"], "UnitVector"))("z") == [0.0, 0.0, 1.0]
     net = w.NetChain([w.UnitVectorLayer()], Input=enc)  # a layer of indices takes the default form as it is
     assert net(["y", "x"]) == [[0.0, 1.0, 0.0], [1.0, 0.0, 0.0]]
+
+
+# ---- NetTrain's data in the forms Python gives it: a DataLoader, a generator object, a list of dicts -------
+def _line_net():
+    return w.NetInitialize(w.LinearLayer(1, Input=1), RandomSeeding=2)
+
+
+def test_a_torch_dataloader_is_training_data_and_starts_a_new_epoch():
+    xs = torch.linspace(-1, 1, 8).unsqueeze(1)
+    loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(xs, 2 * xs + 1), batch_size=4)
+    res = w.NetTrain(_line_net(), loader, w.All, MaxTrainingRounds=5, RandomSeeding=1, TrainingProgressReporting=None)
+    assert res["TotalBatches"] == 5  # 2 batches an epoch: the loader starts again
+    # the first batch's loss is the initial net's on the loader's first batch (x = -1, ..., -1/7)
+    first = w.NetMeasurements(_line_net(), list(zip(xs[:4].numpy(), (2 * xs[:4] + 1).numpy())), "Loss")
+    assert res["BatchLossList"][0] == pytest.approx(first, rel=1e-5)
+
+
+def test_a_generator_object_gives_batches_until_it_ends():
+    def batches(n):
+        for i in range(n):
+            yield [{"Input": [float(i)], "Output": [2.0 * i + 1]}, {"Input": [0.5], "Output": [2.0]}]
+
+    res = w.NetTrain(_line_net(), batches(4), w.All, MaxTrainingRounds=3, TrainingProgressReporting=None)
+    assert res["TotalBatches"] == 3
+    with pytest.raises(w.TrainingError, match="the generator object given as training data ended before round 3"):
+        w.NetTrain(_line_net(), batches(2), MaxTrainingRounds=3, TrainingProgressReporting=None)
+
+
+def test_a_list_of_dicts_is_a_batch_of_examples():
+    data = [{"Input": [1.0], "Output": [3.0]}, {"Input": [0.0], "Output": [1.0]}]
+    res = w.NetTrain(_line_net(), data, w.All, MaxTrainingRounds=2, TrainingProgressReporting=None)
+    assert res["TrainingExamples"] == 2 and res["TotalRounds"] == 2
+    assert w.NetMeasurements(_line_net(), data, "Loss") == pytest.approx(
+        w.NetMeasurements(_line_net(), [([1.0], [3.0]), ([0.0], [1.0])], "Loss"))

@@ -17,6 +17,7 @@ from __future__ import annotations
 import math
 from typing import NamedTuple
 
+import numpy as np
 import torch
 
 from ..core.errors import TrainingError
@@ -153,9 +154,51 @@ class Reading(NamedTuple):
                 "validation examples": v.data.size if isinstance(v, Problem) else repr(v)}
 
 
+def is_iterable(data) -> bool:
+    """Whether data is a generator object or another iterable of batches (a torch DataLoader)
+    rather than examples or a generator function."""
+    return not isinstance(data, dict | list | tuple | str | bytes | np.ndarray | torch.Tensor) and not callable(data) \
+        and hasattr(data, "__iter__")
+
+
+class IterableBatches:
+    """A generator object or another iterable of batches (a torch DataLoader) as a generator
+    function: each call gives its next batch, in any form a generator function may give; a
+    DataLoader's [inputs, targets] is read as the tuple (inputs, targets). An iterable that ends
+    starts again (a DataLoader: its next epoch); a generator object, which cannot, stops the
+    training with a TrainingError naming the batch."""
+
+    def __init__(self, data):
+        self.data, self.it = data, iter(data)
+
+    def __call__(self, info: dict):
+        try:
+            return _batch(next(self.it))
+        except StopIteration:
+            if iter(self.data) is self.data:  # an iterator: used up
+                raise TrainingError(f"{WHO}: the generator object given as training data ended before round "
+                                    f"{info['Round']}, batch {info['Batch']}; give a generator function f(info) "
+                                    "(called for every batch), an iterable that can start again, or fewer rounds.") \
+                    from None
+            self.it = iter(self.data)
+            try:
+                return _batch(next(self.it))
+            except StopIteration:
+                raise TrainingError(f"{WHO}: the iterable given as training data gives no batches.") from None
+
+
+def _batch(b):
+    if isinstance(b, list) and len(b) == 2 and all(isinstance(x, torch.Tensor | np.ndarray) for x in b):
+        return tuple(b)  # (a DataLoader's default collation of (input, target) pairs)
+    return b
+
+
 def read_data(net, data, o: Options) -> Reading:
-    """The data and ValidationSet read for `net` (a generator's first batch called for)."""
+    """The data and ValidationSet read for `net` (a generator's first batch called for); a
+    generator object or an iterable of batches is read as a generator function (`IterableBatches`)."""
     batch = o.batch_size
+    if is_iterable(data):
+        data = IterableBatches(data)
     generator = is_generator(data)
     if generator:
         batch = batch or AUTOMATIC_BATCH
