@@ -88,7 +88,8 @@ def test_native_kernels_propagate_nan_and_inf_as_the_reference_step(name, where,
 
 
 def test_a_diverging_run_through_a_native_lstm_stops_at_once_with_finite_arrays():
-    net = w.NetChain([w.LongShortTermMemoryLayer(4), w.SequenceLastLayer(), w.LinearLayer(1)], Input=("Varying", 2))
+    # the net's output is the LSTM's: with NaN clamped by the kernel its loss looked finite for ever
+    net = w.NetChain([w.LongShortTermMemoryLayer(1), w.SequenceLastLayer()], Input=("Varying", 2))
     rng = np.random.default_rng(0)
     data = [(rng.standard_normal((5, 2)).tolist(), [float(rng.standard_normal())]) for _ in range(64)]
     with pytest.warns(NetWarning):
