@@ -147,11 +147,12 @@ def _chosen_gemm(lib) -> str:
         return kept[1]
     chosen = choose_gemm(lib)
     gemm_source = "measured"
+    from ...core.errors import ExportError
+    from ...io.files import atomic_write
+
     try:
-        tmp = path.with_name(f"{path.name}.{os.getpid()}")
-        tmp.write_text(f"{key}\n{chosen}\n")
-        os.replace(tmp, path)
-    except OSError:  # a read-only extensions directory: measured again in the next process
+        atomic_write(path, f"{key}\n{chosen}\n".encode(), "the native kernels' product table", sync_directory=False)
+    except ExportError:  # a read-only extensions directory: measured again in the next process
         pass
     return chosen
 
