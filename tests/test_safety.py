@@ -268,8 +268,13 @@ def test_a_file_with_non_finite_arrays_is_refused_for_every_layer_with_arrays(tm
 
 # ---- the native module's loading from several threads at once --------------------------------------
 class _FakeModule:
+    """What get() reads of a built module as it keeps it: its product's getter and setter."""
+
     def set_gemm(self, i):
         pass
+
+    def gemm(self):
+        return 0
 
 
 @pytest.fixture
@@ -279,6 +284,7 @@ def fresh_native(monkeypatch):
     monkeypatch.setattr(native, "_tried", False)
     monkeypatch.setattr(native, "_error", None)
     monkeypatch.setattr(native, "_chosen_gemm", lambda lib: "blas")
+    monkeypatch.setattr(native, "_gemm_fns", list(native._gemm_fns))  # the real module's, kept for later tests
     monkeypatch.delenv("WLNET_NO_NATIVE", raising=False)
     return monkeypatch
 
